@@ -1,0 +1,96 @@
+"""Boot-to-ready of 1, 2, 4, 8 CPUs beside the floor, and the whole CLI beside a bare import.
+
+The floor: forking the same number of bare processes that each post a semaphore,
+and waiting for all the posts.  Run: ``python -m bench.boot``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+import multiprocess
+import posix_ipc
+
+import rumpmp
+
+REPEAT = 7
+
+
+def _post(name: str) -> None:
+    posix_ipc.Semaphore(name).release()
+
+
+def floor_once(n: int) -> float:
+    """Fork n processes that each post one semaphore; seconds until all have."""
+    name = f"/rmpbench-{uuid.uuid4().hex[:8]}"
+    sem = posix_ipc.Semaphore(name, posix_ipc.O_CREX, initial_value=0)
+    ctx = multiprocess.get_context("fork")
+    start = time.perf_counter()
+    procs = [ctx.Process(target=_post, args=(name,)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    for _ in range(n):
+        sem.acquire(10)
+    elapsed = time.perf_counter() - start
+    for p in procs:
+        p.join()
+    sem.unlink()
+    return elapsed
+
+
+def boot_once(n: int) -> float:
+    start = time.perf_counter()
+    k = rumpmp.boot(n)
+    elapsed = time.perf_counter() - start
+    k.halt(rumpmp.RB_NOSYNC)
+    return elapsed
+
+
+def command_once(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def median_ms(fn, *args) -> float:
+    return statistics.median(fn(*args) for _ in range(REPEAT)) * 1e3
+
+
+def rows() -> list[tuple[str, float, float, str]]:
+    """(what, rumpmp ms, floor ms, floor name) for each measurement."""
+    out = []
+    for n in (1, 2, 4, 8):
+        out.append(
+            (
+                f"boot {n} CPUs to ready",
+                median_ms(boot_once, n),
+                median_ms(floor_once, n),
+                f"fork {n} + semaphore",
+            )
+        )
+    cli = [sys.executable, "-m", "rumpmp", "boot", "--ncpu", "8"]
+    bare = [sys.executable, "-c", "import multiprocess, posix_ipc, cloudpickle"]
+    out.append(
+        (
+            "`python -m rumpmp boot --ncpu 8`",
+            median_ms(command_once, cli),
+            median_ms(command_once, bare),
+            "python -c 'import ...'",
+        )
+    )
+    return out
+
+
+def main() -> None:
+    print(f"| benchmark | rumpmp (median of {REPEAT}) | floor | ratio |")
+    print("|---|---:|---:|---:|")
+    for what, ours, floor, floor_name in rows():
+        print(f"| {what} | {ours:.1f} ms | {floor:.1f} ms ({floor_name}) | {ours / floor:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

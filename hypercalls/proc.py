@@ -1,0 +1,109 @@
+"""Starting, watching and stopping the virtual CPU processes.
+
+A vCPU is a child process forked from the host (``multiprocess``'s fork context: a
+fork is cheap and the child starts with the kernel code already imported).  Two
+channels tie the processes together so that no failure goes unnoticed:
+
+* the host watches every child's sentinel and learns of an unexpected exit at once;
+* each child holds the read end of a *lifeline* pipe whose only write end stays in
+  the host: when the host dies, for whatever reason, the read returns EOF and the
+  child cleans up and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Sequence
+
+import multiprocess
+from multiprocess.connection import wait as _wait_sentinels
+
+_ctx = multiprocess.get_context("fork")
+
+#: Write ends of every lifeline this process holds; a forked child closes them all,
+#: or a child of one kernel would keep another kernel's lifeline open.
+_lifeline_writers: set[int] = set()
+
+
+class Lifeline:
+    """A pipe whose write end only the host holds."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        _lifeline_writers.add(self.write_fd)
+
+    def close(self) -> None:
+        """Close both ends in this process (the host, at halt)."""
+        _lifeline_writers.discard(self.write_fd)
+        for fd in (self.read_fd, self.write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _child_main(target: Callable[..., object], args: tuple) -> None:
+    for fd in list(_lifeline_writers):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _lifeline_writers.clear()
+    target(*args)
+
+
+def spawn(target: Callable[..., object], args: tuple, name: str) -> multiprocess.Process:
+    """Fork a child process running ``target(*args)``."""
+    p = _ctx.Process(target=_child_main, args=(target, args), name=name, daemon=True)
+    p.start()
+    return p
+
+
+def watch_parent(lifeline_fd: int, on_death: Callable[[], None]) -> None:
+    """In a child: call ``on_death()`` from a thread when the host's lifeline breaks."""
+
+    def watch() -> None:
+        while True:
+            try:
+                if not os.read(lifeline_fd, 1):
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        on_death()
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
+
+
+def wait_any(procs: Sequence[multiprocess.Process], timeout: float) -> list[int]:
+    """Indices of the processes in ``procs`` that have exited (waits up to ``timeout``)."""
+    ready = _wait_sentinels([p.sentinel for p in procs], timeout)
+    return [i for i, p in enumerate(procs) if p.sentinel in ready]
+
+
+def exitcode_text(code: int | None) -> str:
+    """'signal SIGKILL', 'exit 70', ... for a process exit code."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit {code}"
+
+
+def kill(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Send a signal to a process, ignoring one that is already gone."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def exit(code: int) -> None:
+    """End the calling process at once, without cleanup handlers (rumpuser_exit)."""
+    os._exit(code)

@@ -1,0 +1,107 @@
+"""Named shared-memory segments and the bookkeeping of named host objects.
+
+Every named object a kernel creates (segments here, semaphores in ``sync``) carries
+that kernel's prefix, so that one ``unlink_prefix`` call removes all of them at halt,
+at panic, when the host dies, or from ``python -m rumpmp cleanup``.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+
+import posix_ipc
+
+SHM_DIR = "/dev/shm"
+_SEM_FILE_PREFIX = "sem."
+
+_attached: dict[str, Segment] = {}
+
+
+class Segment:
+    """A POSIX shared-memory segment mapped into this process.
+
+    ``buf`` is a writable memoryview over the whole segment.  A segment is attached
+    at most once per process (``attach`` returns the cached mapping), so every
+    handle into it in this process shares one mapping.
+    """
+
+    def __init__(self, name: str, size: int, create: bool) -> None:
+        flags = posix_ipc.O_CREX if create else 0
+        shm = posix_ipc.SharedMemory("/" + name, flags, size=size if create else 0)
+        try:
+            self.name = name
+            self.size = shm.size
+            self._map = mmap.mmap(shm.fd, shm.size)
+        finally:
+            shm.close_fd()
+        self.buf = memoryview(self._map)
+
+    @classmethod
+    def create(cls, name: str, size: int) -> Segment:
+        """Create and map a new zero-filled segment; EEXIST if the name is taken."""
+        try:
+            seg = cls(name, size, create=True)
+        except posix_ipc.ExistentialError as e:
+            raise FileExistsError(errno.EEXIST, f"shared segment {name} exists") from e
+        _attached[name] = seg
+        return seg
+
+    @classmethod
+    def attach(cls, name: str) -> Segment:
+        """Map an existing segment (once per process); ENOENT if it is gone."""
+        seg = _attached.get(name)
+        if seg is None:
+            try:
+                seg = cls(name, 0, create=False)
+            except posix_ipc.ExistentialError as e:
+                raise FileNotFoundError(errno.ENOENT, f"no shared segment {name}") from e
+            _attached[name] = seg
+        return seg
+
+    def unlink(self) -> None:
+        """Remove the name; the mapping stays valid until this process exits."""
+        try:
+            posix_ipc.unlink_shared_memory("/" + self.name)
+        except posix_ipc.ExistentialError:
+            pass
+
+
+def forget_prefix(prefix: str) -> None:
+    """Drop this process's cached mappings of a prefix (after its kernel halted).
+
+    The mappings themselves are not closed: memoryviews handed out may still be
+    referenced, and closing under them would crash the interpreter.
+    """
+    for name in [n for n in _attached if n.startswith(prefix)]:
+        del _attached[name]
+
+
+def list_prefix(prefix: str) -> list[str]:
+    """Names of the live segments and semaphores whose name starts with ``prefix``.
+
+    Semaphores are reported as ``sem.<name>``, the way Linux shows them in /dev/shm.
+    """
+    try:
+        entries = os.listdir(SHM_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(e for e in entries if e.startswith((prefix, _SEM_FILE_PREFIX + prefix)))
+
+
+def unlink_prefix(prefix: str) -> list[str]:
+    """Unlink every segment and semaphore whose name starts with ``prefix``."""
+    if not prefix:
+        raise ValueError("refusing to unlink an empty prefix")
+    removed = []
+    for entry in list_prefix(prefix):
+        try:
+            if entry.startswith(_SEM_FILE_PREFIX):
+                posix_ipc.unlink_semaphore("/" + entry[len(_SEM_FILE_PREFIX) :])
+            else:
+                posix_ipc.unlink_shared_memory("/" + entry)
+            removed.append(entry)
+        except posix_ipc.ExistentialError:
+            pass
+    return removed

@@ -1,0 +1,106 @@
+"""Host threads, the per-thread curlwp slot and the CPU release hooks (rumpuser(3)).
+
+The kernel registers two hooks with ``thrinit``: ``unschedule`` (give up the virtual
+CPU) and ``schedule`` (take it back).  Every hypercall that may block calls
+``unschedule()`` before it blocks and ``schedule()`` after; the ``*_nowrap``
+variants do not.  Outside a CPU process (the host) the hooks stay no-ops.
+
+curlwp is an opaque int that the kernel gives each thread it runs (0: none).  Locks
+record it as their owner; a thread without one is identified by a negative token
+unique to the thread, so host threads can own hypercall locks too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Callable
+
+_tls = threading.local()
+_tokens = itertools.count(1)
+
+
+def _nothing() -> None:
+    pass
+
+
+class _Hooks:
+    def __init__(self) -> None:
+        self.schedule: Callable[[], None] = _nothing
+        self.unschedule: Callable[[], None] = _nothing
+        self.threads = True
+
+
+hooks = _Hooks()
+
+
+def thrinit(
+    schedule: Callable[[], None], unschedule: Callable[[], None], threads: bool = True
+) -> None:
+    """Install the kernel's CPU hooks (rumpuser_thrinit)."""
+    hooks.schedule = schedule
+    hooks.unschedule = unschedule
+    hooks.threads = threads
+
+
+def set_curlwp(lwp: int) -> None:
+    """Bind the kernel's lwp id to the calling thread (0 unbinds)."""
+    _tls.curlwp = lwp
+
+
+def curlwp() -> int:
+    """The lwp id bound to the calling thread, 0 if none."""
+    return getattr(_tls, "curlwp", 0)
+
+
+def owner_token() -> int:
+    """A nonzero int naming the calling thread as a lock owner."""
+    lwp = getattr(_tls, "curlwp", 0)
+    if lwp:
+        return lwp
+    token = getattr(_tls, "token", 0)
+    if not token:
+        # Unique across processes: pid in the high bits, a per-process counter below.
+        token = _tls.token = -((os.getpid() << 24) | next(_tokens))
+    return token
+
+
+class ThreadExit(BaseException):
+    """Raised by ``thread_exit`` to unwind the calling host thread."""
+
+
+def thread_create(
+    func: Callable[..., object], arg: object, name: str, joinable: bool = True
+) -> threading.Thread:
+    """Start a host thread running ``func(arg)`` (rumpuser_thread_create)."""
+
+    def body() -> None:
+        try:
+            func(arg)
+        except ThreadExit:
+            pass
+
+    t = threading.Thread(target=body, name=name, daemon=True)
+    t.start()
+    return t
+
+
+def thread_join(t: threading.Thread, timeout: float | None = None) -> bool:
+    """Wait for a joinable thread; True if it has ended (rumpuser_thread_join)."""
+    hooks.unschedule()
+    try:
+        t.join(timeout)
+    finally:
+        hooks.schedule()
+    return not t.is_alive()
+
+
+def thread_exit() -> None:
+    """End the calling thread (rumpuser_thread_exit); never returns."""
+    raise ThreadExit
+
+
+def local() -> threading.local:
+    """A fresh thread-local namespace, for kernel per-thread state."""
+    return threading.local()

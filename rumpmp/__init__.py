@@ -1,0 +1,29 @@
+"""rumpmp: an SMP rump kernel for Python, one OS process per virtual CPU.
+
+Host-side API::
+
+    import rumpmp
+    with rumpmp.boot(ncpu=4) as k:
+        k.run(func, arg, cpu=2)
+
+Kernel-side code (what runs inside ``Kernel.run``) imports NetBSD-named functions
+from ``rumpmp.kern``.
+"""
+
+from .client import Kernel, KernelHalted, boot, rump_init
+from .init import EPROGMISMATCH
+from .prf import RumpPanic
+from .reboot import RB_AUTOBOOT, RB_DUMP, RB_HALT, RB_NOSYNC
+
+__all__ = [
+    "EPROGMISMATCH",
+    "RB_AUTOBOOT",
+    "RB_DUMP",
+    "RB_HALT",
+    "RB_NOSYNC",
+    "Kernel",
+    "KernelHalted",
+    "RumpPanic",
+    "boot",
+    "rump_init",
+]

@@ -1,0 +1,169 @@
+"""The shared arena: one segment per kernel, mapped in every process of that kernel.
+
+The arena begins with a header and a table of regions, laid out once at boot; every
+other module finds its shared state through ``Arena.region(name)``.  Records are
+arrays of 8-byte words (``Arena.w``, a memoryview cast to int64), so a field is read
+or written with one index operation and no process keeps a private copy.
+
+An ``Arena`` object is this process's view of one kernel: the mapping, the kernel's
+semaphore pool and the per-process caches (unpickled blobs, opened handles).  There
+is one per kernel per process (``Arena.attach``), so handles that pickle by
+reference (prefix, offset) find the same view wherever they are unpickled.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+from hypercalls import shm, sync
+
+MAGIC = 0x72756D706D70  # "rumpmp"
+
+#: The kernel's own version (RUMP_VERSION); the hypercall version it needs is below.
+KERNEL_VERSION = 1
+HYPERCALL_VERSION = 1
+
+# Header words.
+H_MAGIC = 0
+H_VERSION = 1
+H_NCPU = 2
+H_STATE = 3
+H_PANIC_CPU = 4
+H_BOOT_SEC = 5
+H_BOOT_NSEC = 6
+H_THREADS = 7
+H_VERBOSE = 8
+H_HOSTPID = 9
+H_NREGIONS = 10
+H_COLD = 11
+H_HZ = 12
+H_NREADY = 13
+H_BOOT_SLOT = 14  # pool slot the CPUs post when they are ready
+H_LOCKDEBUG = 15
+H_HOWTO = 16  # cpu_reboot flags of a halt in progress
+HEADER_WORDS = 32
+
+# Strings in the header area, after the words.
+HOSTNAME_OFF = HEADER_WORDS * 8
+HOSTNAME_LEN = 256
+PANICSTR_OFF = HOSTNAME_OFF + HOSTNAME_LEN
+PANICSTR_LEN = 512
+REGION_TABLE_OFF = PANICSTR_OFF + PANICSTR_LEN
+MAX_REGIONS = 32
+_REGION = struct.Struct("<16sqq")  # name, offset, size
+
+# Kernel states (H_STATE).
+BOOTING, RUNNING, HALTING, HALTED, PANICKED = range(5)
+STATE_NAMES = ("booting", "running", "halting", "halted", "panicked")
+
+ALIGN = 64  # a cache line: regions never share one
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) & ~(ALIGN - 1)
+
+
+_views: dict[str, Arena] = {}
+
+
+class Arena:
+    """This process's view of one kernel's shared state."""
+
+    def __init__(self, prefix: str, seg: shm.Segment, pool: sync.SyncPool) -> None:
+        self.prefix = prefix
+        self.seg = seg
+        self.buf = seg.buf
+        self.w = seg.buf.cast("q")
+        self.pool = pool
+        self.regions: dict[str, tuple[int, int]] = {}
+        self.cache: dict[object, object] = {}  # per-process: unpickled blobs, opened objects
+        for i in range(self.w[H_NREGIONS]):
+            name, off, size = _REGION.unpack_from(self.buf, REGION_TABLE_OFF + i * _REGION.size)
+            self.regions[name.rstrip(b"\0").decode()] = (off, size)
+
+    @classmethod
+    def create(cls, prefix: str, regions: list[tuple[str, int]], nslots: int) -> Arena:
+        """Lay out a new arena with the given (name, size) regions and its pool."""
+        if len(regions) > MAX_REGIONS:
+            raise ValueError("too many arena regions")
+        off = _align(REGION_TABLE_OFF + MAX_REGIONS * _REGION.size)
+        table = []
+        for name, size in regions:
+            table.append((name, off, size))
+            off = _align(off + size)
+        seg = shm.Segment.create(prefix + "arena", off)
+        for i, (name, roff, size) in enumerate(table):
+            _REGION.pack_into(
+                seg.buf, REGION_TABLE_OFF + i * _REGION.size, name.encode(), roff, size
+            )
+        w = seg.buf.cast("q")
+        w[H_NREGIONS] = len(table)
+        w[H_VERSION] = KERNEL_VERSION
+        w[H_MAGIC] = MAGIC
+        w.release()
+        pool = sync.SyncPool.create(prefix, nslots)
+        view = cls(prefix, seg, pool)
+        _views[prefix] = view
+        return view
+
+    @classmethod
+    def attach(cls, prefix: str) -> Arena:
+        """This process's view of the kernel with this prefix (ENXIO if it is gone)."""
+        view = _views.get(prefix)
+        if view is None:
+            try:
+                seg = shm.Segment.attach(prefix + "arena")
+                pool = sync.SyncPool.attach(prefix)
+            except FileNotFoundError as e:
+                raise OSError(errno.ENXIO, f"no kernel {prefix!r}: it has halted") from e
+            view = _views[prefix] = cls(prefix, seg, pool)
+        return view
+
+    def forget(self) -> None:
+        """Drop this process's view after the kernel has gone."""
+        _views.pop(self.prefix, None)
+        shm.forget_prefix(self.prefix)
+
+    # -- regions and header -------------------------------------------------
+
+    def region(self, name: str) -> tuple[int, int]:
+        """(byte offset, size) of a region."""
+        return self.regions[name]
+
+    def region_word(self, name: str) -> int:
+        """Word index of the start of a region."""
+        return self.regions[name][0] // 8
+
+    @property
+    def state(self) -> int:
+        return self.w[H_STATE]
+
+    @property
+    def ncpu(self) -> int:
+        return self.w[H_NCPU]
+
+    def get_str(self, off: int, size: int) -> str:
+        raw = bytes(self.buf[off : off + size])
+        return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+    def set_str(self, off: int, size: int, text: str) -> None:
+        raw = text.encode()[: size - 1]
+        self.buf[off : off + size] = raw + b"\0" * (size - len(raw))
+
+
+class _Here:
+    """Which kernel and CPU this process is (set once in a CPU process)."""
+
+    arena: Arena | None = None
+    cpu: int = -1
+
+
+here = _Here()
+
+
+def current() -> Arena:
+    """The kernel of this CPU process; ENXIO in a process that is not a CPU."""
+    if here.arena is None:
+        raise OSError(errno.ENXIO, "not inside a rumpmp kernel (call it through Kernel.run)")
+    return here.arena

@@ -1,0 +1,279 @@
+"""The host's view of a kernel: ``Kernel``, returned by ``rumpmp.boot``.
+
+The host process is a client of the kernels it boots.  It enters a kernel the way a
+remote client would, by handing it requests, with shared memory as the transport:
+``run`` places a new lwp carrying the pickled call on a CPU and parks until that lwp
+publishes its result.  A watcher thread per kernel turns the death of any CPU into
+a kernel panic within a fraction of a second: the other CPUs are stopped, every
+named object is unlinked, and callers get ``RumpPanic`` instead of hanging.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import threading  # the client library may: one host lock guards stopping
+from collections.abc import Callable
+from typing import Any, Self
+
+import hypercalls
+from hypercalls import proc, shm, sync, thread
+
+from . import arena as _arena
+from . import init, kmem, lwproc, reboot, scheduler
+from .arena import Arena
+from .blob import blob_free, blob_get, blob_put
+from .lwproc import L_ENTRY, L_REPLY, L_RESULT, L_STATE, LSZOMB, LW_WAITER
+from .msgbuf import msgbuf_read
+from .prf import RumpPanic, kprintf, panic_info, record_panic
+
+WATCH_INTERVAL = 0.1
+
+
+class KernelHalted(OSError):
+    """A call into a kernel that has halted."""
+
+
+class Kernel:
+    """A booted kernel: N CPU processes sharing one arena.  Use it as a context manager."""
+
+    def __init__(self, booted: init.Booted) -> None:
+        self._booted = booted
+        self._arena: Arena = booted.arena
+        self.prefix = self._arena.prefix
+        self.timings = booted.timings
+        self.params = booted.params
+        self._panic: RumpPanic | None = None
+        self._stopped = False
+        self._lock = threading.Lock()  # halt, panic and the watcher may race to stop
+        self._watcher = thread.thread_create(self._watch, None, f"{self.prefix}watch")
+        atexit.register(self._atexit)
+
+    # -- facts ---------------------------------------------------------------------
+
+    @property
+    def ncpu(self) -> int:
+        return self._arena.ncpu
+
+    @property
+    def state(self) -> str:
+        """'running', 'halted' or 'panicked'."""
+        return _arena.STATE_NAMES[self._arena.state]
+
+    @property
+    def hostname(self) -> str:
+        return self._arena.get_str(_arena.HOSTNAME_OFF, _arena.HOSTNAME_LEN)
+
+    def cpu_pids(self) -> list[int]:
+        """The OS process id of each virtual CPU."""
+        return [p.pid for p in self._booted.procs]
+
+    def dmesg(self) -> str:
+        """The kernel message buffer (readable after halt and panic too)."""
+        return msgbuf_read(self._arena)
+
+    def sched_stats(self) -> list[dict[str, int]]:
+        """Per-CPU scheduler counters (context switches, fast/slow path, steals)."""
+        self._check_running()
+        return [scheduler.stats(self._arena, i) for i in range(self.ncpu)]
+
+    def kmem_stats(self) -> tuple[int, int, int]:
+        """(blocks allocated, bytes in them, heap size) of the kernel heap."""
+        return kmem.kmem_stats(self._arena)
+
+    # -- entering the kernel -----------------------------------------------------
+
+    def run(self, func: Callable[..., Any], *args: Any, cpu: int | None = None) -> Any:
+        """Run ``func(*args)`` in a new lwp on CPU ``cpu`` (any if None) and return its
+        result, or raise its exception.  The call travels with cloudpickle."""
+        self._check_running()
+        if cpu is not None and not 0 <= cpu < self.ncpu:
+            raise OSError(errno.EINVAL, f"no cpu{cpu}: this kernel has {self.ncpu} CPUs")
+        arena = self._arena
+        t = lwproc.tables(arena)
+        name = getattr(func, "__name__", "run")
+        t.lock.enter_nowrap()
+        try:
+            lid = lwproc.lwp_alloc(
+                t, t.find_proc(1), name, bound=-1 if cpu is None else cpu, flags=LW_WAITER
+            )
+        finally:
+            t.lock.exit()
+        l = t.lwp(lid)
+        try:
+            arena.w[l + L_REPLY] = arena.pool.park_slot()
+            blob_put(arena, (func, args), l + L_ENTRY)
+            scheduler.setrunnable_new(arena, lid)
+            self._wait_lwp(l)
+            ok, value = blob_get(arena, l + L_RESULT)
+            blob_free(arena, l + L_RESULT)
+        finally:
+            if self._arena.state == _arena.RUNNING:
+                t.lock.enter_nowrap()
+                lwproc.lwp_free(t, lid)
+                t.lock.exit()
+        if ok:
+            return value
+        raise value
+
+    def _wait_lwp(self, l: int) -> None:
+        arena = self._arena
+        reply = arena.w[l + L_REPLY]
+        while arena.w[l + L_STATE] != LSZOMB:
+            try:
+                arena.pool.park(reply, None)
+            except sync.Shutdown:
+                self._check_running()
+                raise
+
+    def _check_running(self) -> None:
+        st = self._arena.state
+        if st == _arena.RUNNING:
+            return
+        if st == _arena.PANICKED:
+            self._stop_after_panic()
+            raise self._panic  # type: ignore[misc]
+        raise KernelHalted(errno.ENXIO, f"rump kernel {self.prefix} has halted")
+
+    # -- halt, panic, cleanup ----------------------------------------------------------
+
+    def halt(self, howto: int = 0) -> None:
+        """cpu_reboot(howto): stop every CPU and unlink every named object.
+
+        Unless RB_NOSYNC, CPUs get reboot.HALT_GRACE seconds to finish the lwps they run.
+        RB_DUMP ends them at once with the PANIC status, as the seed's dump does.
+        RB_HALT only changes the last message; the host is never taken down.
+        Halting a halted kernel does nothing.
+        """
+        if self._arena.state == _arena.PANICKED:
+            self._stop_after_panic()
+            return
+        reboot.begin_halt(self._arena, howto)
+        self._reap(reboot.HALT_GRACE + 1.0)
+        self._finish_halt()
+
+    def _finish_halt(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            arena = self._arena
+            howto = arena.w[_arena.H_HOWTO]
+            kprintf(arena, "rump kernel halted\n" if howto & reboot.RB_HALT else "halted\n")
+            arena.w[_arena.H_STATE] = _arena.HALTED
+            self._release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.halt()
+
+    def _reap(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for the CPU processes to exit, then kill them."""
+        procs = self._booted.procs
+        for p in procs:
+            p.join(grace)
+        for p in procs:
+            if p.exitcode is None:
+                proc.kill(p.pid)
+        for p in procs:
+            p.join(5)
+
+    def _release(self) -> None:
+        """Unlink every named object of this kernel; the mapping stays for dmesg."""
+        self._stopped = True
+        self._arena.pool.shutdown()
+        shm.unlink_prefix(self.prefix)
+        if self._booted.lifeline:
+            self._booted.lifeline.close()
+        self._arena.forget()
+        atexit.unregister(self._atexit)
+
+    def _stop_after_panic(self) -> None:
+        with self._lock:
+            if self._panic is None:
+                self._panic = panic_info(self._arena)
+            if not self._stopped:
+                self._reap(0)
+                self._release()
+
+    def _watch(self, _: object) -> None:
+        """Turn a dead CPU into a kernel panic; stop the kernel once it has panicked."""
+        arena = self._arena
+        procs = self._booted.procs
+        while True:
+            dead = proc.wait_any(procs, WATCH_INTERVAL)
+            st = arena.state
+            if st == _arena.HALTED or self._stopped:
+                return
+            if st == _arena.HALTING:
+                if len(dead) == len(procs):  # halted from inside the kernel
+                    self._finish_halt()
+                    return
+                continue
+            if dead and st != _arena.PANICKED:
+                i = dead[0]
+                record_panic(arena, i, f"cpu{i} died: {proc.exitcode_text(procs[i].exitcode)}")
+            if dead or arena.state == _arena.PANICKED:
+                self._stop_after_panic()
+                return
+
+    def _atexit(self) -> None:
+        try:
+            self.halt(reboot.RB_NOSYNC)
+        except Exception:  # noqa: BLE001 - the host is exiting; do what can be done
+            shm.unlink_prefix(self.prefix)
+
+    def __repr__(self) -> str:
+        return f"<rumpmp.Kernel {self.prefix} ncpu={self.ncpu} {self.state}>"
+
+
+def boot(
+    ncpu: int | None = None,
+    *,
+    verbose: bool | None = None,
+    threads: bool | None = None,
+    hostname: str | None = None,
+) -> Kernel:
+    """Boot a new, independent kernel.  Unset parameters come from RUMP_NCPU,
+    RUMP_VERBOSE, RUMP_THREADS and the host, as in rump."""
+    return Kernel(init.rump__init(ncpu, verbose, threads, hostname))
+
+
+_default: Kernel | None = None
+
+
+def rump_init() -> Kernel:
+    """The seed's entry point: boot the process-wide default kernel once and return
+    it on later calls.  Once it has halted, the next call boots a fresh one: rumpmp
+    keeps no global state that would need a host restart."""
+    global _default
+    if _default is None or _default._arena.state != _arena.RUNNING:
+        _default = boot()
+    return _default
+
+
+__all__ = ["Kernel", "KernelHalted", "RumpPanic", "boot", "rump_init"]
+
+
+def orphaned_kernels() -> dict[str, int]:
+    """Prefixes of kernels whose host process is gone, with their host pid."""
+    found: dict[str, int] = {}
+    for entry in shm.list_prefix(init.PREFIX_STEM):
+        name = entry.removeprefix("sem.")
+        prefix = name[: name.index(".") + 1] if "." in name else name
+        try:
+            pid = int(prefix[len(init.PREFIX_STEM) :].split("-", 1)[0])
+        except ValueError:
+            continue
+        if not hypercalls.param.pid_alive(pid):
+            found[prefix] = pid
+    return found
+
+
+def cleanup() -> list[str]:
+    """Unlink every named object left by kernels whose host has died."""
+    removed: list[str] = []
+    for prefix in orphaned_kernels():
+        removed += shm.unlink_prefix(prefix)
+    return removed

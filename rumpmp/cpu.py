@@ -1,0 +1,195 @@
+"""Virtual CPUs (rump_cpus_bootstrap, rump_cpu_attach, cpu_lookup) and their processes.
+
+Each virtual CPU is an OS process forked from the host.  It attaches the arena, runs
+its per-CPU initialisation in parallel with the other CPUs (the loop in the seed's
+``rump__init``), reports ``cpuN at thinair0: rump virtual cpu`` and enters its idle
+loop, which starts the lwps placed on it as host threads and steals unstarted lwps
+from busier CPUs when it has nothing to do.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+
+import hypercalls
+from hypercalls import clock, param, proc, shm, thread
+
+from . import arena as _arena
+from . import lwproc, reboot, scheduler
+from .arena import Arena
+from .blob import blob_free, blob_get, blob_put
+from .lwproc import L_ENTRY, L_FLAGS, L_PARK, L_REPLY, L_RESULT, L_STATE, LW_WAITER
+from .msgbuf import msgbuf_write
+from .prf import panic
+
+# cpu_info words (the scheduler's state follows at scheduler.SPC_BASE)
+CI_INDEX = 0
+CI_PID = 1
+CI_STATE = 2
+CI_READY_NS = 3  # monotonic time at which the CPU reported ready
+CI_INITED = 4  # bitmask of per-CPU subsystems initialised
+CPU_WORDS = (scheduler.SPC_BASE + scheduler.SPC_WORDS + 7) & ~7  # whole cache lines
+
+CPU_OFF, CPU_ATTACHED, CPU_READY, CPU_STOPPED = range(4)
+
+MAXCPUS = 64
+
+
+def region(ncpu: int) -> tuple[str, int]:
+    return ("cpu", ncpu * CPU_WORDS * 8)
+
+
+def cpu_word(arena: Arena, cpu: int) -> int:
+    """Word index of cpu_info[cpu] (cpu_lookup)."""
+    if not 0 <= cpu < arena.ncpu:
+        raise IndexError(f"no cpu{cpu} (ncpu {arena.ncpu})")
+    return arena.region_word("cpu") + cpu * CPU_WORDS
+
+
+def cpu_index() -> int:
+    """cpu_index(curcpu()): the CPU this process is."""
+    _arena.current()
+    return _arena.here.cpu
+
+
+def cpus_bootstrap(arena: Arena) -> None:
+    """Lay out every cpu_info and its scheduler state (in the host, before forking)."""
+    for cpu in range(arena.ncpu):
+        ci = cpu_word(arena, cpu)
+        arena.w[ci + CI_INDEX] = cpu
+        scheduler.spc_init(arena, ci)
+
+
+# -- the CPU process ---------------------------------------------------------------
+
+
+def cpu_main(prefix: str, cpu: int, lifeline_fd: int, percpu_init: list) -> None:
+    """Body of a vCPU process: attach, initialise, report ready, run lwps until halt."""
+    arena = Arena.attach(prefix)
+    _arena.here.arena, _arena.here.cpu = arena, cpu
+    proc.watch_parent(lifeline_fd, lambda: _host_died(prefix))
+    ci = cpu_word(arena, cpu)
+    arena.w[ci + CI_PID] = param.getpid()
+    arena.w[ci + CI_STATE] = CPU_ATTACHED
+    thread.thrinit(
+        scheduler.rump_schedule, scheduler.rump_unschedule, bool(arena.w[_arena.H_THREADS])
+    )
+    try:
+        for bit, init in enumerate(percpu_init):
+            init(arena, cpu)
+            arena.w[ci + CI_INITED] |= 1 << bit
+    except Exception as e:  # noqa: BLE001 - any failure here is this CPU's panic
+        panic(
+            "cpu%d: per-CPU init failed: %s",
+            cpu,
+            "".join(traceback.format_exception_only(e)).strip(),
+        )
+    msgbuf_write(arena, f"cpu{cpu} at thinair0: rump virtual cpu\n")
+    arena.w[ci + CI_READY_NS] = clock.monotonic_ns()
+    arena.w[ci + CI_STATE] = CPU_READY
+    arena.pool.unpark(arena.w[_arena.H_BOOT_SLOT])
+    idle_loop(arena, cpu)
+
+
+def _host_died(prefix: str) -> None:
+    """The host is gone: nobody else will clean up, so this CPU does, then exits."""
+    shm.unlink_prefix(prefix)
+    proc.exit(hypercalls.PANIC)
+
+
+def idle_loop(arena: Arena, cpu: int) -> None:
+    """Start the lwps placed on this CPU; steal unstarted ones when idle; exit at halt."""
+    sp = scheduler.spc(arena, cpu)
+    pool = arena.pool
+    while arena.state in (_arena.BOOTING, _arena.RUNNING):
+        try:
+            rang = pool.park(sp.doorbell, scheduler.STEAL_INTERVAL, wrap=False)
+        except hypercalls.sync.Shutdown:
+            break
+        lid = scheduler.take_new(arena, cpu)
+        while lid:
+            start_lwp(arena, cpu, lid)
+            lid = scheduler.take_new(arena, cpu)
+        if not rang and not sp.w[sp.s + scheduler.SPC_CURLWP]:
+            lid = scheduler.steal(arena, cpu)
+            if lid:
+                start_lwp(arena, cpu, lid)
+    _shutdown(arena, cpu)
+
+
+def _shutdown(arena: Arena, cpu: int) -> None:
+    """Leave the kernel at halt: let this CPU's lwps finish unless told not to, exit."""
+    howto = arena.w[_arena.H_HOWTO]
+    if howto & reboot.RB_DUMP:
+        proc.exit(hypercalls.PANIC)
+    sp = scheduler.spc(arena, cpu)
+    deadline = clock.monotonic_ns() + int(reboot.HALT_GRACE * 1e9)
+    while not howto & reboot.RB_NOSYNC and sp.w[sp.s + scheduler.SPC_LOAD] > 0:
+        if clock.monotonic_ns() > deadline or arena.state != _arena.HALTING:
+            break
+        try:
+            arena.pool.park(sp.doorbell, 0.01, wrap=False)
+        except hypercalls.sync.Shutdown:
+            break
+    arena.w[cpu_word(arena, cpu) + CI_STATE] = CPU_STOPPED
+    proc.exit(0)
+
+
+def start_lwp(arena: Arena, cpu: int, lid: int) -> None:
+    """Start an lwp's host thread on this CPU."""
+    sp = scheduler.spc(arena, cpu)
+    sp.w[sp.s + scheduler.SPC_NSTARTED] += 1
+    thread.thread_create(_lwp_main, (arena, cpu, lid), f"lwp{lid}")
+
+
+def _lwp_main(args: tuple[Arena, int, int]) -> None:
+    """Body of an lwp thread: take the CPU, run the entry, publish the result."""
+    arena, cpu, lid = args
+    t = lwproc.tables(arena)
+    l = t.lwp(lid)
+    w = arena.w
+    thread.set_curlwp(lid)
+    w[l + L_PARK] = arena.pool.park_slot()
+    try:
+        scheduler.rump_schedule()
+        result = _run_entry(arena, l, cpu)
+        if w[l + L_FLAGS] & LW_WAITER:
+            blob_put(arena, result, l + L_RESULT)
+    except hypercalls.sync.Shutdown:
+        return  # the kernel is going down around us
+    finally:
+        scheduler.rump_unschedule()
+    w[l + L_STATE] = lwproc.LSZOMB
+    scheduler.lwp_done(arena, cpu)
+    reply = w[l + L_REPLY]
+    if w[l + L_FLAGS] & LW_WAITER:
+        if reply:
+            arena.pool.unpark(reply)  # the waiter collects the result and frees the lwp
+    else:
+        t.lock.enter_nowrap()
+        lwproc.lwp_free(t, lid)
+        t.lock.exit()
+    thread.set_curlwp(0)
+    arena.pool.release_park_slot()
+
+
+def _run_entry(arena: Arena, l: int, cpu: int) -> tuple[bool, object]:
+    """Run the lwp's (func, args) blob; (True, value) or (False, exception)."""
+    try:
+        func, args = blob_get(arena, l + L_ENTRY)
+        blob_free(arena, l + L_ENTRY)
+        return True, func(*args)
+    except Exception as e:  # noqa: BLE001 - handed back to whoever waits for this lwp
+        return False, _portable_exception(e, cpu)
+
+
+def _portable_exception(e: Exception, cpu: int) -> Exception:
+    """The exception itself if it pickles, else a RuntimeError carrying its text."""
+    tb = "".join(traceback.format_exception(e))
+    try:
+        pickle.loads(pickle.dumps(e))
+    except Exception:  # noqa: BLE001
+        e = RuntimeError(f"{type(e).__name__}: {e}")
+    e.add_note(f"raised on cpu{cpu}:\n{tb}")
+    return e

@@ -1,0 +1,266 @@
+"""Booting a kernel: the seed's ``rump__init``, with each virtual CPU an OS process.
+
+The steps follow the seed's order.  Each is real or says here why it has nothing to
+do; each phase's duration is recorded (``python -m rumpmp boot --timings``).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+from dataclasses import dataclass, field
+
+import hypercalls
+from hypercalls import clock, param, proc, rnd
+
+from . import arena as _arena
+from . import callout, cpu, kmem, lwproc, msgbuf, percpu, select, softint, xcall
+from .arena import Arena
+from .prf import aprint_verbose
+
+#: NetBSD's EPROGMISMATCH (Linux has no such errno; this is NetBSD's number).
+EPROGMISMATCH = 74
+
+COPYRIGHT = (
+    "Copyright (c) 1996, 1997, 1998, 1999, 2000, 2001, 2002, 2003, 2004, 2005,\n"
+    "    2006, 2007, 2008, 2009, 2010\n"
+    "    The NetBSD Foundation, Inc.  All rights reserved.\n"
+    "Copyright (c) 1982, 1986, 1989, 1991, 1993\n"
+    "    The Regents of the University of California.  All rights reserved.\n\n"
+)
+VERSION_BANNER = "rumpmp 0.1 (NetBSD rump kernel, one process per virtual CPU)\n"
+
+DEFAULT_HZ = 100
+DEFAULT_NSLOTS = 4096  # semaphore pool: bounds the named semaphores a kernel creates
+BOOT_TIMEOUT = 60.0  # seconds for every CPU to report ready
+
+#: The per-CPU initialisation each CPU runs, in the seed's order.
+PERCPU_INIT = [
+    callout.callout_init_cpu,
+    softint.softint_init,
+    xcall.xc_init_cpu,
+    kmem.pool_cache_cpu_init,
+    select.selsysinit,
+    percpu.percpu_init_cpu,
+]
+
+_kernel_seq = itertools.count()
+
+#: Every named object of a kernel is called rmp-<host pid>-<seq>-<random>.<what>.
+PREFIX_STEM = "rmp-"
+
+
+@dataclass
+class BootParams:
+    ncpu: int
+    verbose: bool
+    threads: bool
+    hostname: str
+    memlimit: int
+    hz: int
+
+
+@dataclass
+class Booted:
+    """What ``rump__init`` hands to the client: the arena, the CPUs and the timings."""
+
+    arena: Arena
+    params: BootParams
+    procs: list = field(default_factory=list)
+    lifeline: proc.Lifeline | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _env_flag(name: str, given: bool | None, default: bool) -> bool:
+    if given is not None:
+        return bool(given)
+    try:
+        return param.getenv(name) not in ("", "0")
+    except FileNotFoundError:
+        return default
+
+
+def parse_ncpu(value: object) -> int:
+    """A CPU count from an argument or RUMP_NCPU; EINVAL unless 1..MAXCPUS."""
+    try:
+        n = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise OSError(errno.EINVAL, f"ncpu must be a number, not {value!r}") from None
+    if not 1 <= n <= cpu.MAXCPUS:
+        raise OSError(errno.EINVAL, f"ncpu must be between 1 and {cpu.MAXCPUS}, not {n}")
+    return n
+
+
+def parse_memlimit(value: str) -> int:
+    """RUMP_MEMLIMIT: bytes, with an optional k/m/g suffix."""
+    text = value.strip().lower()
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
+    try:
+        n = int(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        raise OSError(errno.EINVAL, f"RUMP_MEMLIMIT must be a size, not {value!r}") from None
+    if n < 4096:
+        raise OSError(errno.EINVAL, f"RUMP_MEMLIMIT too small: {n} bytes")
+    return n
+
+
+def boot_params(
+    ncpu: int | None, verbose: bool | None, threads: bool | None, hostname: str | None
+) -> BootParams:
+    """The boot parameters: arguments first, then the RUMP_* environment, as in rump."""
+    try:
+        memlimit = parse_memlimit(param.getenv("RUMP_MEMLIMIT"))
+    except FileNotFoundError:
+        memlimit = kmem.DEFAULT_MEMLIMIT
+    return BootParams(
+        ncpu=parse_ncpu(param.getparam(param.PARAM_NCPU) if ncpu is None else ncpu),
+        verbose=_env_flag("RUMP_VERBOSE", verbose, False),
+        threads=_env_flag("RUMP_THREADS", threads, True),
+        hostname=hostname or param.getparam(param.PARAM_HOSTNAME),
+        memlimit=memlimit,
+        hz=DEFAULT_HZ,
+    )
+
+
+def check_versions() -> None:
+    """The seed's two version checks: host layer and kernel must agree."""
+    if hypercalls.VERSION != _arena.HYPERCALL_VERSION:
+        raise OSError(
+            EPROGMISMATCH,
+            f"hypercall version mismatch: host layer {hypercalls.VERSION}, "
+            f"kernel wants {_arena.HYPERCALL_VERSION}",
+        )
+
+
+def _regions(p: BootParams) -> list[tuple[str, int]]:
+    return [
+        cpu.region(p.ncpu),
+        msgbuf.REGION,
+        *lwproc.REGIONS,
+        callout.region(p.ncpu),
+        softint.region(p.ncpu),
+        xcall.region(p.ncpu),
+        kmem.cache_region(p.ncpu),
+        select.region(p.ncpu),
+        percpu.region(p.ncpu),
+        ("kmem", kmem.region_size(p.memlimit)),
+    ]
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.last = clock.monotonic_ns()
+
+    def mark(self, phase: str) -> None:
+        now = clock.monotonic_ns()
+        self.timings[phase] = (now - self.last) / 1e6
+        self.last = now
+
+
+def rump__init(
+    ncpu: int | None = None,
+    verbose: bool | None = None,
+    threads: bool | None = None,
+    hostname: str | None = None,
+) -> Booted:
+    """Boot a new kernel; returns when every CPU has reported ready."""
+    timings: dict[str, float] = {}
+    timer = _Timer(timings)
+    check_versions()
+    p = boot_params(ncpu, verbose, threads, hostname)
+    timer.mark("parameters")
+
+    prefix = f"{PREFIX_STEM}{param.getpid()}-{next(_kernel_seq)}-{rnd.getrandom(3).hex()}."
+    arena = Arena.create(prefix, _regions(p), DEFAULT_NSLOTS)
+    booted = Booted(arena, p, timings=timings)
+    try:
+        _setup_kernel(arena, p)
+        timer.mark("arena")
+        _start_cpus(booted)
+        timer.mark("cpus")
+    except BaseException:
+        _abort_boot(booted)
+        raise
+    arena.w[_arena.H_COLD] = 0
+    arena.w[_arena.H_STATE] = _arena.RUNNING
+    return booted
+
+
+def _setup_kernel(arena: Arena, p: BootParams) -> None:
+    """Everything the host lays out before the CPUs start (the seed's first half)."""
+    w = arena.w
+    w[_arena.H_NCPU] = p.ncpu
+    w[_arena.H_COLD] = 1
+    w[_arena.H_STATE] = _arena.BOOTING
+    w[_arena.H_VERBOSE] = int(p.verbose)
+    w[_arena.H_THREADS] = int(p.threads)
+    w[_arena.H_HZ] = p.hz
+    w[_arena.H_HOSTPID] = param.getpid()
+    w[_arena.H_BOOT_SEC], w[_arena.H_BOOT_NSEC] = clock.clock_gettime(clock.CLOCK_RELWALL)
+    msgbuf.initmsgbuf(arena)
+    aprint_verbose(arena, COPYRIGHT + VERSION_BANNER)
+    # The seed stirs arc4random from the stack; rumpmp's kernel takes host entropy.
+    arena.cache["rnd.seed"] = rnd.getrandom(32)
+    kmem.kmem_init(arena)
+    lwproc.procinit(arena)
+    lwproc.proc0_init(arena)
+    arena.set_str(_arena.HOSTNAME_OFF, _arena.HOSTNAME_LEN, p.hostname)
+    cpu.cpus_bootstrap(arena)
+    w[_arena.H_BOOT_SLOT] = arena.pool.alloc(0)
+
+
+def _start_cpus(booted: Booted) -> None:
+    """Fork every CPU, then wait until all have initialised in parallel."""
+    arena = booted.arena
+    booted.lifeline = proc.Lifeline()
+    for i in range(arena.ncpu):
+        booted.procs.append(
+            proc.spawn(
+                cpu.cpu_main,
+                (arena.prefix, i, booted.lifeline.read_fd, PERCPU_INIT),
+                name=f"rumpmp-cpu{i}",
+            )
+        )
+    _wait_ready(booted)
+
+
+def _wait_ready(booted: Booted) -> None:
+    arena = booted.arena
+    slot = arena.w[_arena.H_BOOT_SLOT]
+    deadline = clock.monotonic_ns() + int(BOOT_TIMEOUT * 1e9)
+    ready = 0
+    while ready < arena.ncpu:
+        if arena.pool.park(slot, 0.05, wrap=False):
+            ready += 1
+            continue
+        for i in proc.wait_any(booted.procs, 0):
+            code = proc.exitcode_text(booted.procs[i].exitcode)
+            cause = arena.get_str(_arena.PANICSTR_OFF, _arena.PANICSTR_LEN) or code
+            raise OSError(errno.EIO, f"boot failed: cpu{i} died ({code}): {cause}")
+        if clock.monotonic_ns() > deadline:
+            late = [
+                i
+                for i in range(arena.ncpu)
+                if arena.w[cpu.cpu_word(arena, i) + cpu.CI_STATE] != cpu.CPU_READY
+            ]
+            raise OSError(
+                errno.ETIMEDOUT,
+                f"boot failed: cpu{', cpu'.join(map(str, late))} not ready "
+                f"within {BOOT_TIMEOUT:.0f} s",
+            )
+
+
+def _abort_boot(booted: Booted) -> None:
+    """A boot that failed leaves nothing behind: stop the CPUs, unlink everything."""
+    arena = booted.arena
+    arena.w[_arena.H_STATE] = _arena.HALTED
+    arena.pool.shutdown()
+    for p in booted.procs:
+        proc.kill(p.pid)
+    for p in booted.procs:
+        p.join(5)
+    if booted.lifeline:
+        booted.lifeline.close()
+    hypercalls.shm.unlink_prefix(arena.prefix)
+    arena.forget()

@@ -1,0 +1,311 @@
+"""kmem(9): the kernel heap, a buddy allocator inside the shared arena.
+
+Every allocation is a block of 2**order bytes: a 16-byte header (state, order,
+generation, requested size) followed by the caller's bytes.  Free blocks sit on one
+doubly linked list per order; freeing merges a block with its buddy while the buddy
+is free too, so the heap never fragments into pieces it cannot join again.
+
+The buffer handed out (``KBuf``) is a ctypes byte array laid directly over the
+shared memory: it supports the buffer protocol (``memoryview``, ``struct.pack_into``)
+and is visible to every CPU and the host.  It pickles by reference (kernel, offset,
+size, generation), so it can be passed to another CPU or returned to the host.
+
+Misuse is caught, as kmem(9) does under DIAGNOSTIC: freeing with the wrong size, a
+second time, or a buffer of another kernel panics the kernel.  rumpmp differs from
+NetBSD in that the generation check also catches a stale handle to a block that has
+since been handed to someone else.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+
+from hypercalls import sync
+
+from . import arena as _arena
+from .arena import Arena
+from .prf import panic_in
+
+KM_SLEEP = 0x01
+KM_NOSLEEP = 0x02
+
+DEFAULT_MEMLIMIT = 64 * 1024 * 1024
+_HDR_BYTES = 4096  # heap header: lock, counters, free-list heads
+_BLK_HDR = 16
+MIN_ORDER = 5  # 32-byte blocks: a header and 16 bytes of payload
+MAX_ORDERS = 64
+
+# Heap header words.
+K_LOCK = 0
+K_CV = 1
+K_GEN = 2
+K_INUSE = 3  # bytes of blocks handed out
+K_NALLOC = 4
+K_BASE = 5  # byte offset of the first block
+K_SIZE = 6  # bytes of block space
+K_WAITERS = 7
+K_FREE = 8  # K_FREE + order: byte offset of the first free block, 0 if none
+
+# Block header: word 0 = gen << 16 | state << 8 | order; word 1 = requested size
+# (allocated) or next free block (free); word 2 = previous free block.
+ST_FREE = 1
+ST_ALLOC = 2
+
+#: How long KM_SLEEP waits for memory to be freed before it panics.
+SLEEP_LIMIT = 10
+
+
+def region_size(memlimit: int) -> int:
+    return _HDR_BYTES + memlimit
+
+
+def kmem_init(arena: Arena) -> None:
+    """Carve the heap region into the largest aligned free blocks (at boot)."""
+    off, size = arena.region("kmem")
+    h = off // 8
+    w = arena.w
+    base = off + _HDR_BYTES
+    space = size - _HDR_BYTES
+    w[h + K_BASE] = base
+    w[h + K_SIZE] = space
+    w[h + K_LOCK] = sync.Mutex(arena.pool).slot
+    w[h + K_CV] = sync.CondVar(arena.pool).slot
+    rel = 0
+    while space - rel >= 1 << MIN_ORDER:
+        order = min((space - rel).bit_length() - 1, (rel & -rel).bit_length() - 1 if rel else 63)
+        _push(w, h, base + rel, order)
+        rel += 1 << order
+
+
+class _Heap:
+    """The heap of one kernel as seen by this process: locks and word indices."""
+
+    def __init__(self, arena: Arena) -> None:
+        self.arena = arena
+        off, _ = arena.region("kmem")
+        self.h = off // 8
+        w = arena.w
+        self.base = w[self.h + K_BASE]
+        self.size = w[self.h + K_SIZE]
+        self.lock = sync.Mutex.attach(arena.pool, w[self.h + K_LOCK], 0)
+        self.cv = sync.CondVar.attach(arena.pool, w[self.h + K_CV])
+
+
+def _heap(arena: Arena) -> _Heap:
+    heap = arena.cache.get("kmem")
+    if heap is None:
+        heap = arena.cache["kmem"] = _Heap(arena)
+    return heap
+
+
+# -- free lists (caller holds the heap lock) ----------------------------------
+
+
+def _push(w: memoryview, h: int, blk: int, order: int) -> None:
+    b = blk // 8
+    head = w[h + K_FREE + order]
+    w[b] = ST_FREE << 8 | order
+    w[b + 1] = head
+    w[b + 2] = 0
+    if head:
+        w[head // 8 + 2] = blk
+    w[h + K_FREE + order] = blk
+
+
+def _unlink(w: memoryview, h: int, blk: int, order: int) -> None:
+    b = blk // 8
+    nxt, prv = w[b + 1], w[b + 2]
+    if prv:
+        w[prv // 8 + 1] = nxt
+    else:
+        w[h + K_FREE + order] = nxt
+    if nxt:
+        w[nxt // 8 + 2] = prv
+
+
+def _take(heap: _Heap, order: int) -> int:
+    """Remove and return a free block of exactly ``order``, splitting a larger one."""
+    w, h = heap.arena.w, heap.h
+    for o in range(order, MAX_ORDERS):
+        blk = w[h + K_FREE + o]
+        if blk:
+            break
+    else:
+        return 0
+    _unlink(w, h, blk, o)
+    while o > order:
+        o -= 1
+        _push(w, h, blk + (1 << o), o)
+    return blk
+
+
+def _merge_and_free(heap: _Heap, blk: int, order: int) -> None:
+    w, h = heap.arena.w, heap.h
+    rel = blk - heap.base
+    while True:
+        buddy = rel ^ (1 << order)
+        if buddy + (1 << order) > heap.size:
+            break
+        if w[(heap.base + buddy) // 8] != ST_FREE << 8 | order:
+            break
+        _unlink(w, h, heap.base + buddy, order)
+        w[(heap.base + max(rel, buddy)) // 8] = 0  # the absorbed header is no block now
+        rel = min(rel, buddy)
+        order += 1
+    _push(w, h, heap.base + rel, order)
+
+
+# -- the buffer handle ----------------------------------------------------------
+
+_kbuf_types: dict[int, type] = {}
+
+
+def _kbuf_type(size: int) -> type:
+    t = _kbuf_types.get(size)
+    if t is None:
+        # ctypes' own __reduce__ would come first in the MRO: name ours explicitly.
+        t = _kbuf_types[size] = type(
+            "KBuf", (ctypes.c_ubyte * size, KBuf), {"__reduce__": KBuf.__reduce__}
+        )
+    return t
+
+
+class KBuf:
+    """A kmem buffer: bytes in the shared heap, usable wherever it is unpickled."""
+
+    prefix: str
+    offset: int
+    gen: int
+
+    def __reduce__(self) -> tuple:
+        return (_kbuf_rebuild, (self.prefix, self.offset, len(self), self.gen))  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"<KBuf {len(self)} bytes at {self.offset:#x}>"  # type: ignore[arg-type]
+
+
+def _make_kbuf(arena: Arena, payload: int, size: int, gen: int) -> KBuf:
+    buf = _kbuf_type(size).from_buffer(arena.buf, payload)
+    buf.prefix, buf.offset, buf.gen = arena.prefix, payload, gen
+    return buf
+
+
+def _kbuf_rebuild(prefix: str, offset: int, size: int, gen: int) -> KBuf:
+    return _make_kbuf(Arena.attach(prefix), offset, size, gen)
+
+
+# -- kmem(9) ----------------------------------------------------------------------
+
+
+def _order_for(size: int) -> int:
+    return max(MIN_ORDER, (size + _BLK_HDR - 1).bit_length())
+
+
+def kmem_alloc_in(arena: Arena, size: int, flags: int = KM_SLEEP) -> KBuf | None:
+    """kmem_alloc on a given kernel; see ``kmem_alloc``."""
+    if size <= 0:
+        raise OSError(errno.EINVAL, f"kmem_alloc: bad size {size}")
+    if flags not in (KM_SLEEP, KM_NOSLEEP):
+        raise OSError(errno.EINVAL, "kmem_alloc: flags must be KM_SLEEP or KM_NOSLEEP")
+    heap = _heap(arena)
+    order = _order_for(size)
+    if (1 << order) > heap.size and flags == KM_SLEEP:
+        panic_in(arena, f"kmem_alloc: {size} bytes can never fit a {heap.size}-byte heap")
+    w, h = arena.w, heap.h
+    heap.lock.enter()
+    try:
+        blk = _take(heap, order)
+        waited = 0
+        while not blk and flags == KM_SLEEP and waited < SLEEP_LIMIT:
+            w[h + K_WAITERS] += 1
+            heap.cv.timedwait(heap.lock, 1, 0)
+            w[h + K_WAITERS] -= 1
+            waited += 1
+            blk = _take(heap, order)
+        if blk:
+            gen = w[h + K_GEN] + 1
+            w[h + K_GEN] = gen
+            w[blk // 8] = gen << 16 | ST_ALLOC << 8 | order
+            w[blk // 8 + 1] = size
+            w[h + K_INUSE] += 1 << order
+            w[h + K_NALLOC] += 1
+    finally:
+        heap.lock.exit()
+    if not blk:
+        if flags == KM_NOSLEEP:
+            return None
+        panic_in(arena, f"kmem_alloc: out of memory for {size} bytes after {waited} s")
+    return _make_kbuf(arena, blk + _BLK_HDR, size, gen)
+
+
+def kmem_free_in(arena: Arena, buf: KBuf, size: int) -> None:
+    """kmem_free on a given kernel; see ``kmem_free``."""
+    if not isinstance(buf, KBuf) or buf.prefix != arena.prefix:
+        panic_in(arena, f"kmem_free: {buf!r} is not a buffer of this kernel")
+    heap = _heap(arena)
+    blk = buf.offset - _BLK_HDR
+    w, h = arena.w, heap.h
+    heap.lock.enter()
+    tag, req = w[blk // 8], w[blk // 8 + 1]
+    problem = None
+    if (tag >> 8) & 0xFF != ST_ALLOC or tag >> 16 != buf.gen:
+        problem = f"kmem_free: {buf!r} is not allocated (freed twice?)"
+    elif req != size:
+        problem = f"kmem_free: size mismatch, {size} freed but {req} allocated"
+    if problem:
+        heap.lock.exit()
+        panic_in(arena, problem)
+    order = tag & 0xFF
+    w[h + K_INUSE] -= 1 << order
+    w[h + K_NALLOC] -= 1
+    _merge_and_free(heap, blk, order)
+    if w[h + K_WAITERS]:
+        heap.cv.broadcast()
+    heap.lock.exit()
+
+
+def kmem_alloc(size: int, flags: int = KM_SLEEP) -> KBuf | None:
+    """kmem_alloc(9): ``size`` bytes of kernel memory (contents undefined).
+
+    KM_NOSLEEP returns None when the heap is exhausted; KM_SLEEP waits for memory
+    to be freed and panics after SLEEP_LIMIT seconds, or at once for a request that
+    could never fit.
+    """
+    return kmem_alloc_in(_arena.current(), size, flags)
+
+
+def kmem_zalloc(size: int, flags: int = KM_SLEEP) -> KBuf | None:
+    """kmem_zalloc(9): like kmem_alloc, but the bytes are zeroed."""
+    buf = kmem_alloc(size, flags)
+    if buf is not None:
+        ctypes.memset(buf, 0, size)
+    return buf
+
+
+def kmem_free(buf: KBuf, size: int) -> None:
+    """kmem_free(9): give back a buffer; ``size`` must be the allocated size."""
+    kmem_free_in(_arena.current(), buf, size)
+
+
+def kmem_stats(arena: Arena) -> tuple[int, int, int]:
+    """(blocks allocated, bytes in those blocks, heap bytes) of a kernel."""
+    off, _ = arena.region("kmem")
+    h = off // 8
+    return arena.w[h + K_NALLOC], arena.w[h + K_INUSE], arena.w[h + K_SIZE]
+
+
+# -- per-CPU caches (pool_cache_cpu_init) ------------------------------------------
+
+_CACHE_WORDS = 64
+
+
+def cache_region(ncpu: int) -> tuple[str, int]:
+    return ("kmemcache", ncpu * _CACHE_WORDS * 8)
+
+
+def pool_cache_cpu_init(arena: Arena, cpu: int) -> None:
+    """pool_cache_cpu_init: this CPU's small-allocation cache starts empty, with its lock."""
+    r = arena.region_word("kmemcache") + cpu * _CACHE_WORDS
+    arena.w[r : r + _CACHE_WORDS] = memoryview(bytes(_CACHE_WORDS * 8)).cast("q")
+    arena.w[r] = sync.Mutex(arena.pool, sync.MTX_SPIN).slot

@@ -1,0 +1,330 @@
+"""The CPU scheduler (rump's scheduler.c): who holds each virtual CPU, and lwp placement.
+
+A thread runs kernel code only while it holds its CPU.  ``rump_schedule`` takes the
+CPU if it is free, or queues the lwp on the CPU's run queue and parks it;
+``rump_unschedule`` hands the CPU straight to the highest-priority queued lwp (FIFO
+within a level) and wakes it.  There is no preemption: an lwp runs until it blocks
+or yields (``preempt``).  Blocking hypercalls call these two hooks around every wait,
+so an lwp blocked on a lock lets the other lwps of its CPU run.
+
+Each CPU's scheduler state (``spc``, NetBSD's schedstate_percpu) lives in its
+cpu_info record in shared memory: the lock, curlwp, the run queue (a bitmap of
+busy priority levels and a FIFO per level, linked through the lwp table), the
+queue of lwps placed on this CPU that have not started yet, the load and counters.
+"""
+
+from __future__ import annotations
+
+from hypercalls import sync, thread
+
+from . import lwproc
+from .arena import Arena, here
+from .lwproc import L_BOUND, L_CPU, L_NEWQ, L_PARK, L_PRI, L_RUNQ, L_STATE
+
+# NetBSD's priorities (sys/param.h); higher runs first.
+PRI_COUNT = 224
+PRI_NONE = -1
+PRI_USER = 0
+PRI_KERNEL = 64
+PRI_KTHREAD = 96
+PRI_XCALL = 127
+PRI_PGDAEMON = 126
+PRI_BIO = 123
+PRI_SOFTCLOCK = 220
+PRI_SOFTBIO = 221
+PRI_SOFTNET = 222
+PRI_SOFTSERIAL = 223
+
+_BITMAP_WORDS = PRI_COUNT // 32  # 32 levels a word, so no word is ever negative
+
+# schedstate words, relative to SPC_BASE within the cpu_info record
+SPC_LOCK = 0  # pool slot of the spin lock
+SPC_DOORBELL = 1  # pool slot the CPU's idle loop waits on
+SPC_CURLWP = 2  # lwp holding the CPU, 0 if idle
+SPC_NRUN = 3  # lwps on the run queue
+SPC_LOAD = 4  # lwps placed on this CPU and not yet ended (for placement)
+SPC_NEWQ_HEAD = 5
+SPC_NEWQ_TAIL = 6
+SPC_NSWTCH = 7  # context switches (hand-offs)
+SPC_FAST = 8  # rump_schedule found the CPU free
+SPC_SLOW = 9  # rump_schedule had to queue
+SPC_STEALS = 10  # lwps this CPU took from another's new queue
+SPC_NSTARTED = 11
+SPC_BITMAP = 16
+SPC_RUNQ = SPC_BITMAP + _BITMAP_WORDS  # (head, tail) per level
+SPC_WORDS = SPC_RUNQ + 2 * PRI_COUNT
+
+#: Where the schedstate starts inside a cpu_info record (set by cpu.py).
+SPC_BASE = 64
+
+#: How often an idle CPU looks for lwps to steal, in seconds.
+STEAL_INTERVAL = 0.05
+
+
+def spc_init(arena: Arena, ci: int) -> None:
+    """Create a CPU's scheduler lock and doorbell (at boot, before the CPU starts)."""
+    s = ci + SPC_BASE
+    arena.w[s + SPC_LOCK] = sync.Mutex(arena.pool, sync.MTX_SPIN).slot
+    arena.w[s + SPC_DOORBELL] = arena.pool.alloc(0)
+
+
+class _Spc:
+    """One CPU's schedstate as seen by this process."""
+
+    def __init__(self, arena: Arena, ci: int) -> None:
+        self.w = arena.w
+        self.s = ci + SPC_BASE
+        self.lock = sync.Mutex.attach(arena.pool, self.w[self.s + SPC_LOCK], sync.MTX_SPIN)
+        self.doorbell = self.w[self.s + SPC_DOORBELL]
+
+
+def spc(arena: Arena, cpu: int) -> _Spc:
+    from .cpu import cpu_word
+
+    key = ("spc", cpu)
+    sp = arena.cache.get(key)
+    if sp is None:
+        sp = arena.cache[key] = _Spc(arena, cpu_word(arena, cpu))
+    return sp
+
+
+# -- run queue (caller holds the spc lock) ----------------------------------------
+
+
+def _enqueue(sp: _Spc, t: lwproc.Tables, lid: int, front: bool = False) -> None:
+    w, s = sp.w, sp.s
+    l = t.lwp(lid)
+    pri = min(max(w[l + L_PRI], 0), PRI_COUNT - 1)
+    head = s + SPC_RUNQ + 2 * pri
+    w[l + L_RUNQ] = 0
+    if not w[head]:
+        w[head] = w[head + 1] = lid
+        w[s + SPC_BITMAP + pri // 32] |= 1 << (pri % 32)
+    elif front:
+        w[l + L_RUNQ] = w[head]
+        w[head] = lid
+    else:
+        w[t.lwp(w[head + 1]) + L_RUNQ] = lid
+        w[head + 1] = lid
+    w[s + SPC_NRUN] += 1
+
+
+def _dequeue(sp: _Spc, t: lwproc.Tables) -> int:
+    """The highest-priority queued lwp (FIFO within its level), or 0."""
+    w, s = sp.w, sp.s
+    for i in range(_BITMAP_WORDS - 1, -1, -1):
+        bits = w[s + SPC_BITMAP + i]
+        if bits:
+            pri = i * 32 + bits.bit_length() - 1
+            break
+    else:
+        return 0
+    head = s + SPC_RUNQ + 2 * pri
+    lid = w[head]
+    nxt = w[t.lwp(lid) + L_RUNQ]
+    w[head] = nxt
+    if not nxt:
+        w[head + 1] = 0
+        w[s + SPC_BITMAP + pri // 32] &= ~(1 << (pri % 32))
+    w[s + SPC_NRUN] -= 1
+    return lid
+
+
+# -- rump_schedule / rump_unschedule -------------------------------------------------
+
+_tls = thread.local()
+
+
+def _context() -> tuple[Arena, lwproc.Tables, _Spc, int] | None:
+    lid = thread.curlwp()
+    if not lid or here.arena is None:
+        return None
+    arena = here.arena
+    return arena, lwproc.tables(arena), spc(arena, here.cpu), lid
+
+
+def rump_schedule() -> None:
+    """Take the calling lwp's CPU, waiting in the run queue if another lwp holds it."""
+    if getattr(_tls, "scheduled", False):
+        return
+    ctx = _context()
+    if ctx is None:
+        return  # a host thread of the CPU process with no lwp: nothing to hold
+    arena, t, sp, lid = ctx
+    w, s = sp.w, sp.s
+    sp.lock.enter_nowrap()
+    if not w[s + SPC_CURLWP]:
+        w[s + SPC_CURLWP] = lid
+        w[s + SPC_FAST] += 1
+        sp.lock.exit()
+    else:
+        _enqueue(sp, t, lid)
+        w[t.lwp(lid) + L_STATE] = lwproc.LSRUN
+        w[s + SPC_SLOW] += 1
+        sp.lock.exit()
+        park = w[t.lwp(lid) + L_PARK]
+        while w[s + SPC_CURLWP] != lid:  # the unscheduler hands the CPU over explicitly
+            arena.pool.park(park, wrap=False)
+    w[t.lwp(lid) + L_STATE] = lwproc.LSONPROC
+    _tls.scheduled = True
+
+
+def _handoff(sp: _Spc, t: lwproc.Tables, arena: Arena) -> None:
+    """Give the CPU to the next queued lwp, or leave it idle (holds the spc lock)."""
+    w, s = sp.w, sp.s
+    nxt = _dequeue(sp, t)
+    w[s + SPC_CURLWP] = nxt
+    if nxt:
+        w[s + SPC_NSWTCH] += 1
+        arena.pool.unpark(w[t.lwp(nxt) + L_PARK])
+
+
+def rump_unschedule() -> None:
+    """Release the calling lwp's CPU, handing it to the next runnable lwp."""
+    if not getattr(_tls, "scheduled", False):
+        return
+    _tls.scheduled = False
+    ctx = _context()
+    if ctx is None:
+        return
+    arena, t, sp, _lid = ctx
+    sp.lock.enter_nowrap()
+    _handoff(sp, t, arena)
+    sp.lock.exit()
+
+
+def preempt() -> None:
+    """Yield the CPU to any queued lwp of equal or higher priority (preempt(9))."""
+    ctx = _context()
+    if ctx is None or not getattr(_tls, "scheduled", False):
+        return
+    arena, t, sp, lid = ctx
+    w, s = sp.w, sp.s
+    if not w[s + SPC_NRUN]:
+        return
+    sp.lock.enter_nowrap()
+    _enqueue(sp, t, lid)
+    w[t.lwp(lid) + L_STATE] = lwproc.LSRUN
+    _handoff(sp, t, arena)
+    sp.lock.exit()
+    park = w[t.lwp(lid) + L_PARK]
+    while w[s + SPC_CURLWP] != lid:
+        arena.pool.park(park, wrap=False)
+    w[t.lwp(lid) + L_STATE] = lwproc.LSONPROC
+
+
+def curcpu_scheduled() -> bool:
+    """Whether the calling thread holds its CPU."""
+    return getattr(_tls, "scheduled", False)
+
+
+# -- placement -------------------------------------------------------------------------
+
+
+def _least_loaded(arena: Arena) -> int:
+    best, best_load = 0, None
+    for cpu in range(arena.ncpu):
+        load = arena.w[spc(arena, cpu).s + SPC_LOAD]
+        if best_load is None or load < best_load:
+            best, best_load = cpu, load
+    return best
+
+
+def setrunnable_new(arena: Arena, lid: int) -> int:
+    """Place a new lwp on its bound CPU or the least loaded one and wake that CPU.
+
+    Returns the CPU chosen.  The lwp's thread is started by that CPU's idle loop,
+    unless an idle CPU steals it first.
+    """
+    t = lwproc.tables(arena)
+    l = t.lwp(lid)
+    bound = arena.w[l + L_BOUND]
+    cpu = bound if bound >= 0 else _least_loaded(arena)
+    sp = spc(arena, cpu)
+    w, s = sp.w, sp.s
+    sp.lock.enter_nowrap()
+    w[l + L_CPU] = cpu
+    w[l + L_NEWQ] = 0
+    if w[s + SPC_NEWQ_TAIL]:
+        w[t.lwp(w[s + SPC_NEWQ_TAIL]) + L_NEWQ] = lid
+    else:
+        w[s + SPC_NEWQ_HEAD] = lid
+    w[s + SPC_NEWQ_TAIL] = lid
+    w[s + SPC_LOAD] += 1
+    sp.lock.exit()
+    arena.pool.unpark(sp.doorbell)
+    return cpu
+
+
+def _pop_new(sp: _Spc, t: lwproc.Tables, unbound_only: bool) -> int:
+    """Take the first (unbound, if asked) lwp off a CPU's new queue, or 0 (holds lock)."""
+    w, s = sp.w, sp.s
+    prev, lid = 0, w[s + SPC_NEWQ_HEAD]
+    while lid and unbound_only and w[t.lwp(lid) + L_BOUND] >= 0:
+        prev, lid = lid, w[t.lwp(lid) + L_NEWQ]
+    if not lid:
+        return 0
+    nxt = w[t.lwp(lid) + L_NEWQ]
+    if prev:
+        w[t.lwp(prev) + L_NEWQ] = nxt
+    else:
+        w[s + SPC_NEWQ_HEAD] = nxt
+    if w[s + SPC_NEWQ_TAIL] == lid:
+        w[s + SPC_NEWQ_TAIL] = prev
+    return lid
+
+
+def take_new(arena: Arena, cpu: int) -> int:
+    """The next lwp placed on ``cpu`` that has not started, or 0."""
+    sp = spc(arena, cpu)
+    sp.lock.enter_nowrap()
+    lid = _pop_new(sp, lwproc.tables(arena), unbound_only=False)
+    sp.lock.exit()
+    return lid
+
+
+def steal(arena: Arena, cpu: int) -> int:
+    """For an idle ``cpu``: take an unbound, unstarted lwp from a busier CPU, or 0."""
+    t = lwproc.tables(arena)
+    mine = spc(arena, cpu)
+    for victim in range(arena.ncpu):
+        if victim == cpu:
+            continue
+        sp = spc(arena, victim)
+        if not sp.w[sp.s + SPC_NEWQ_HEAD] or not sp.w[sp.s + SPC_CURLWP]:
+            continue  # nothing waiting, or the victim is idle and will start it itself
+        sp.lock.enter_nowrap()
+        lid = _pop_new(sp, t, unbound_only=True)
+        if lid:
+            sp.w[sp.s + SPC_LOAD] -= 1
+        sp.lock.exit()
+        if lid:
+            mine.lock.enter_nowrap()
+            arena.w[t.lwp(lid) + L_CPU] = cpu
+            mine.w[mine.s + SPC_LOAD] += 1
+            mine.w[mine.s + SPC_STEALS] += 1
+            mine.lock.exit()
+            return lid
+    return 0
+
+
+def lwp_done(arena: Arena, cpu: int) -> None:
+    """Account for an lwp of ``cpu`` that has ended."""
+    sp = spc(arena, cpu)
+    sp.lock.enter_nowrap()
+    sp.w[sp.s + SPC_LOAD] -= 1
+    sp.lock.exit()
+
+
+def stats(arena: Arena, cpu: int) -> dict[str, int]:
+    """The scheduler counters of one CPU."""
+    sp = spc(arena, cpu)
+    w, s = sp.w, sp.s
+    return {
+        "nswtch": w[s + SPC_NSWTCH],
+        "fast": w[s + SPC_FAST],
+        "slow": w[s + SPC_SLOW],
+        "steals": w[s + SPC_STEALS],
+        "started": w[s + SPC_NSTARTED],
+        "load": w[s + SPC_LOAD],
+    }

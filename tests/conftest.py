@@ -1,0 +1,38 @@
+"""Shared fixtures: kernels that are always halted, and a leak check on /dev/shm."""
+
+from __future__ import annotations
+
+import pytest
+
+import rumpmp
+from hypercalls import shm
+
+
+def assert_no_leak(prefix: str) -> None:
+    left = shm.list_prefix(prefix)
+    assert left == [], f"named objects left behind: {left}"
+
+
+@pytest.fixture
+def boot():
+    """Boot kernels for a test; each is halted afterwards and checked for leaks."""
+    kernels: list[rumpmp.Kernel] = []
+
+    def _boot(*args, **kwargs) -> rumpmp.Kernel:
+        k = rumpmp.boot(*args, **kwargs)
+        kernels.append(k)
+        return k
+
+    yield _boot
+    for k in kernels:
+        try:
+            k.halt()
+        except rumpmp.RumpPanic:
+            pass
+        assert_no_leak(k.prefix)
+
+
+@pytest.fixture
+def kernel(boot):
+    """A running 4-CPU kernel."""
+    return boot(4)

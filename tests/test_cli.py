@@ -1,0 +1,96 @@
+"""The command line (python -m rumpmp)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from hypercalls import shm
+
+
+def rumpmp(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rumpmp", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.timeout(90)
+def test_boot_prints_every_cpu_a_summary_and_halts():
+    before = shm.list_prefix("rmp-")
+    r = rumpmp("boot", "--ncpu", "8", "--timings")
+    assert r.returncode == 0, r.stderr
+    for i in range(8):
+        assert f"cpu{i} at thinair0: rump virtual cpu" in r.stdout
+    assert re.search(r"rumpmp: 8 CPUs up in [\d.]+ ms", r.stdout)
+    assert "rump kernel halting..." in r.stdout
+    assert "cpus" in r.stdout  # a timings line
+    assert "Copyright" not in r.stdout
+    assert shm.list_prefix("rmp-") == before
+
+
+@pytest.mark.timeout(60)
+def test_environment_and_verbose():
+    r = rumpmp("boot", "--verbose", env={"RUMP_NCPU": "3"})
+    assert r.returncode == 0, r.stderr
+    assert "cpu2 at thinair0" in r.stdout and "cpu3 at" not in r.stdout
+    assert "The NetBSD Foundation" in r.stdout
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("bad", ["0", "x", "-3"])
+def test_bad_ncpu_is_one_line_and_exit_2(bad):
+    r = rumpmp("boot", "--ncpu", bad)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "ncpu" in r.stderr
+
+
+@pytest.mark.timeout(60)
+def test_help_and_missing_command():
+    r = rumpmp("boot", "--help")
+    assert r.returncode == 0 and "--ncpu" in r.stdout and "--wait" in r.stdout
+    r = rumpmp()
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.timeout(60)
+def test_wait_halts_cleanly_on_sigterm():
+    p = subprocess.Popen(
+        [sys.executable, "-m", "rumpmp", "boot", "--ncpu", "2", "--wait"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    for line in p.stdout:
+        lines.append(line)
+        if "SIGINT or SIGTERM halts" in line:
+            break
+    p.send_signal(signal.SIGTERM)
+    rest, _ = p.communicate(timeout=30)
+    assert p.returncode == 0
+    assert "rump kernel halting..." in rest
+
+
+@pytest.mark.timeout(60)
+def test_cleanup_removes_objects_of_dead_hosts():
+    # A dead host's leftovers, made by hand: a segment named as a kernel would name it.
+    from hypercalls.shm import Segment
+
+    dead_pid = 2**22 + 12345  # above pid_max, so certainly not alive
+    prefix = f"rmp-{dead_pid}-0-abcdef."
+    Segment.create(prefix + "arena", 4096)
+    r = rumpmp("cleanup")
+    assert r.returncode == 0
+    assert shm.list_prefix(prefix) == []
+    assert "removed" in r.stdout
