@@ -81,7 +81,10 @@ def watch_parent(lifeline_fd: int, on_death: Callable[[], None]) -> None:
 def wait_any(procs: Sequence[multiprocess.Process], timeout: float) -> list[int]:
     """Indices of the processes in ``procs`` that have exited (waits up to ``timeout``)."""
     ready = _wait_sentinels([p.sentinel for p in procs], timeout)
-    return [i for i, p in enumerate(procs) if p.sentinel in ready]
+    dead = [i for i, p in enumerate(procs) if p.sentinel in ready]
+    for i in dead:
+        procs[i].join(1)  # the sentinel closes a moment before the exit status is there
+    return dead
 
 
 def exitcode_text(code: int | None) -> str:

@@ -234,10 +234,11 @@ def boot(
     verbose: bool | None = None,
     threads: bool | None = None,
     hostname: str | None = None,
+    lockdebug: bool | None = None,
 ) -> Kernel:
     """Boot a new, independent kernel.  Unset parameters come from RUMP_NCPU,
-    RUMP_VERBOSE, RUMP_THREADS and the host, as in rump."""
-    return Kernel(init.rump__init(ncpu, verbose, threads, hostname))
+    RUMP_VERBOSE, RUMP_THREADS, RUMP_LOCKDEBUG and the host, as in rump."""
+    return Kernel(init.rump__init(ncpu, verbose, threads, hostname, lockdebug))
 
 
 _default: Kernel | None = None

@@ -19,7 +19,8 @@ from . import arena as _arena
 from . import lwproc, reboot, scheduler
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
-from .lwproc import L_ENTRY, L_FLAGS, L_PARK, L_REPLY, L_RESULT, L_STATE, LW_WAITER
+from .kthread import KthreadExit
+from .lwproc import L_ENTRY, L_FLAGS, L_PARK, L_REPLY, L_RESULT, L_STATE, LW_SYSTEM, LW_WAITER
 from .msgbuf import msgbuf_write
 from .prf import panic
 
@@ -99,22 +100,25 @@ def _host_died(prefix: str) -> None:
 
 
 def idle_loop(arena: Arena, cpu: int) -> None:
-    """Start the lwps placed on this CPU; steal unstarted ones when idle; exit at halt."""
+    """Start the lwps placed on this CPU while it is idle; steal unstarted ones from
+    busy CPUs; exit at halt.
+
+    New lwps are started only when the CPU is free: while another lwp holds it they
+    stay unstarted, so an idle CPU can steal them.  The CPU's release rings the
+    doorbell when lwps are waiting to start.
+    """
     sp = scheduler.spc(arena, cpu)
-    pool = arena.pool
     while arena.state in (_arena.BOOTING, _arena.RUNNING):
         try:
-            rang = pool.park(sp.doorbell, scheduler.STEAL_INTERVAL, wrap=False)
+            arena.pool.park(sp.doorbell, scheduler.STEAL_INTERVAL, wrap=False)
         except hypercalls.sync.Shutdown:
             break
-        lid = scheduler.take_new(arena, cpu)
+        if sp.w[sp.s + scheduler.SPC_CURLWP]:
+            continue
+        lid = scheduler.take_new(arena, cpu) or scheduler.steal(arena, cpu)
         while lid:
             start_lwp(arena, cpu, lid)
             lid = scheduler.take_new(arena, cpu)
-        if not rang and not sp.w[sp.s + scheduler.SPC_CURLWP]:
-            lid = scheduler.steal(arena, cpu)
-            if lid:
-                start_lwp(arena, cpu, lid)
     _shutdown(arena, cpu)
 
 
@@ -125,7 +129,7 @@ def _shutdown(arena: Arena, cpu: int) -> None:
         proc.exit(hypercalls.PANIC)
     sp = scheduler.spc(arena, cpu)
     deadline = clock.monotonic_ns() + int(reboot.HALT_GRACE * 1e9)
-    while not howto & reboot.RB_NOSYNC and sp.w[sp.s + scheduler.SPC_LOAD] > 0:
+    while not howto & reboot.RB_NOSYNC and scheduler.user_load(sp) > 0:
         if clock.monotonic_ns() > deadline or arena.state != _arena.HALTING:
             break
         try:
@@ -140,6 +144,8 @@ def start_lwp(arena: Arena, cpu: int, lid: int) -> None:
     """Start an lwp's host thread on this CPU."""
     sp = scheduler.spc(arena, cpu)
     sp.w[sp.s + scheduler.SPC_NSTARTED] += 1
+    if arena.w[lwproc.tables(arena).lwp(lid) + L_FLAGS] & LW_SYSTEM:
+        scheduler.system_started(arena, cpu)
     thread.thread_create(_lwp_main, (arena, cpu, lid), f"lwp{lid}")
 
 
@@ -151,27 +157,44 @@ def _lwp_main(args: tuple[Arena, int, int]) -> None:
     w = arena.w
     thread.set_curlwp(lid)
     w[l + L_PARK] = arena.pool.park_slot()
+    system = bool(w[l + L_FLAGS] & LW_SYSTEM)
     try:
         scheduler.rump_schedule()
         result = _run_entry(arena, l, cpu)
         if w[l + L_FLAGS] & LW_WAITER:
-            blob_put(arena, result, l + L_RESULT)
+            _publish(arena, l, result)
     except hypercalls.sync.Shutdown:
         return  # the kernel is going down around us
     finally:
+        thread.set_curlwp(lid)  # whatever the entry switched to, leave as this lwp
         scheduler.rump_unschedule()
-    w[l + L_STATE] = lwproc.LSZOMB
-    scheduler.lwp_done(arena, cpu)
-    reply = w[l + L_REPLY]
-    if w[l + L_FLAGS] & LW_WAITER:
-        if reply:
-            arena.pool.unpark(reply)  # the waiter collects the result and frees the lwp
-    else:
-        t.lock.enter_nowrap()
-        lwproc.lwp_free(t, lid)
-        t.lock.exit()
+    scheduler.lwp_done(arena, cpu, system)
+    _exit_lwp(arena, t, lid)
     thread.set_curlwp(0)
     arena.pool.release_park_slot()
+
+
+def _exit_lwp(arena: Arena, t: lwproc.Tables, lid: int) -> None:
+    """Become a zombie for a waiter to collect, or free the lwp if nobody waits."""
+    l = t.lwp(lid)
+    w = arena.w
+    t.lock.enter_nowrap()
+    w[l + L_STATE] = lwproc.LSZOMB
+    reply = w[l + L_REPLY]
+    waited = w[l + L_FLAGS] & LW_WAITER
+    if not waited:
+        lwproc.lwp_free(t, lid)
+    t.lock.exit()
+    if waited and reply:
+        arena.pool.unpark(reply)
+
+
+def _publish(arena: Arena, l: int, result: tuple[bool, object]) -> None:
+    """Store the result for the waiter; a result that cannot be pickled becomes an error."""
+    try:
+        blob_put(arena, result, l + L_RESULT)
+    except Exception as e:  # noqa: BLE001 - the waiter must learn what went wrong
+        blob_put(arena, (False, RuntimeError(f"result could not be pickled: {e!r}")), l + L_RESULT)
 
 
 def _run_entry(arena: Arena, l: int, cpu: int) -> tuple[bool, object]:
@@ -180,6 +203,8 @@ def _run_entry(arena: Arena, l: int, cpu: int) -> tuple[bool, object]:
         func, args = blob_get(arena, l + L_ENTRY)
         blob_free(arena, l + L_ENTRY)
         return True, func(*args)
+    except KthreadExit as e:
+        return True, e.ecode
     except Exception as e:  # noqa: BLE001 - handed back to whoever waits for this lwp
         return False, _portable_exception(e, cpu)
 

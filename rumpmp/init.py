@@ -14,7 +14,20 @@ import hypercalls
 from hypercalls import clock, param, proc, rnd
 
 from . import arena as _arena
-from . import callout, cpu, kmem, lwproc, msgbuf, percpu, select, softint, xcall
+from . import (
+    callout,
+    cpu,
+    kmem,
+    kthread,
+    lwproc,
+    msgbuf,
+    percpu,
+    scheduler,
+    select,
+    sleepq,
+    softint,
+    xcall,
+)
 from .arena import Arena
 from .prf import aprint_verbose
 
@@ -58,6 +71,7 @@ class BootParams:
     hostname: str
     memlimit: int
     hz: int
+    lockdebug: bool
 
 
 @dataclass
@@ -105,7 +119,11 @@ def parse_memlimit(value: str) -> int:
 
 
 def boot_params(
-    ncpu: int | None, verbose: bool | None, threads: bool | None, hostname: str | None
+    ncpu: int | None,
+    verbose: bool | None,
+    threads: bool | None,
+    hostname: str | None,
+    lockdebug: bool | None = None,
 ) -> BootParams:
     """The boot parameters: arguments first, then the RUMP_* environment, as in rump."""
     try:
@@ -119,6 +137,7 @@ def boot_params(
         hostname=hostname or param.getparam(param.PARAM_HOSTNAME),
         memlimit=memlimit,
         hz=DEFAULT_HZ,
+        lockdebug=_env_flag("RUMP_LOCKDEBUG", lockdebug, False),
     )
 
 
@@ -136,6 +155,7 @@ def _regions(p: BootParams) -> list[tuple[str, int]]:
     return [
         cpu.region(p.ncpu),
         msgbuf.REGION,
+        sleepq.REGION,
         *lwproc.REGIONS,
         callout.region(p.ncpu),
         softint.region(p.ncpu),
@@ -163,12 +183,13 @@ def rump__init(
     verbose: bool | None = None,
     threads: bool | None = None,
     hostname: str | None = None,
+    lockdebug: bool | None = None,
 ) -> Booted:
     """Boot a new kernel; returns when every CPU has reported ready."""
     timings: dict[str, float] = {}
     timer = _Timer(timings)
     check_versions()
-    p = boot_params(ncpu, verbose, threads, hostname)
+    p = boot_params(ncpu, verbose, threads, hostname, lockdebug)
     timer.mark("parameters")
 
     prefix = f"{PREFIX_STEM}{param.getpid()}-{next(_kernel_seq)}-{rnd.getrandom(3).hex()}."
@@ -182,8 +203,10 @@ def rump__init(
     except BaseException:
         _abort_boot(booted)
         raise
-    arena.w[_arena.H_COLD] = 0
     arena.w[_arena.H_STATE] = _arena.RUNNING
+    _start_kthreads(arena)
+    arena.w[_arena.H_COLD] = 0
+    timer.mark("kthreads")
     return booted
 
 
@@ -196,6 +219,7 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     w[_arena.H_VERBOSE] = int(p.verbose)
     w[_arena.H_THREADS] = int(p.threads)
     w[_arena.H_HZ] = p.hz
+    w[_arena.H_LOCKDEBUG] = int(p.lockdebug)
     w[_arena.H_HOSTPID] = param.getpid()
     w[_arena.H_BOOT_SEC], w[_arena.H_BOOT_NSEC] = clock.clock_gettime(clock.CLOCK_RELWALL)
     msgbuf.initmsgbuf(arena)
@@ -203,11 +227,29 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     # The seed stirs arc4random from the stack; rumpmp's kernel takes host entropy.
     arena.cache["rnd.seed"] = rnd.getrandom(32)
     kmem.kmem_init(arena)
+    sleepq.sleepq_init(arena)
     lwproc.procinit(arena)
     lwproc.proc0_init(arena)
     arena.set_str(_arena.HOSTNAME_OFF, _arena.HOSTNAME_LEN, p.hostname)
     cpu.cpus_bootstrap(arena)
     w[_arena.H_BOOT_SLOT] = arena.pool.alloc(0)
+
+
+def _pagedaemon(_: object) -> None:
+    """The seed's pagedaemon, standing in: rumpmp's heap has nothing to page out, so
+    it sleeps on its channel until the kernel halts (wakeup("pdaemon") rouses it)."""
+    from .sleepq import tsleep
+
+    arena = _arena.current()
+    while arena.state == _arena.RUNNING:
+        tsleep("pdaemon", scheduler.PRI_PGDAEMON, "pgdaemon", arena.w[_arena.H_HZ])
+
+
+def _start_kthreads(arena: Arena) -> None:
+    """The kernel threads the seed starts once the CPUs are up."""
+    kthread.kthread_create_in(
+        arena, scheduler.PRI_PGDAEMON, kthread.KTHREAD_MPSAFE, None, _pagedaemon, None, "pdaemon"
+    )
 
 
 def _start_cpus(booted: Booted) -> None:

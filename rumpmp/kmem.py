@@ -275,12 +275,23 @@ def kmem_alloc(size: int, flags: int = KM_SLEEP) -> KBuf | None:
     return kmem_alloc_in(_arena.current(), size, flags)
 
 
-def kmem_zalloc(size: int, flags: int = KM_SLEEP) -> KBuf | None:
-    """kmem_zalloc(9): like kmem_alloc, but the bytes are zeroed."""
-    buf = kmem_alloc(size, flags)
+def kmem_zalloc_in(arena: Arena, size: int, flags: int = KM_SLEEP) -> KBuf | None:
+    """kmem_zalloc on a given kernel."""
+    buf = kmem_alloc_in(arena, size, flags)
     if buf is not None:
         ctypes.memset(buf, 0, size)
     return buf
+
+
+def kmem_zalloc(size: int, flags: int = KM_SLEEP) -> KBuf | None:
+    """kmem_zalloc(9): like kmem_alloc, but the bytes are zeroed."""
+    return kmem_zalloc_in(_arena.current(), size, flags)
+
+
+def is_live(arena: Arena, buf: KBuf) -> bool:
+    """Whether ``buf`` is still allocated (not freed, not handed to someone else)."""
+    tag = arena.w[(buf.offset - _BLK_HDR) // 8]
+    return (tag >> 8) & 0xFF == ST_ALLOC and tag >> 16 == buf.gen
 
 
 def kmem_free(buf: KBuf, size: int) -> None:

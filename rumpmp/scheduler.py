@@ -50,6 +50,7 @@ SPC_FAST = 8  # rump_schedule found the CPU free
 SPC_SLOW = 9  # rump_schedule had to queue
 SPC_STEALS = 10  # lwps this CPU took from another's new queue
 SPC_NSTARTED = 11
+SPC_NSYSTEM = 12  # kernel threads among the load: a halt does not wait for them
 SPC_BITMAP = 16
 SPC_RUNQ = SPC_BITMAP + _BITMAP_WORDS  # (head, tail) per level
 SPC_WORDS = SPC_RUNQ + 2 * PRI_COUNT
@@ -177,6 +178,8 @@ def _handoff(sp: _Spc, t: lwproc.Tables, arena: Arena) -> None:
     if nxt:
         w[s + SPC_NSWTCH] += 1
         arena.pool.unpark(w[t.lwp(nxt) + L_PARK])
+    elif w[s + SPC_NEWQ_HEAD]:
+        arena.pool.unpark(sp.doorbell)  # idle now: start the lwps waiting to begin
 
 
 def rump_unschedule() -> None:
@@ -292,7 +295,7 @@ def steal(arena: Arena, cpu: int) -> int:
             continue
         sp = spc(arena, victim)
         if not sp.w[sp.s + SPC_NEWQ_HEAD] or not sp.w[sp.s + SPC_CURLWP]:
-            continue  # nothing waiting, or the victim is idle and will start it itself
+            continue  # nothing waiting, or the victim is idle and starts them itself
         sp.lock.enter_nowrap()
         lid = _pop_new(sp, t, unbound_only=True)
         if lid:
@@ -308,12 +311,27 @@ def steal(arena: Arena, cpu: int) -> int:
     return 0
 
 
-def lwp_done(arena: Arena, cpu: int) -> None:
+def system_started(arena: Arena, cpu: int) -> None:
+    """Account for a kernel thread starting on ``cpu``."""
+    sp = spc(arena, cpu)
+    sp.lock.enter_nowrap()
+    sp.w[sp.s + SPC_NSYSTEM] += 1
+    sp.lock.exit()
+
+
+def lwp_done(arena: Arena, cpu: int, system: bool) -> None:
     """Account for an lwp of ``cpu`` that has ended."""
     sp = spc(arena, cpu)
     sp.lock.enter_nowrap()
     sp.w[sp.s + SPC_LOAD] -= 1
+    if system:
+        sp.w[sp.s + SPC_NSYSTEM] -= 1
     sp.lock.exit()
+
+
+def user_load(sp: _Spc) -> int:
+    """lwps on a CPU that are not kernel threads: what a halt lets finish."""
+    return sp.w[sp.s + SPC_LOAD] - sp.w[sp.s + SPC_NSYSTEM]
 
 
 def stats(arena: Arena, cpu: int) -> dict[str, int]:

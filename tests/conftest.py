@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import rumpmp
@@ -36,3 +38,7 @@ def boot():
 def kernel(boot):
     """A running 4-CPU kernel."""
     return boot(4)
+
+
+# LOCKDEBUG is on in tests (each kernel reads it at boot); benchmarks leave it off.
+os.environ.setdefault("RUMP_LOCKDEBUG", "1")

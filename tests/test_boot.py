@@ -211,5 +211,5 @@ def test_rump_init_boots_once_and_again_after_halt():
 
 @pytest.mark.timeout(30)
 def test_boot_timings_cover_every_phase(kernel):
-    assert set(kernel.timings) == {"parameters", "arena", "cpus"}
+    assert set(kernel.timings) == {"parameters", "arena", "cpus", "kthreads"}
     assert all(ms >= 0 for ms in kernel.timings.values())
