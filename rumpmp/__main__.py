@@ -77,12 +77,16 @@ def _boot(args: argparse.Namespace) -> int:
 
 
 def _wait_for_signal() -> None:
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    print("rumpmp: up; SIGINT or SIGTERM halts", flush=True)
+    """Block until SIGINT or SIGTERM; further ones are ignored so the halt completes."""
     try:
-        signal.pause()
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        print("rumpmp: up; SIGINT or SIGTERM halts", flush=True)
+        while True:
+            signal.pause()
     except KeyboardInterrupt:
         pass
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _cleanup() -> int:

@@ -120,6 +120,9 @@ class Arena:
             view = _views[prefix] = cls(prefix, seg, pool)
         return view
 
+    def __reduce__(self) -> tuple:
+        return (_attach, (self.prefix,))  # by reference: each process has its own view
+
     def forget(self) -> None:
         """Drop this process's view after the kernel has gone."""
         _views.pop(self.prefix, None)
@@ -150,6 +153,10 @@ class Arena:
     def set_str(self, off: int, size: int, text: str) -> None:
         raw = text.encode()[: size - 1]
         self.buf[off : off + size] = raw + b"\0" * (size - len(raw))
+
+
+def _attach(prefix: str) -> Arena:
+    return Arena.attach(prefix)
 
 
 class _Here:

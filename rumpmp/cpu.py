@@ -103,9 +103,9 @@ def idle_loop(arena: Arena, cpu: int) -> None:
     """Start the lwps placed on this CPU while it is idle; steal unstarted ones from
     busy CPUs; exit at halt.
 
-    New lwps are started only when the CPU is free: while another lwp holds it they
-    stay unstarted, so an idle CPU can steal them.  The CPU's release rings the
-    doorbell when lwps are waiting to start.
+    New lwps start one at a time, highest priority first, each with the CPU reserved
+    for it: while another lwp holds the CPU they stay unstarted, so an idle CPU can
+    steal them.  Releasing the CPU rings the doorbell when lwps wait to start.
     """
     sp = scheduler.spc(arena, cpu)
     while arena.state in (_arena.BOOTING, _arena.RUNNING):
@@ -116,9 +116,8 @@ def idle_loop(arena: Arena, cpu: int) -> None:
         if sp.w[sp.s + scheduler.SPC_CURLWP]:
             continue
         lid = scheduler.take_new(arena, cpu) or scheduler.steal(arena, cpu)
-        while lid:
+        if lid:
             start_lwp(arena, cpu, lid)
-            lid = scheduler.take_new(arena, cpu)
     _shutdown(arena, cpu)
 
 
@@ -206,6 +205,8 @@ def _run_entry(arena: Arena, l: int, cpu: int) -> tuple[bool, object]:
     except KthreadExit as e:
         return True, e.ecode
     except Exception as e:  # noqa: BLE001 - handed back to whoever waits for this lwp
+        if arena.w[l + L_FLAGS] & LW_SYSTEM:  # nobody to hand it to: a kernel bug
+            panic("kernel thread died: %s", "".join(traceback.format_exception(e)).strip())
         return False, _portable_exception(e, cpu)
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from hypercalls import sync, thread
 
-from . import lwproc
-from .arena import Arena, here
+from . import lockdebug, lwproc
+from .arena import H_LOCKDEBUG, Arena, here
 from .lwproc import L_BOUND, L_CPU, L_NEWQ, L_PARK, L_PRI, L_RUNQ, L_STATE
 
 # NetBSD's priorities (sys/param.h); higher runs first.
@@ -42,7 +42,7 @@ SPC_LOCK = 0  # pool slot of the spin lock
 SPC_DOORBELL = 1  # pool slot the CPU's idle loop waits on
 SPC_CURLWP = 2  # lwp holding the CPU, 0 if idle
 SPC_NRUN = 3  # lwps on the run queue
-SPC_LOAD = 4  # lwps placed on this CPU and not yet ended (for placement)
+SPC_LOAD = 4  # lwps placed on this CPU and not yet ended
 SPC_NEWQ_HEAD = 5
 SPC_NEWQ_TAIL = 6
 SPC_NSWTCH = 7  # context switches (hand-offs)
@@ -51,6 +51,7 @@ SPC_SLOW = 9  # rump_schedule had to queue
 SPC_STEALS = 10  # lwps this CPU took from another's new queue
 SPC_NSTARTED = 11
 SPC_NSYSTEM = 12  # kernel threads among the load: a halt does not wait for them
+SPC_NNEW = 13  # lwps waiting to start
 SPC_BITMAP = 16
 SPC_RUNQ = SPC_BITMAP + _BITMAP_WORDS  # (head, tail) per level
 SPC_WORDS = SPC_RUNQ + 2 * PRI_COUNT
@@ -154,7 +155,7 @@ def rump_schedule() -> None:
     arena, t, sp, lid = ctx
     w, s = sp.w, sp.s
     sp.lock.enter_nowrap()
-    if not w[s + SPC_CURLWP]:
+    if w[s + SPC_CURLWP] in (0, lid):  # free, or reserved for this lwp as it started
         w[s + SPC_CURLWP] = lid
         w[s + SPC_FAST] += 1
         sp.lock.exit()
@@ -186,11 +187,14 @@ def rump_unschedule() -> None:
     """Release the calling lwp's CPU, handing it to the next runnable lwp."""
     if not getattr(_tls, "scheduled", False):
         return
-    _tls.scheduled = False
     ctx = _context()
     if ctx is None:
+        _tls.scheduled = False
         return
     arena, t, sp, _lid = ctx
+    if arena.w[H_LOCKDEBUG]:
+        lockdebug.check_sleep(arena, "rump_unschedule")
+    _tls.scheduled = False
     sp.lock.enter_nowrap()
     _handoff(sp, t, arena)
     sp.lock.exit()
@@ -224,13 +228,16 @@ def curcpu_scheduled() -> bool:
 # -- placement -------------------------------------------------------------------------
 
 
+def runnable(sp: _Spc) -> int:
+    """lwps that want this CPU now: running, queued for it, or waiting to start.
+    Sleeping lwps do not count, as in NetBSD's run-queue based placement."""
+    w, s = sp.w, sp.s
+    return w[s + SPC_NRUN] + w[s + SPC_NNEW] + (1 if w[s + SPC_CURLWP] else 0)
+
+
 def _least_loaded(arena: Arena) -> int:
-    best, best_load = 0, None
-    for cpu in range(arena.ncpu):
-        load = arena.w[spc(arena, cpu).s + SPC_LOAD]
-        if best_load is None or load < best_load:
-            best, best_load = cpu, load
-    return best
+    loads = [runnable(spc(arena, cpu)) for cpu in range(arena.ncpu)]
+    return loads.index(min(loads))
 
 
 def setrunnable_new(arena: Arena, lid: int) -> int:
@@ -244,19 +251,30 @@ def setrunnable_new(arena: Arena, lid: int) -> int:
     bound = arena.w[l + L_BOUND]
     cpu = bound if bound >= 0 else _least_loaded(arena)
     sp = spc(arena, cpu)
-    w, s = sp.w, sp.s
     sp.lock.enter_nowrap()
-    w[l + L_CPU] = cpu
-    w[l + L_NEWQ] = 0
-    if w[s + SPC_NEWQ_TAIL]:
-        w[t.lwp(w[s + SPC_NEWQ_TAIL]) + L_NEWQ] = lid
-    else:
-        w[s + SPC_NEWQ_HEAD] = lid
-    w[s + SPC_NEWQ_TAIL] = lid
-    w[s + SPC_LOAD] += 1
+    arena.w[l + L_CPU] = cpu
+    _newq_insert(sp, t, lid)
+    sp.w[sp.s + SPC_LOAD] += 1
     sp.lock.exit()
     arena.pool.unpark(sp.doorbell)
     return cpu
+
+
+def _newq_insert(sp: _Spc, t: lwproc.Tables, lid: int) -> None:
+    """Queue an unstarted lwp: higher priority first, FIFO within a priority (holds lock)."""
+    w, s = sp.w, sp.s
+    pri = w[t.lwp(lid) + L_PRI]
+    prev, cur = 0, w[s + SPC_NEWQ_HEAD]
+    while cur and w[t.lwp(cur) + L_PRI] >= pri:
+        prev, cur = cur, w[t.lwp(cur) + L_NEWQ]
+    w[t.lwp(lid) + L_NEWQ] = cur
+    if prev:
+        w[t.lwp(prev) + L_NEWQ] = lid
+    else:
+        w[s + SPC_NEWQ_HEAD] = lid
+    if not cur:
+        w[s + SPC_NEWQ_TAIL] = lid
+    w[s + SPC_NNEW] += 1
 
 
 def _pop_new(sp: _Spc, t: lwproc.Tables, unbound_only: bool) -> int:
@@ -274,14 +292,19 @@ def _pop_new(sp: _Spc, t: lwproc.Tables, unbound_only: bool) -> int:
         w[s + SPC_NEWQ_HEAD] = nxt
     if w[s + SPC_NEWQ_TAIL] == lid:
         w[s + SPC_NEWQ_TAIL] = prev
+    w[s + SPC_NNEW] -= 1
     return lid
 
 
 def take_new(arena: Arena, cpu: int) -> int:
-    """The next lwp placed on ``cpu`` that has not started, or 0."""
+    """If ``cpu`` is idle, the next lwp waiting to start there, with the CPU reserved
+    for it (so the lwps of a CPU start one at a time, in priority order); else 0."""
     sp = spc(arena, cpu)
     sp.lock.enter_nowrap()
-    lid = _pop_new(sp, lwproc.tables(arena), unbound_only=False)
+    lid = 0
+    if not sp.w[sp.s + SPC_CURLWP]:
+        lid = _pop_new(sp, lwproc.tables(arena), unbound_only=False)
+        sp.w[sp.s + SPC_CURLWP] = lid
     sp.lock.exit()
     return lid
 
@@ -306,6 +329,11 @@ def steal(arena: Arena, cpu: int) -> int:
             arena.w[t.lwp(lid) + L_CPU] = cpu
             mine.w[mine.s + SPC_LOAD] += 1
             mine.w[mine.s + SPC_STEALS] += 1
+            if mine.w[mine.s + SPC_CURLWP]:  # busy after all: queue it here like any other
+                _newq_insert(mine, t, lid)
+                lid = 0
+            else:
+                mine.w[mine.s + SPC_CURLWP] = lid
             mine.lock.exit()
             return lid
     return 0
