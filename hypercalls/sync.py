@@ -35,6 +35,10 @@ RW_READER = 0
 RW_WRITER = 1
 
 SLICE = 0.1  # seconds between checks of the shutdown flag
+#: Tries of a busy mutex before its waiter gives up the CPU and sleeps.  The holder
+#: is usually running on another CPU and about to let go (NetBSD's adaptive mutexes
+#: spin for the same reason); a few microseconds of trying beats a sleep and wakeup.
+SPIN_TRIES = 100
 _SEM_MAX = 2**30
 _SEMAPHORE = 1  # SemLock kind
 
@@ -327,7 +331,7 @@ class Mutex(_Guarded):
 
     def enter(self) -> None:
         """rumpuser_mutex_enter: take the lock, releasing the CPU if it must wait."""
-        if not self._guard.acquire(False):
+        if not self._guard.acquire(False) and not self._spin():
             hooks.unschedule()
             try:
                 self.pool.wait_sem(self._guard)
@@ -335,9 +339,16 @@ class Mutex(_Guarded):
                 hooks.schedule()
         self._w[self.r] = owner_token()
 
+    def _spin(self) -> bool:
+        acquire = self._guard.acquire
+        for _ in range(SPIN_TRIES):
+            if acquire(False):
+                return True
+        return False
+
     def enter_nowrap(self) -> None:
         """rumpuser_mutex_enter_nowrap: take the lock, keeping the CPU while waiting."""
-        if not self._guard.acquire(False):
+        if not self._guard.acquire(False) and not self._spin():
             self.pool.wait_sem(self._guard)
         self._w[self.r] = owner_token()
 
@@ -356,6 +367,11 @@ class Mutex(_Guarded):
     def owner(self) -> int:
         """rumpuser_mutex_owner: the holder's owner token, 0 if free."""
         return self._w[self.r]
+
+    def owner_word(self) -> tuple[memoryview, int]:
+        """(words, index) of the owner word, for callers that inline enter/exit:
+        take the semaphore with trywait, then store their owner token there."""
+        return self._w, self.r
 
 
 # condvar record words

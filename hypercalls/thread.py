@@ -17,7 +17,17 @@ import os
 import threading
 from collections.abc import Callable
 
-_tls = threading.local()
+
+class _ThreadState(threading.local):
+    """Per-thread state; class defaults make a missing value a fast attribute hit."""
+
+    curlwp = 0
+    token = 0
+
+
+#: The calling thread's state: ``current.curlwp`` is the fast read of curlwp().
+current = _ThreadState()
+_tls = current
 _tokens = itertools.count(1)
 
 
@@ -51,15 +61,15 @@ def set_curlwp(lwp: int) -> None:
 
 def curlwp() -> int:
     """The lwp id bound to the calling thread, 0 if none."""
-    return getattr(_tls, "curlwp", 0)
+    return _tls.curlwp
 
 
 def owner_token() -> int:
     """A nonzero int naming the calling thread as a lock owner."""
-    lwp = getattr(_tls, "curlwp", 0)
+    lwp = _tls.curlwp
     if lwp:
         return lwp
-    token = getattr(_tls, "token", 0)
+    token = _tls.token
     if not token:
         # Unique across processes: pid in the high bits, a per-process counter below.
         token = _tls.token = -((os.getpid() << 24) | next(_tokens))

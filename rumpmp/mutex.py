@@ -14,6 +14,7 @@ and with LOCKDEBUG catches initialising a live mutex twice.
 from __future__ import annotations
 
 from hypercalls import sync, thread
+from hypercalls.thread import current as _thread
 
 from . import arena as _arena
 from . import kmem, lockdebug
@@ -38,7 +39,7 @@ IPL_HIGH = 7
 class kmutex_t:
     """A kernel mutex handle; pickles by reference, works on every CPU."""
 
-    __slots__ = ("_debug", "_hm", "_r", "arena", "name", "rec", "spin")
+    __slots__ = ("_acq", "_debug", "_hm", "_o", "_r", "_rel", "_w", "arena", "name", "rec", "spin")
 
     def __init__(self, arena: Arena, rec: kmem.KBuf, name: str | None = None) -> None:
         self.arena = arena
@@ -50,6 +51,10 @@ class kmutex_t:
         self._hm = sync.Mutex.attach(arena.pool, w[self._r + lockdebug.R_SLOT], flags)
         self._debug = lockdebug.enabled(arena)
         self.name = name or f"{'spin' if self.spin else 'adaptive'} mutex@{rec.offset:#x}"
+        # The fast path below touches the semaphore and the owner word directly.
+        self._w, self._o = self._hm.owner_word()
+        sem = arena.pool.sem(self._hm.slot)
+        self._acq, self._rel = sem.acquire, sem.release
 
     def __reduce__(self) -> tuple:
         return (kmutex_t, (self.arena, self.rec, self.name))
@@ -89,15 +94,17 @@ def mutex_init(*args: object, name: str | None = None) -> kmutex_t:
 
 def mutex_enter(m: kmutex_t) -> None:
     """mutex_enter(9).  An adaptive mutex releases the CPU while it waits."""
-    hm = m._hm
+    if not m._debug and m._acq(False):  # the fast path: free, and nothing to check
+        m._w[m._o] = _thread.curlwp or thread.owner_token()
+        return
     if m._debug:
         _debug_enter(m)
     if m.spin:
-        hm.enter_nowrap()
+        m._hm.enter_nowrap()
         if m._debug:
             lockdebug.spin_acquired()
     else:
-        hm.enter()
+        m._hm.enter()
 
 
 def _debug_enter(m: kmutex_t) -> None:
@@ -115,7 +122,8 @@ def mutex_exit(m: kmutex_t) -> None:
             lockdebug.abort(m.arena, "mutex", "mutex_exit", m.name, f"exiting unheld {kind} mutex")
         if m.spin:
             lockdebug.spin_released()
-    m._hm.exit()
+    m._w[m._o] = 0
+    m._rel()
 
 
 def mutex_tryenter(m: kmutex_t) -> bool:
