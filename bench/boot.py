@@ -60,36 +60,28 @@ def median_ms(fn, *args) -> float:
     return statistics.median(fn(*args) for _ in range(REPEAT)) * 1e3
 
 
-def rows() -> list[tuple[str, float, float, str]]:
-    """(what, rumpmp ms, floor ms, floor name) for each measurement."""
+def _row(what: str, ours: float, floor: float, floor_name: str) -> tuple[str, str, str, str]:
+    return (what, f"{ours:.1f} ms", f"{floor:.1f} ms ({floor_name})", f"{ours / floor:.2f}x")
+
+
+def rows() -> list[tuple[str, str, str, str]]:
+    """(benchmark, rumpmp, floor, ratio) rows, medians of REPEAT runs."""
     out = []
     for n in (1, 2, 4, 8):
-        out.append(
-            (
-                f"boot {n} CPUs to ready",
-                median_ms(boot_once, n),
-                median_ms(floor_once, n),
-                f"fork {n} + semaphore",
-            )
-        )
+        ours, floor = median_ms(boot_once, n), median_ms(floor_once, n)
+        out.append(_row(f"boot {n} CPUs to ready", ours, floor, f"fork {n} + semaphore"))
     cli = [sys.executable, "-m", "rumpmp", "boot", "--ncpu", "8"]
     bare = [sys.executable, "-c", "import multiprocess, posix_ipc, cloudpickle"]
-    out.append(
-        (
-            "`python -m rumpmp boot --ncpu 8`",
-            median_ms(command_once, cli),
-            median_ms(command_once, bare),
-            "python -c 'import ...'",
-        )
-    )
+    ours, floor = median_ms(command_once, cli), median_ms(command_once, bare)
+    out.append(_row("`python -m rumpmp boot --ncpu 8`", ours, floor, "bare imports"))
     return out
 
 
 def main() -> None:
     print(f"| benchmark | rumpmp (median of {REPEAT}) | floor | ratio |")
     print("|---|---:|---:|---:|")
-    for what, ours, floor, floor_name in rows():
-        print(f"| {what} | {ours:.1f} ms | {floor:.1f} ms ({floor_name}) | {ours / floor:.2f}x |")
+    for row in rows():
+        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":
