@@ -201,18 +201,27 @@ def rump_unschedule() -> None:
 
 
 def preempt() -> None:
-    """Yield the CPU to any queued lwp of equal or higher priority (preempt(9))."""
+    """preempt(9), yield(9): let other runnable lwps of this CPU run first.
+
+    Runnable includes lwps placed here that have not started yet: the CPU is left
+    idle for a moment so the idle loop can start the next one.
+    """
     ctx = _context()
     if ctx is None or not getattr(_tls, "scheduled", False):
         return
     arena, t, sp, lid = ctx
     w, s = sp.w, sp.s
-    if not w[s + SPC_NRUN]:
+    if not w[s + SPC_NRUN] and not w[s + SPC_NNEW]:
         return
     sp.lock.enter_nowrap()
-    _enqueue(sp, t, lid)
+    if w[s + SPC_NRUN]:
+        _enqueue(sp, t, lid)
+        _handoff(sp, t, arena)
+    else:  # only unstarted lwps: go idle so one starts, and queue for the CPU behind it
+        w[s + SPC_CURLWP] = 0
+        _enqueue(sp, t, lid)
+        arena.pool.unpark(sp.doorbell)
     w[t.lwp(lid) + L_STATE] = lwproc.LSRUN
-    _handoff(sp, t, arena)
     sp.lock.exit()
     park = w[t.lwp(lid) + L_PARK]
     while w[s + SPC_CURLWP] != lid:
@@ -300,11 +309,14 @@ def take_new(arena: Arena, cpu: int) -> int:
     """If ``cpu`` is idle, the next lwp waiting to start there, with the CPU reserved
     for it (so the lwps of a CPU start one at a time, in priority order); else 0."""
     sp = spc(arena, cpu)
+    t = lwproc.tables(arena)
     sp.lock.enter_nowrap()
     lid = 0
     if not sp.w[sp.s + SPC_CURLWP]:
-        lid = _pop_new(sp, lwproc.tables(arena), unbound_only=False)
+        lid = _pop_new(sp, t, unbound_only=False)
         sp.w[sp.s + SPC_CURLWP] = lid
+        if not lid:  # nothing to start (stolen meanwhile): an lwp may be queued to run
+            _handoff(sp, t, arena)
     sp.lock.exit()
     return lid
 

@@ -587,3 +587,34 @@ def test_lockdebug_off_lets_a_foreign_exit_through(boot):
         return mutex_tryenter(m)
 
     assert k.run(foreign_exit) is True
+
+
+def _raise_flag_plain(buf):
+    struct.pack_into("<q", buf, 0, 1)
+
+
+def preempt_lets_others_run():
+    from rumpmp.kern import (
+        KTHREAD_MUSTJOIN,
+        PRI_KTHREAD,
+        kmem_zalloc,
+        kthread_create,
+        kthread_join,
+        yield_,
+    )
+
+    buf = kmem_zalloc(8)
+    other = kthread_create(PRI_KTHREAD, KTHREAD_MUSTJOIN, 0, _raise_flag_plain, buf, "other")
+    for _ in range(100_000):  # never blocks: only yielding lets the other lwp run
+        if struct.unpack_from("<q", buf, 0)[0]:
+            break
+        yield_()
+    ran = struct.unpack_from("<q", buf, 0)[0] == 1
+    kthread_join(other)
+    return ran
+
+
+@pytest.mark.timeout(30)
+def test_yield_lets_another_lwp_of_the_cpu_run(boot):
+    k = boot(1)
+    assert k.run(preempt_lets_others_run, cpu=0) is True
