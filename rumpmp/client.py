@@ -23,7 +23,7 @@ from . import arena as _arena
 from . import init, kmem, lwproc, reboot, scheduler
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
-from .lwproc import L_ENTRY, L_REPLY, L_RESULT, L_STATE, LSZOMB, LW_WAITER
+from .lwproc import L_ENTRY, L_REPLY, L_RESULT, L_STATE, LSZOMB, LW_IMPLICIT, LW_WAITER
 from .msgbuf import msgbuf_read
 from .prf import RumpPanic, kprintf, panic_info, record_panic
 
@@ -95,7 +95,11 @@ class Kernel:
         t.lock.enter_nowrap()
         try:
             lid = lwproc.lwp_alloc(
-                t, t.find_proc(1), name, bound=-1 if cpu is None else cpu, flags=LW_WAITER
+                t,
+                t.find_proc(0),
+                name,
+                bound=-1 if cpu is None else cpu,
+                flags=LW_WAITER | LW_IMPLICIT,
             )
         finally:
             t.lock.exit()
@@ -109,9 +113,7 @@ class Kernel:
             blob_free(arena, l + L_RESULT)
         finally:
             if self._arena.state == _arena.RUNNING:
-                t.lock.enter_nowrap()
-                lwproc.lwp_free(t, lid)
-                t.lock.exit()
+                lwproc.lwp_release(t, lid)
         if ok:
             return value
         raise value

@@ -16,7 +16,7 @@ import hypercalls
 from hypercalls import clock, param, proc, shm, thread
 
 from . import arena as _arena
-from . import lwproc, reboot, scheduler
+from . import kauth, lwproc, reboot, scheduler
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
 from .kthread import KthreadExit
@@ -154,7 +154,7 @@ def _lwp_main(args: tuple[Arena, int, int]) -> None:
     t = lwproc.tables(arena)
     l = t.lwp(lid)
     w = arena.w
-    thread.set_curlwp(lid)
+    lwproc.thread_started(lid)
     w[l + L_PARK] = arena.pool.park_slot()
     system = bool(w[l + L_FLAGS] & LW_SYSTEM)
     try:
@@ -165,7 +165,7 @@ def _lwp_main(args: tuple[Arena, int, int]) -> None:
     except hypercalls.sync.Shutdown:
         return  # the kernel is going down around us
     finally:
-        thread.set_curlwp(lid)  # whatever the entry switched to, leave as this lwp
+        lwproc.switch_home(arena)  # an lwp context the entry switched to stays behind
         scheduler.rump_unschedule()
     scheduler.lwp_done(arena, cpu, system)
     _exit_lwp(arena, t, lid)
@@ -181,9 +181,10 @@ def _exit_lwp(arena: Arena, t: lwproc.Tables, lid: int) -> None:
     w[l + L_STATE] = lwproc.LSZOMB
     reply = w[l + L_REPLY]
     waited = w[l + L_FLAGS] & LW_WAITER
-    if not waited:
-        lwproc.lwp_free(t, lid)
+    dead = None if waited else lwproc.lwp_free(t, lid)
     t.lock.exit()
+    if dead:
+        kauth.cred_free_record(arena, dead)
     if waited and reply:
         arena.pool.unpark(reply)
 

@@ -26,6 +26,33 @@ from .condvar import (
 )
 from .cpu import cpu_index
 from .kmem import KM_NOSLEEP, KM_SLEEP, KBuf, kmem_alloc, kmem_free, kmem_zalloc
+from .kauth import (
+    NGROUPS_MAX,
+    kauth_cred_dup,
+    kauth_cred_free,
+    kauth_cred_get,
+    kauth_cred_getegid,
+    kauth_cred_geteuid,
+    kauth_cred_getgid,
+    kauth_cred_getgroups,
+    kauth_cred_getrefcnt,
+    kauth_cred_getsvgid,
+    kauth_cred_getsvuid,
+    kauth_cred_getuid,
+    kauth_cred_hold,
+    kauth_cred_ismember_gid,
+    kauth_cred_ngroups,
+    kauth_cred_setegid,
+    kauth_cred_seteuid,
+    kauth_cred_setgid,
+    kauth_cred_setgroups,
+    kauth_cred_setsvgid,
+    kauth_cred_setsvuid,
+    kauth_cred_setuid,
+    kauth_cred_t,
+    rump_cred_create,
+    rump_cred_put,
+)
 from .kthread import (
     KTHREAD_IDLE,
     KTHREAD_INTR,
@@ -35,6 +62,16 @@ from .kthread import (
     kthread_create,
     kthread_exit,
     kthread_join,
+)
+from .lwproc import (
+    RUMP_RFCFDG,
+    RUMP_RFFDG,
+    rump_lwproc_curlwp,
+    rump_lwproc_newlwp,
+    rump_lwproc_newproc,
+    rump_lwproc_releaselwp,
+    rump_lwproc_rfork,
+    rump_lwproc_switch,
 )
 from .mutex import (
     IPL_HIGH,
@@ -57,6 +94,18 @@ from .mutex import (
     mutex_tryenter,
 )
 from .prf import panic, printf
+from .prot import (
+    rump_sys_getegid,
+    rump_sys_geteuid,
+    rump_sys_getgid,
+    rump_sys_getgroups,
+    rump_sys_getpid,
+    rump_sys_getppid,
+    rump_sys_getuid,
+    rump_sys_setgid,
+    rump_sys_setgroups,
+    rump_sys_setuid,
+)
 from .reboot import RB_AUTOBOOT, RB_DUMP, RB_HALT, RB_NOSYNC, cpu_reboot
 from .rwlock import (
     RW_READER,

@@ -98,7 +98,5 @@ def kthread_join(lid: int) -> int:
     wait_lwp(arena, lid)
     if arena.w[l + L_RESULT]:
         blob_free(arena, l + L_RESULT)
-    t.lock.enter_nowrap()
-    lwproc.lwp_free(t, lid)
-    t.lock.exit()
+    lwproc.lwp_release(t, lid)
     return 0

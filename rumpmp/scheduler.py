@@ -229,6 +229,16 @@ def preempt() -> None:
     w[t.lwp(lid) + L_STATE] = lwproc.LSONPROC
 
 
+def switch_curlwp(arena: Arena, old: int, new: int) -> None:
+    """The calling thread now runs as lwp ``new``: if ``old`` held this CPU, ``new``
+    holds it instead (rump_lwproc_switch)."""
+    sp = spc(arena, here.cpu)
+    sp.lock.enter_nowrap()
+    if sp.w[sp.s + SPC_CURLWP] == old:
+        sp.w[sp.s + SPC_CURLWP] = new
+    sp.lock.exit()
+
+
 def curcpu_scheduled() -> bool:
     """Whether the calling thread holds its CPU."""
     return getattr(_tls, "scheduled", False)
