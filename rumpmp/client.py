@@ -20,7 +20,7 @@ import hypercalls
 from hypercalls import proc, shm, sync, thread
 
 from . import arena as _arena
-from . import init, kmem, lwproc, reboot, scheduler
+from . import init, kmem, lwproc, reboot, scheduler, xcall
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
 from .lwproc import L_ENTRY, L_REPLY, L_RESULT, L_STATE, LSZOMB, LW_IMPLICIT, LW_WAITER
@@ -117,6 +117,35 @@ class Kernel:
         if ok:
             return value
         raise value
+
+    def xc_broadcast(
+        self, flags: int, func: Callable[[Any, Any], Any], arg1: Any = None, arg2: Any = None
+    ) -> list[Any]:
+        """xc_broadcast(9) from the host: run ``func(arg1, arg2)`` on every CPU, in
+        parallel, and return each CPU's result in CPU order (the first exception is
+        raised).  The fast path into a kernel: no lwp is created."""
+        return self._xcall(flags, func, arg1, arg2, -1)
+
+    def xc_unicast(
+        self, flags: int, func: Callable[[Any, Any], Any], arg1: Any, arg2: Any, ci: int
+    ) -> Any:
+        """xc_unicast(9) from the host: run ``func(arg1, arg2)`` on CPU ``ci`` and
+        return its result (or raise its exception)."""
+        return self._xcall(flags, func, arg1, arg2, ci)[0]
+
+    def _xcall(self, flags: int, func: Callable, arg1: Any, arg2: Any, target: int) -> list:
+        self._check_running()
+        arena = self._arena
+        try:
+            where = xcall.issue(arena, flags, func, arg1, arg2, target, collect=True)
+            results = xcall.collect_results(arena, where, target)
+        except sync.Shutdown:
+            self._check_running()
+            raise
+        for ok, value in results:
+            if not ok:
+                raise value
+        return [value for _, value in results]
 
     def _wait_lwp(self, l: int) -> None:
         arena = self._arena
@@ -237,10 +266,11 @@ def boot(
     threads: bool | None = None,
     hostname: str | None = None,
     lockdebug: bool | None = None,
+    hz: int | None = None,
 ) -> Kernel:
     """Boot a new, independent kernel.  Unset parameters come from RUMP_NCPU,
-    RUMP_VERBOSE, RUMP_THREADS, RUMP_LOCKDEBUG and the host, as in rump."""
-    return Kernel(init.rump__init(ncpu, verbose, threads, hostname, lockdebug))
+    RUMP_VERBOSE, RUMP_THREADS, RUMP_LOCKDEBUG, RUMP_HZ and the host, as in rump."""
+    return Kernel(init.rump__init(ncpu, verbose, threads, hostname, lockdebug, hz))
 
 
 _default: Kernel | None = None

@@ -37,21 +37,6 @@ class kcondvar_t:
         return f"<kcondvar_t {self.name}>"
 
 
-def hz() -> int:
-    """The kernel's clock rate in ticks per second."""
-    return _arena.current().w[_arena.H_HZ]
-
-
-def mstohz(ms: int) -> int:
-    """mstohz(9): milliseconds to ticks, rounded up."""
-    return -(-ms * hz() // 1000)
-
-
-def hztoms(ticks: int) -> int:
-    """hztoms(9): ticks to milliseconds."""
-    return ticks * 1000 // hz()
-
-
 def cv_init(wmesg: str | None = None) -> kcondvar_t:
     """cv_init(9): a new condition variable (``wmesg`` names it in diagnostics)."""
     arena = _arena.current()

@@ -105,6 +105,24 @@ def parse_ncpu(value: object) -> int:
     return n
 
 
+def _env_or(name: str, default: object) -> object:
+    try:
+        return param.getenv(name)
+    except FileNotFoundError:
+        return default
+
+
+def parse_hz(value: object) -> int:
+    """The clock rate from an argument or RUMP_HZ; EINVAL unless 1..1000."""
+    try:
+        n = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise OSError(errno.EINVAL, f"hz must be a number, not {value!r}") from None
+    if not 1 <= n <= 1000:
+        raise OSError(errno.EINVAL, f"hz must be between 1 and 1000, not {n}")
+    return n
+
+
 def parse_memlimit(value: str) -> int:
     """RUMP_MEMLIMIT: bytes, with an optional k/m/g suffix."""
     text = value.strip().lower()
@@ -124,6 +142,7 @@ def boot_params(
     threads: bool | None,
     hostname: str | None,
     lockdebug: bool | None = None,
+    hz: int | None = None,
 ) -> BootParams:
     """The boot parameters: arguments first, then the RUMP_* environment, as in rump."""
     try:
@@ -136,7 +155,7 @@ def boot_params(
         threads=_env_flag("RUMP_THREADS", threads, True),
         hostname=hostname or param.getparam(param.PARAM_HOSTNAME),
         memlimit=memlimit,
-        hz=DEFAULT_HZ,
+        hz=parse_hz(hz if hz is not None else _env_or("RUMP_HZ", DEFAULT_HZ)),
         lockdebug=_env_flag("RUMP_LOCKDEBUG", lockdebug, False),
     )
 
@@ -184,12 +203,13 @@ def rump__init(
     threads: bool | None = None,
     hostname: str | None = None,
     lockdebug: bool | None = None,
+    hz: int | None = None,
 ) -> Booted:
     """Boot a new kernel; returns when every CPU has reported ready."""
     timings: dict[str, float] = {}
     timer = _Timer(timings)
     check_versions()
-    p = boot_params(ncpu, verbose, threads, hostname, lockdebug)
+    p = boot_params(ncpu, verbose, threads, hostname, lockdebug, hz)
     timer.mark("parameters")
 
     prefix = f"{PREFIX_STEM}{param.getpid()}-{next(_kernel_seq)}-{rnd.getrandom(3).hex()}."
@@ -222,6 +242,7 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     w[_arena.H_LOCKDEBUG] = int(p.lockdebug)
     w[_arena.H_HOSTPID] = param.getpid()
     w[_arena.H_BOOT_SEC], w[_arena.H_BOOT_NSEC] = clock.clock_gettime(clock.CLOCK_RELWALL)
+    w[_arena.H_BOOT_MONO] = clock.monotonic_ns()
     msgbuf.initmsgbuf(arena)
     aprint_verbose(arena, COPYRIGHT + VERSION_BANNER)
     # The seed stirs arc4random from the stack; rumpmp's kernel takes host entropy.
@@ -232,6 +253,9 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     lwproc.proc0_init(arena)
     arena.set_str(_arena.HOSTNAME_OFF, _arena.HOSTNAME_LEN, p.hostname)
     cpu.cpus_bootstrap(arena)
+    softint.softint_startup(arena)
+    xcall.xc_init(arena)
+    percpu.percpu_init(arena)
     w[_arena.H_BOOT_SLOT] = arena.pool.alloc(0)
 
 
@@ -246,7 +270,10 @@ def _pagedaemon(_: object) -> None:
 
 
 def _start_kthreads(arena: Arena) -> None:
-    """The kernel threads the seed starts once the CPUs are up."""
+    """The kernel threads the seed starts once the CPUs are up: the softint lwps of
+    the clock (callouts) and of high-priority cross-calls, the pagedaemon."""
+    callout.callout_startup(arena)
+    xcall.xc_startup(arena)
     kthread.kthread_create_in(
         arena, scheduler.PRI_PGDAEMON, kthread.KTHREAD_MPSAFE, None, _pagedaemon, None, "pdaemon"
     )

@@ -11,6 +11,24 @@ Every name follows its NetBSD manual page; each function's docstring says where
 rumpmp differs.
 """
 
+from .callout import (
+    CALLOUT_MPSAFE,
+    callout_ack,
+    callout_active,
+    callout_bind,
+    callout_destroy,
+    callout_expired,
+    callout_halt,
+    callout_init,
+    callout_invoking,
+    callout_pending,
+    callout_reset,
+    callout_schedule,
+    callout_setfunc,
+    callout_stop,
+    callout_t,
+)
+from .clock import getboottime, getticks, hz, hztoms, mstohz, nanotime, nanouptime
 from .condvar import (
     cv_broadcast,
     cv_destroy,
@@ -19,13 +37,9 @@ from .condvar import (
     cv_signal,
     cv_timedwait,
     cv_wait,
-    hz,
-    hztoms,
     kcondvar_t,
-    mstohz,
 )
 from .cpu import cpu_index
-from .kmem import KM_NOSLEEP, KM_SLEEP, KBuf, kmem_alloc, kmem_free, kmem_zalloc
 from .kauth import (
     NGROUPS_MAX,
     kauth_cred_dup,
@@ -53,6 +67,7 @@ from .kauth import (
     rump_cred_create,
     rump_cred_put,
 )
+from .kmem import KM_NOSLEEP, KM_SLEEP, KBuf, kmem_alloc, kmem_free, kmem_zalloc
 from .kthread import (
     KTHREAD_IDLE,
     KTHREAD_INTR,
@@ -92,6 +107,15 @@ from .mutex import (
     mutex_init,
     mutex_owned,
     mutex_tryenter,
+)
+from .percpu import (
+    percpu_alloc,
+    percpu_foreach,
+    percpu_foreach_xcall,
+    percpu_free,
+    percpu_getref,
+    percpu_putref,
+    percpu_t,
 )
 from .prf import panic, printf
 from .prot import (
@@ -138,5 +162,18 @@ from .scheduler import (
 )
 from .scheduler import preempt as yield_  # NetBSD's yield(), renamed: a Python keyword
 from .sleepq import PCATCH, PNORELOCK, kpause, mtsleep, tsleep, wakeup
+from .softint import (
+    SOFTINT_BIO,
+    SOFTINT_CLOCK,
+    SOFTINT_MPSAFE,
+    SOFTINT_NET,
+    SOFTINT_SERIAL,
+    softint_disestablish,
+    softint_establish,
+    softint_schedule,
+    softint_schedule_cpu,
+    softint_t,
+)
+from .xcall import XC_HIGHPRI, xc_broadcast, xc_unicast, xc_wait
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -75,10 +75,18 @@ def spin_released() -> None:
     _held.spin = getattr(_held, "spin", 0) - 1
 
 
+def percpu_ref(delta: int) -> None:
+    """Count this thread's percpu references (percpu_getref/putref)."""
+    _held.percpu = getattr(_held, "percpu", 0) + delta
+
+
 def check_sleep(arena: Arena, what: str) -> None:
-    """Panic if the calling lwp is about to sleep with a spin mutex held."""
+    """Panic if the calling lwp is about to sleep with a spin mutex held, or while it
+    holds a percpu reference (it would give up its CPU, and the slot with it)."""
     if getattr(_held, "spin", 0) > 0:
         abort(arena, "mutex", what, "spin mutex", "sleeping with spin mutex held")
+    if getattr(_held, "percpu", 0) > 0:
+        panic_in(arena, f"percpu error: {what}: sleeping with a percpu reference held")
 
 
 # -- read holds of rwlocks by this thread ------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -15,6 +16,20 @@ def assert_no_leak(prefix: str) -> None:
     assert left == [], f"named objects left behind: {left}"
 
 
+def wait_for_boot_threads(k: rumpmp.Kernel, bound: float = 30.0) -> None:
+    """Wait until the kernel threads started at boot are running (their start-up
+    frees heap blocks, so heap counts are stable only after this)."""
+    from rumpmp import scheduler
+
+    deadline = time.monotonic() + bound
+    while any(
+        scheduler.spc(k._arena, c).w[scheduler.spc(k._arena, c).s + scheduler.SPC_NNEW]
+        for c in range(k.ncpu)
+    ):
+        assert time.monotonic() < deadline, "boot threads did not start"
+        time.sleep(0.005)
+
+
 @pytest.fixture
 def boot():
     """Boot kernels for a test; each is halted afterwards and checked for leaks."""
@@ -23,6 +38,7 @@ def boot():
     def _boot(*args, **kwargs) -> rumpmp.Kernel:
         k = rumpmp.boot(*args, **kwargs)
         kernels.append(k)
+        wait_for_boot_threads(k)
         return k
 
     yield _boot
