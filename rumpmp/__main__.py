@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--hostname", help="kern.hostname (default: rump-<pid>.<host>)")
     b.add_argument("--wait", action="store_true", help="stay up until SIGINT or SIGTERM")
     b.add_argument("--timings", action="store_true", help="print each boot phase's duration")
+    b.add_argument("--evcnt", action="store_true", help="print the event counters before halting")
     sub.add_parser(
         "cleanup",
         help="unlink objects left by dead kernels",
@@ -68,12 +69,23 @@ def _boot(args: argparse.Namespace) -> int:
     try:
         if args.wait:
             _wait_for_signal()
+        if args.evcnt:
+            _print_evcnts(kernel)
         kernel.halt()
     except RumpPanic as e:
         print(f"rumpmp: {e}", file=sys.stderr)
         return 1
     sys.stdout.write(kernel.dmesg()[len(shown) :])
     return 0
+
+
+def _print_evcnts(kernel: client.Kernel) -> None:
+    """The event counters as rump_printevcnts shows them, aligned."""
+    rows = [(f"{group} / {name}", count) for group, name, count in kernel.evcnts()]
+    width = max(len(label) for label, _ in rows)
+    for label, count in rows:
+        print(f"  {label:<{width}}  {count:>10}")
+    sys.stdout.flush()
 
 
 def _wait_for_signal() -> None:

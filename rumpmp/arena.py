@@ -43,6 +43,7 @@ H_BOOT_SLOT = 14  # pool slot the CPUs post when they are ready
 H_LOCKDEBUG = 15
 H_HOWTO = 16  # cpu_reboot flags of a halt in progress
 H_BOOT_MONO = 17  # host monotonic time (ns) of boot: tick 0
+H_AIODONED = 18  # 3 words: blob of the aiodoned workqueue's handle
 HEADER_WORDS = 32
 
 # Strings in the header area, after the words.

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from hypercalls import sync
 
 from . import arena as _arena
-from . import clock, kmem, lockdebug, softint
+from . import clock, evcnt, kmem, lockdebug, softint
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
 from .prf import panic_in
@@ -39,9 +39,7 @@ CALLOUT_INVOKING = 0x08
 # per-CPU record words
 CC_LOCK = 0  # pool slot of the CPU's callout lock
 CC_HEAD = 1  # byte offset of the first pending callout record, 0 if none
-CC_TICKS = 2  # hardclock ticks this CPU has seen
 CC_RUNNING = 3  # record offset of the handler running now, 0 if none
-CC_FIRED = 4  # handlers run
 CC_LATE = 5  # ticks handlers ran after their due tick, summed
 RECORD_WORDS = 64  # one record per CPU, cache-line separated
 
@@ -121,7 +119,7 @@ def _hardclock(arena: Arena, cpu: int, tick: int) -> None:
     """One tick of ``cpu``'s hardclock: if its first callout is due, run the softclock."""
     w = arena.w
     r = record(arena, cpu)
-    w[r + CC_TICKS] += 1
+    w[evcnt.count_word(arena, cpu, evcnt.EV_HARDCLOCK)] += 1
     head = w[r + CC_HEAD]
     sih = w[record(arena, arena.ncpu) + G_SIH]
     if head and sih and w[head // 8 + C_DUE] <= tick:
@@ -421,7 +419,7 @@ def _softclock(_: object) -> None:
         finally:
             lock.enter_nowrap()
             w[r + CC_RUNNING] = 0
-            w[r + CC_FIRED] += 1
+            w[evcnt.count_word(arena, cpu, evcnt.EV_CALLOUT)] += 1
             waiters = w[off // 8 + C_WAITERS]
             lock.exit()
             if waiters:
@@ -432,4 +430,7 @@ def callout_stats(arena: Arena, cpu: int) -> dict[str, int]:
     """Ticks seen, callouts fired and total lateness (ticks) on ``cpu``."""
     r = record(arena, cpu)
     w = arena.w
-    return {"ticks": w[r + CC_TICKS], "fired": w[r + CC_FIRED], "late": w[r + CC_LATE]}
+    ticks, fired = (
+        evcnt.count_word(arena, cpu, ev) for ev in (evcnt.EV_HARDCLOCK, evcnt.EV_CALLOUT)
+    )
+    return {"ticks": w[ticks], "fired": w[fired], "late": w[r + CC_LATE]}

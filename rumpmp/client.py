@@ -20,7 +20,7 @@ import hypercalls
 from hypercalls import proc, shm, sync, thread
 
 from . import arena as _arena
-from . import init, kmem, lwproc, reboot, scheduler, xcall
+from . import evcnt, init, kmem, lwproc, reboot, scheduler, xcall
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
 from .lwproc import L_ENTRY, L_REPLY, L_RESULT, L_STATE, LSZOMB, LW_IMPLICIT, LW_WAITER
@@ -76,6 +76,10 @@ class Kernel:
         """Per-CPU scheduler counters (context switches, fast/slow path, steals)."""
         self._check_running()
         return [scheduler.stats(self._arena, i) for i in range(self.ncpu)]
+
+    def evcnts(self) -> list[tuple[str, str, int]]:
+        """(group, name, count) of every event counter, the kernel's own first."""
+        return evcnt.evcnt_list(self._arena)
 
     def kmem_stats(self) -> tuple[int, int, int]:
         """(blocks allocated, bytes in them, heap size) of the kernel heap."""

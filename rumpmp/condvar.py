@@ -39,7 +39,11 @@ class kcondvar_t:
 
 def cv_init(wmesg: str | None = None) -> kcondvar_t:
     """cv_init(9): a new condition variable (``wmesg`` names it in diagnostics)."""
-    arena = _arena.current()
+    return cv_init_in(_arena.current(), wmesg)
+
+
+def cv_init_in(arena: Arena, wmesg: str | None = None) -> kcondvar_t:
+    """A new condition variable on a given kernel (the host uses it at boot)."""
     slot = sync.CondVar(arena.pool).slot
     return kcondvar_t(arena, lockdebug.new_record(arena, slot), wmesg)
 

@@ -16,7 +16,7 @@ import hypercalls
 from hypercalls import clock, param, proc, shm, thread
 
 from . import arena as _arena
-from . import kauth, lwproc, reboot, scheduler
+from . import evcnt, kauth, lwproc, reboot, scheduler
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
 from .kthread import KthreadExit
@@ -142,7 +142,7 @@ def _shutdown(arena: Arena, cpu: int) -> None:
 def start_lwp(arena: Arena, cpu: int, lid: int) -> None:
     """Start an lwp's host thread on this CPU."""
     sp = scheduler.spc(arena, cpu)
-    sp.w[sp.s + scheduler.SPC_NSTARTED] += 1
+    sp.w[sp.ev + evcnt.EV_STARTED] += 1
     if arena.w[lwproc.tables(arena).lwp(lid) + L_FLAGS] & LW_SYSTEM:
         scheduler.system_started(arena, cpu)
     thread.thread_create(_lwp_main, (arena, cpu, lid), f"lwp{lid}")

@@ -17,6 +17,7 @@ from . import arena as _arena
 from . import (
     callout,
     cpu,
+    evcnt,
     kmem,
     kthread,
     lwproc,
@@ -26,6 +27,7 @@ from . import (
     select,
     sleepq,
     softint,
+    workqueue,
     xcall,
 )
 from .arena import Arena
@@ -182,6 +184,7 @@ def _regions(p: BootParams) -> list[tuple[str, int]]:
         kmem.cache_region(p.ncpu),
         select.region(p.ncpu),
         percpu.region(p.ncpu),
+        evcnt.region(p.ncpu),
         ("kmem", kmem.region_size(p.memlimit)),
     ]
 
@@ -253,6 +256,7 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     lwproc.proc0_init(arena)
     arena.set_str(_arena.HOSTNAME_OFF, _arena.HOSTNAME_LEN, p.hostname)
     cpu.cpus_bootstrap(arena)
+    evcnt.evcnt_init(arena)
     softint.softint_startup(arena)
     xcall.xc_init(arena)
     percpu.percpu_init(arena)
@@ -271,9 +275,12 @@ def _pagedaemon(_: object) -> None:
 
 def _start_kthreads(arena: Arena) -> None:
     """The kernel threads the seed starts once the CPUs are up: the softint lwps of
-    the clock (callouts) and of high-priority cross-calls, the pagedaemon."""
+    the clock (callouts) and of high-priority cross-calls, the aiodoned workqueue,
+    the pagedaemon."""
     callout.callout_startup(arena)
     xcall.xc_startup(arena)
+    if arena.w[_arena.H_THREADS]:
+        workqueue.aiodoned_create(arena)
     kthread.kthread_create_in(
         arena, scheduler.PRI_PGDAEMON, kthread.KTHREAD_MPSAFE, None, _pagedaemon, None, "pdaemon"
     )

@@ -40,6 +40,16 @@ from .condvar import (
     kcondvar_t,
 )
 from .cpu import cpu_index
+from .evcnt import (
+    EVCNT_TYPE_INTR,
+    EVCNT_TYPE_MISC,
+    EVCNT_TYPE_TRAP,
+    evcnt_attach_dynamic,
+    evcnt_detach,
+    evcnt_inc,
+    evcnt_t,
+    rump_printevcnts,
+)
 from .kauth import (
     NGROUPS_MAX,
     kauth_cred_dup,
@@ -173,6 +183,16 @@ from .softint import (
     softint_schedule,
     softint_schedule_cpu,
     softint_t,
+)
+from .workqueue import (
+    WQ_MPSAFE,
+    WQ_PERCPU,
+    aiodoned,
+    workqueue_create,
+    workqueue_destroy,
+    workqueue_enqueue,
+    workqueue_t,
+    workqueue_wait,
 )
 from .xcall import XC_HIGHPRI, xc_broadcast, xc_unicast, xc_wait
 

@@ -82,14 +82,20 @@ def mutex_init(*args: object, name: str | None = None) -> kmutex_t:
     else:
         m, rest = None, args
     mtx_type, ipl = (tuple(rest) + (MUTEX_DEFAULT, IPL_NONE))[:2]
-    slot = sync.Mutex(arena.pool, sync.MTX_KMUTEX).slot
-    rec = lockdebug.new_record(arena, slot, _is_spin(mtx_type, ipl), ipl)  # type: ignore[arg-type]
-    new = kmutex_t(arena, rec, name)
+    new = mutex_init_in(arena, mtx_type, ipl, name)  # type: ignore[arg-type]
     if m is not None:  # re-initialised storage: the caller's handle now names the new lock
         for field in kmutex_t.__slots__:
             setattr(m, field, getattr(new, field))
         return m
     return new
+
+
+def mutex_init_in(
+    arena: Arena, mtx_type: int = MUTEX_DEFAULT, ipl: int = IPL_NONE, name: str | None = None
+) -> kmutex_t:
+    """A new mutex on a given kernel (the host uses it at boot)."""
+    slot = sync.Mutex(arena.pool, sync.MTX_KMUTEX).slot
+    return kmutex_t(arena, lockdebug.new_record(arena, slot, _is_spin(mtx_type, ipl), ipl), name)
 
 
 def mutex_enter(m: kmutex_t) -> None:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from hypercalls import sync, thread
 
-from . import lockdebug, lwproc
+from . import evcnt, lockdebug, lwproc
 from .arena import H_LOCKDEBUG, Arena, here
+from .evcnt import EV_FAST, EV_NSWTCH, EV_SLOW, EV_STARTED, EV_STEALS
 from .lwproc import L_BOUND, L_CPU, L_NEWQ, L_PARK, L_PRI, L_RUNQ, L_STATE
 
 # NetBSD's priorities (sys/param.h); higher runs first.
@@ -45,11 +46,6 @@ SPC_NRUN = 3  # lwps on the run queue
 SPC_LOAD = 4  # lwps placed on this CPU and not yet ended
 SPC_NEWQ_HEAD = 5
 SPC_NEWQ_TAIL = 6
-SPC_NSWTCH = 7  # context switches (hand-offs)
-SPC_FAST = 8  # rump_schedule found the CPU free
-SPC_SLOW = 9  # rump_schedule had to queue
-SPC_STEALS = 10  # lwps this CPU took from another's new queue
-SPC_NSTARTED = 11
 SPC_NSYSTEM = 12  # kernel threads among the load: a halt does not wait for them
 SPC_NNEW = 13  # lwps waiting to start
 SPC_BITMAP = 16
@@ -73,9 +69,10 @@ def spc_init(arena: Arena, ci: int) -> None:
 class _Spc:
     """One CPU's schedstate as seen by this process."""
 
-    def __init__(self, arena: Arena, ci: int) -> None:
+    def __init__(self, arena: Arena, ci: int, cpu: int) -> None:
         self.w = arena.w
         self.s = ci + SPC_BASE
+        self.ev = evcnt.block(arena, cpu)  # this CPU's slots of the "sched" counters
         self.lock = sync.Mutex.attach(arena.pool, self.w[self.s + SPC_LOCK], sync.MTX_SPIN)
         self.doorbell = self.w[self.s + SPC_DOORBELL]
 
@@ -86,7 +83,7 @@ def spc(arena: Arena, cpu: int) -> _Spc:
     key = ("spc", cpu)
     sp = arena.cache.get(key)
     if sp is None:
-        sp = arena.cache[key] = _Spc(arena, cpu_word(arena, cpu))
+        sp = arena.cache[key] = _Spc(arena, cpu_word(arena, cpu), cpu)
     return sp
 
 
@@ -157,12 +154,12 @@ def rump_schedule() -> None:
     sp.lock.enter_nowrap()
     if w[s + SPC_CURLWP] in (0, lid):  # free, or reserved for this lwp as it started
         w[s + SPC_CURLWP] = lid
-        w[s + SPC_FAST] += 1
+        w[sp.ev + EV_FAST] += 1
         sp.lock.exit()
     else:
         _enqueue(sp, t, lid)
         w[t.lwp(lid) + L_STATE] = lwproc.LSRUN
-        w[s + SPC_SLOW] += 1
+        w[sp.ev + EV_SLOW] += 1
         sp.lock.exit()
         park = w[t.lwp(lid) + L_PARK]
         while w[s + SPC_CURLWP] != lid:  # the unscheduler hands the CPU over explicitly
@@ -177,7 +174,7 @@ def _handoff(sp: _Spc, t: lwproc.Tables, arena: Arena) -> None:
     nxt = _dequeue(sp, t)
     w[s + SPC_CURLWP] = nxt
     if nxt:
-        w[s + SPC_NSWTCH] += 1
+        w[sp.ev + EV_NSWTCH] += 1
         arena.pool.unpark(w[t.lwp(nxt) + L_PARK])
     elif w[s + SPC_NEWQ_HEAD]:
         arena.pool.unpark(sp.doorbell)  # idle now: start the lwps waiting to begin
@@ -350,7 +347,7 @@ def steal(arena: Arena, cpu: int) -> int:
             mine.lock.enter_nowrap()
             arena.w[t.lwp(lid) + L_CPU] = cpu
             mine.w[mine.s + SPC_LOAD] += 1
-            mine.w[mine.s + SPC_STEALS] += 1
+            mine.w[mine.ev + EV_STEALS] += 1
             if mine.w[mine.s + SPC_CURLWP]:  # busy after all: queue it here like any other
                 _newq_insert(mine, t, lid)
                 lid = 0
@@ -389,10 +386,10 @@ def stats(arena: Arena, cpu: int) -> dict[str, int]:
     sp = spc(arena, cpu)
     w, s = sp.w, sp.s
     return {
-        "nswtch": w[s + SPC_NSWTCH],
-        "fast": w[s + SPC_FAST],
-        "slow": w[s + SPC_SLOW],
-        "steals": w[s + SPC_STEALS],
-        "started": w[s + SPC_NSTARTED],
+        "nswtch": w[sp.ev + EV_NSWTCH],
+        "fast": w[sp.ev + EV_FAST],
+        "slow": w[sp.ev + EV_SLOW],
+        "steals": w[sp.ev + EV_STEALS],
+        "started": w[sp.ev + EV_STARTED],
         "load": w[s + SPC_LOAD],
     }

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from hypercalls import sync, thread
 
 from . import arena as _arena
-from . import kthread, lwproc, scheduler
+from . import evcnt, kthread, lwproc, scheduler
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
 from .prf import kprintf, panic_in
@@ -60,7 +60,6 @@ SI_LOCK = 0
 SI_HEAD = 1  # per level: head, tail (handle index + 1)
 SI_LWP = SI_HEAD + 2 * SOFTINT_COUNT  # per level: the softint lwp's id
 SI_RUNNING = SI_LWP + SOFTINT_COUNT  # per level: handle index + 1 being run
-SI_RUNS = SI_RUNNING + SOFTINT_COUNT  # per level: handlers run
 RECORD_WORDS = 64
 
 # handle record words; then, per CPU, a pending flag and a next link
@@ -280,7 +279,7 @@ def _softint_thread(level: int) -> None:
         if w[h + SH_STATE] == SH_LIVE:
             func, arg = blob_get(arena, h + SH_FUNC, cache=True)
             func(arg)
-            w[r + SI_RUNS + level] += 1
+            w[evcnt.count_word(arena, cpu, evcnt.EV_SOFTINT + level)] += 1
         w[r + SI_RUNNING + level] = 0
 
 
@@ -333,9 +332,3 @@ def softint_disestablish(sih: softint_t) -> None:
     w[h + SH_STATE] = 0
     w[g + G_COUNT] -= 1
     lock.exit()
-
-
-def softint_stats(arena: Arena, cpu: int) -> list[int]:
-    """Handlers run on ``cpu``, per level."""
-    r = record(arena, cpu)
-    return list(arena.w[r + SI_RUNS : r + SI_RUNS + SOFTINT_COUNT])

@@ -27,7 +27,7 @@ import cloudpickle
 from hypercalls import sync, thread
 
 from . import arena as _arena
-from . import kmem, kthread, lwproc, scheduler, softint
+from . import evcnt, kmem, kthread, lwproc, scheduler, softint
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
 from .prf import kprintf, panic
@@ -54,7 +54,6 @@ STATE_BYTES = 4096
 # per-CPU record words
 XC_SEEN = 0  # per priority: the last sequence number this CPU has looked at
 XC_LWP = 2  # the CPU's xcall lwp
-XC_RUNS = 3  # per priority: functions run
 XC_RESULT = 8  # payload buffers for the result, one per priority
 RESULT_BYTES = 2048
 CPU_BYTES = XC_RESULT * 8 + 2 * RESULT_BYTES
@@ -301,7 +300,8 @@ def run_pending(arena: Arena, prio: int, cpu: int) -> bool:
         if not w[x + X_COLLECT]:
             panic("xcall function failed on cpu%d: %r", cpu, e)
         result = (False, e)
-    w[r + XC_RUNS + prio] += 1
+    kind = evcnt.EV_XC_HIGHPRI if prio == HIGH else evcnt.EV_XC_UNICAST
+    w[evcnt.count_word(arena, cpu, kind + (w[x + X_TARGET] == -1 and prio == LOW))] += 1
     if w[x + X_COLLECT]:
         word = r + XC_RESULT + prio * RESULT_BYTES // 8
         try:
@@ -363,9 +363,3 @@ def xc_unicast(
 def xc_wait(where: int) -> None:
     """xc_wait(9): wait until the cross-call with ticket ``where`` has run everywhere."""
     wait_in(_arena.current(), where)
-
-
-def xc_stats(arena: Arena, cpu: int) -> tuple[int, int]:
-    """Cross-calls run on ``cpu``: (low priority, high priority)."""
-    r = record(arena, cpu)
-    return arena.w[r + XC_RUNS], arena.w[r + XC_RUNS + 1]

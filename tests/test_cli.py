@@ -94,3 +94,15 @@ def test_cleanup_removes_objects_of_dead_hosts():
     assert r.returncode == 0
     assert shm.list_prefix(prefix) == []
     assert "removed" in r.stdout
+
+
+@pytest.mark.timeout(60)
+def test_boot_evcnt_prints_the_kernel_counters():
+    out = subprocess.run(
+        [sys.executable, "-m", "rumpmp", "boot", "--ncpu", "2", "--evcnt"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=True,
+    ).stdout
+    assert "sched / started" in out and "clock / hardclock" in out
