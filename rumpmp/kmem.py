@@ -51,6 +51,7 @@ K_FREE = 8  # K_FREE + order: byte offset of the first free block, 0 if none
 # (allocated) or next free block (free); word 2 = previous free block.
 ST_FREE = 1
 ST_ALLOC = 2
+ST_CACHED = 3  # free, but held in a CPU's cache
 
 #: How long KM_SLEEP waits for memory to be freed before it panics.
 SLEEP_LIMIT = 10
@@ -210,12 +211,20 @@ def kmem_alloc_in(arena: Arena, size: int, flags: int = KM_SLEEP) -> KBuf | None
         raise OSError(errno.EINVAL, "kmem_alloc: flags must be KM_SLEEP or KM_NOSLEEP")
     heap = _heap(arena)
     order = _order_for(size)
+    c = _cpu_cache(arena) if order <= CACHE_MAX_ORDER else -1
+    if c >= 0:
+        buf = _cache_alloc(arena, heap, c, order, size)
+        if buf is not None:
+            return buf
     if (1 << order) > heap.size and flags == KM_SLEEP:
         panic_in(arena, f"kmem_alloc: {size} bytes can never fit a {heap.size}-byte heap")
     w, h = arena.w, heap.h
     heap.lock.enter()
     try:
         blk = _take(heap, order)
+        if not blk and c >= 0:  # give back what this CPU caches before failing or sleeping
+            _drain_locked(arena, heap, c)
+            blk = _take(heap, order)
         waited = 0
         while not blk and flags == KM_SLEEP and waited < SLEEP_LIMIT:
             w[h + K_WAITERS] += 1
@@ -257,6 +266,11 @@ def kmem_free_in(arena: Arena, buf: KBuf, size: int) -> None:
         heap.lock.exit()
         panic_in(arena, problem)
     order = tag & 0xFF
+    c = _cpu_cache(arena) if order <= CACHE_MAX_ORDER else -1
+    if c >= 0:
+        heap.lock.exit()
+        _cache_free(arena, heap, c, blk, order)
+        return
     w[h + K_INUSE] -= 1 << order
     w[h + K_NALLOC] -= 1
     _merge_and_free(heap, blk, order)
@@ -300,23 +314,130 @@ def kmem_free(buf: KBuf, size: int) -> None:
 
 
 def kmem_stats(arena: Arena) -> tuple[int, int, int]:
-    """(blocks allocated, bytes in those blocks, heap bytes) of a kernel."""
+    """(blocks allocated, bytes in those blocks, heap bytes) of a kernel.  Blocks a
+    CPU keeps in its cache are not allocated, but their bytes count as in use: the
+    shared heap cannot hand them out."""
     off, _ = arena.region("kmem")
     h = off // 8
-    return arena.w[h + K_NALLOC], arena.w[h + K_INUSE], arena.w[h + K_SIZE]
+    w = arena.w
+    cached = sum(w[_cache(arena, cpu) + C_NALLOC] for cpu in range(arena.ncpu))
+    return w[h + K_NALLOC] + cached, w[h + K_INUSE], w[h + K_SIZE]
 
 
 # -- per-CPU caches (pool_cache_cpu_init) ------------------------------------------
+#
+# Small blocks (32 B to 1 KiB) freed on a CPU go to that CPU's cache, a stack per
+# size class in the "kmemcache" region, and the next allocation of that class on the
+# CPU takes one from there without the heap lock.  No lock is needed: only the lwp
+# that holds a CPU runs kernel code on it, and it does not give the CPU up between
+# reading and writing its cache.  Callers that hold no CPU (the host, a host thread
+# of a CPU process) always use the shared heap.  An empty class is refilled with
+# half a magazine under the heap lock; a full one spills half back.  When the heap
+# runs out, the allocating CPU's cache is drained first; blocks cached by other
+# CPUs (at most MAG per class per CPU) stay there until those CPUs use them.
 
-_CACHE_WORDS = 64
+CACHE_MAX_ORDER = 10  # 1 KiB blocks
+MAG = 16  # blocks a CPU caches per size class
+C_NALLOC = 0  # allocations from this cache minus frees into it (kmem_stats adds them)
+C_HITS = 1  # allocations served without the heap lock
+C_GEN = 2  # this CPU's generation counter
+C_CLASSES = 8
+_CLASS_WORDS = 1 + MAG  # count, then the blocks
+_CACHE_WORDS = (C_CLASSES + (CACHE_MAX_ORDER - MIN_ORDER + 1) * _CLASS_WORDS + 7) & ~7
+_GEN_CACHED = 1 << 45  # generations handed out by a cache: their own namespace
 
 
 def cache_region(ncpu: int) -> tuple[str, int]:
     return ("kmemcache", ncpu * _CACHE_WORDS * 8)
 
 
+def _cache(arena: Arena, cpu: int) -> int:
+    return arena.region_word("kmemcache") + cpu * _CACHE_WORDS
+
+
 def pool_cache_cpu_init(arena: Arena, cpu: int) -> None:
-    """pool_cache_cpu_init: this CPU's small-allocation cache starts empty, with its lock."""
-    r = arena.region_word("kmemcache") + cpu * _CACHE_WORDS
+    """pool_cache_cpu_init: this CPU's small-block cache starts empty."""
+    r = _cache(arena, cpu)
     arena.w[r : r + _CACHE_WORDS] = memoryview(bytes(_CACHE_WORDS * 8)).cast("q")
-    arena.w[r] = sync.Mutex(arena.pool, sync.MTX_SPIN).slot
+
+
+def _cpu_cache(arena: Arena) -> int:
+    """The calling lwp's CPU cache (word index), or -1 if it holds no CPU of this kernel."""
+    if _arena.here.arena is not arena:
+        return -1
+    from . import scheduler  # not at the top: scheduler depends on this module
+
+    return _cache(arena, _arena.here.cpu) if scheduler.curcpu_scheduled() else -1
+
+
+def _class(c: int, order: int) -> int:
+    return c + C_CLASSES + (order - MIN_ORDER) * _CLASS_WORDS
+
+
+def _cache_alloc(arena: Arena, heap: _Heap, c: int, order: int, size: int) -> KBuf | None:
+    w = arena.w
+    k = _class(c, order)
+    if not w[k] and not _refill(heap, k, order):
+        return None
+    n = w[k]
+    blk = w[k + n]
+    w[k] = n - 1
+    w[c + C_GEN] += 1
+    gen = _GEN_CACHED | w[c + C_GEN] << 6 | _arena.here.cpu
+    w[blk // 8] = gen << 16 | ST_ALLOC << 8 | order
+    w[blk // 8 + 1] = size
+    w[c + C_NALLOC] += 1
+    w[c + C_HITS] += 1
+    return _make_kbuf(arena, blk + _BLK_HDR, size, gen)
+
+
+def _cache_free(arena: Arena, heap: _Heap, c: int, blk: int, order: int) -> None:
+    w = arena.w
+    k = _class(c, order)
+    if w[k] == MAG:
+        heap.lock.enter()
+        _spill_locked(heap, k, order, MAG // 2)
+        heap.lock.exit()
+    w[blk // 8] = ST_CACHED << 8 | order
+    w[k] += 1
+    w[k + w[k]] = blk
+    w[c + C_NALLOC] -= 1
+
+
+def _refill(heap: _Heap, k: int, order: int) -> int:
+    """Move up to half a magazine of blocks from the heap into class ``k``."""
+    w, h = heap.arena.w, heap.h
+    heap.lock.enter()
+    while w[k] < MAG // 2:
+        blk = _take(heap, order)
+        if not blk:
+            break
+        w[blk // 8] = ST_CACHED << 8 | order
+        w[h + K_INUSE] += 1 << order
+        w[k] += 1
+        w[k + w[k]] = blk
+    heap.lock.exit()
+    return w[k]
+
+
+def _spill_locked(heap: _Heap, k: int, order: int, count: int) -> None:
+    """Give ``count`` blocks of class ``k`` back to the heap (caller holds its lock)."""
+    w, h = heap.arena.w, heap.h
+    for _ in range(min(count, w[k])):
+        blk = w[k + w[k]]
+        w[k] -= 1
+        w[h + K_INUSE] -= 1 << order
+        _merge_and_free(heap, blk, order)
+    if w[h + K_WAITERS]:
+        heap.cv.broadcast()
+
+
+def _drain_locked(arena: Arena, heap: _Heap, c: int) -> None:
+    """Give every block this CPU caches back to the heap (caller holds its lock)."""
+    for order in range(MIN_ORDER, CACHE_MAX_ORDER + 1):
+        _spill_locked(heap, _class(c, order), order, MAG)
+
+
+def kmem_cache_hits(arena: Arena) -> list[int]:
+    """Per CPU: allocations its cache served without taking the heap lock."""
+    return [arena.w[_cache(arena, cpu) + C_HITS] for cpu in range(arena.ncpu)]

@@ -17,16 +17,18 @@ def assert_no_leak(prefix: str) -> None:
 
 
 def wait_for_boot_threads(k: rumpmp.Kernel, bound: float = 30.0) -> None:
-    """Wait until the kernel threads started at boot are running (their start-up
-    frees heap blocks, so heap counts are stable only after this)."""
+    """Wait until the kernel threads started at boot have run up to their first sleep
+    (starting frees their entry blobs, so heap counts are stable only after this):
+    no CPU has lwps waiting to start, and every CPU is idle."""
     from rumpmp import scheduler
 
+    def settled(cpu: int) -> bool:
+        sp = scheduler.spc(k._arena, cpu)
+        return not sp.w[sp.s + scheduler.SPC_NNEW] and not sp.w[sp.s + scheduler.SPC_CURLWP]
+
     deadline = time.monotonic() + bound
-    while any(
-        scheduler.spc(k._arena, c).w[scheduler.spc(k._arena, c).s + scheduler.SPC_NNEW]
-        for c in range(k.ncpu)
-    ):
-        assert time.monotonic() < deadline, "boot threads did not start"
+    while not all(settled(cpu) for cpu in range(k.ncpu)):
+        assert time.monotonic() < deadline, "boot threads did not settle"
         time.sleep(0.005)
 
 

@@ -146,3 +146,113 @@ def test_kmem_outside_a_kernel_is_enxio():
         kmem.kmem_alloc(8)
     assert info.value.errno == errno.ENXIO
     assert os.getpid()  # the host is unharmed
+
+
+# -- per-CPU caches (issue 4) -------------------------------------------------------
+
+
+def hold_random_blocks(arg):
+    """Allocate and free small blocks at random, keep 50 live; record them."""
+    import random
+
+    from rumpmp.kern import cpu_index, kmem_alloc, kmem_free
+
+    out, slot = arg
+    rng = random.Random(slot)
+    live = []
+    for _ in range(400):
+        if live and rng.random() < 0.4:
+            buf = live.pop(rng.randrange(len(live)))
+            kmem_free(buf, len(buf))
+        else:
+            live.append(kmem_alloc(rng.randint(1, 1000)))
+    for i, buf in enumerate(live[:50]):
+        struct.pack_into("<qqq", out, (slot * 50 + i) * 24, buf.offset, len(buf), cpu_index())
+    return live[:50]
+
+
+def blocks_on_every_cpu(ncpu):
+    from rumpmp.kern import KTHREAD_MUSTJOIN, PRI_KTHREAD, kmem_zalloc, kthread_create, kthread_join
+
+    out = kmem_zalloc(ncpu * 50 * 24)
+    lids = [
+        kthread_create(PRI_KTHREAD, KTHREAD_MUSTJOIN, cpu, hold_random_blocks, (out, cpu), "k")
+        for cpu in range(ncpu)
+    ]
+    for lid in lids:
+        kthread_join(lid)
+    return [struct.unpack_from("<qqq", out, i * 24) for i in range(ncpu * 50)]
+
+
+@pytest.mark.timeout(120)
+def test_per_cpu_caches_never_hand_out_overlapping_or_foreign_memory(boot):
+    k = boot(8)
+    blocks = k.run(blocks_on_every_cpu, 8)
+    arena = k._arena
+    off, size = arena.region("kmem")
+    base, end = off + kmem._HDR_BYTES, off + size
+    spans = sorted((o, o + n) for o, n, _ in blocks)
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(spans))
+    for o, n, _ in blocks:
+        tag, req = arena.w[(o - kmem._BLK_HDR) // 8], arena.w[(o - kmem._BLK_HDR) // 8 + 1]
+        assert base <= o and o + n <= end  # inside the heap's block space
+        assert (tag >> 8) & 0xFF == kmem.ST_ALLOC and req == n
+    assert sorted({cpu for *_, cpu in blocks}) == list(range(8))
+    assert all(hits > 0 for hits in kmem.kmem_cache_hits(arena))
+
+
+def dirty_block():
+    from rumpmp.kern import kmem_alloc
+
+    buf = kmem_alloc(200)
+    buf[:] = b"\xff" * 200
+    return buf
+
+
+def free_then_zalloc(buf):
+    from rumpmp.kern import kmem_free, kmem_zalloc
+
+    kmem_free(buf, 200)  # into this CPU's cache
+    again = kmem_zalloc(200)
+    return again.offset == buf.offset, bytes(again) == bytes(200)
+
+
+@pytest.mark.timeout(60)
+def test_a_block_freed_on_one_cpu_is_reused_zeroed_on_another(kernel):
+    buf = kernel.run(dirty_block, cpu=0)
+    assert kernel.run(free_then_zalloc, buf, cpu=1) == (True, True)
+
+
+def double_free_cached():
+    from rumpmp.kern import kmem_alloc, kmem_free
+
+    buf = kmem_alloc(64)
+    kmem_free(buf, 64)
+    kmem_free(buf, 64)
+
+
+@pytest.mark.timeout(60)
+def test_double_free_of_a_cached_block_panics(boot):
+    k = boot(1)
+    with pytest.raises(rumpmp.RumpPanic, match="not allocated"):
+        k.run(double_free_cached)
+
+
+def exhaust_small():
+    from rumpmp.kern import KM_NOSLEEP, kmem_alloc, kmem_free
+
+    held = []
+    while (buf := kmem_alloc(500, KM_NOSLEEP)) is not None:
+        held.append(buf)
+    for buf in held:
+        kmem_free(buf, 500)
+    again = [kmem_alloc(500, KM_NOSLEEP) for _ in range(len(held))]
+    return len(held), sum(b is not None for b in again)
+
+
+@pytest.mark.timeout(60)
+def test_nosleep_exhaustion_with_caches_gives_none_and_recovers(boot, monkeypatch):
+    monkeypatch.setenv("RUMP_MEMLIMIT", "256k")
+    k = boot(2)
+    held, again = k.run(exhaust_small, cpu=1)
+    assert held > 100 and again == held  # the cache gave every block back
