@@ -10,6 +10,9 @@ shared memory: it supports the buffer protocol (``memoryview``, ``struct.pack_in
 and is visible to every CPU and the host.  It pickles by reference (kernel, offset,
 size, generation), so it can be passed to another CPU or returned to the host.
 
+Small blocks (up to 1 KiB) are recycled through per-CPU caches, as pool_cache(9) does
+for NetBSD's kmem, without the heap lock (see "per-CPU caches" below).
+
 Misuse is caught, as kmem(9) does under DIAGNOSTIC: freeing with the wrong size, a
 second time, or a buffer of another kernel panics the kernel.  rumpmp differs from
 NetBSD in that the generation check also catches a stale handle to a block that has
@@ -24,6 +27,7 @@ import errno
 from hypercalls import sync
 
 from . import arena as _arena
+from . import scheduler
 from .arena import Arena
 from .prf import panic_in
 
@@ -46,6 +50,10 @@ K_BASE = 5  # byte offset of the first block
 K_SIZE = 6  # bytes of block space
 K_WAITERS = 7
 K_FREE = 8  # K_FREE + order: byte offset of the first free block, 0 if none
+K_LOCKS = K_FREE + MAX_ORDERS  # times the heap lock was taken (kmem_heap_locks)
+# Bumped when the heap runs dry: every CPU then drains its cache.  Read by every cached
+# allocation, so it has a cache line of its own, away from the words the lock holder writes.
+K_DRAIN = K_LOCKS + 8
 
 # Block header: word 0 = gen << 16 | state << 8 | order; word 1 = requested size
 # (allocated) or next free block (free); word 2 = previous free block.
@@ -91,6 +99,13 @@ class _Heap:
         self.size = w[self.h + K_SIZE]
         self.lock = sync.Mutex.attach(arena.pool, w[self.h + K_LOCK], 0)
         self.cv = sync.CondVar.attach(arena.pool, w[self.h + K_CV])
+        self.w = w
+        self.caches = arena.region_word("kmemcache")
+
+    def enter(self) -> None:
+        """Take the heap lock (it may let other lwps of this CPU run while it waits)."""
+        self.lock.enter()
+        self.w[self.h + K_LOCKS] += 1
 
 
 def _heap(arena: Arena) -> _Heap:
@@ -203,6 +218,11 @@ def _order_for(size: int) -> int:
     return max(MIN_ORDER, (size + _BLK_HDR - 1).bit_length())
 
 
+# The orders of the sizes the caches serve, looked up rather than computed: this is
+# on the fast path.
+_SMALL_ORDER = [0] + [_order_for(n) for n in range(1, 1009)]
+
+
 def kmem_alloc_in(arena: Arena, size: int, flags: int = KM_SLEEP) -> KBuf | None:
     """kmem_alloc on a given kernel; see ``kmem_alloc``."""
     if size <= 0:
@@ -210,21 +230,23 @@ def kmem_alloc_in(arena: Arena, size: int, flags: int = KM_SLEEP) -> KBuf | None
     if flags not in (KM_SLEEP, KM_NOSLEEP):
         raise OSError(errno.EINVAL, "kmem_alloc: flags must be KM_SLEEP or KM_NOSLEEP")
     heap = _heap(arena)
-    order = _order_for(size)
-    c = _cpu_cache(arena) if order <= CACHE_MAX_ORDER else -1
+    order = _SMALL_ORDER[size] if size < len(_SMALL_ORDER) else _order_for(size)
+    c = _cpu_cache(heap) if order <= CACHE_MAX_ORDER else -1
     if c >= 0:
-        buf = _cache_alloc(arena, heap, c, order, size)
+        buf = _cache_alloc(heap, c, order, size)
         if buf is not None:
             return buf
     if (1 << order) > heap.size and flags == KM_SLEEP:
         panic_in(arena, f"kmem_alloc: {size} bytes can never fit a {heap.size}-byte heap")
     w, h = arena.w, heap.h
-    heap.lock.enter()
+    heap.enter()
     try:
         blk = _take(heap, order)
-        if not blk and c >= 0:  # give back what this CPU caches before failing or sleeping
-            _drain_locked(arena, heap, c)
-            blk = _take(heap, order)
+        if not blk:  # ask every CPU to give back its cache; this one does so at once
+            w[h + K_DRAIN] += 1
+            if c >= 0:
+                _drain_locked(heap, c)
+                blk = _take(heap, order)
         waited = 0
         while not blk and flags == KM_SLEEP and waited < SLEEP_LIMIT:
             w[h + K_WAITERS] += 1
@@ -254,8 +276,25 @@ def kmem_free_in(arena: Arena, buf: KBuf, size: int) -> None:
         panic_in(arena, f"kmem_free: {buf!r} is not a buffer of this kernel")
     heap = _heap(arena)
     blk = buf.offset - _BLK_HDR
-    w, h = arena.w, heap.h
-    heap.lock.enter()
+    w = heap.w
+    tag = w[blk // 8]
+    order = tag & 0xFF
+    # The fast path checks without the heap lock: the header of an allocated block is
+    # written only by whoever frees it.  Anything doubtful takes the locked path, which
+    # panics.  (Two CPUs freeing the same block at the very same instant can both pass,
+    # as in NetBSD's pool_cache_put; a double free in sequence is always caught.)
+    if order <= CACHE_MAX_ORDER and tag >> 8 == buf.gen << 8 | ST_ALLOC and w[blk // 8 + 1] == size:
+        c = _cpu_cache(heap)
+        if c >= 0:
+            _cache_free(heap, c, blk, order)
+            return
+    _heap_free(heap, buf, blk, size)
+
+
+def _heap_free(heap: _Heap, buf: KBuf, blk: int, size: int) -> None:
+    """Check and free a block into the shared heap, under its lock."""
+    w, h = heap.w, heap.h
+    heap.enter()
     tag, req = w[blk // 8], w[blk // 8 + 1]
     problem = None
     if (tag >> 8) & 0xFF != ST_ALLOC or tag >> 16 != buf.gen:
@@ -264,13 +303,8 @@ def kmem_free_in(arena: Arena, buf: KBuf, size: int) -> None:
         problem = f"kmem_free: size mismatch, {size} freed but {req} allocated"
     if problem:
         heap.lock.exit()
-        panic_in(arena, problem)
+        panic_in(heap.arena, problem)
     order = tag & 0xFF
-    c = _cpu_cache(arena) if order <= CACHE_MAX_ORDER else -1
-    if c >= 0:
-        heap.lock.exit()
-        _cache_free(arena, heap, c, blk, order)
-        return
     w[h + K_INUSE] -= 1 << order
     w[h + K_NALLOC] -= 1
     _merge_and_free(heap, blk, order)
@@ -326,28 +360,45 @@ def kmem_stats(arena: Arena) -> tuple[int, int, int]:
 
 # -- per-CPU caches (pool_cache_cpu_init) ------------------------------------------
 #
-# Small blocks (32 B to 1 KiB) freed on a CPU go to that CPU's cache, a stack per
-# size class in the "kmemcache" region, and the next allocation of that class on the
-# CPU takes one from there without the heap lock.  No lock is needed: only the lwp
-# that holds a CPU runs kernel code on it, and it does not give the CPU up between
-# reading and writing its cache.  Callers that hold no CPU (the host, a host thread
-# of a CPU process) always use the shared heap.  An empty class is refilled with
-# half a magazine under the heap lock; a full one spills half back.  When the heap
-# runs out, the allocating CPU's cache is drained first; blocks cached by other
-# CPUs (at most MAG per class per CPU) stay there until those CPUs use them.
+# NetBSD's pool_cache(9) keeps per-CPU magazines of constructed objects; rumpmp keeps
+# one magazine per CPU and size class of free heap blocks.  A small block freed by the
+# lwp holding a CPU goes to that CPU's magazine, and the next allocation of its class
+# there takes it back, neither touching the heap lock.  An empty magazine is refilled
+# with half a magazine under the heap lock, a full one spills half back, so an
+# alloc/free pair in a loop never reaches the heap.
+#
+# Classes: blocks of 32 B to 1 KiB (payloads up to 1008 bytes).  The kernel's own
+# records (locks, condvars, credentials, callouts, work items, small blobs) all fall in
+# there; bigger blocks are rare and costly to strand.  A CPU caches at most
+# MAG * (32 + 64 + ... + 1024) = 32 KiB, 256 KiB for 8 CPUs.
+#
+# No lock guards a CPU's cache: only the lwp that holds the CPU runs kernel code on it
+# (scheduler.curcpu_scheduled), and it keeps the CPU from reading the cache to writing
+# it, except inside heap.enter(), which lets other lwps of this CPU run while it waits;
+# so the cache is re-read after every heap.enter().  An lwp never leaves its CPU's
+# process, so the cache it comes back to is still its own.  Callers holding no CPU
+# (the host, a host thread of a CPU process) always use the shared heap.
+#
+# Exhaustion: the allocating CPU gives its whole cache back at once, and bumps the
+# heap's drain counter so every other CPU gives its cache back on its next kmem call.
+# Until then their blocks stay cached: a CPU cannot touch another CPU's cache, and
+# an idle CPU keeps its (at most 32 KiB) until it next allocates or frees.
 
 CACHE_MAX_ORDER = 10  # 1 KiB blocks
 MAG = 16  # blocks a CPU caches per size class
 C_NALLOC = 0  # allocations from this cache minus frees into it (kmem_stats adds them)
-C_HITS = 1  # allocations served without the heap lock
-C_GEN = 2  # this CPU's generation counter
+C_HITS = 1  # allocations served without the heap lock; also their generation
+C_DRAIN = 2  # the heap's K_DRAIN when this cache last gave its blocks back
 C_CLASSES = 8
 _CLASS_WORDS = 1 + MAG  # count, then the blocks
 _CACHE_WORDS = (C_CLASSES + (CACHE_MAX_ORDER - MIN_ORDER + 1) * _CLASS_WORDS + 7) & ~7
-_GEN_CACHED = 1 << 45  # generations handed out by a cache: their own namespace
+# Generations handed out by a cache: their own namespace above the heap's counter,
+# with the CPU (MAXCPUS = 64) in the low 6 bits so two caches never hand out the same.
+_GEN_CACHED = 1 << 45
 
 
 def cache_region(ncpu: int) -> tuple[str, int]:
+    """The "kmemcache" region: one cache-line aligned record per CPU."""
     return ("kmemcache", ncpu * _CACHE_WORDS * 8)
 
 
@@ -361,44 +412,49 @@ def pool_cache_cpu_init(arena: Arena, cpu: int) -> None:
     arena.w[r : r + _CACHE_WORDS] = memoryview(bytes(_CACHE_WORDS * 8)).cast("q")
 
 
-def _cpu_cache(arena: Arena) -> int:
+def _cpu_cache(heap: _Heap) -> int:
     """The calling lwp's CPU cache (word index), or -1 if it holds no CPU of this kernel."""
-    if _arena.here.arena is not arena:
+    here = _arena.here
+    if here.arena is not heap.arena or not scheduler.curcpu_scheduled():
         return -1
-    from . import scheduler  # not at the top: scheduler depends on this module
-
-    return _cache(arena, _arena.here.cpu) if scheduler.curcpu_scheduled() else -1
+    return heap.caches + here.cpu * _CACHE_WORDS
 
 
 def _class(c: int, order: int) -> int:
     return c + C_CLASSES + (order - MIN_ORDER) * _CLASS_WORDS
 
 
-def _cache_alloc(arena: Arena, heap: _Heap, c: int, order: int, size: int) -> KBuf | None:
-    w = arena.w
+def _cache_alloc(heap: _Heap, c: int, order: int, size: int) -> KBuf | None:
+    """Pop a block of ``order`` from this CPU's cache (None if the heap has none)."""
+    w = heap.w
+    if w[c + C_DRAIN] != w[heap.h + K_DRAIN]:
+        _drain(heap, c)
     k = _class(c, order)
     if not w[k] and not _refill(heap, k, order):
         return None
     n = w[k]
     blk = w[k + n]
     w[k] = n - 1
-    w[c + C_GEN] += 1
-    gen = _GEN_CACHED | w[c + C_GEN] << 6 | _arena.here.cpu
+    hits = w[c + C_HITS] + 1
+    w[c + C_HITS] = hits
+    gen = _GEN_CACHED | hits << 6 | _arena.here.cpu
     w[blk // 8] = gen << 16 | ST_ALLOC << 8 | order
     w[blk // 8 + 1] = size
     w[c + C_NALLOC] += 1
-    w[c + C_HITS] += 1
-    return _make_kbuf(arena, blk + _BLK_HDR, size, gen)
+    return _make_kbuf(heap.arena, blk + _BLK_HDR, size, gen)
 
 
-def _cache_free(arena: Arena, heap: _Heap, c: int, blk: int, order: int) -> None:
-    w = arena.w
+def _cache_free(heap: _Heap, c: int, blk: int, order: int) -> None:
+    """Push a checked, allocated block onto this CPU's cache."""
+    w = heap.w
+    w[blk // 8] = ST_CACHED << 8 | order  # not allocated now: a second free panics
+    if w[c + C_DRAIN] != w[heap.h + K_DRAIN]:
+        _drain(heap, c)
     k = _class(c, order)
     if w[k] == MAG:
-        heap.lock.enter()
+        heap.enter()
         _spill_locked(heap, k, order, MAG // 2)
         heap.lock.exit()
-    w[blk // 8] = ST_CACHED << 8 | order
     w[k] += 1
     w[k + w[k]] = blk
     w[c + C_NALLOC] -= 1
@@ -406,8 +462,8 @@ def _cache_free(arena: Arena, heap: _Heap, c: int, blk: int, order: int) -> None
 
 def _refill(heap: _Heap, k: int, order: int) -> int:
     """Move up to half a magazine of blocks from the heap into class ``k``."""
-    w, h = heap.arena.w, heap.h
-    heap.lock.enter()
+    w, h = heap.w, heap.h
+    heap.enter()
     while w[k] < MAG // 2:
         blk = _take(heap, order)
         if not blk:
@@ -422,7 +478,7 @@ def _refill(heap: _Heap, k: int, order: int) -> int:
 
 def _spill_locked(heap: _Heap, k: int, order: int, count: int) -> None:
     """Give ``count`` blocks of class ``k`` back to the heap (caller holds its lock)."""
-    w, h = heap.arena.w, heap.h
+    w, h = heap.w, heap.h
     for _ in range(min(count, w[k])):
         blk = w[k + w[k]]
         w[k] -= 1
@@ -432,12 +488,26 @@ def _spill_locked(heap: _Heap, k: int, order: int, count: int) -> None:
         heap.cv.broadcast()
 
 
-def _drain_locked(arena: Arena, heap: _Heap, c: int) -> None:
+def _drain_locked(heap: _Heap, c: int) -> None:
     """Give every block this CPU caches back to the heap (caller holds its lock)."""
     for order in range(MIN_ORDER, CACHE_MAX_ORDER + 1):
         _spill_locked(heap, _class(c, order), order, MAG)
+    heap.w[c + C_DRAIN] = heap.w[heap.h + K_DRAIN]
+
+
+def _drain(heap: _Heap, c: int) -> None:
+    heap.enter()
+    _drain_locked(heap, c)
+    heap.lock.exit()
 
 
 def kmem_cache_hits(arena: Arena) -> list[int]:
     """Per CPU: allocations its cache served without taking the heap lock."""
     return [arena.w[_cache(arena, cpu) + C_HITS] for cpu in range(arena.ncpu)]
+
+
+def kmem_heap_locks(arena: Arena) -> int:
+    """How many times the shared heap lock has been taken since boot (not counting
+    re-takes as a KM_SLEEP allocation wakes up)."""
+    off, _ = arena.region("kmem")
+    return arena.w[off // 8 + K_LOCKS]

@@ -256,3 +256,130 @@ def test_nosleep_exhaustion_with_caches_gives_none_and_recovers(boot, monkeypatc
     k = boot(2)
     held, again = k.run(exhaust_small, cpu=1)
     assert held > 100 and again == held  # the cache gave every block back
+
+
+def pairs_without_the_heap_lock(n):
+    from rumpmp.arena import current
+    from rumpmp.kern import kmem_alloc, kmem_free
+
+    arena = current()
+    kmem_free(kmem_alloc(64), 64)  # warm: the class holds blocks now
+    hits, locks = kmem.kmem_cache_hits(arena)[0], kmem.kmem_heap_locks(arena)
+    for _ in range(n):
+        kmem_free(kmem_alloc(64), 64)
+    return kmem.kmem_cache_hits(arena)[0] - hits, kmem.kmem_heap_locks(arena) - locks
+
+
+@pytest.mark.timeout(60)
+def test_the_fast_path_takes_no_heap_lock_and_the_host_always_does(boot):
+    k = boot(1)
+    arena = k._arena
+    hits, locks = k.run(pairs_without_the_heap_lock, 200, cpu=0)
+    assert hits == 200 and locks == 0
+    before = kmem.kmem_cache_hits(arena), kmem.kmem_heap_locks(arena)
+    kmem.kmem_free_in(arena, kmem.kmem_alloc_in(arena, 64), 64)  # the host holds no CPU
+    assert kmem.kmem_cache_hits(arena) == before[0]
+    assert kmem.kmem_heap_locks(arena) >= before[1] + 2
+
+
+def cached_1k_blocks(arena, cpu):
+    """Blocks in the 1 KiB class of a CPU's cache (where fill_cache's blocks go)."""
+    return arena.w[kmem._class(kmem._cache(arena, cpu), 10)]
+
+
+def fill_cache(n):
+    from rumpmp.kern import kmem_alloc, kmem_free
+
+    bufs = [kmem_alloc(500) for _ in range(n)]
+    for buf in bufs:
+        kmem_free(buf, 500)
+
+
+def count_nosleep(size):
+    from rumpmp.kern import KM_NOSLEEP, kmem_alloc, kmem_free
+
+    held = []
+    while (buf := kmem_alloc(size, KM_NOSLEEP)) is not None:
+        held.append(buf)
+    for buf in held:
+        kmem_free(buf, size)
+    return len(held)
+
+
+def poke():
+    from rumpmp.kern import kmem_alloc, kmem_free
+
+    kmem_free(kmem_alloc(40), 40)
+
+
+@pytest.mark.timeout(60)
+def test_exhaustion_makes_other_cpus_give_their_caches_back(boot, monkeypatch):
+    monkeypatch.setenv("RUMP_MEMLIMIT", "256k")
+    k = boot(2)
+    arena = k._arena
+    k.run(fill_cache, 40, cpu=1)
+    stranded = cached_1k_blocks(arena, 1)
+    assert stranded >= kmem.MAG // 2
+    before = k.run(count_nosleep, 500, cpu=0)  # runs dry: asks every CPU to drain
+    assert cached_1k_blocks(arena, 1) == stranded  # CPU 1 has not run kmem since
+    k.run(poke, cpu=1)  # its first kmem call gives the whole cache back
+    assert cached_1k_blocks(arena, 1) == 0
+    assert k.run(count_nosleep, 500, cpu=0) >= before + stranded // 2
+
+
+def stale_handle_after_reuse():
+    from rumpmp.kern import kmem_alloc, kmem_free
+
+    old = kmem_alloc(64)
+    kmem_free(old, 64)
+    new = kmem_alloc(64)  # the same block, from the cache, under a new generation
+    assert new.offset == old.offset and new.gen != old.gen
+    kmem_free(old, 64)
+
+
+@pytest.mark.timeout(60)
+def test_a_stale_handle_to_a_reused_cached_block_panics(boot):
+    k = boot(2)
+    with pytest.raises(rumpmp.RumpPanic, match="not allocated"):
+        k.run(stale_handle_after_reuse, cpu=1)
+
+
+def wrong_size_cached():
+    from rumpmp.kern import kmem_alloc, kmem_free
+
+    kmem_free(kmem_alloc(64), 64)  # the class is cached now
+    kmem_free(kmem_alloc(64), 60)
+
+
+@pytest.mark.timeout(60)
+def test_wrong_size_free_of_a_cacheable_block_panics(boot):
+    k = boot(1)
+    with pytest.raises(rumpmp.RumpPanic, match="size mismatch"):
+        k.run(wrong_size_cached)
+
+
+def alloc_small(size):
+    from rumpmp.kern import kmem_alloc
+
+    return kmem_alloc(size)
+
+
+def free_small(buf):
+    from rumpmp.kern import kmem_free
+
+    kmem_free(buf, len(buf))
+
+
+@pytest.mark.timeout(60)
+def test_blocks_cross_between_cpu_caches_and_the_host(kernel):
+    arena = kernel._arena
+    baseline = kernel.kmem_stats()[0]
+    from_cpu = [kernel.run(alloc_small, 100, cpu=2) for _ in range(3)]
+    from_host = [kmem.kmem_alloc_in(arena, 100) for _ in range(3)]
+    assert kernel.kmem_stats()[0] == baseline + 6
+    for buf in from_cpu:
+        kmem.kmem_free_in(arena, buf, 100)  # a cache's block, freed into the heap
+    for buf in from_host:
+        kernel.run(free_small, buf, cpu=3)  # a heap block, freed into CPU 3's cache
+        assert not kmem.is_live(arena, buf)
+    assert kernel.kmem_stats()[0] == baseline
