@@ -33,7 +33,7 @@ class Segment:
         try:
             self.name = name
             self.size = shm.size
-            self._map = mmap.mmap(shm.fd, shm.size)
+            self._map: mmap.mmap | None = mmap.mmap(shm.fd, shm.size)
         finally:
             shm.close_fd()
         self.buf = memoryview(self._map)
@@ -59,6 +59,18 @@ class Segment:
                 raise FileNotFoundError(errno.ENOENT, f"no shared segment {name}") from e
             _attached[name] = seg
         return seg
+
+    def close(self) -> None:
+        """Unmap the segment in this process, unless views into it are still alive:
+        then it is unmapped when the last of them goes (never under a live view)."""
+        _attached.pop(self.name, None)
+        mapping, self._map = self._map, None
+        self.buf = memoryview(b"")
+        if mapping is not None:
+            try:
+                mapping.close()
+            except BufferError:
+                pass
 
     def unlink(self) -> None:
         """Remove the name; the mapping stays valid until this process exits."""

@@ -99,6 +99,18 @@ class SyncPool:
             pool = _pools[prefix] = cls(prefix, shm.Segment.attach(prefix + "sync"))
         return pool
 
+    def close(self) -> None:
+        """Let go of the pool in this process (its kernel has stopped).  The shared
+        records give way to a private copy of the header marked shut down, so a host
+        thread still waiting raises Shutdown; the segment is unmapped and each
+        semaphore closed once nothing uses them."""
+        _pools.pop(self.prefix, None)
+        header = bytearray(bytes(self.w[:_H_WORDS].cast("B")))
+        self.w = memoryview(header).cast("q")
+        self.w[_H_SHUTDOWN] = 1
+        self._sems.clear()
+        self.seg.close()
+
     # -- slots ---------------------------------------------------------------
 
     def rec(self, slot: int) -> int:
@@ -126,7 +138,13 @@ class SyncPool:
         """The slot's semaphore, opened once per process."""
         sem = self._sems.get(slot)
         if sem is None:
-            sem = self._sems[slot] = SemLock._rebuild(0, _SEMAPHORE, _SEM_MAX, self._name(slot))
+            try:
+                sem = SemLock._rebuild(0, _SEMAPHORE, _SEM_MAX, self._name(slot))
+            except FileNotFoundError:
+                if self.w[_H_SHUTDOWN]:
+                    raise Shutdown(self.prefix) from None
+                raise
+            self._sems[slot] = sem
         return sem
 
     def alloc(self, initial: int = 0) -> int:

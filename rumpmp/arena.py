@@ -125,9 +125,22 @@ class Arena:
     def __reduce__(self) -> tuple:
         return (_attach, (self.prefix,))  # by reference: each process has its own view
 
-    def forget(self) -> None:
-        """Drop this process's view after the kernel has gone."""
+    def close(self) -> None:
+        """The kernel has stopped: keep a private copy of everything in front of the
+        heap (the header, the message buffer, the counters: what ``dmesg``, ``state``
+        and ``evcnts`` read after a halt) and let go of the shared mapping.
+
+        The segment is unmapped at once unless something still points into it (a
+        KBuf the host kept, a host thread still inside a call); then it goes when
+        the last such object does.  Nothing is released under a thread using it.
+        """
+        end = self.regions["kmem"][0] if "kmem" in self.regions else len(self.buf)
+        self.buf = memoryview(bytearray(self.buf[:end]))
+        self.w = self.buf.cast("q")
+        self.cache.clear()
         _views.pop(self.prefix, None)
+        self.seg.close()
+        self.pool.close()
         shm.forget_prefix(self.prefix)
 
     # -- regions and header -------------------------------------------------

@@ -16,14 +16,13 @@ import threading  # the client library may: one host lock guards stopping
 from collections.abc import Callable
 from typing import Any, Self
 
-import hypercalls
-from hypercalls import proc, shm, sync, thread
+from hypercalls import clock, param, proc, shm, sync, thread
+from hypercalls.intr import hold_interrupts
 
 from . import arena as _arena
-from . import evcnt, init, kmem, lwproc, reboot, scheduler, xcall
+from . import evcnt, init, kmem, kthread, reboot, scheduler, xcall
 from .arena import Arena
-from .blob import blob_free, blob_get, blob_put
-from .lwproc import L_ENTRY, L_REPLY, L_RESULT, L_STATE, LSZOMB, LW_IMPLICIT, LW_WAITER
+from .lwproc import LW_IMPLICIT, LW_WAITER
 from .msgbuf import msgbuf_read
 from .prf import RumpPanic, kprintf, panic_info, record_panic
 
@@ -32,6 +31,24 @@ WATCH_INTERVAL = 0.1
 
 class KernelHalted(OSError):
     """A call into a kernel that has halted."""
+
+
+def _deadline(timeout: float | None) -> int | None:
+    """The monotonic deadline (ns) of a call with ``timeout`` seconds, None for none."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if timeout < 0:
+        raise ValueError(f"timeout must not be negative, not {timeout!r}")
+    return clock.monotonic_ns() + int(timeout * 1e9)
+
+
+def _int_arg(value: object, name: str) -> int:
+    """``value`` if it is an int (a bool is not); TypeError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    return value
 
 
 class Kernel:
@@ -43,11 +60,18 @@ class Kernel:
         self.prefix = self._arena.prefix
         self.timings = booted.timings
         self.params = booted.params
+        self._pid = param.getpid()  # a forked child must not act on its parent's kernel
         self._panic: RumpPanic | None = None
         self._stopped = False
         self._lock = threading.Lock()  # halt, panic and the watcher may race to stop
         self._watcher = thread.thread_create(self._watch, None, f"{self.prefix}watch")
         atexit.register(self._atexit)
+
+    def __reduce__(self) -> tuple:
+        raise TypeError(
+            "a rumpmp.Kernel cannot be sent into a kernel: it is the host's handle; "
+            "kernel code reaches its own kernel through rumpmp.kern"
+        )
 
     # -- facts ---------------------------------------------------------------------
 
@@ -78,90 +102,118 @@ class Kernel:
         return [scheduler.stats(self._arena, i) for i in range(self.ncpu)]
 
     def evcnts(self) -> list[tuple[str, str, int]]:
-        """(group, name, count) of every event counter, the kernel's own first."""
+        """(group, name, count) of every event counter, the kernel's own first
+        (readable after halt too)."""
         return evcnt.evcnt_list(self._arena)
 
     def kmem_stats(self) -> tuple[int, int, int]:
         """(blocks allocated, bytes in them, heap size) of the kernel heap."""
+        self._check_running()
         return kmem.kmem_stats(self._arena)
 
     # -- entering the kernel -----------------------------------------------------
 
-    def run(self, func: Callable[..., Any], *args: Any, cpu: int | None = None) -> Any:
+    def run(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        cpu: int | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Run ``func(*args)`` in a new lwp on CPU ``cpu`` (any if None) and return its
-        result, or raise its exception.  The call travels with cloudpickle."""
+        result, or raise its exception.  The call travels with cloudpickle.
+
+        After ``timeout`` seconds TimeoutError is raised.  A call given up that way,
+        or by Ctrl-C, is detached: its lwp runs on, frees itself when it ends, and
+        its result is dropped.
+        """
         self._check_running()
-        if cpu is not None and not 0 <= cpu < self.ncpu:
-            raise OSError(errno.EINVAL, f"no cpu{cpu}: this kernel has {self.ncpu} CPUs")
+        bound = -1 if cpu is None else self._cpu_index(cpu, "cpu")
+        deadline = _deadline(timeout)
         arena = self._arena
-        t = lwproc.tables(arena)
         name = getattr(func, "__name__", "run")
-        t.lock.enter_nowrap()
-        try:
-            lid = lwproc.lwp_alloc(
-                t,
-                t.find_proc(0),
-                name,
-                bound=-1 if cpu is None else cpu,
-                flags=LW_WAITER | LW_IMPLICIT,
-            )
-        finally:
-            t.lock.exit()
-        l = t.lwp(lid)
-        try:
-            arena.w[l + L_REPLY] = arena.pool.park_slot()
-            blob_put(arena, (func, args), l + L_ENTRY)
-            scheduler.setrunnable_new(arena, lid)
-            self._wait_lwp(l)
-            ok, value = blob_get(arena, l + L_RESULT)
-            blob_free(arena, l + L_RESULT)
-        finally:
-            if self._arena.state == _arena.RUNNING:
-                lwproc.lwp_release(t, lid)
+        with hold_interrupts() as hold:
+            try:
+                lid = kthread.lwp_create(arena, name, func, args, 0, bound, LW_WAITER | LW_IMPLICIT)
+                try:
+                    kthread.wait_lwp(arena, lid, deadline, hold.check)
+                except sync.Shutdown:
+                    raise
+                except BaseException:
+                    kthread.detach(arena, lid)
+                    raise
+                ok, value = kthread.collect(arena, lid)
+            except sync.Shutdown:
+                self._check_running()
+                raise
         if ok:
             return value
         raise value
 
     def xc_broadcast(
-        self, flags: int, func: Callable[[Any, Any], Any], arg1: Any = None, arg2: Any = None
+        self,
+        flags: int,
+        func: Callable[[Any, Any], Any],
+        arg1: Any = None,
+        arg2: Any = None,
+        *,
+        timeout: float | None = None,
     ) -> list[Any]:
         """xc_broadcast(9) from the host: run ``func(arg1, arg2)`` on every CPU, in
         parallel, and return each CPU's result in CPU order (the first exception is
-        raised).  The fast path into a kernel: no lwp is created."""
-        return self._xcall(flags, func, arg1, arg2, -1)
+        raised).  The fast path into a kernel: no lwp is created.  After ``timeout``
+        seconds TimeoutError is raised and the cross-call is abandoned."""
+        return self._xcall(flags, func, arg1, arg2, -1, timeout)
 
     def xc_unicast(
-        self, flags: int, func: Callable[[Any, Any], Any], arg1: Any, arg2: Any, ci: int
+        self,
+        flags: int,
+        func: Callable[[Any, Any], Any],
+        arg1: Any,
+        arg2: Any,
+        ci: int,
+        *,
+        timeout: float | None = None,
     ) -> Any:
         """xc_unicast(9) from the host: run ``func(arg1, arg2)`` on CPU ``ci`` and
-        return its result (or raise its exception)."""
-        return self._xcall(flags, func, arg1, arg2, ci)[0]
+        return its result (or raise its exception); ``timeout`` as in xc_broadcast."""
+        return self._xcall(flags, func, arg1, arg2, self._cpu_index(ci, "ci"), timeout)[0]
 
-    def _xcall(self, flags: int, func: Callable, arg1: Any, arg2: Any, target: int) -> list:
+    def _xcall(
+        self, flags: int, func: Callable, arg1: Any, arg2: Any, target: int, timeout: float | None
+    ) -> list:
         self._check_running()
+        _int_arg(flags, "flags")
+        deadline = _deadline(timeout)
         arena = self._arena
-        try:
-            where = xcall.issue(arena, flags, func, arg1, arg2, target, collect=True)
-            results = xcall.collect_results(arena, where, target)
-        except sync.Shutdown:
-            self._check_running()
-            raise
+        with hold_interrupts() as hold:
+            try:
+                where = xcall.issue(
+                    arena, flags, func, arg1, arg2, target, True, deadline, hold.check
+                )
+                results = xcall.collect_results(arena, where, target, deadline, hold.check)
+            except sync.Shutdown:
+                self._check_running()
+                raise
         for ok, value in results:
             if not ok:
                 raise value
         return [value for _, value in results]
 
-    def _wait_lwp(self, l: int) -> None:
-        arena = self._arena
-        reply = arena.w[l + L_REPLY]
-        while arena.w[l + L_STATE] != LSZOMB:
-            try:
-                arena.pool.park(reply, None)
-            except sync.Shutdown:
-                self._check_running()
-                raise
+    def _cpu_index(self, cpu: object, name: str) -> int:
+        """A CPU index argument: an int naming one of this kernel's CPUs."""
+        i = _int_arg(cpu, name)
+        if not 0 <= i < self.ncpu:
+            raise OSError(errno.EINVAL, f"no cpu{i}: this kernel has {self.ncpu} CPUs")
+        return i
 
     def _check_running(self) -> None:
+        if param.getpid() != self._pid:
+            raise OSError(
+                errno.ENXIO,
+                f"rump kernel {self.prefix} belongs to process {self._pid}: "
+                "a forked child cannot use its parent's kernel",
+            )
         st = self._arena.state
         if st == _arena.RUNNING:
             return
@@ -180,6 +232,9 @@ class Kernel:
         RB_HALT only changes the last message; the host is never taken down.
         Halting a halted kernel does nothing.
         """
+        _int_arg(howto, "howto")
+        if param.getpid() != self._pid:
+            self._check_running()  # raises: not this process's kernel
         if self._arena.state == _arena.PANICKED:
             self._stop_after_panic()
             return
@@ -204,10 +259,12 @@ class Kernel:
         self.halt()
 
     def _reap(self, grace: float) -> None:
-        """Wait up to ``grace`` seconds for the CPU processes to exit, then kill them."""
+        """Wait up to ``grace`` seconds in all for the CPU processes to exit, then
+        kill the ones still there."""
         procs = self._booted.procs
+        deadline = clock.monotonic_ns() + int(grace * 1e9)
         for p in procs:
-            p.join(grace)
+            p.join(max(0.0, (deadline - clock.monotonic_ns()) / 1e9))
         for p in procs:
             if p.exitcode is None:
                 proc.kill(p.pid)
@@ -215,13 +272,14 @@ class Kernel:
             p.join(5)
 
     def _release(self) -> None:
-        """Unlink every named object of this kernel; the mapping stays for dmesg."""
+        """Unlink every named object of this kernel and unmap it; dmesg, state and
+        the counters stay readable from a private copy."""
         self._stopped = True
         self._arena.pool.shutdown()
         shm.unlink_prefix(self.prefix)
         if self._booted.lifeline:
             self._booted.lifeline.close()
-        self._arena.forget()
+        self._arena.close()
         atexit.unregister(self._atexit)
 
     def _stop_after_panic(self) -> None:
@@ -254,6 +312,8 @@ class Kernel:
                 return
 
     def _atexit(self) -> None:
+        if param.getpid() != self._pid:
+            return  # a forked child exiting: the kernel is its parent's
         try:
             self.halt(reboot.RB_NOSYNC)
         except Exception:  # noqa: BLE001 - the host is exiting; do what can be done
@@ -274,6 +334,7 @@ def boot(
 ) -> Kernel:
     """Boot a new, independent kernel.  Unset parameters come from RUMP_NCPU,
     RUMP_VERBOSE, RUMP_THREADS, RUMP_LOCKDEBUG, RUMP_HZ and the host, as in rump."""
+    cleanup()  # what kernels of dead hosts left behind (a SIGKILL of a process group)
     return Kernel(init.rump__init(ncpu, verbose, threads, hostname, lockdebug, hz))
 
 
@@ -285,7 +346,7 @@ def rump_init() -> Kernel:
     it on later calls.  Once it has halted, the next call boots a fresh one: rumpmp
     keeps no global state that would need a host restart."""
     global _default
-    if _default is None or _default._arena.state != _arena.RUNNING:
+    if _default is None or _default.state != "running" or _default._pid != param.getpid():
         _default = boot()
     return _default
 
@@ -303,7 +364,7 @@ def orphaned_kernels() -> dict[str, int]:
             pid = int(prefix[len(init.PREFIX_STEM) :].split("-", 1)[0])
         except ValueError:
             continue
-        if not hypercalls.param.pid_alive(pid):
+        if not param.pid_alive(pid):
             found[prefix] = pid
     return found
 

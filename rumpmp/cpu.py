@@ -9,14 +9,13 @@ from busier CPUs when it has nothing to do.
 
 from __future__ import annotations
 
-import pickle
 import traceback
 
 import hypercalls
 from hypercalls import clock, param, proc, shm, thread
 
 from . import arena as _arena
-from . import evcnt, kauth, lwproc, reboot, scheduler
+from . import entry, evcnt, lwproc, reboot, scheduler
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
 from .kthread import KthreadExit
@@ -174,19 +173,26 @@ def _lwp_main(args: tuple[Arena, int, int]) -> None:
 
 
 def _exit_lwp(arena: Arena, t: lwproc.Tables, lid: int) -> None:
-    """Become a zombie for a waiter to collect, or free the lwp if nobody waits."""
+    """Become a zombie for a waiter to collect, or free the lwp if nobody waits.
+
+    The waiter may leave (a timeout, Ctrl-C) at any moment: it clears LW_WAITER
+    under proc_lock, and the zombie state is set under the same lock, so exactly
+    one of the two frees the lwp and any result published meanwhile.
+    """
     l = t.lwp(lid)
     w = arena.w
     t.lock.enter_nowrap()
     w[l + L_STATE] = lwproc.LSZOMB
     reply = w[l + L_REPLY]
     waited = w[l + L_FLAGS] & LW_WAITER
-    dead = None if waited else lwproc.lwp_free(t, lid)
     t.lock.exit()
-    if dead:
-        kauth.cred_free_record(arena, dead)
-    if waited and reply:
-        arena.pool.unpark(reply)
+    if waited:
+        if reply:
+            arena.pool.unpark(reply)
+        return
+    if w[l + L_RESULT]:  # published before the waiter left: nobody will read it
+        blob_free(arena, l + L_RESULT)
+    lwproc.lwp_release(t, lid)
 
 
 def _publish(arena: Arena, l: int, result: tuple[bool, object]) -> None:
@@ -200,23 +206,20 @@ def _publish(arena: Arena, l: int, result: tuple[bool, object]) -> None:
 def _run_entry(arena: Arena, l: int, cpu: int) -> tuple[bool, object]:
     """Run the lwp's (func, args) blob; (True, value) or (False, exception)."""
     try:
-        func, args = blob_get(arena, l + L_ENTRY)
-        blob_free(arena, l + L_ENTRY)
-        return True, func(*args)
+        ok, value = entry.call(_take_entry_and_call, arena, l)
     except KthreadExit as e:
         return True, e.ecode
-    except Exception as e:  # noqa: BLE001 - handed back to whoever waits for this lwp
-        if arena.w[l + L_FLAGS] & LW_SYSTEM:  # nobody to hand it to: a kernel bug
-            panic("kernel thread died: %s", "".join(traceback.format_exception(e)).strip())
-        return False, _portable_exception(e, cpu)
+    if ok:
+        return True, value
+    assert isinstance(value, BaseException)
+    if not arena.w[l + L_FLAGS] & LW_WAITER:  # nobody to hand it to: say so in dmesg
+        entry.report(
+            arena, f"kernel thread {lwproc.tables(arena).lwp_name(thread.curlwp())}", value
+        )
+    return False, entry.portable(value, cpu)
 
 
-def _portable_exception(e: Exception, cpu: int) -> Exception:
-    """The exception itself if it pickles, else a RuntimeError carrying its text."""
-    tb = "".join(traceback.format_exception(e))
-    try:
-        pickle.loads(pickle.dumps(e))
-    except Exception:  # noqa: BLE001
-        e = RuntimeError(f"{type(e).__name__}: {e}")
-    e.add_note(f"raised on cpu{cpu}:\n{tb}")
-    return e
+def _take_entry_and_call(arena: Arena, l: int) -> object:
+    func, args = blob_get(arena, l + L_ENTRY)
+    blob_free(arena, l + L_ENTRY)
+    return func(*args)

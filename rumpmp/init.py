@@ -339,4 +339,4 @@ def _abort_boot(booted: Booted) -> None:
     if booted.lifeline:
         booted.lifeline.close()
     hypercalls.shm.unlink_prefix(arena.prefix)
-    arena.forget()
+    arena.close()

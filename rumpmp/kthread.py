@@ -11,10 +11,12 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 
+from hypercalls import clock
+
 from . import arena as _arena
 from . import lwproc, scheduler
 from .arena import Arena
-from .blob import blob_free, blob_put
+from .blob import blob_free, blob_get, blob_put
 from .lwproc import L_ENTRY, L_FLAGS, L_REPLY, L_RESULT, L_STATE, LSZOMB, LW_SYSTEM, LW_WAITER
 from .prf import kprintf, panic_in
 
@@ -36,6 +38,26 @@ class KthreadExit(BaseException):
         self.ecode = ecode
 
 
+def lwp_create(
+    arena: Arena, name: str, func: Callable, args: tuple, pri: int, bound: int, lflags: int
+) -> int:
+    """A new lwp of proc0 that will run ``func(*args)``, placed on a CPU; its id.
+    Nothing is left behind if ``func`` or ``args`` cannot be pickled."""
+    t = lwproc.tables(arena)
+    t.lock.enter_nowrap()
+    try:
+        lid = lwproc.lwp_alloc(t, t.find_proc(0), name, pri, bound, lflags)
+    finally:
+        t.lock.exit()
+    try:
+        blob_put(arena, (func, args), t.lwp(lid) + L_ENTRY)
+    except BaseException:
+        lwproc.lwp_release(t, lid)
+        raise
+    scheduler.setrunnable_new(arena, lid)
+    return lid
+
+
 def kthread_create_in(
     arena: Arena, pri: int, flags: int, ci: int | None, func: Callable, arg: object, name: str
 ) -> int:
@@ -47,16 +69,8 @@ def kthread_create_in(
         panic_in(arena, f"threads not available (kthread_create {name}), setenv RUMP_THREADS 1")
     if ci is not None and not 0 <= ci < arena.ncpu:
         raise OSError(errno.EINVAL, f"kthread_create: no cpu{ci}")
-    t = lwproc.tables(arena)
     lflags = LW_SYSTEM | (LW_WAITER if flags & KTHREAD_MUSTJOIN else 0)
-    t.lock.enter_nowrap()
-    try:
-        lid = lwproc.lwp_alloc(t, t.find_proc(0), name, pri, -1 if ci is None else ci, lflags)
-    finally:
-        t.lock.exit()
-    blob_put(arena, (func, (arg,)), t.lwp(lid) + L_ENTRY)
-    scheduler.setrunnable_new(arena, lid)
-    return lid
+    return lwp_create(arena, name, func, (arg,), pri, -1 if ci is None else ci, lflags)
 
 
 def kthread_create(
@@ -75,28 +89,85 @@ def kthread_exit(ecode: int = 0) -> None:
     raise KthreadExit(ecode)
 
 
-def wait_lwp(arena: Arena, lid: int) -> None:
-    """Park until lwp ``lid`` (created with LW_WAITER) has ended."""
+# -- waiting for an lwp (LW_WAITER): kthread_join, and the host's Kernel.run ----------
+
+#: Longest single park of a waiter that has a deadline or a poll function.
+POLL = 0.05
+
+
+def wait_lwp(
+    arena: Arena, lid: int, deadline: int | None = None, poll: Callable[[], None] | None = None
+) -> None:
+    """Park until lwp ``lid`` (created with LW_WAITER) has ended.
+
+    ``deadline`` (monotonic ns) raises TimeoutError when it passes; ``poll`` runs
+    between parks and may raise to give up (the host's held Ctrl-C).  A waiter that
+    gives up must ``detach`` the lwp.
+    """
     t = lwproc.tables(arena)
     l = t.lwp(lid)
+    w = arena.w
     me = arena.pool.park_slot()
     t.lock.enter_nowrap()
-    if arena.w[l + L_STATE] != LSZOMB:
-        arena.w[l + L_REPLY] = me
+    if w[l + L_STATE] != LSZOMB:
+        w[l + L_REPLY] = me
     t.lock.exit()
-    while arena.w[l + L_STATE] != LSZOMB:
-        arena.pool.park(me)
+    while w[l + L_STATE] != LSZOMB:
+        if deadline is None and poll is None:
+            arena.pool.park(me)
+            continue
+        left = POLL if deadline is None else min(POLL, (deadline - clock.monotonic_ns()) / 1e9)
+        if left <= 0:
+            raise TimeoutError(errno.ETIMEDOUT, f"lwp {lid} did not finish in time")
+        arena.pool.park(me, left)
+        if poll is not None:
+            poll()
+
+
+def collect(arena: Arena, lid: int) -> tuple[bool, object]:
+    """Take the (ok, value) an ended LW_WAITER lwp published, and free the lwp."""
+    t = lwproc.tables(arena)
+    l = t.lwp(lid)
+    result: tuple[bool, object] = (True, None)
+    if arena.w[l + L_RESULT]:
+        result = blob_get(arena, l + L_RESULT)  # type: ignore[assignment]
+        blob_free(arena, l + L_RESULT)
+    lwproc.lwp_release(t, lid)
+    return result
+
+
+def detach(arena: Arena, lid: int) -> None:
+    """Stop waiting for an LW_WAITER lwp: it frees itself and drops its result when it
+    ends (cpu._exit_lwp), or, if it already has, it is collected now."""
+    t = lwproc.tables(arena)
+    l = t.lwp(lid)
+    t.lock.enter_nowrap()
+    ended = arena.w[l + L_STATE] == LSZOMB
+    if not ended:
+        arena.w[l + L_FLAGS] &= ~LW_WAITER
+    t.lock.exit()
+    if ended:
+        collect(arena, lid)
 
 
 def kthread_join(lid: int) -> int:
-    """kthread_join(9): wait for a KTHREAD_MUSTJOIN thread to exit and collect it."""
+    """kthread_join(9): wait for a KTHREAD_MUSTJOIN thread to exit and collect it.
+
+    rumpmp raises what the thread raised (NetBSD's threads cannot raise); ESRCH for
+    an lwp id out of range, EINVAL for an lwp that is not a joinable thread (or was
+    joined already).
+    """
     arena = _arena.current()
-    t = lwproc.tables(arena)
-    l = t.lwp(lid)
-    if not arena.w[l + L_FLAGS] & LW_WAITER or not arena.w[l + L_STATE]:
+    if isinstance(lid, bool) or not isinstance(lid, int):
+        raise TypeError(f"kthread_join: lid must be an int, not {type(lid).__name__}")
+    if not 1 <= lid <= lwproc.NLWP:
+        raise ProcessLookupError(errno.ESRCH, f"kthread_join: no lwp {lid}")
+    l = lwproc.tables(arena).lwp(lid)
+    joinable = LW_WAITER | LW_SYSTEM
+    if not arena.w[l + L_STATE] or arena.w[l + L_FLAGS] & joinable != joinable:
         raise OSError(errno.EINVAL, f"kthread_join: lwp {lid} is not a joinable thread")
     wait_lwp(arena, lid)
-    if arena.w[l + L_RESULT]:
-        blob_free(arena, l + L_RESULT)
-    lwproc.lwp_release(t, lid)
+    ok, value = collect(arena, lid)
+    if not ok:
+        raise value  # type: ignore[misc]
     return 0

@@ -24,13 +24,13 @@ from collections.abc import Callable
 
 import cloudpickle
 
-from hypercalls import sync, thread
+from hypercalls import clock, sync, thread
 
 from . import arena as _arena
-from . import evcnt, kmem, kthread, lwproc, scheduler, softint
+from . import entry, evcnt, kmem, kthread, lwproc, scheduler, softint
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
-from .prf import kprintf, panic
+from .prf import kprintf
 
 XC_HIGHPRI = 0x01  # run from a softint, ahead of ordinary cross-calls
 XC_HIGHPRI_IPL = 0x02  # accepted; rumpmp has one softint level for high-priority calls
@@ -48,6 +48,7 @@ X_PENDING = 6  # targets that have not finished
 X_COLLECT = 7  # the issuer wants every CPU's result
 X_FUNC = 8  # 3 words: blob of the function
 X_SIH = 11  # the HIGHPRI softint's handle index + 1
+X_ABANDONED = 12  # the host gave up collecting: the last target frees the results
 X_ARGS = 16  # payload buffer for the pickled (arg1, arg2)
 STATE_BYTES = 4096
 
@@ -196,12 +197,50 @@ def _func(arena: Arena, x: int) -> Callable:
 
 # -- issuing --------------------------------------------------------------------------
 
+#: Longest single wait of a host caller that has a deadline or a poll function.
+POLL = 0.05
+
+
+def _wait_locked(
+    st: _State, done: Callable[[], bool], deadline: int | None, poll: Callable[[], None] | None
+) -> None:
+    """With ``st.lock`` held, sleep on the state's condvar until ``done()``.
+
+    A host caller may pass a monotonic ``deadline`` (ns: TimeoutError when it passes)
+    and a ``poll`` function run between waits (it raises to give up, e.g. on a held
+    Ctrl-C).  Either way out releases the lock; a normal return keeps it.
+    """
+    while not done():
+        if deadline is None and poll is None:
+            st.cv.wait(st.lock)
+            continue
+        left = POLL if deadline is None else min(POLL, (deadline - clock.monotonic_ns()) / 1e9)
+        if left <= 0:
+            st.lock.exit()
+            raise TimeoutError(errno.ETIMEDOUT, "cross-call timed out")
+        st.cv.timedwait(st.lock, 0, int(left * 1e9))
+        if poll is not None:
+            try:
+                poll()
+            except BaseException:
+                st.lock.exit()
+                raise
+
 
 def issue(
-    arena: Arena, flags: int, func: Callable, arg1: object, arg2: object, target: int, collect: bool
+    arena: Arena,
+    flags: int,
+    func: Callable,
+    arg1: object,
+    arg2: object,
+    target: int,
+    collect: bool,
+    deadline: int | None = None,
+    poll: Callable[[], None] | None = None,
 ) -> int:
     """Start a cross-call on ``target`` (a CPU, or -1 for all); returns its sequence
-    number.  With ``collect`` the state stays busy until ``collect_results``."""
+    number.  With ``collect`` the state stays busy until ``collect_results`` (or
+    ``abandon``).  ``deadline`` and ``poll`` bound the wait for the previous call."""
     if not arena.w[_arena.H_THREADS]:
         raise OSError(errno.ENOTSUP, "xcall needs kernel threads (RUMP_THREADS=1)")
     if target != -1 and not 0 <= target < arena.ncpu:
@@ -211,16 +250,20 @@ def issue(
     w, x = arena.w, st.x
     args = _dumps((arg1, arg2))
     st.lock.enter()
-    while w[x + X_BUSY]:
-        st.cv.wait(st.lock)
+    _wait_locked(st, lambda: not w[x + X_BUSY], deadline, poll)
     w[x + X_BUSY] = 1
     st.lock.exit()
-    _drop(arena, x + X_ARGS)  # the previous call's, now that every CPU is done with it
-    _func_blob(arena, st, func)
-    _put(arena, x + X_ARGS, STATE_BYTES - X_ARGS * 8, args)
+    try:
+        _drop(arena, x + X_ARGS)  # the previous call's, now that every CPU is done with it
+        _func_blob(arena, st, func)
+        _put(arena, x + X_ARGS, STATE_BYTES - X_ARGS * 8, args)
+    except BaseException:  # an unpicklable function, say: free the state again
+        _release(st)
+        raise
     st.lock.enter()
     w[x + X_TARGET] = target
     w[x + X_COLLECT] = int(collect)
+    w[x + X_ABANDONED] = 0
     w[x + X_PENDING] = arena.ncpu if target == -1 else 1
     w[x + X_HEADP] += 1
     where = w[x + X_HEADP]
@@ -228,6 +271,14 @@ def issue(
     for cpu in range(arena.ncpu) if target == -1 else (target,):
         _kick(arena, prio, cpu)
     return where | (XC_PRI_BIT if prio == HIGH else 0)
+
+
+def _release(st: _State) -> None:
+    """Mark the state free for the next cross-call and wake whoever waits for it."""
+    st.lock.enter_nowrap()
+    st.arena.w[st.x + X_BUSY] = 0
+    st.cv.broadcast()
+    st.lock.exit()
 
 
 def _kick(arena: Arena, prio: int, cpu: int) -> None:
@@ -243,38 +294,76 @@ def _kick(arena: Arena, prio: int, cpu: int) -> None:
         arena.pool.unpark(park)
 
 
-def wait_in(arena: Arena, where: int) -> None:
+def _prio_of(where: int) -> int:
+    return HIGH if where & XC_PRI_BIT else LOW
+
+
+def wait_in(
+    arena: Arena,
+    where: int,
+    deadline: int | None = None,
+    poll: Callable[[], None] | None = None,
+) -> None:
     """Wait until the cross-call with ticket ``where`` has finished everywhere."""
-    st = _xstate(arena, HIGH if where & XC_PRI_BIT else LOW)
-    where &= ~XC_PRI_BIT
+    st = _xstate(arena, _prio_of(where))
+    seq = where & ~XC_PRI_BIT
     w, x = arena.w, st.x
     st.lock.enter()
-    try:
-        while w[x + X_DONEP] < where:
-            st.cv.wait(st.lock)
-    finally:
-        st.lock.exit()
+    _wait_locked(st, lambda: w[x + X_DONEP] >= seq, deadline, poll)
+    st.lock.exit()
 
 
-def collect_results(arena: Arena, where: int, target: int) -> list[tuple[bool, object]]:
+def _result_words(arena: Arena, prio: int, target: int) -> list[int]:
+    """Where each target of a collected cross-call left its result."""
+    cpus = range(arena.ncpu) if target == -1 else (target,)
+    return [record(arena, cpu) + XC_RESULT + prio * RESULT_BYTES // 8 for cpu in cpus]
+
+
+def collect_results(
+    arena: Arena,
+    where: int,
+    target: int,
+    deadline: int | None = None,
+    poll: Callable[[], None] | None = None,
+) -> list[tuple[bool, object]]:
     """Wait for cross-call ``where`` (issued with ``collect``), take every target's
-    (ok, value) and free the state for the next cross-call."""
-    prio = HIGH if where & XC_PRI_BIT else LOW
-    st = _xstate(arena, prio)
-    x = st.x
+    (ok, value) and free the state for the next cross-call.  If the wait ends early
+    (timeout, poll raising, shutdown) the call is abandoned: see ``abandon``."""
+    prio = _prio_of(where)
     try:
-        wait_in(arena, where)
-        results = []
-        for cpu in range(arena.ncpu) if target == -1 else (target,):
-            word = record(arena, cpu) + XC_RESULT + prio * RESULT_BYTES // 8
-            results.append(_get(arena, word))
-            _drop(arena, word)
-        return results  # type: ignore[return-value]
-    finally:
-        st.lock.enter()
-        arena.w[x + X_BUSY] = 0
-        st.cv.broadcast()
-        st.lock.exit()
+        wait_in(arena, where, deadline, poll)
+    except BaseException:
+        abandon(arena, where)
+        raise
+    results = []
+    for word in _result_words(arena, prio, target):
+        results.append(_get(arena, word))
+        _drop(arena, word)
+    _release(_xstate(arena, prio))
+    return results  # type: ignore[return-value]
+
+
+def abandon(arena: Arena, where: int) -> None:
+    """The issuer will not collect cross-call ``where``: if it has finished, drop its
+    results and free the state now; else the last target to finish does (``_finish``)."""
+    prio = _prio_of(where)
+    st = _xstate(arena, prio)
+    w, x = arena.w, st.x
+    st.lock.enter_nowrap()
+    done = w[x + X_DONEP] >= where & ~XC_PRI_BIT
+    if not done:
+        w[x + X_ABANDONED] = 1
+    st.lock.exit()
+    if done:
+        _drop_results(arena, prio)
+
+
+def _drop_results(arena: Arena, prio: int) -> None:
+    """Free the results of a finished, abandoned cross-call and the state with them."""
+    st = _xstate(arena, prio)
+    for word in _result_words(arena, prio, arena.w[st.x + X_TARGET]):
+        _drop(arena, word)
+    _release(st)
 
 
 # -- running --------------------------------------------------------------------------
@@ -282,27 +371,33 @@ def collect_results(arena: Arena, where: int, target: int) -> list[tuple[bool, o
 
 def run_pending(arena: Arena, prio: int, cpu: int) -> bool:
     """Run the cross-call of ``prio`` that ``cpu`` has not seen yet, if it targets
-    ``cpu``; whether there was one to look at."""
+    ``cpu``; whether there was one to look at.
+
+    The sequence number and the target are read together under the state's lock:
+    read apart, a CPU that is not a target of call N could see N's number and the
+    target of call N+1 (issued as soon as N finished), run N+1 under N's number and
+    count it twice.  Once this CPU is a target of ``seq``, nothing else in the state
+    changes until it has finished, so the function and arguments need no lock.
+    """
     w = arena.w
-    x = _state(arena, prio)
+    st = _xstate(arena, prio)
+    x = st.x
     r = record(arena, cpu)
-    seq = w[x + X_HEADP]
-    if w[r + XC_SEEN + prio] >= seq:
+    if w[r + XC_SEEN + prio] >= w[x + X_HEADP]:  # the cheap look: nothing new
         return False
+    st.lock.enter_nowrap()
+    seq, target, collect = w[x + X_HEADP], w[x + X_TARGET], w[x + X_COLLECT]
+    st.lock.exit()
     w[r + XC_SEEN + prio] = seq
-    if w[x + X_TARGET] not in (-1, cpu):
+    if target not in (-1, cpu):
         return True
-    try:
-        func = _func(arena, x)
-        arg1, arg2 = _get(arena, x + X_ARGS)  # type: ignore[misc]
-        result: tuple[bool, object] = (True, func(arg1, arg2))
-    except Exception as e:  # noqa: BLE001 - the host gets it back; in the kernel it panics
-        if not w[x + X_COLLECT]:
-            panic("xcall function failed on cpu%d: %r", cpu, e)
-        result = (False, e)
+    ok, value = entry.call(_call_pending, arena, x)
+    if not ok and not collect:  # issued by kernel code, which gets no results
+        entry.report(arena, f"cross-call on cpu{cpu}", value)  # type: ignore[arg-type]
     kind = evcnt.EV_XC_HIGHPRI if prio == HIGH else evcnt.EV_XC_UNICAST
-    w[evcnt.count_word(arena, cpu, kind + (w[x + X_TARGET] == -1 and prio == LOW))] += 1
-    if w[x + X_COLLECT]:
+    w[evcnt.count_word(arena, cpu, kind + (target == -1 and prio == LOW))] += 1
+    if collect:
+        result = (True, value) if ok else (False, entry.portable(value, cpu))  # type: ignore[arg-type]
         word = r + XC_RESULT + prio * RESULT_BYTES // 8
         try:
             data = _dumps(result)
@@ -313,17 +408,27 @@ def run_pending(arena: Arena, prio: int, cpu: int) -> bool:
     return True
 
 
+def _call_pending(arena: Arena, x: int) -> object:
+    func = _func(arena, x)
+    arg1, arg2 = _get(arena, x + X_ARGS)  # type: ignore[misc]
+    return func(arg1, arg2)
+
+
 def _finish(arena: Arena, prio: int, seq: int) -> None:
     st = _xstate(arena, prio)
     w, x = arena.w, st.x
     st.lock.enter_nowrap()
     w[x + X_PENDING] -= 1
-    if w[x + X_PENDING] == 0:
+    last = w[x + X_PENDING] == 0
+    abandoned = last and w[x + X_ABANDONED]
+    if last:
         w[x + X_DONEP] = seq
         if not w[x + X_COLLECT]:
             w[x + X_BUSY] = 0
         st.cv.broadcast()
     st.lock.exit()
+    if abandoned:  # the host gave up waiting: nobody else will free the results
+        _drop_results(arena, prio)
 
 
 def _xc_thread(_: object) -> None:
@@ -357,7 +462,12 @@ def xc_unicast(
 ) -> int:
     """xc_unicast(9): run ``func(arg1, arg2)`` on CPU ``ci`` (an index here, where
     NetBSD takes a cpu_info); returns the ticket for xc_wait."""
-    return issue(_arena.current(), flags, func, arg1, arg2, ci, False)
+    arena = _arena.current()
+    if isinstance(ci, bool) or not isinstance(ci, int):
+        raise TypeError(f"xc_unicast: ci must be a CPU index, not {type(ci).__name__}")
+    if not 0 <= ci < arena.ncpu:
+        raise OSError(errno.EINVAL, f"xc_unicast: no cpu{ci}")
+    return issue(arena, flags, func, arg1, arg2, ci, False)
 
 
 def xc_wait(where: int) -> None:
