@@ -19,7 +19,7 @@ import _signal  # signal.getsignal wraps this in an enum lookup; this is the hot
 import signal
 import threading
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, Self
 
 _MAIN = threading.main_thread().ident
 
@@ -46,7 +46,7 @@ class _Hold:
 
     __slots__ = ("counted",)
 
-    def __enter__(self) -> _Hold:
+    def __enter__(self) -> Self:
         self.counted = False
         if threading.get_ident() != _MAIN:
             return self  # only the main thread ever gets KeyboardInterrupt

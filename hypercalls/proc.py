@@ -44,19 +44,35 @@ class Lifeline:
                 pass
 
 
-def _child_main(target: Callable[..., object], args: tuple) -> None:
+def _close_lifelines() -> None:
+    """In a forked child: close every lifeline's write end.  A child that kept one
+    (a CPU of another kernel, or a child the program forks itself) would keep that
+    kernel's CPUs from noticing the host's death."""
     for fd in list(_lifeline_writers):
         try:
             os.close(fd)
         except OSError:
             pass
     _lifeline_writers.clear()
-    target(*args)
+
+
+os.register_at_fork(after_in_child=_close_lifelines)
+
+#: What a terminal (Ctrl-C), a CI runner, ``timeout`` or ``docker stop`` sends a whole
+#: process group.  CPU processes ignore them: they are the kernel, and the lifeline
+#: tells them when the host has gone, so they outlive it long enough to clean up.
+GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+def ignore_group_signals() -> None:
+    """Ignore GROUP_SIGNALS in this process (a CPU)."""
+    for sig in GROUP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def spawn(target: Callable[..., object], args: tuple, name: str) -> multiprocess.Process:
     """Fork a child process running ``target(*args)``."""
-    p = _ctx.Process(target=_child_main, args=(target, args), name=name, daemon=True)
+    p = _ctx.Process(target=target, args=args, name=name, daemon=True)
     p.start()
     return p
 

@@ -27,13 +27,21 @@ class Segment:
     handle into it in this process shares one mapping.
     """
 
-    def __init__(self, name: str, size: int, create: bool) -> None:
+    def __init__(self, name: str, size: int, create: bool, reserve: bool = False) -> None:
         flags = posix_ipc.O_CREX if create else 0
         shm = posix_ipc.SharedMemory("/" + name, flags, size=size if create else 0)
         try:
             self.name = name
             self.size = shm.size
+            if reserve:  # claim the pages now: writing a page tmpfs cannot supply is SIGBUS
+                os.posix_fallocate(shm.fd, 0, size)
             self._map: mmap.mmap | None = mmap.mmap(shm.fd, shm.size)
+        except OSError as e:
+            if create:  # a segment that could not be set up must not outlive the call
+                shm.unlink()
+            raise OSError(
+                errno.ENOMEM, f"shared segment {name} of {size} bytes: {e.strerror or e}"
+            ) from e
         finally:
             shm.close_fd()
         self.buf = memoryview(self._map)
@@ -72,12 +80,38 @@ class Segment:
             except BufferError:
                 pass
 
-    def unlink(self) -> None:
-        """Remove the name; the mapping stays valid until this process exits."""
-        try:
-            posix_ipc.unlink_shared_memory("/" + self.name)
-        except posix_ipc.ExistentialError:
-            pass
+
+def write_segment(name: str, data: bytes) -> None:
+    """Create segment ``name`` holding ``data``, without keeping it mapped; ENOMEM
+    if the host's shared memory cannot hold it."""
+    seg = Segment(name, max(len(data), 1), create=True, reserve=True)
+    seg.buf[: len(data)] = data
+    seg.close()
+
+
+def read_segment(name: str, size: int) -> bytes:
+    """The first ``size`` bytes of segment ``name``, without keeping it mapped."""
+    try:
+        seg = Segment(name, 0, create=False)
+    except posix_ipc.ExistentialError as e:
+        raise FileNotFoundError(errno.ENOENT, f"no shared segment {name}") from e
+    data = bytes(seg.buf[:size])
+    seg.close()
+    return data
+
+
+def unlink(name: str) -> None:
+    """Remove segment ``name`` (already gone is fine)."""
+    try:
+        posix_ipc.unlink_shared_memory("/" + name)
+    except posix_ipc.ExistentialError:
+        pass
+
+
+def capacity() -> int:
+    """Bytes the host's shared memory (the tmpfs behind /dev/shm) can hold in all."""
+    st = os.statvfs(SHM_DIR)
+    return st.f_blocks * st.f_frsize
 
 
 def forget_prefix(prefix: str) -> None:

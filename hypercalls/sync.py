@@ -370,6 +370,14 @@ class Mutex(_Guarded):
             self.pool.wait_sem(self._guard)
         self._w[self.r] = owner_token()
 
+    def enter_nowrap_within(self, timeout: float) -> bool:
+        """Take the lock within ``timeout`` seconds, keeping the CPU, even once the
+        pool is shut down (a dying kernel's last messages); False if it stayed busy."""
+        if self._guard.acquire(True, timeout):
+            self._w[self.r] = owner_token()
+            return True
+        return False
+
     def tryenter(self) -> bool:
         """rumpuser_mutex_tryenter: take the lock if it is free."""
         if self._guard.acquire(False):

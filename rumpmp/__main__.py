@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _boot(args: argparse.Namespace) -> int:
+    try:  # a bad RUMP_* variable is a usage error, like a bad option
+        init.boot_params(args.ncpu, args.verbose, None, args.hostname)
+    except OSError as e:
+        print(f"rumpmp: {e.strerror or e}", file=sys.stderr)
+        return 2
     try:
         kernel = client.boot(args.ncpu, verbose=args.verbose, hostname=args.hostname)
     except OSError as e:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from hypercalls import sync
 
 from . import arena as _arena
-from . import clock, evcnt, kmem, lockdebug, softint
+from . import clock, entry, evcnt, kmem, lockdebug, softint
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
 from .prf import panic_in
@@ -415,7 +415,9 @@ def _softclock(_: object) -> None:
         if not off:
             return
         try:
-            func(arg)
+            ok, e = entry.call(func, arg)
+            if not ok:  # nobody waits for a callout: dmesg says what it raised
+                entry.report(arena, f"callout handler {func!r} on cpu{cpu}", e)  # type: ignore[arg-type]
         finally:
             lock.enter_nowrap()
             w[r + CC_RUNNING] = 0

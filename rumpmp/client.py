@@ -317,6 +317,8 @@ class Kernel:
         try:
             self.halt(reboot.RB_NOSYNC)
         except Exception:  # noqa: BLE001 - the host is exiting; do what can be done
+            for p in self._booted.procs:  # CPUs ignore SIGTERM, which multiprocess sends
+                proc.kill(p.pid)
             shm.unlink_prefix(self.prefix)
 
     def __repr__(self) -> str:

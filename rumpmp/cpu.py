@@ -18,7 +18,7 @@ from . import arena as _arena
 from . import entry, evcnt, lwproc, reboot, scheduler
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
-from .kthread import KthreadExit
+from .entry import KthreadExit
 from .lwproc import L_ENTRY, L_FLAGS, L_PARK, L_REPLY, L_RESULT, L_STATE, LW_SYSTEM, LW_WAITER
 from .msgbuf import msgbuf_write
 from .prf import panic
@@ -66,6 +66,7 @@ def cpus_bootstrap(arena: Arena) -> None:
 
 def cpu_main(prefix: str, cpu: int, lifeline_fd: int, percpu_init: list) -> None:
     """Body of a vCPU process: attach, initialise, report ready, run lwps until halt."""
+    proc.ignore_group_signals()  # the lifeline, not a group signal, ends a CPU
     arena = Arena.attach(prefix)
     _arena.here.arena, _arena.here.cpu = arena, cpu
     proc.watch_parent(lifeline_fd, lambda: _host_died(prefix))
@@ -127,7 +128,7 @@ def _shutdown(arena: Arena, cpu: int) -> None:
         proc.exit(hypercalls.PANIC)
     sp = scheduler.spc(arena, cpu)
     deadline = clock.monotonic_ns() + int(reboot.HALT_GRACE * 1e9)
-    while not howto & reboot.RB_NOSYNC and scheduler.user_load(sp) > 0:
+    while not howto & reboot.RB_NOSYNC and scheduler.user_lwps_running(arena, cpu) > 0:
         if clock.monotonic_ns() > deadline or arena.state != _arena.HALTING:
             break
         try:
@@ -142,8 +143,6 @@ def start_lwp(arena: Arena, cpu: int, lid: int) -> None:
     """Start an lwp's host thread on this CPU."""
     sp = scheduler.spc(arena, cpu)
     sp.w[sp.ev + evcnt.EV_STARTED] += 1
-    if arena.w[lwproc.tables(arena).lwp(lid) + L_FLAGS] & LW_SYSTEM:
-        scheduler.system_started(arena, cpu)
     thread.thread_create(_lwp_main, (arena, cpu, lid), f"lwp{lid}")
 
 

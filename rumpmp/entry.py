@@ -27,8 +27,15 @@ from collections.abc import Callable
 from hypercalls.sync import Shutdown
 
 from .arena import Arena
-from .kthread import KthreadExit
 from .prf import kprintf
+
+
+class KthreadExit(BaseException):
+    """Raised by kthread_exit to end the calling kernel thread."""
+
+    def __init__(self, ecode: int) -> None:
+        super().__init__(ecode)
+        self.ecode = ecode
 
 
 class KernelCodeExit(RuntimeError):

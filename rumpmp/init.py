@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass, field
 
 import hypercalls
-from hypercalls import clock, param, proc, rnd
+from hypercalls import clock, param, proc, rnd, shm
 
 from . import arena as _arena
 from . import (
@@ -87,23 +87,34 @@ class Booted:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _env_flag(name: str, given: bool | None, default: bool) -> bool:
+def _env_flag(name: str, arg: str, given: bool | None, default: bool) -> bool:
+    """A yes/no parameter: the argument (a bool) if given, else the variable (a
+    number, 0 for no, as rump reads it), else ``default``."""
     if given is not None:
+        if not isinstance(given, bool | int):
+            raise TypeError(f"{arg} must be a bool, not {type(given).__name__}")
         return bool(given)
     try:
-        return param.getenv(name) not in ("", "0")
+        text = param.getenv(name)
     except FileNotFoundError:
         return default
-
-
-def parse_ncpu(value: object) -> int:
-    """A CPU count from an argument or RUMP_NCPU; EINVAL unless 1..MAXCPUS."""
     try:
-        n = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise OSError(errno.EINVAL, f"ncpu must be a number, not {value!r}") from None
+        return int(text) != 0
+    except ValueError:
+        raise OSError(errno.EINVAL, f"{name} must be a number, not {text!r}") from None
+
+
+def parse_ncpu(value: object, name: str = "ncpu") -> int:
+    """A CPU count from an argument (an int) or RUMP_NCPU (text); EINVAL unless
+    1..MAXCPUS."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    try:
+        n = int(value)
+    except ValueError:
+        raise OSError(errno.EINVAL, f"{name} must be a number, not {value!r}") from None
     if not 1 <= n <= cpu.MAXCPUS:
-        raise OSError(errno.EINVAL, f"ncpu must be between 1 and {cpu.MAXCPUS}, not {n}")
+        raise OSError(errno.EINVAL, f"{name} must be between 1 and {cpu.MAXCPUS}, not {n}")
     return n
 
 
@@ -114,19 +125,23 @@ def _env_or(name: str, default: object) -> object:
         return default
 
 
-def parse_hz(value: object) -> int:
-    """The clock rate from an argument or RUMP_HZ; EINVAL unless 1..1000."""
+def parse_hz(value: object, name: str = "hz") -> int:
+    """The clock rate from an argument (an int) or RUMP_HZ (text); EINVAL unless
+    1..1000."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     try:
-        n = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise OSError(errno.EINVAL, f"hz must be a number, not {value!r}") from None
+        n = int(value)
+    except ValueError:
+        raise OSError(errno.EINVAL, f"{name} must be a number, not {value!r}") from None
     if not 1 <= n <= 1000:
-        raise OSError(errno.EINVAL, f"hz must be between 1 and 1000, not {n}")
+        raise OSError(errno.EINVAL, f"{name} must be between 1 and 1000, not {n}")
     return n
 
 
 def parse_memlimit(value: str) -> int:
-    """RUMP_MEMLIMIT: bytes, with an optional k/m/g suffix."""
+    """RUMP_MEMLIMIT: bytes, with an optional k/m/g suffix; at most what the host's
+    shared memory can hold."""
     text = value.strip().lower()
     scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
     try:
@@ -135,6 +150,12 @@ def parse_memlimit(value: str) -> int:
         raise OSError(errno.EINVAL, f"RUMP_MEMLIMIT must be a size, not {value!r}") from None
     if n < 4096:
         raise OSError(errno.EINVAL, f"RUMP_MEMLIMIT too small: {n} bytes")
+    if n > shm.capacity():
+        raise OSError(
+            errno.ENOMEM,
+            f"RUMP_MEMLIMIT={value}: {n} bytes is more than the host's shared memory "
+            f"holds ({shm.capacity()} bytes)",
+        )
     return n
 
 
@@ -151,14 +172,18 @@ def boot_params(
         memlimit = parse_memlimit(param.getenv("RUMP_MEMLIMIT"))
     except FileNotFoundError:
         memlimit = kmem.DEFAULT_MEMLIMIT
+    if hostname is not None and not isinstance(hostname, str):
+        raise TypeError(f"hostname must be a str, not {type(hostname).__name__}")
     return BootParams(
-        ncpu=parse_ncpu(param.getparam(param.PARAM_NCPU) if ncpu is None else ncpu),
-        verbose=_env_flag("RUMP_VERBOSE", verbose, False),
-        threads=_env_flag("RUMP_THREADS", threads, True),
+        ncpu=parse_ncpu(ncpu)
+        if ncpu is not None
+        else parse_ncpu(param.getparam(param.PARAM_NCPU), "RUMP_NCPU"),
+        verbose=_env_flag("RUMP_VERBOSE", "verbose", verbose, False),
+        threads=_env_flag("RUMP_THREADS", "threads", threads, True),
         hostname=hostname or param.getparam(param.PARAM_HOSTNAME),
         memlimit=memlimit,
-        hz=parse_hz(hz if hz is not None else _env_or("RUMP_HZ", DEFAULT_HZ)),
-        lockdebug=_env_flag("RUMP_LOCKDEBUG", lockdebug, False),
+        hz=parse_hz(hz) if hz is not None else parse_hz(_env_or("RUMP_HZ", DEFAULT_HZ), "RUMP_HZ"),
+        lockdebug=_env_flag("RUMP_LOCKDEBUG", "lockdebug", lockdebug, False),
     )
 
 

@@ -347,6 +347,11 @@ def kmem_free(buf: KBuf, size: int) -> None:
     kmem_free_in(_arena.current(), buf, size)
 
 
+def heap_size(arena: Arena) -> int:
+    """Bytes of block space in a kernel's heap."""
+    return arena.w[arena.region("kmem")[0] // 8 + K_SIZE]
+
+
 def kmem_stats(arena: Arena) -> tuple[int, int, int]:
     """(blocks allocated, bytes in those blocks, heap bytes) of a kernel.  Blocks a
     CPU keeps in its cache are not allocated, but their bytes count as in use: the

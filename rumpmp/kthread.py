@@ -17,6 +17,7 @@ from . import arena as _arena
 from . import lwproc, scheduler
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
+from .entry import KthreadExit
 from .lwproc import L_ENTRY, L_FLAGS, L_REPLY, L_RESULT, L_STATE, LSZOMB, LW_SYSTEM, LW_WAITER
 from .prf import kprintf, panic_in
 
@@ -28,14 +29,6 @@ KTHREAD_MUSTJOIN = 0x10
 
 #: Threads rump starts without complaint when threads are off (it just warns).
 _FAKEABLE = ("vrele", "cachegc", "nfssilly", "unpgc", "pmf", "xcall", "pdaemon", "aiodoned")
-
-
-class KthreadExit(BaseException):
-    """Raised by kthread_exit to end the calling kernel thread."""
-
-    def __init__(self, ecode: int) -> None:
-        super().__init__(ecode)
-        self.ecode = ecode
 
 
 def lwp_create(

@@ -363,10 +363,19 @@ def rump_lwproc_switch(l: int | None) -> None:
     if l is None:
         switch_home(arena)
         return
+    if isinstance(l, bool) or not isinstance(l, int):
+        raise TypeError(f"rump_lwproc_switch: l must be an lwp id or None, not {l!r}")
     if l == lid:
         return
+    # Check and claim under proc_lock: two threads switching to the same idle lwp
+    # at once must not both adopt it; the second sees it running and panics.
     valid = 1 <= l <= NLWP and t.w[t.lwp(l) + L_FLAGS] & LW_CONTEXT
-    if not valid or t.w[t.lwp(l) + L_STATE] != LSIDL:
+    t.lock.enter_nowrap()
+    idle = valid and t.w[t.lwp(l) + L_STATE] == LSIDL
+    if idle:
+        t.w[t.lwp(l) + L_STATE] = LSONPROC
+    t.lock.exit()
+    if not idle:
         state = "not an lwp context" if not valid else "running on another thread"
         panic_in(arena, f"rump_lwproc_switch: lwp {l} is {state}")
     _switch(arena, t, l)

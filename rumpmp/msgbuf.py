@@ -6,7 +6,7 @@ messages of all CPUs in the order they were written.
 
 from __future__ import annotations
 
-from hypercalls import clock, sync
+from hypercalls import sync
 
 from .arena import Arena
 
@@ -33,14 +33,9 @@ def _lock(arena: Arena) -> sync.Mutex:
     return lock
 
 
-def _enter_briefly(lock: sync.Mutex) -> bool:
-    """Take the lock, but never wait on it for long: its holder may have been a CPU
-    that died, and the last messages of a dying kernel matter more than order."""
-    for _ in range(1000):
-        if lock.tryenter():
-            return True
-        clock.clock_sleep(clock.CLOCK_RELWALL, 0, 1_000_000)
-    return False
+#: Longest wait for the message buffer's lock.  Its holder may have been a CPU that
+#: died, and the last messages of a dying kernel matter more than their order.
+LOCK_PATIENCE = 1.0
 
 
 def msgbuf_write(arena: Arena, text: str) -> None:
@@ -50,7 +45,7 @@ def msgbuf_write(arena: Arena, text: str) -> None:
     ring = off + _HDR
     base = off // 8
     lock = _lock(arena)
-    locked = _enter_briefly(lock)
+    locked = lock.enter_nowrap_within(LOCK_PATIENCE)  # a spin lock: printf keeps its CPU
     try:
         pos = arena.w[base + M_POS]
         start = pos % MSGBUFSIZE

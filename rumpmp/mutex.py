@@ -13,6 +13,8 @@ and with LOCKDEBUG catches initialising a live mutex twice.
 
 from __future__ import annotations
 
+import errno
+
 from hypercalls import sync, thread
 from hypercalls.thread import current as _thread
 
@@ -81,6 +83,8 @@ def mutex_init(*args: object, name: str | None = None) -> kmutex_t:
             lockdebug.abort(arena, "mutex", "mutex_init", m.name, "already initialized")
     else:
         m, rest = None, args
+    if len(rest) > 2:
+        raise TypeError(f"mutex_init: too many arguments ({len(args)})")
     mtx_type, ipl = (tuple(rest) + (MUTEX_DEFAULT, IPL_NONE))[:2]
     new = mutex_init_in(arena, mtx_type, ipl, name)  # type: ignore[arg-type]
     if m is not None:  # re-initialised storage: the caller's handle now names the new lock
@@ -94,23 +98,40 @@ def mutex_init_in(
     arena: Arena, mtx_type: int = MUTEX_DEFAULT, ipl: int = IPL_NONE, name: str | None = None
 ) -> kmutex_t:
     """A new mutex on a given kernel (the host uses it at boot)."""
+    for value, what in ((mtx_type, "type"), (ipl, "ipl")):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"mutex_init: {what} must be an int, not {type(value).__name__}")
+    if mtx_type not in (MUTEX_DEFAULT, MUTEX_SPIN, MUTEX_ADAPTIVE) or not 0 <= ipl <= IPL_HIGH:
+        raise OSError(errno.EINVAL, f"mutex_init: bad type {mtx_type} or ipl {ipl}")
     slot = sync.Mutex(arena.pool, sync.MTX_KMUTEX).slot
     return kmutex_t(arena, lockdebug.new_record(arena, slot, _is_spin(mtx_type, ipl), ipl), name)
 
 
 def mutex_enter(m: kmutex_t) -> None:
     """mutex_enter(9).  An adaptive mutex releases the CPU while it waits."""
-    if not m._debug and m._acq(False):  # the fast path: free, and nothing to check
-        m._w[m._o] = _thread.curlwp or thread.owner_token()
-        return
+    try:
+        lwp = _thread.curlwp
+        if lwp and not m._debug and m._acq(False):  # the fast path: an lwp, a free lock
+            m._w[m._o] = lwp
+            return
+    except AttributeError:
+        _not_a_mutex(m, "mutex_enter")
+    if not lwp:
+        _arena.current()  # ENXIO in the host: kernel locks are for kernel code
     if m._debug:
         _debug_enter(m)
+    elif m._hm.owner() == lwp:  # error-checking, as rump's host mutexes are
+        lockdebug.abort(m.arena, "mutex", "mutex_enter", m.name, "locking against myself")
     if m.spin:
         m._hm.enter_nowrap()
         if m._debug:
             lockdebug.spin_acquired()
     else:
         m._hm.enter()
+
+
+def _not_a_mutex(m: object, func: str) -> None:
+    raise TypeError(f"{func}: mtx must be a kmutex_t, not {type(m).__name__}")
 
 
 def _debug_enter(m: kmutex_t) -> None:
@@ -122,7 +143,11 @@ def _debug_enter(m: kmutex_t) -> None:
 
 def mutex_exit(m: kmutex_t) -> None:
     """mutex_exit(9).  LOCKDEBUG panics if the caller does not own it."""
-    if m._debug:
+    try:
+        debug = m._debug
+    except AttributeError:
+        _not_a_mutex(m, "mutex_exit")
+    if debug:
         if m._hm.owner() != thread.owner_token():
             kind = "spin" if m.spin else "adaptive"
             lockdebug.abort(m.arena, "mutex", "mutex_exit", m.name, f"exiting unheld {kind} mutex")
@@ -134,6 +159,10 @@ def mutex_exit(m: kmutex_t) -> None:
 
 def mutex_tryenter(m: kmutex_t) -> bool:
     """mutex_tryenter(9): take the mutex only if it is free."""
+    if not isinstance(m, kmutex_t):
+        _not_a_mutex(m, "mutex_tryenter")
+    if not _thread.curlwp:
+        _arena.current()
     ok = m._hm.tryenter()
     if ok and m.spin and m._debug:
         lockdebug.spin_acquired()
@@ -158,7 +187,7 @@ def mutex_destroy(m: kmutex_t) -> None:
     """mutex_destroy(9): free the mutex; it must not be held."""
     if not _live(m):
         panic_in(m.arena, f"mutex_destroy: {m.name}: uninitialized lock")
-    if m._hm.owner() and m._debug:
+    if m._hm.owner():  # caught without LOCKDEBUG too: rump's mutexes are error-checking
         lockdebug.abort(m.arena, "mutex", "mutex_destroy", m.name, "is locked or in use")
     m._hm.destroy()
     lockdebug.free_record(m.arena, m.rec)

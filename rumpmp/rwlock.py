@@ -8,6 +8,8 @@ waits deadlocks, so do not take a read hold twice.
 
 from __future__ import annotations
 
+import errno
+
 from hypercalls import sync, thread
 
 from . import arena as _arena
@@ -68,17 +70,33 @@ def _note_read(rw: krwlock_t, delta: int) -> None:
         reads.pop(id_of(rw), None)
 
 
+def _check_args(rw: object, op: object, func: str) -> None:
+    if not isinstance(rw, krwlock_t):
+        raise TypeError(f"{func}: rw must be a krwlock_t, not {type(rw).__name__}")
+    if op not in (RW_READER, RW_WRITER) or isinstance(op, bool):
+        raise OSError(errno.EINVAL, f"{func}: op must be RW_READER or RW_WRITER, not {op!r}")
+
+
 def rw_enter(rw: krwlock_t, op: int) -> None:
-    """rw_enter(9): take the lock as RW_READER or RW_WRITER, releasing the CPU to wait."""
+    """rw_enter(9): take the lock as RW_READER or RW_WRITER, releasing the CPU to wait.
+
+    Taking it again for writing, or for reading while write-holding it, panics even
+    without LOCKDEBUG (it could only deadlock), as with rump's host rwlocks."""
+    _check_args(rw, op, "rw_enter")
     if rw._debug:
         _check_enter(rw, op, "rw_enter")
-    rw._hr.enter(op)
+        rw._hr.enter(op)
+    elif not rw._hr.tryenter(op):  # the slow path: see that it is not our own hold
+        if _mine(rw):
+            lockdebug.abort(rw.arena, "rwlock", "rw_enter", rw.name, "locking against myself")
+        rw._hr.enter(op)
     if op == RW_READER:
         _note_read(rw, 1)
 
 
 def rw_tryenter(rw: krwlock_t, op: int) -> bool:
     """rw_tryenter(9): take the lock only if that needs no wait."""
+    _check_args(rw, op, "rw_tryenter")
     if rw._debug:
         _check_enter(rw, op, "rw_tryenter")
     ok = rw._hr.tryenter(op)

@@ -20,7 +20,7 @@ from hypercalls import sync, thread
 from . import evcnt, lockdebug, lwproc
 from .arena import H_LOCKDEBUG, Arena, here
 from .evcnt import EV_FAST, EV_NSWTCH, EV_SLOW, EV_STARTED, EV_STEALS
-from .lwproc import L_BOUND, L_CPU, L_NEWQ, L_PARK, L_PRI, L_RUNQ, L_STATE
+from .lwproc import L_BOUND, L_CPU, L_FLAGS, L_NEWQ, L_PARK, L_PRI, L_RUNQ, L_STATE
 
 # NetBSD's priorities (sys/param.h); higher runs first.
 PRI_COUNT = 224
@@ -267,10 +267,12 @@ def setrunnable_new(arena: Arena, lid: int) -> int:
     bound = arena.w[l + L_BOUND]
     cpu = bound if bound >= 0 else _least_loaded(arena)
     sp = spc(arena, cpu)
+    system = _is_system(t, lid)
     sp.lock.enter_nowrap()
     arena.w[l + L_CPU] = cpu
     _newq_insert(sp, t, lid)
     sp.w[sp.s + SPC_LOAD] += 1
+    sp.w[sp.s + SPC_NSYSTEM] += system
     sp.lock.exit()
     arena.pool.unpark(sp.doorbell)
     return cpu
@@ -340,13 +342,16 @@ def steal(arena: Arena, cpu: int) -> int:
             continue  # nothing waiting, or the victim is idle and starts them itself
         sp.lock.enter_nowrap()
         lid = _pop_new(sp, t, unbound_only=True)
+        system = _is_system(t, lid) if lid else 0
         if lid:
             sp.w[sp.s + SPC_LOAD] -= 1
+            sp.w[sp.s + SPC_NSYSTEM] -= system
         sp.lock.exit()
         if lid:
             mine.lock.enter_nowrap()
             arena.w[t.lwp(lid) + L_CPU] = cpu
             mine.w[mine.s + SPC_LOAD] += 1
+            mine.w[mine.s + SPC_NSYSTEM] += system
             mine.w[mine.ev + EV_STEALS] += 1
             if mine.w[mine.s + SPC_CURLWP]:  # busy after all: queue it here like any other
                 _newq_insert(mine, t, lid)
@@ -358,12 +363,9 @@ def steal(arena: Arena, cpu: int) -> int:
     return 0
 
 
-def system_started(arena: Arena, cpu: int) -> None:
-    """Account for a kernel thread starting on ``cpu``."""
-    sp = spc(arena, cpu)
-    sp.lock.enter_nowrap()
-    sp.w[sp.s + SPC_NSYSTEM] += 1
-    sp.lock.exit()
+def _is_system(t: lwproc.Tables, lid: int) -> int:
+    """1 for a kernel thread (a halt does not wait for it), else 0."""
+    return 1 if t.w[t.lwp(lid) + L_FLAGS] & lwproc.LW_SYSTEM else 0
 
 
 def lwp_done(arena: Arena, cpu: int, system: bool) -> None:
@@ -371,14 +373,25 @@ def lwp_done(arena: Arena, cpu: int, system: bool) -> None:
     sp = spc(arena, cpu)
     sp.lock.enter_nowrap()
     sp.w[sp.s + SPC_LOAD] -= 1
-    if system:
-        sp.w[sp.s + SPC_NSYSTEM] -= 1
+    sp.w[sp.s + SPC_NSYSTEM] -= system
     sp.lock.exit()
 
 
-def user_load(sp: _Spc) -> int:
-    """lwps on a CPU that are not kernel threads: what a halt lets finish."""
-    return sp.w[sp.s + SPC_LOAD] - sp.w[sp.s + SPC_NSYSTEM]
+def user_lwps_running(arena: Arena, cpu: int) -> int:
+    """lwps of ``cpu`` that a halt lets finish: started, and not kernel threads.
+    (Kernel threads are counted from their placement, so a kernel halted right
+    after boot does not wait for its boot threads to start.)"""
+    sp = spc(arena, cpu)
+    t = lwproc.tables(arena)
+    w, s = sp.w, sp.s
+    sp.lock.enter_nowrap()
+    n = w[s + SPC_LOAD] - w[s + SPC_NSYSTEM]
+    lid = w[s + SPC_NEWQ_HEAD]
+    while lid:  # not started, and never will be once the kernel halts
+        n -= 1 - _is_system(t, lid)
+        lid = w[t.lwp(lid) + L_NEWQ]
+    sp.lock.exit()
+    return n
 
 
 def stats(arena: Arena, cpu: int) -> dict[str, int]:

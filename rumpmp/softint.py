@@ -26,7 +26,7 @@ from collections.abc import Callable
 from hypercalls import sync, thread
 
 from . import arena as _arena
-from . import evcnt, kthread, lwproc, scheduler
+from . import entry, evcnt, kthread, lwproc, scheduler
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
 from .prf import kprintf, panic_in
@@ -195,13 +195,17 @@ def schedule_in(arena: Arena, sih: softint_t, cpu: int) -> None:
     """
     w = arena.w
     h = _handle(arena, sih.index)
-    if w[h + SH_STATE] != SH_LIVE:
-        panic_in(arena, f"softint_schedule: {sih!r} is not established")
-    level = w[h + SH_LEVEL]
     r = record(arena, cpu)
     pend = h + SH_FIXED + 2 * cpu  # pending flag; the next link follows it
     lock = _lock(arena, r + SI_LOCK)
     lock.enter_nowrap()
+    # The state is read under this CPU's lock: softint_disestablish marks the handle
+    # dying before it takes each CPU's lock to unlink it, so a handle linked here is
+    # either seen and unlinked by it, or seen dying here and never linked.
+    if w[h + SH_STATE] != SH_LIVE:
+        lock.exit()
+        panic_in(arena, f"softint_schedule: {sih!r} is not established")
+    level = w[h + SH_LEVEL]
     wake = not w[pend]
     if wake:  # not pending yet: append to this CPU's list for the level
         w[pend], w[pend + 1] = 1, 0
@@ -278,7 +282,9 @@ def _softint_thread(level: int) -> None:
         h = _handle(arena, first - 1)
         if w[h + SH_STATE] == SH_LIVE:
             func, arg = blob_get(arena, h + SH_FUNC, cache=True)
-            func(arg)
+            ok, e = entry.call(func, arg)
+            if not ok:  # nobody waits for a softint: dmesg says what it raised
+                entry.report(arena, f"softint handler {func!r} on cpu{cpu}", e)  # type: ignore[arg-type]
             w[evcnt.count_word(arena, cpu, evcnt.EV_SOFTINT + level)] += 1
         w[r + SI_RUNNING + level] = 0
 

@@ -30,7 +30,7 @@ import cloudpickle
 from hypercalls import thread
 
 from . import arena as _arena
-from . import kmem, kthread, lockdebug
+from . import entry, kmem, kthread, lockdebug
 from .arena import Arena
 from .blob import blob_free, blob_get, blob_put
 from .condvar import cv_broadcast, cv_destroy, cv_init_in, cv_wait, kcondvar_t
@@ -333,7 +333,9 @@ def _worker(arg: tuple[workqueue_t, int]) -> None:
         mutex_exit(m)
         while head:
             head, item = _take_node(arena, head)
-            func(item, farg)
+            ok, e = entry.call(func, item, farg)
+            if not ok:  # nobody waits for a work item: dmesg says what it raised
+                entry.report(arena, f"work item of {wq.name}", e)  # type: ignore[arg-type]
         mutex_enter(m)
         w[q + Q_GEN] += 1
         cv_broadcast(cv)  # workqueue_wait callers look again (cheap if there are none)

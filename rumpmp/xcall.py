@@ -27,9 +27,9 @@ import cloudpickle
 from hypercalls import clock, sync, thread
 
 from . import arena as _arena
-from . import entry, evcnt, kmem, kthread, lwproc, scheduler, softint
+from . import entry, evcnt, kthread, lwproc, scheduler, softint
 from .arena import Arena
-from .blob import blob_free, blob_get, blob_put
+from .blob import blob_free, blob_free_ref, blob_get, blob_put, blob_ref
 from .prf import kprintf
 
 XC_HIGHPRI = 0x01  # run from a softint, ahead of ordinary cross-calls
@@ -177,9 +177,9 @@ def _func_blob(arena: Arena, st: _State, func: Callable) -> None:
     if ref is None or ref[0] is not func:
         if len(cache) >= FUNC_CACHE:  # nothing runs while we hold the state: free the oldest
             _, old = cache.pop(next(iter(cache)))
-            kmem.kmem_free_in(arena, kmem._make_kbuf(arena, *old), old[1])
+            blob_free_ref(arena, old)
         blob_put(arena, func, x + X_FUNC)
-        ref = cache[id(func)] = (func, tuple(w[x + X_FUNC : x + X_FUNC + 3]))
+        ref = cache[id(func)] = (func, blob_ref(arena, x + X_FUNC))
     w[x + X_FUNC], w[x + X_FUNC + 1], w[x + X_FUNC + 2] = ref[1]
 
 
