@@ -17,6 +17,7 @@ processes: after a shutdown they raise ``Shutdown`` instead of hanging.
 from __future__ import annotations
 
 import errno
+import time
 
 import posix_ipc
 
@@ -189,17 +190,15 @@ class SyncPool:
         """Take ``sem``, waiting in slices; False on timeout, Shutdown after shutdown."""
         if sem.acquire(False):
             return True
-        remaining = timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self.w[_H_SHUTDOWN]:
                 raise Shutdown(self.prefix)
-            chunk = SLICE if remaining is None else min(SLICE, remaining)
-            if sem.acquire(True, chunk):
+            left = SLICE if deadline is None else min(SLICE, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            if sem.acquire(True, left):
                 return True
-            if remaining is not None:
-                remaining -= chunk
-                if remaining <= 0:
-                    return False
 
     # -- park slots: one per thread, for sleeping ---------------------------------
 
@@ -289,10 +288,17 @@ class SyncPool:
         return self.w[self.rec(me) + _W_TOKEN]
 
     def sleep_until_granted(self, me: int, wrap: bool, timeout: float | None = None) -> bool:
-        """Park until a waker has dequeued ``me``; False if ``timeout`` ran out first."""
+        """Park until a waker has dequeued ``me``; False if ``timeout`` ran out first.
+
+        The park slot may carry a stale post, so each park waits only for what is
+        left until the deadline: a stale wakeup must not stretch the wait.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self.queued(me):
-            if not self.park(me, timeout, wrap) and self.queued(me):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 return False
+            self.park(me, left, wrap)
         return True
 
 

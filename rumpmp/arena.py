@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import struct
 
-from hypercalls import shm, sync
+from hypercalls import shm, sync, thread
 
 MAGIC = 0x72756D706D70  # "rumpmp"
 
@@ -44,6 +44,7 @@ H_LOCKDEBUG = 15
 H_HOWTO = 16  # cpu_reboot flags of a halt in progress
 H_BOOT_MONO = 17  # host monotonic time (ns) of boot: tick 0
 H_AIODONED = 18  # 3 words: blob of the aiodoned workqueue's handle
+H_PANIC_SLOT = 21  # pool slot whose one post is the panic token (prf.record_panic)
 HEADER_WORDS = 32
 
 # Strings in the header area, after the words.
@@ -182,6 +183,17 @@ class _Here:
 
 
 here = _Here()
+
+
+#: Per thread: ``onproc.scheduled`` is True while the calling thread holds its CPU
+#: (the scheduler sets it).  It lives in this leaf module so that anything may ask
+#: without importing the scheduler.
+onproc = thread.local()
+
+
+def curcpu_scheduled() -> bool:
+    """Whether the calling thread holds its CPU."""
+    return getattr(onproc, "scheduled", False)
 
 
 def current() -> Arena:

@@ -200,9 +200,22 @@ def evcnt_detach(ev: evcnt_t) -> None:
 
 
 def evcnt_inc(ev: evcnt_t, n: int = 1) -> None:
-    """Add ``n`` to the calling CPU's slot of ``ev`` (the host has a slot of its own)."""
-    cpu = _arena.here.cpu if _arena.here.arena is ev.arena else ev.arena.ncpu
-    ev.arena.w[block(ev.arena, cpu) + ev.index] += n
+    """Add ``n`` to the calling CPU's slot of ``ev``.
+
+    Only the lwp holding a CPU may touch that CPU's slot without a lock.  Any other
+    thread (the host's, a host thread of a CPU process, an lwp that released its
+    CPU) adds to the host's slot, which every such thread shares, so under the
+    table's lock: a read-add-write of a shared word is not atomic even within one
+    process.
+    """
+    arena = ev.arena
+    if _arena.here.arena is arena and _arena.curcpu_scheduled():
+        arena.w[block(arena, _arena.here.cpu) + ev.index] += n
+        return
+    lock = _lock(arena)
+    lock.enter_nowrap()
+    arena.w[block(arena, arena.ncpu) + ev.index] += n
+    lock.exit()
 
 
 def evcnt_list(arena: Arena) -> list[tuple[str, str, int]]:

@@ -271,6 +271,7 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     w[_arena.H_HOSTPID] = param.getpid()
     w[_arena.H_BOOT_SEC], w[_arena.H_BOOT_NSEC] = clock.clock_gettime(clock.CLOCK_RELWALL)
     w[_arena.H_BOOT_MONO] = clock.monotonic_ns()
+    w[_arena.H_PANIC_SLOT] = arena.pool.alloc(1)
     msgbuf.initmsgbuf(arena)
     aprint_verbose(arena, COPYRIGHT + VERSION_BANNER)
     # The seed stirs arc4random from the stack; rumpmp's kernel takes host entropy.

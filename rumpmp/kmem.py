@@ -27,7 +27,6 @@ import errno
 from hypercalls import sync
 
 from . import arena as _arena
-from . import scheduler
 from .arena import Arena
 from .prf import panic_in
 
@@ -54,12 +53,21 @@ K_LOCKS = K_FREE + MAX_ORDERS  # times the heap lock was taken (kmem_heap_locks)
 # Bumped when the heap runs dry: every CPU then drains its cache.  Read by every cached
 # allocation, so it has a cache line of its own, away from the words the lock holder writes.
 K_DRAIN = K_LOCKS + 8
+# Two frees of one block racing on two CPUs must not both pass.  The check that a
+# block is allocated and the mark that it no longer is are made under one of
+# FREE_STRIPES spin locks, chosen by the block's address: a semaphore is the only
+# atomic step all processes share, one per block would be far too many, and one
+# for the whole heap would make every CPU's frees wait on each other.
+FREE_STRIPES = 8
+K_STRIPES = K_DRAIN + 8  # FREE_STRIPES pool slots
 
 # Block header: word 0 = gen << 16 | state << 8 | order; word 1 = requested size
 # (allocated) or next free block (free); word 2 = previous free block.
 ST_FREE = 1
 ST_ALLOC = 2
 ST_CACHED = 3  # free, but held in a CPU's cache
+ST_FREEING = 4  # claimed by a kmem_free on its way to a cache or the heap: its buddy
+#                 must not merge it yet (ST_FREE would say it is on a free list)
 
 #: How long KM_SLEEP waits for memory to be freed before it panics.
 SLEEP_LIMIT = 10
@@ -80,6 +88,8 @@ def kmem_init(arena: Arena) -> None:
     w[h + K_SIZE] = space
     w[h + K_LOCK] = sync.Mutex(arena.pool).slot
     w[h + K_CV] = sync.CondVar(arena.pool).slot
+    for i in range(FREE_STRIPES):
+        w[h + K_STRIPES + i] = sync.Mutex(arena.pool, sync.MTX_SPIN).slot
     rel = 0
     while space - rel >= 1 << MIN_ORDER:
         order = min((space - rel).bit_length() - 1, (rel & -rel).bit_length() - 1 if rel else 63)
@@ -101,6 +111,10 @@ class _Heap:
         self.cv = sync.CondVar.attach(arena.pool, w[self.h + K_CV])
         self.w = w
         self.caches = arena.region_word("kmemcache")
+        self.stripes = [
+            sync.Mutex.attach(arena.pool, w[self.h + K_STRIPES + i], sync.MTX_SPIN)
+            for i in range(FREE_STRIPES)
+        ]
 
     def enter(self) -> None:
         """Take the heap lock (it may let other lwps of this CPU run while it waits)."""
@@ -276,35 +290,38 @@ def kmem_free_in(arena: Arena, buf: KBuf, size: int) -> None:
         panic_in(arena, f"kmem_free: {buf!r} is not a buffer of this kernel")
     heap = _heap(arena)
     blk = buf.offset - _BLK_HDR
+    order = _claim_free(heap, buf, blk, size)
+    c = _cpu_cache(heap) if order <= CACHE_MAX_ORDER else -1
+    if c >= 0:
+        _cache_free(heap, c, blk, order)
+    else:
+        _heap_free(heap, blk, order)
+
+
+def _claim_free(heap: _Heap, buf: KBuf, blk: int, size: int) -> int:
+    """Check that ``buf`` is allocated with ``size`` bytes and mark it no longer so,
+    atomically (see FREE_STRIPES); its order.  Panics on a bad free."""
     w = heap.w
-    tag = w[blk // 8]
-    order = tag & 0xFF
-    # The fast path checks without the heap lock: the header of an allocated block is
-    # written only by whoever frees it.  Anything doubtful takes the locked path, which
-    # panics.  (Two CPUs freeing the same block at the very same instant can both pass,
-    # as in NetBSD's pool_cache_put; a double free in sequence is always caught.)
-    if order <= CACHE_MAX_ORDER and tag >> 8 == buf.gen << 8 | ST_ALLOC and w[blk // 8 + 1] == size:
-        c = _cpu_cache(heap)
-        if c >= 0:
-            _cache_free(heap, c, blk, order)
-            return
-    _heap_free(heap, buf, blk, size)
-
-
-def _heap_free(heap: _Heap, buf: KBuf, blk: int, size: int) -> None:
-    """Check and free a block into the shared heap, under its lock."""
-    w, h = heap.w, heap.h
-    heap.enter()
+    stripe = heap.stripes[(blk >> MIN_ORDER) % FREE_STRIPES]
+    stripe.enter_nowrap()
     tag, req = w[blk // 8], w[blk // 8 + 1]
     problem = None
     if (tag >> 8) & 0xFF != ST_ALLOC or tag >> 16 != buf.gen:
         problem = f"kmem_free: {buf!r} is not allocated (freed twice?)"
     elif req != size:
         problem = f"kmem_free: size mismatch, {size} freed but {req} allocated"
+    else:
+        w[blk // 8] = ST_FREEING << 8 | tag & 0xFF
+    stripe.exit()
     if problem:
-        heap.lock.exit()
         panic_in(heap.arena, problem)
-    order = tag & 0xFF
+    return tag & 0xFF
+
+
+def _heap_free(heap: _Heap, blk: int, order: int) -> None:
+    """Give a claimed block back to the shared heap, under its lock."""
+    w, h = heap.w, heap.h
+    heap.enter()
     w[h + K_INUSE] -= 1 << order
     w[h + K_NALLOC] -= 1
     _merge_and_free(heap, blk, order)
@@ -378,7 +395,7 @@ def kmem_stats(arena: Arena) -> tuple[int, int, int]:
 # MAG * (32 + 64 + ... + 1024) = 32 KiB, 256 KiB for 8 CPUs.
 #
 # No lock guards a CPU's cache: only the lwp that holds the CPU runs kernel code on it
-# (scheduler.curcpu_scheduled), and it keeps the CPU from reading the cache to writing
+# (arena.curcpu_scheduled), and it keeps the CPU from reading the cache to writing
 # it, except inside heap.enter(), which lets other lwps of this CPU run while it waits;
 # so the cache is re-read after every heap.enter().  An lwp never leaves its CPU's
 # process, so the cache it comes back to is still its own.  Callers holding no CPU
@@ -420,7 +437,7 @@ def pool_cache_cpu_init(arena: Arena, cpu: int) -> None:
 def _cpu_cache(heap: _Heap) -> int:
     """The calling lwp's CPU cache (word index), or -1 if it holds no CPU of this kernel."""
     here = _arena.here
-    if here.arena is not heap.arena or not scheduler.curcpu_scheduled():
+    if here.arena is not heap.arena or not _arena.curcpu_scheduled():
         return -1
     return heap.caches + here.cpu * _CACHE_WORDS
 
@@ -450,9 +467,9 @@ def _cache_alloc(heap: _Heap, c: int, order: int, size: int) -> KBuf | None:
 
 
 def _cache_free(heap: _Heap, c: int, blk: int, order: int) -> None:
-    """Push a checked, allocated block onto this CPU's cache."""
+    """Push a claimed block onto this CPU's cache."""
     w = heap.w
-    w[blk // 8] = ST_CACHED << 8 | order  # not allocated now: a second free panics
+    w[blk // 8] = ST_CACHED << 8 | order
     if w[c + C_DRAIN] != w[heap.h + K_DRAIN]:
         _drain(heap, c)
     k = _class(c, order)

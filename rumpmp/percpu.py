@@ -20,7 +20,7 @@ from collections.abc import Callable
 from hypercalls import sync
 
 from . import arena as _arena
-from . import lockdebug, scheduler, xcall
+from . import lockdebug, xcall
 from .arena import Arena
 from .prf import panic_in
 
@@ -140,7 +140,7 @@ def percpu_getref(pc: percpu_t) -> memoryview:
     """percpu_getref(9): this CPU's slot, writable.  The caller keeps its CPU until
     percpu_putref: it must not block or yield in between."""
     _arena.current()
-    if not scheduler.curcpu_scheduled():
+    if not _arena.curcpu_scheduled():
         panic_in(pc.arena, "percpu_getref: the caller does not hold a CPU")
     lockdebug.percpu_ref(+1)
     return _slot(pc, _arena.here.cpu)

@@ -44,8 +44,18 @@ def aprint_verbose(arena: Arena, text: str) -> None:
 
 
 def record_panic(arena: Arena, cpu: int, cause: str) -> bool:
-    """Mark the kernel panicked (first caller wins); True if this call did."""
+    """Mark the kernel panicked; True if this call did.
+
+    The first caller wins by taking the kernel's panic token, a semaphore posted
+    once at boot: a semaphore is the one atomic test-and-set all processes share,
+    so two CPUs panicking at once cannot mix one's number with the other's message.
+    """
     if arena.w[_arena.H_STATE] in (_arena.PANICKED, _arena.HALTED):
+        return False
+    try:
+        if not arena.pool.sem(arena.w[_arena.H_PANIC_SLOT]).acquire(False):
+            return False
+    except OSError:  # the kernel's objects are gone: it has stopped already
         return False
     arena.w[_arena.H_STATE] = _arena.PANICKED
     arena.w[_arena.H_PANIC_CPU] = cpu

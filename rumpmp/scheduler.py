@@ -18,7 +18,7 @@ from __future__ import annotations
 from hypercalls import sync, thread
 
 from . import evcnt, lockdebug, lwproc
-from .arena import H_LOCKDEBUG, Arena, here
+from .arena import H_LOCKDEBUG, Arena, here, onproc
 from .evcnt import EV_FAST, EV_NSWTCH, EV_SLOW, EV_STARTED, EV_STEALS
 from .lwproc import L_BOUND, L_CPU, L_FLAGS, L_NEWQ, L_PARK, L_PRI, L_RUNQ, L_STATE
 
@@ -131,8 +131,6 @@ def _dequeue(sp: _Spc, t: lwproc.Tables) -> int:
 
 # -- rump_schedule / rump_unschedule -------------------------------------------------
 
-_tls = thread.local()
-
 
 def _context() -> tuple[Arena, lwproc.Tables, _Spc, int] | None:
     lid = thread.curlwp()
@@ -144,7 +142,7 @@ def _context() -> tuple[Arena, lwproc.Tables, _Spc, int] | None:
 
 def rump_schedule() -> None:
     """Take the calling lwp's CPU, waiting in the run queue if another lwp holds it."""
-    if getattr(_tls, "scheduled", False):
+    if getattr(onproc, "scheduled", False):
         return
     ctx = _context()
     if ctx is None:
@@ -165,7 +163,7 @@ def rump_schedule() -> None:
         while w[s + SPC_CURLWP] != lid:  # the unscheduler hands the CPU over explicitly
             arena.pool.park(park, wrap=False)
     w[t.lwp(lid) + L_STATE] = lwproc.LSONPROC
-    _tls.scheduled = True
+    onproc.scheduled = True
 
 
 def _handoff(sp: _Spc, t: lwproc.Tables, arena: Arena) -> None:
@@ -182,16 +180,16 @@ def _handoff(sp: _Spc, t: lwproc.Tables, arena: Arena) -> None:
 
 def rump_unschedule() -> None:
     """Release the calling lwp's CPU, handing it to the next runnable lwp."""
-    if not getattr(_tls, "scheduled", False):
+    if not getattr(onproc, "scheduled", False):
         return
     ctx = _context()
     if ctx is None:
-        _tls.scheduled = False
+        onproc.scheduled = False
         return
     arena, t, sp, _lid = ctx
     if arena.w[H_LOCKDEBUG]:
         lockdebug.check_sleep(arena, "rump_unschedule")
-    _tls.scheduled = False
+    onproc.scheduled = False
     sp.lock.enter_nowrap()
     _handoff(sp, t, arena)
     sp.lock.exit()
@@ -204,7 +202,7 @@ def preempt() -> None:
     idle for a moment so the idle loop can start the next one.
     """
     ctx = _context()
-    if ctx is None or not getattr(_tls, "scheduled", False):
+    if ctx is None or not getattr(onproc, "scheduled", False):
         return
     arena, t, sp, lid = ctx
     w, s = sp.w, sp.s
@@ -234,11 +232,6 @@ def switch_curlwp(arena: Arena, old: int, new: int) -> None:
     if sp.w[sp.s + SPC_CURLWP] == old:
         sp.w[sp.s + SPC_CURLWP] = new
     sp.lock.exit()
-
-
-def curcpu_scheduled() -> bool:
-    """Whether the calling thread holds its CPU."""
-    return getattr(_tls, "scheduled", False)
 
 
 # -- placement -------------------------------------------------------------------------
