@@ -56,7 +56,15 @@ def _close_lifelines() -> None:
     _lifeline_writers.clear()
 
 
+def _forget_children() -> None:
+    """In a forked child: the CPU processes are its parent's children, not its own.
+    multiprocess would otherwise try to join them when the child exits and fail
+    ("can only join a child process"); its own bootstrap does the same reset."""
+    multiprocess.process._children.clear()  # type: ignore[attr-defined]
+
+
 os.register_at_fork(after_in_child=_close_lifelines)
+os.register_at_fork(after_in_child=_forget_children)
 
 #: What a terminal (Ctrl-C), a CI runner, ``timeout`` or ``docker stop`` sends a whole
 #: process group.  CPU processes ignore them: they are the kernel, and the lifeline

@@ -11,6 +11,7 @@ from ``rumpmp.kern``.
 """
 
 from .client import Kernel, KernelHalted, boot, rump_init
+from .entry import KernelCodeExit
 from .init import EPROGMISMATCH
 from .prf import RumpPanic
 from .reboot import RB_AUTOBOOT, RB_DUMP, RB_HALT, RB_NOSYNC
@@ -22,6 +23,7 @@ __all__ = [
     "RB_HALT",
     "RB_NOSYNC",
     "Kernel",
+    "KernelCodeExit",
     "KernelHalted",
     "RumpPanic",
     "boot",

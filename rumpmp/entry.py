@@ -48,7 +48,7 @@ class KernelCodeExit(RuntimeError):
         self.raised = raised
 
     def __reduce__(self) -> tuple:
-        return (KernelCodeExit, (self.raised,))
+        return (KernelCodeExit, (self.raised,), self.__dict__)  # the notes travel too
 
 
 _PASS_THROUGH = (KthreadExit, Shutdown)

@@ -174,6 +174,9 @@ def boot_params(
         memlimit = kmem.DEFAULT_MEMLIMIT
     if hostname is not None and not isinstance(hostname, str):
         raise TypeError(f"hostname must be a str, not {type(hostname).__name__}")
+    for value, name in ((ncpu, "ncpu"), (hz, "hz")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     return BootParams(
         ncpu=parse_ncpu(ncpu)
         if ncpu is not None

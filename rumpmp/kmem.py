@@ -122,7 +122,7 @@ class _Heap:
         self.w[self.h + K_LOCKS] += 1
 
 
-def _heap(arena: Arena) -> _Heap:
+def heap_of(arena: Arena) -> _Heap:
     heap = arena.cache.get("kmem")
     if heap is None:
         heap = arena.cache["kmem"] = _Heap(arena)
@@ -239,11 +239,13 @@ _SMALL_ORDER = [0] + [_order_for(n) for n in range(1, 1009)]
 
 def kmem_alloc_in(arena: Arena, size: int, flags: int = KM_SLEEP) -> KBuf | None:
     """kmem_alloc on a given kernel; see ``kmem_alloc``."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"kmem_alloc: size must be an int, not {type(size).__name__}")
     if size <= 0:
         raise OSError(errno.EINVAL, f"kmem_alloc: bad size {size}")
     if flags not in (KM_SLEEP, KM_NOSLEEP):
         raise OSError(errno.EINVAL, "kmem_alloc: flags must be KM_SLEEP or KM_NOSLEEP")
-    heap = _heap(arena)
+    heap = heap_of(arena)
     order = _SMALL_ORDER[size] if size < len(_SMALL_ORDER) else _order_for(size)
     c = _cpu_cache(heap) if order <= CACHE_MAX_ORDER else -1
     if c >= 0:
@@ -288,9 +290,12 @@ def kmem_free_in(arena: Arena, buf: KBuf, size: int) -> None:
     """kmem_free on a given kernel; see ``kmem_free``."""
     if not isinstance(buf, KBuf) or buf.prefix != arena.prefix:
         panic_in(arena, f"kmem_free: {buf!r} is not a buffer of this kernel")
-    heap = _heap(arena)
+    heap = heap_of(arena)
     blk = buf.offset - _BLK_HDR
-    order = _claim_free(heap, buf, blk, size)
+    problem = claim(heap, buf, size)
+    if problem:
+        panic_in(arena, problem)
+    order = heap.w[blk // 8] & 0xFF
     c = _cpu_cache(heap) if order <= CACHE_MAX_ORDER else -1
     if c >= 0:
         _cache_free(heap, c, blk, order)
@@ -298,10 +303,11 @@ def kmem_free_in(arena: Arena, buf: KBuf, size: int) -> None:
         _heap_free(heap, blk, order)
 
 
-def _claim_free(heap: _Heap, buf: KBuf, blk: int, size: int) -> int:
-    """Check that ``buf`` is allocated with ``size`` bytes and mark it no longer so,
-    atomically (see FREE_STRIPES); its order.  Panics on a bad free."""
+def claim(heap: _Heap, buf: KBuf, size: int) -> str | None:
+    """Check that ``buf`` is allocated with ``size`` bytes and mark it as being
+    freed, atomically (see FREE_STRIPES); what is wrong with the free, or None."""
     w = heap.w
+    blk = buf.offset - _BLK_HDR
     stripe = heap.stripes[(blk >> MIN_ORDER) % FREE_STRIPES]
     stripe.enter_nowrap()
     tag, req = w[blk // 8], w[blk // 8 + 1]
@@ -313,9 +319,7 @@ def _claim_free(heap: _Heap, buf: KBuf, blk: int, size: int) -> int:
     else:
         w[blk // 8] = ST_FREEING << 8 | tag & 0xFF
     stripe.exit()
-    if problem:
-        panic_in(heap.arena, problem)
-    return tag & 0xFF
+    return problem
 
 
 def _heap_free(heap: _Heap, blk: int, order: int) -> None:

@@ -16,6 +16,28 @@ def assert_no_leak(prefix: str) -> None:
     assert left == [], f"named objects left behind: {left}"
 
 
+def wait_for(cond, timeout: float, what: str) -> float:
+    """Wait until cond() is true; fail naming ``what`` after ``timeout`` seconds."""
+    start = time.monotonic()
+    while not cond():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def pid_gone(pid: int) -> bool:
+    """The process has exited (a zombie child of this process counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return False
+
+
 def wait_for_boot_threads(k: rumpmp.Kernel, bound: float = 30.0) -> None:
     """Wait until the kernel threads started at boot have run up to their first sleep
     (starting frees their entry blobs, so heap counts are stable only after this):
