@@ -81,12 +81,10 @@ class Segment:
                 pass
 
 
-def write_segment(name: str, data: bytes) -> None:
-    """Create segment ``name`` holding ``data``, without keeping it mapped; ENOMEM
-    if the host's shared memory cannot hold it."""
-    seg = Segment(name, max(len(data), 1), create=True, reserve=True)
-    seg.buf[: len(data)] = data
-    seg.close()
+def new_segment(name: str, size: int) -> Segment:
+    """Create segment ``name`` of ``size`` bytes with its pages claimed (ENOMEM if the
+    host's shared memory cannot hold it), mapped but not cached: close it when done."""
+    return Segment(name, max(size, 1), create=True, reserve=True)
 
 
 def read_segment(name: str, size: int) -> bytes:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import errno
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import posix_ipc
 
@@ -34,6 +36,8 @@ MTX_SPIN = 0x01
 MTX_KMUTEX = 0x02
 RW_READER = 0
 RW_WRITER = 1
+
+T = TypeVar("T")
 
 SLICE = 0.1  # seconds between checks of the shutdown flag
 #: Tries of a busy mutex before its waiter gives up the CPU and sleeps.  The holder
@@ -77,6 +81,7 @@ class SyncPool:
         self.nslots = self.w[_H_NSLOTS]
         self._sems: dict[int, SemLock] = {}
         self._tls = local()
+        self._parks: set[int] = set()  # park slots of this process's threads
 
     @classmethod
     def create(cls, prefix: str, nslots: int) -> SyncPool:
@@ -150,19 +155,46 @@ class SyncPool:
 
     def alloc(self, initial: int = 0) -> int:
         """Take a free slot, its record zeroed and its semaphore set to ``initial``."""
-        lock = self.sem(0)
-        self.wait_sem(lock)
+        return self.create_named(lambda: self._alloc_locked(initial))
+
+    def _alloc_locked(self, initial: int) -> int:
         slot = self.w[_H_FREE]
-        if slot:
-            self.w[_H_FREE] = self.w[self.rec(slot)]
-            self.w[_H_INUSE] += 1
-        lock.release()
         if not slot:
             raise OSError(errno.EAGAIN, f"all {self.nslots} synchronisation slots are in use")
+        self.w[_H_FREE] = self.w[self.rec(slot)]
+        self.w[_H_INUSE] += 1
         r = self.rec(slot)
         self.w[r : r + _R_WORDS] = _ZERO_RECORD
         self._make_sem(slot, initial)
         return slot
+
+    def create_named(self, create: Callable[[], T]) -> T:
+        """Run ``create`` (which makes named objects of this kernel) under the pool's
+        lock, unless the pool is shut down (Shutdown).  ``teardown`` takes the same
+        lock, so nothing is created after the kernel's objects have been unlinked."""
+        lock = self.sem(0)
+        self.wait_sem(lock)
+        try:
+            if self.w[_H_SHUTDOWN]:
+                raise Shutdown(self.prefix)
+            return create()
+        finally:
+            lock.release()
+
+    def teardown(self, unlink: Callable[[], object], patience: float = 1.0) -> None:
+        """Shut the pool down and ``unlink`` the kernel's objects with creation held
+        off (``create_named``): a thread of another CPU that is creating one right
+        now finishes first, and none starts after, since creators look at the
+        shutdown flag under the same lock.  After ``patience`` seconds (its holder
+        died) it unlinks anyway."""
+        self.shutdown()
+        lock = self.sem(0)
+        held = lock.acquire(True, patience)
+        try:
+            unlink()
+        finally:
+            if held:
+                lock.release()
 
     def free(self, slot: int) -> None:
         """Give a slot back."""
@@ -179,8 +211,14 @@ class SyncPool:
     # -- shutdown and waiting ------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Make every waiter, in every process, raise Shutdown within SLICE seconds."""
+        """Make every waiter, in every process, raise Shutdown within SLICE seconds;
+        the park slots of this process's threads are posted, so those wake at once."""
         self.w[_H_SHUTDOWN] = 1
+        for slot in list(self._parks):
+            try:
+                self.unpark(slot)
+            except OSError:
+                pass  # the semaphore is gone already: nobody waits on it
 
     @property
     def is_shut_down(self) -> bool:
@@ -207,6 +245,7 @@ class SyncPool:
         slot = getattr(self._tls, "park", 0)
         if not slot:
             slot = self._tls.park = self.alloc(0)
+            self._parks.add(slot)
         return slot
 
     def release_park_slot(self) -> None:
@@ -214,6 +253,7 @@ class SyncPool:
         slot = getattr(self._tls, "park", 0)
         if slot:
             self._tls.park = 0
+            self._parks.discard(slot)
             self.free(slot)
 
     def park(self, slot: int, timeout: float | None = None, wrap: bool = True) -> bool:

@@ -45,12 +45,15 @@ def _put_bytes(arena: Arena, data: bytes) -> Ref:
             buf[:] = data  # type: ignore[index]
             return buf.offset, len(data), buf.gen
     ref = (param.getpid(), len(data), -next(_serial))
+    name = _segment_name(arena, ref)
     try:
-        shm.write_segment(_segment_name(arena, ref), data)
+        seg = arena.pool.create_named(lambda: shm.new_segment(name, len(data)))
     except OSError as e:
         raise OSError(
             errno.ENOMEM, f"no room for a payload of {len(data)} bytes: {e.strerror}"
         ) from e
+    seg.buf[: len(data)] = data
+    seg.close()
     return ref
 
 

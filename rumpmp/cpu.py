@@ -94,8 +94,9 @@ def cpu_main(prefix: str, cpu: int, lifeline_fd: int, percpu_init: list) -> None
 
 
 def _host_died(prefix: str) -> None:
-    """The host is gone: nobody else will clean up, so this CPU does, then exits."""
-    shm.unlink_prefix(prefix)
+    """The host is gone: nobody else will clean up, so this CPU does, then exits.
+    (Every CPU does; the teardown keeps the others from creating objects after.)"""
+    Arena.attach(prefix).pool.teardown(lambda: shm.unlink_prefix(prefix))
     proc.exit(hypercalls.PANIC)
 
 
@@ -121,8 +122,18 @@ def idle_loop(arena: Arena, cpu: int) -> None:
     _shutdown(arena, cpu)
 
 
+#: How long a CPU whose kernel stopped without a halt (a panic, the host's death)
+#: waits to be ended by whoever cleans up: the host, or its own lifeline thread.
+LINGER = 10.0
+
+
 def _shutdown(arena: Arena, cpu: int) -> None:
     """Leave the kernel at halt: let this CPU's lwps finish unless told not to, exit."""
+    if arena.state != _arena.HALTING:
+        # A panic or the host's death.  Exiting now could cut short the lifeline
+        # thread's cleanup; the host (SIGKILL) or that thread (after unlinking) ends us.
+        clock.clock_sleep(clock.CLOCK_RELWALL, int(LINGER), 0)
+        proc.exit(hypercalls.PANIC)
     howto = arena.w[_arena.H_HOWTO]
     if howto & reboot.RB_DUMP:
         proc.exit(hypercalls.PANIC)

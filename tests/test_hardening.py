@@ -402,7 +402,7 @@ def test_boot_sweeps_what_dead_hosts_left(boot):
         check=True,
     )
     prefix = f"rmp-{dead.stdout.strip()}-0-abcdef."
-    shm.write_segment(prefix + "arena", b"left behind by a SIGKILL of the whole group")
+    shm.new_segment(prefix + "arena", 4096).close()  # as a SIGKILL of a whole group leaves it
     assert shm.list_prefix(prefix)
     boot(1)
     assert shm.list_prefix(prefix) == []
@@ -462,6 +462,8 @@ def test_back_to_back_unicasts_run_once_each_on_their_target(kernel):
 
 
 def two_threads_adopt_one_lwp():
+    import time
+
     from rumpmp.kern import (
         KTHREAD_MUSTJOIN,
         PRI_KTHREAD,
@@ -473,8 +475,6 @@ def two_threads_adopt_one_lwp():
         rump_lwproc_switch,
         rump_sys_getpid,
     )
-
-    import time
 
     rump_lwproc_newlwp(rump_sys_getpid())
     l = rump_lwproc_curlwp()
