@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import time
 
 import posix_ipc
 
@@ -132,6 +133,35 @@ def list_prefix(prefix: str) -> list[str]:
     except FileNotFoundError:
         return []
     return sorted(e for e in entries if e.startswith((prefix, _SEM_FILE_PREFIX + prefix)))
+
+
+#: How old a half-made semaphore file must be before it counts as abandoned.
+STALE_AFTER = 60.0
+
+
+def unlink_stale_sem_temps() -> list[str]:
+    """Unlink semaphore files that sem_open never finished.
+
+    glibc makes a named semaphore by writing a temporary ``sem.XXXXXX`` file and
+    linking it to its name; a process killed in between (a vCPU or a host SIGKILLed
+    while it creates a lock) leaves the temporary behind.  It has no name anyone
+    can open, so nobody else removes it.  Ones older than STALE_AFTER seconds are
+    abandoned for sure: sem_open holds its temporary for microseconds.
+    """
+    removed = []
+    now = time.time()
+    for entry in os.listdir(SHM_DIR) if os.path.isdir(SHM_DIR) else []:
+        name = entry[len(_SEM_FILE_PREFIX) :]
+        if not entry.startswith(_SEM_FILE_PREFIX) or len(name) != 6 or not name.isalnum():
+            continue
+        path = os.path.join(SHM_DIR, entry)
+        try:
+            if now - os.stat(path).st_mtime > STALE_AFTER:
+                os.unlink(path)
+                removed.append(entry)
+        except OSError:
+            pass  # gone meanwhile, or not ours to remove
+    return removed
 
 
 def unlink_prefix(prefix: str) -> list[str]:

@@ -137,10 +137,9 @@ class Kernel:
                 lid = kthread.lwp_create(arena, name, func, args, 0, bound, LW_WAITER | LW_IMPLICIT)
                 try:
                     kthread.wait_lwp(arena, lid, deadline, hold.check)
-                except sync.Shutdown:
-                    raise
-                except BaseException:
-                    kthread.detach(arena, lid)
+                except BaseException as e:  # a timeout, Ctrl-C: leave the lwp to itself
+                    if not isinstance(e, sync.Shutdown):  # (the kernel is going anyway)
+                        kthread.detach(arena, lid)
                     raise
                 ok, value = kthread.collect(arena, lid)
             except sync.Shutdown:
@@ -372,8 +371,9 @@ def orphaned_kernels() -> dict[str, int]:
 
 
 def cleanup() -> list[str]:
-    """Unlink every named object left by kernels whose host has died."""
+    """Unlink every named object left by kernels whose host has died, and the
+    semaphore files a process killed inside sem_open left half made."""
     removed: list[str] = []
     for prefix in orphaned_kernels():
         removed += shm.unlink_prefix(prefix)
-    return removed
+    return removed + shm.unlink_stale_sem_temps()
