@@ -30,7 +30,6 @@ BOUND = 30.0  # seconds any single wait may take before the trial counts as a fa
 def load(seconds: float) -> int:
     """Busy kernel work for the kills to land in: kthreads on every CPU taking one
     mutex in turn, until ``seconds`` pass."""
-    from rumpmp import arena
     from rumpmp.kern import (
         KTHREAD_MUSTJOIN,
         PRI_KTHREAD,
@@ -41,6 +40,7 @@ def load(seconds: float) -> int:
         mutex_exit,
         mutex_init,
     )
+    from rumpmp.rumpkern import arena
 
     m = mutex_init()
     count = kmem_zalloc(8)

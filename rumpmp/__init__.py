@@ -10,11 +10,11 @@ Kernel-side code (what runs inside ``Kernel.run``) imports NetBSD-named function
 from ``rumpmp.kern``.
 """
 
-from .client import Kernel, KernelHalted, boot, rump_init
-from .entry import KernelCodeExit
-from .init import EPROGMISMATCH
-from .prf import RumpPanic
-from .reboot import RB_AUTOBOOT, RB_DUMP, RB_HALT, RB_NOSYNC
+from rumpmp.host.kernel import Kernel, KernelHalted, boot, rump_init
+from rumpmp.rumpkern.entry import KernelCodeExit
+from rumpmp.rumpkern.init import EPROGMISMATCH
+from rumpmp.rumpkern.svc.prf import RumpPanic
+from rumpmp.rumpkern.svc.reboot import RB_AUTOBOOT, RB_DUMP, RB_HALT, RB_NOSYNC
 
 __all__ = [
     "EPROGMISMATCH",

@@ -11,7 +11,7 @@ Every name follows its NetBSD manual page; each function's docstring says where
 rumpmp differs.
 """
 
-from .callout import (
+from rumpmp.rumpkern.intr.callout import (
     CALLOUT_MPSAFE,
     callout_ack,
     callout_active,
@@ -28,8 +28,29 @@ from .callout import (
     callout_stop,
     callout_t,
 )
-from .clock import getboottime, getticks, hz, hztoms, mstohz, nanotime, nanouptime
-from .condvar import (
+from rumpmp.rumpkern.intr.clock import (
+    getboottime,
+    getticks,
+    hz,
+    hztoms,
+    mstohz,
+    nanotime,
+    nanouptime,
+)
+from rumpmp.rumpkern.intr.softint import (
+    SOFTINT_BIO,
+    SOFTINT_CLOCK,
+    SOFTINT_MPSAFE,
+    SOFTINT_NET,
+    SOFTINT_SERIAL,
+    softint_disestablish,
+    softint_establish,
+    softint_schedule,
+    softint_schedule_cpu,
+    softint_t,
+)
+from rumpmp.rumpkern.intr.xcall import XC_HIGHPRI, xc_broadcast, xc_unicast, xc_wait
+from rumpmp.rumpkern.locking.condvar import (
     cv_broadcast,
     cv_destroy,
     cv_has_waiters,
@@ -39,8 +60,74 @@ from .condvar import (
     cv_wait,
     kcondvar_t,
 )
-from .cpu import cpu_index
-from .evcnt import (
+from rumpmp.rumpkern.locking.mutex import (
+    IPL_HIGH,
+    IPL_NONE,
+    IPL_SCHED,
+    IPL_SOFTBIO,
+    IPL_SOFTCLOCK,
+    IPL_SOFTNET,
+    IPL_SOFTSERIAL,
+    IPL_VM,
+    MUTEX_ADAPTIVE,
+    MUTEX_DEFAULT,
+    MUTEX_SPIN,
+    kmutex_t,
+    mutex_destroy,
+    mutex_enter,
+    mutex_exit,
+    mutex_init,
+    mutex_owned,
+    mutex_tryenter,
+)
+from rumpmp.rumpkern.locking.rwlock import (
+    RW_READER,
+    RW_WRITER,
+    krwlock_t,
+    rw_destroy,
+    rw_downgrade,
+    rw_enter,
+    rw_exit,
+    rw_init,
+    rw_lock_held,
+    rw_read_held,
+    rw_tryenter,
+    rw_tryupgrade,
+    rw_write_held,
+)
+from rumpmp.rumpkern.locking.sleepq import PCATCH, PNORELOCK, kpause, mtsleep, tsleep, wakeup
+from rumpmp.rumpkern.mem.kmem import KM_NOSLEEP, KM_SLEEP, KBuf, kmem_alloc, kmem_free, kmem_zalloc
+from rumpmp.rumpkern.mem.percpu import (
+    percpu_alloc,
+    percpu_foreach,
+    percpu_foreach_xcall,
+    percpu_free,
+    percpu_getref,
+    percpu_putref,
+    percpu_t,
+)
+from rumpmp.rumpkern.sched.cpu import cpu_index
+from rumpmp.rumpkern.sched.kthread import (
+    KTHREAD_IDLE,
+    KTHREAD_INTR,
+    KTHREAD_MPSAFE,
+    KTHREAD_MUSTJOIN,
+    KTHREAD_TS,
+    kthread_create,
+    kthread_exit,
+    kthread_join,
+)
+from rumpmp.rumpkern.sched.lwproc import (
+    rump_lwproc_curlwp,
+    rump_lwproc_newlwp,
+    rump_lwproc_newproc,
+    rump_lwproc_releaselwp,
+    rump_lwproc_rfork,
+    rump_lwproc_switch,
+)
+from rumpmp.rumpkern.sched.scheduler import preempt
+from rumpmp.rumpkern.sched.scheduler import preempt as yield_
+from rumpmp.rumpkern.svc.evcnt import (
     EVCNT_TYPE_INTR,
     EVCNT_TYPE_MISC,
     EVCNT_TYPE_TRAP,
@@ -50,7 +137,7 @@ from .evcnt import (
     evcnt_t,
     rump_printevcnts,
 )
-from .kauth import (
+from rumpmp.rumpkern.svc.kauth import (
     NGROUPS_MAX,
     kauth_cred_dup,
     kauth_cred_free,
@@ -77,58 +164,8 @@ from .kauth import (
     rump_cred_create,
     rump_cred_put,
 )
-from .kmem import KM_NOSLEEP, KM_SLEEP, KBuf, kmem_alloc, kmem_free, kmem_zalloc
-from .kthread import (
-    KTHREAD_IDLE,
-    KTHREAD_INTR,
-    KTHREAD_MPSAFE,
-    KTHREAD_MUSTJOIN,
-    KTHREAD_TS,
-    kthread_create,
-    kthread_exit,
-    kthread_join,
-)
-from .lwproc import (
-    RUMP_RFCFDG,
-    RUMP_RFFDG,
-    rump_lwproc_curlwp,
-    rump_lwproc_newlwp,
-    rump_lwproc_newproc,
-    rump_lwproc_releaselwp,
-    rump_lwproc_rfork,
-    rump_lwproc_switch,
-)
-from .mutex import (
-    IPL_HIGH,
-    IPL_NONE,
-    IPL_SCHED,
-    IPL_SOFTBIO,
-    IPL_SOFTCLOCK,
-    IPL_SOFTNET,
-    IPL_SOFTSERIAL,
-    IPL_VM,
-    MUTEX_ADAPTIVE,
-    MUTEX_DEFAULT,
-    MUTEX_SPIN,
-    kmutex_t,
-    mutex_destroy,
-    mutex_enter,
-    mutex_exit,
-    mutex_init,
-    mutex_owned,
-    mutex_tryenter,
-)
-from .percpu import (
-    percpu_alloc,
-    percpu_foreach,
-    percpu_foreach_xcall,
-    percpu_free,
-    percpu_getref,
-    percpu_putref,
-    percpu_t,
-)
-from .prf import panic, printf
-from .prot import (
+from rumpmp.rumpkern.svc.prf import panic, printf
+from rumpmp.rumpkern.svc.prot import (
     rump_sys_getegid,
     rump_sys_geteuid,
     rump_sys_getgid,
@@ -140,23 +177,18 @@ from .prot import (
     rump_sys_setgroups,
     rump_sys_setuid,
 )
-from .reboot import RB_AUTOBOOT, RB_DUMP, RB_HALT, RB_NOSYNC, cpu_reboot
-from .rwlock import (
-    RW_READER,
-    RW_WRITER,
-    krwlock_t,
-    rw_destroy,
-    rw_downgrade,
-    rw_enter,
-    rw_exit,
-    rw_init,
-    rw_lock_held,
-    rw_read_held,
-    rw_tryenter,
-    rw_tryupgrade,
-    rw_write_held,
+from rumpmp.rumpkern.svc.reboot import RB_AUTOBOOT, RB_DUMP, RB_HALT, RB_NOSYNC, cpu_reboot
+from rumpmp.rumpkern.svc.workqueue import (
+    WQ_MPSAFE,
+    WQ_PERCPU,
+    aiodoned,
+    workqueue_create,
+    workqueue_destroy,
+    workqueue_enqueue,
+    workqueue_t,
+    workqueue_wait,
 )
-from .scheduler import (
+from rumpmp.sys.param import (
     PRI_BIO,
     PRI_KERNEL,
     PRI_KTHREAD,
@@ -168,32 +200,7 @@ from .scheduler import (
     PRI_SOFTSERIAL,
     PRI_USER,
     PRI_XCALL,
-    preempt,
 )
-from .scheduler import preempt as yield_  # NetBSD's yield(), renamed: a Python keyword
-from .sleepq import PCATCH, PNORELOCK, kpause, mtsleep, tsleep, wakeup
-from .softint import (
-    SOFTINT_BIO,
-    SOFTINT_CLOCK,
-    SOFTINT_MPSAFE,
-    SOFTINT_NET,
-    SOFTINT_SERIAL,
-    softint_disestablish,
-    softint_establish,
-    softint_schedule,
-    softint_schedule_cpu,
-    softint_t,
-)
-from .workqueue import (
-    WQ_MPSAFE,
-    WQ_PERCPU,
-    aiodoned,
-    workqueue_create,
-    workqueue_destroy,
-    workqueue_enqueue,
-    workqueue_t,
-    workqueue_wait,
-)
-from .xcall import XC_HIGHPRI, xc_broadcast, xc_unicast, xc_wait
+from rumpmp.sys.proc import RUMP_RFCFDG, RUMP_RFFDG
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,124 @@
+"""The command line: ``python -m rumpmp boot`` and ``python -m rumpmp cleanup``.
+
+As the CLI entry point this module may touch the host directly: it waits for
+SIGINT/SIGTERM with ``signal`` for ``boot --wait``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal  # the CLI may: --wait sleeps until SIGINT or SIGTERM
+import sys
+
+from rumpmp.host.kernel import Kernel, boot, cleanup
+from rumpmp.rumpkern import init
+from rumpmp.rumpkern.svc.prf import RumpPanic
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """One clear line and exit status 2, not a usage dump."""
+        sys.stderr.write(f"rumpmp: {message} (see --help)\n")
+        sys.exit(2)
+
+
+def _ncpu(text: str) -> int:
+    try:
+        return init.parse_ncpu(text)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(e.strerror) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m rumpmp", description="rumpmp: an SMP rump kernel for Python.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    b = sub.add_parser(
+        "boot",
+        help="boot a kernel, print its messages, halt",
+        description="Boot a kernel with one OS process per virtual CPU, print the message "
+        "buffer and a summary, and halt (or, with --wait, stay up until SIGINT/SIGTERM). "
+        "RUMP_NCPU, RUMP_VERBOSE, RUMP_THREADS and RUMP_MEMLIMIT are honoured.",
+    )
+    b.add_argument("--ncpu", type=_ncpu, help="virtual CPUs (default: RUMP_NCPU, else host CPUs)")
+    b.add_argument("--verbose", action="store_true", default=None, help="print the banner too")
+    b.add_argument("--hostname", help="kern.hostname (default: rump-<pid>.<host>)")
+    b.add_argument("--wait", action="store_true", help="stay up until SIGINT or SIGTERM")
+    b.add_argument("--timings", action="store_true", help="print each boot phase's duration")
+    b.add_argument("--evcnt", action="store_true", help="print the event counters before halting")
+    sub.add_parser(
+        "cleanup",
+        help="unlink objects left by dead kernels",
+        description="Unlink the shared memory and semaphores of kernels whose host died.",
+    )
+    return p
+
+
+def _boot(args: argparse.Namespace) -> int:
+    try:  # a bad RUMP_* variable is a usage error, like a bad option
+        init.boot_params(args.ncpu, args.verbose, None, args.hostname)
+    except OSError as e:
+        print(f"rumpmp: {e.strerror or e}", file=sys.stderr)
+        return 2
+    try:
+        kernel = boot(args.ncpu, verbose=args.verbose, hostname=args.hostname)
+    except OSError as e:
+        print(f"rumpmp: {e.strerror or e}", file=sys.stderr)
+        return 1
+    total = sum(kernel.timings.values())
+    shown = kernel.dmesg()
+    sys.stdout.write(shown)
+    print(f"rumpmp: {kernel.ncpu} CPUs up in {total:.1f} ms, hostname {kernel.hostname}")
+    if args.timings:
+        for phase, ms in kernel.timings.items():
+            print(f"  {phase:<12} {ms:8.1f} ms")
+    sys.stdout.flush()
+    try:
+        if args.wait:
+            _wait_for_signal()
+        if args.evcnt:
+            _print_evcnts(kernel)
+        kernel.halt()
+    except RumpPanic as e:
+        print(f"rumpmp: {e}", file=sys.stderr)
+        return 1
+    sys.stdout.write(kernel.dmesg()[len(shown) :])
+    return 0
+
+
+def _print_evcnts(kernel: Kernel) -> None:
+    """The event counters as rump_printevcnts shows them, aligned."""
+    rows = [(f"{group} / {name}", count) for group, name, count in kernel.evcnts()]
+    width = max(len(label) for label, _ in rows)
+    for label, count in rows:
+        print(f"  {label:<{width}}  {count:>10}")
+    sys.stdout.flush()
+
+
+def _wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM; further ones are ignored so the halt completes."""
+    try:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        print("rumpmp: up; SIGINT or SIGTERM halts", flush=True)
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _cleanup() -> int:
+    removed = cleanup()
+    print(f"rumpmp: removed {len(removed)} objects of dead kernels")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "boot":
+        return _boot(args)
+    return _cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

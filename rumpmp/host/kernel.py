@@ -1,0 +1,382 @@
+"""The host's view of a kernel: ``Kernel``, returned by ``rumpmp.boot``.
+
+The host process is a client of the kernels it boots.  It enters a kernel the way a
+remote client would, by handing it requests, with shared memory as the transport:
+``run`` places a new lwp carrying the pickled call on a CPU and parks until that lwp
+publishes its result.  A watcher thread per kernel turns the death of any CPU into
+a kernel panic within a fraction of a second: the other CPUs are stopped, every
+named object is unlinked, and callers get ``RumpPanic`` instead of hanging.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import threading  # the client library may: one host lock guards stopping
+from collections.abc import Callable
+from typing import Any, Self
+
+from hypercalls import clock, param, proc, shm, sync, thread
+from hypercalls.intr import hold_interrupts
+from rumpmp.rumpkern import arena as _arena
+from rumpmp.rumpkern import init
+from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.intr import xcall
+from rumpmp.rumpkern.mem import kmem
+from rumpmp.rumpkern.sched import kthread, scheduler
+from rumpmp.rumpkern.svc import evcnt, reboot
+from rumpmp.rumpkern.svc.msgbuf import msgbuf_read
+from rumpmp.rumpkern.svc.prf import RumpPanic, kprintf, panic_info, record_panic
+from rumpmp.sys.lwp import LW_IMPLICIT, LW_WAITER
+
+WATCH_INTERVAL = 0.1
+
+
+class KernelHalted(OSError):
+    """A call into a kernel that has halted."""
+
+
+def _deadline(timeout: float | None) -> int | None:
+    """The monotonic deadline (ns) of a call with ``timeout`` seconds, None for none."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if timeout < 0:
+        raise ValueError(f"timeout must not be negative, not {timeout!r}")
+    return clock.monotonic_ns() + int(timeout * 1e9)
+
+
+def _int_arg(value: object, name: str) -> int:
+    """``value`` if it is an int (a bool is not); TypeError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    return value
+
+
+class Kernel:
+    """A booted kernel: N CPU processes sharing one arena.  Use it as a context manager."""
+
+    def __init__(self, booted: init.Booted) -> None:
+        self._booted = booted
+        self._arena: Arena = booted.arena
+        self.prefix = self._arena.prefix
+        self.timings = booted.timings
+        self.params = booted.params
+        self._pid = param.getpid()  # a forked child must not act on its parent's kernel
+        self._panic: RumpPanic | None = None
+        self._stopped = False
+        self._lock = threading.Lock()  # halt, panic and the watcher may race to stop
+        self._watcher = thread.thread_create(self._watch, None, f"{self.prefix}watch")
+        atexit.register(self._atexit)
+
+    def __reduce__(self) -> tuple:
+        raise TypeError(
+            "a rumpmp.Kernel cannot be sent into a kernel: it is the host's handle; "
+            "kernel code reaches its own kernel through rumpmp.kern"
+        )
+
+    # -- facts ---------------------------------------------------------------------
+
+    @property
+    def ncpu(self) -> int:
+        return self._arena.ncpu
+
+    @property
+    def state(self) -> str:
+        """'running', 'halted' or 'panicked'."""
+        return _arena.STATE_NAMES[self._arena.state]
+
+    @property
+    def hostname(self) -> str:
+        return self._arena.get_str(_arena.HOSTNAME_OFF, _arena.HOSTNAME_LEN)
+
+    def cpu_pids(self) -> list[int]:
+        """The OS process id of each virtual CPU."""
+        return [p.pid for p in self._booted.procs]
+
+    def dmesg(self) -> str:
+        """The kernel message buffer (readable after halt and panic too)."""
+        return msgbuf_read(self._arena)
+
+    def sched_stats(self) -> list[dict[str, int]]:
+        """Per-CPU scheduler counters (context switches, fast/slow path, steals)."""
+        self._check_running()
+        return [scheduler.stats(self._arena, i) for i in range(self.ncpu)]
+
+    def evcnts(self) -> list[tuple[str, str, int]]:
+        """(group, name, count) of every event counter, the kernel's own first
+        (readable after halt too)."""
+        return evcnt.evcnt_list(self._arena)
+
+    def kmem_stats(self) -> tuple[int, int, int]:
+        """(blocks allocated, bytes in them, heap size) of the kernel heap."""
+        self._check_running()
+        return kmem.kmem_stats(self._arena)
+
+    # -- entering the kernel -----------------------------------------------------
+
+    def run(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        cpu: int | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run ``func(*args)`` in a new lwp on CPU ``cpu`` (any if None) and return its
+        result, or raise its exception.  The call travels with cloudpickle.
+
+        After ``timeout`` seconds TimeoutError is raised.  A call given up that way,
+        or by Ctrl-C, is detached: its lwp runs on, frees itself when it ends, and
+        its result is dropped.
+        """
+        self._check_running()
+        bound = -1 if cpu is None else self._cpu_index(cpu, "cpu")
+        deadline = _deadline(timeout)
+        arena = self._arena
+        name = getattr(func, "__name__", "run")
+        with hold_interrupts() as hold:
+            try:
+                lid = kthread.lwp_create(arena, name, func, args, 0, bound, LW_WAITER | LW_IMPLICIT)
+                try:
+                    kthread.wait_lwp(arena, lid, deadline, hold.check)
+                except BaseException as e:  # a timeout, Ctrl-C: leave the lwp to itself
+                    if not isinstance(e, sync.Shutdown):  # (the kernel is going anyway)
+                        kthread.detach(arena, lid)
+                    raise
+                ok, value = kthread.collect(arena, lid)
+            except sync.Shutdown:
+                self._check_running()
+                raise
+        if ok:
+            return value
+        raise value
+
+    def xc_broadcast(
+        self,
+        flags: int,
+        func: Callable[[Any, Any], Any],
+        arg1: Any = None,
+        arg2: Any = None,
+        *,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """xc_broadcast(9) from the host: run ``func(arg1, arg2)`` on every CPU, in
+        parallel, and return each CPU's result in CPU order (the first exception is
+        raised).  The fast path into a kernel: no lwp is created.  After ``timeout``
+        seconds TimeoutError is raised and the cross-call is abandoned."""
+        return self._xcall(flags, func, arg1, arg2, -1, timeout)
+
+    def xc_unicast(
+        self,
+        flags: int,
+        func: Callable[[Any, Any], Any],
+        arg1: Any,
+        arg2: Any,
+        ci: int,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """xc_unicast(9) from the host: run ``func(arg1, arg2)`` on CPU ``ci`` and
+        return its result (or raise its exception); ``timeout`` as in xc_broadcast."""
+        return self._xcall(flags, func, arg1, arg2, self._cpu_index(ci, "ci"), timeout)[0]
+
+    def _xcall(
+        self, flags: int, func: Callable, arg1: Any, arg2: Any, target: int, timeout: float | None
+    ) -> list:
+        self._check_running()
+        _int_arg(flags, "flags")
+        deadline = _deadline(timeout)
+        arena = self._arena
+        with hold_interrupts() as hold:
+            try:
+                where = xcall.issue(
+                    arena, flags, func, arg1, arg2, target, True, deadline, hold.check
+                )
+                results = xcall.collect_results(arena, where, target, deadline, hold.check)
+            except sync.Shutdown:
+                self._check_running()
+                raise
+        for ok, value in results:
+            if not ok:
+                raise value
+        return [value for _, value in results]
+
+    def _cpu_index(self, cpu: object, name: str) -> int:
+        """A CPU index argument: an int naming one of this kernel's CPUs."""
+        i = _int_arg(cpu, name)
+        if not 0 <= i < self.ncpu:
+            raise OSError(errno.EINVAL, f"no cpu{i}: this kernel has {self.ncpu} CPUs")
+        return i
+
+    def _check_running(self) -> None:
+        if param.getpid() != self._pid:
+            raise OSError(
+                errno.ENXIO,
+                f"rump kernel {self.prefix} belongs to process {self._pid}: "
+                "a forked child cannot use its parent's kernel",
+            )
+        st = self._arena.state
+        if st == _arena.RUNNING:
+            return
+        if st == _arena.PANICKED:
+            self._stop_after_panic()
+            raise self._panic  # type: ignore[misc]
+        raise KernelHalted(errno.ENXIO, f"rump kernel {self.prefix} has halted")
+
+    # -- halt, panic, cleanup ----------------------------------------------------------
+
+    def halt(self, howto: int = 0) -> None:
+        """cpu_reboot(howto): stop every CPU and unlink every named object.
+
+        Unless RB_NOSYNC, CPUs get reboot.HALT_GRACE seconds to finish the lwps they run.
+        RB_DUMP ends them at once with the PANIC status, as the seed's dump does.
+        RB_HALT only changes the last message; the host is never taken down.
+        Halting a halted kernel does nothing.
+        """
+        _int_arg(howto, "howto")
+        if param.getpid() != self._pid:
+            self._check_running()  # raises: not this process's kernel
+        if self._arena.state == _arena.PANICKED:
+            self._stop_after_panic()
+            return
+        reboot.begin_halt(self._arena, howto)
+        self._reap(reboot.HALT_GRACE + 1.0)
+        self._finish_halt()
+
+    def _finish_halt(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            arena = self._arena
+            howto = arena.w[_arena.H_HOWTO]
+            kprintf(arena, "rump kernel halted\n" if howto & reboot.RB_HALT else "halted\n")
+            arena.w[_arena.H_STATE] = _arena.HALTED
+            self._release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.halt()
+
+    def _reap(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds in all for the CPU processes to exit, then
+        kill the ones still there."""
+        procs = self._booted.procs
+        deadline = clock.monotonic_ns() + int(grace * 1e9)
+        for p in procs:
+            p.join(max(0.0, (deadline - clock.monotonic_ns()) / 1e9))
+        for p in procs:
+            if p.exitcode is None:
+                proc.kill(p.pid)
+        for p in procs:
+            p.join(5)
+
+    def _release(self) -> None:
+        """Unlink every named object of this kernel and unmap it; dmesg, state and
+        the counters stay readable from a private copy."""
+        self._stopped = True
+        self._arena.pool.shutdown()
+        shm.unlink_prefix(self.prefix)
+        if self._booted.lifeline:
+            self._booted.lifeline.close()
+        self._arena.close()
+        atexit.unregister(self._atexit)
+
+    def _stop_after_panic(self) -> None:
+        with self._lock:
+            if self._panic is None:
+                self._panic = panic_info(self._arena)
+            if not self._stopped:
+                self._reap(0)
+                self._release()
+
+    def _watch(self, _: object) -> None:
+        """Turn a dead CPU into a kernel panic; stop the kernel once it has panicked."""
+        arena = self._arena
+        procs = self._booted.procs
+        while True:
+            dead = proc.wait_any(procs, WATCH_INTERVAL)
+            st = arena.state
+            if st == _arena.HALTED or self._stopped:
+                return
+            if st == _arena.HALTING:
+                if len(dead) == len(procs):  # halted from inside the kernel
+                    self._finish_halt()
+                    return
+                continue
+            if dead and st != _arena.PANICKED:
+                i = dead[0]
+                record_panic(arena, i, f"cpu{i} died: {proc.exitcode_text(procs[i].exitcode)}")
+            if dead or arena.state == _arena.PANICKED:
+                self._stop_after_panic()
+                return
+
+    def _atexit(self) -> None:
+        if param.getpid() != self._pid:
+            return  # a forked child exiting: the kernel is its parent's
+        try:
+            self.halt(reboot.RB_NOSYNC)
+        except Exception:  # noqa: BLE001 - the host is exiting; do what can be done
+            for p in self._booted.procs:  # CPUs ignore SIGTERM, which multiprocess sends
+                proc.kill(p.pid)
+            shm.unlink_prefix(self.prefix)
+
+    def __repr__(self) -> str:
+        return f"<rumpmp.Kernel {self.prefix} ncpu={self.ncpu} {self.state}>"
+
+
+def boot(
+    ncpu: int | None = None,
+    *,
+    verbose: bool | None = None,
+    threads: bool | None = None,
+    hostname: str | None = None,
+    lockdebug: bool | None = None,
+    hz: int | None = None,
+) -> Kernel:
+    """Boot a new, independent kernel.  Unset parameters come from RUMP_NCPU,
+    RUMP_VERBOSE, RUMP_THREADS, RUMP_LOCKDEBUG, RUMP_HZ and the host, as in rump."""
+    cleanup()  # what kernels of dead hosts left behind (a SIGKILL of a process group)
+    return Kernel(init.rump__init(ncpu, verbose, threads, hostname, lockdebug, hz))
+
+
+_default: Kernel | None = None
+
+
+def rump_init() -> Kernel:
+    """The seed's entry point: boot the process-wide default kernel once and return
+    it on later calls.  Once it has halted, the next call boots a fresh one: rumpmp
+    keeps no global state that would need a host restart."""
+    global _default
+    if _default is None or _default.state != "running" or _default._pid != param.getpid():
+        _default = boot()
+    return _default
+
+
+__all__ = ["Kernel", "KernelHalted", "RumpPanic", "boot", "rump_init"]
+
+
+def orphaned_kernels() -> dict[str, int]:
+    """Prefixes of kernels whose host process is gone, with their host pid."""
+    found: dict[str, int] = {}
+    for entry in shm.list_prefix(init.PREFIX_STEM):
+        name = entry.removeprefix("sem.")
+        prefix = name[: name.index(".") + 1] if "." in name else name
+        try:
+            pid = int(prefix[len(init.PREFIX_STEM) :].split("-", 1)[0])
+        except ValueError:
+            continue
+        if not param.pid_alive(pid):
+            found[prefix] = pid
+    return found
+
+
+def cleanup() -> list[str]:
+    """Unlink every named object left by kernels whose host has died, and the
+    semaphore files a process killed inside sem_open left half made."""
+    removed: list[str] = []
+    for prefix in orphaned_kernels():
+        removed += shm.unlink_prefix(prefix)
+    return removed + shm.unlink_stale_sem_temps()

@@ -1,0 +1,360 @@
+"""Booting a kernel: the seed's ``rump__init``, with each virtual CPU an OS process.
+
+The steps follow the seed's order.  Each is real or says here why it has nothing to
+do; each phase's duration is recorded (``python -m rumpmp boot --timings``).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+from dataclasses import dataclass, field
+
+import hypercalls
+from hypercalls import clock, param, proc, rnd, shm
+from rumpmp.rumpkern import arena as _arena
+from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.intr import callout, softint, xcall
+from rumpmp.rumpkern.locking import sleepq
+from rumpmp.rumpkern.locking.sleepq import tsleep
+from rumpmp.rumpkern.mem import kmem, percpu
+from rumpmp.rumpkern.sched import cpu, kthread, lwproc
+from rumpmp.rumpkern.svc import evcnt, msgbuf, select, workqueue
+from rumpmp.rumpkern.svc.prf import aprint_verbose
+from rumpmp.sys.cpu import CI_STATE, CPU_READY, cpu_word, region
+from rumpmp.sys.param import MAXCPUS, PRI_PGDAEMON
+from rumpmp.sys.proc import REGIONS
+
+#: NetBSD's EPROGMISMATCH (Linux has no such errno; this is NetBSD's number).
+EPROGMISMATCH = 74
+
+COPYRIGHT = (
+    "Copyright (c) 1996, 1997, 1998, 1999, 2000, 2001, 2002, 2003, 2004, 2005,\n"
+    "    2006, 2007, 2008, 2009, 2010\n"
+    "    The NetBSD Foundation, Inc.  All rights reserved.\n"
+    "Copyright (c) 1982, 1986, 1989, 1991, 1993\n"
+    "    The Regents of the University of California.  All rights reserved.\n\n"
+)
+VERSION_BANNER = "rumpmp 0.1 (NetBSD rump kernel, one process per virtual CPU)\n"
+
+DEFAULT_HZ = 100
+DEFAULT_NSLOTS = 4096  # semaphore pool: bounds the named semaphores a kernel creates
+BOOT_TIMEOUT = 60.0  # seconds for every CPU to report ready
+
+#: The per-CPU initialisation each CPU runs, in the seed's order.
+PERCPU_INIT = [
+    callout.callout_init_cpu,
+    softint.softint_init,
+    xcall.xc_init_cpu,
+    kmem.pool_cache_cpu_init,
+    select.selsysinit,
+    percpu.percpu_init_cpu,
+]
+
+_kernel_seq = itertools.count()
+
+#: Every named object of a kernel is called rmp-<host pid>-<seq>-<random>.<what>.
+PREFIX_STEM = "rmp-"
+
+
+@dataclass
+class BootParams:
+    ncpu: int
+    verbose: bool
+    threads: bool
+    hostname: str
+    memlimit: int
+    hz: int
+    lockdebug: bool
+
+
+@dataclass
+class Booted:
+    """What ``rump__init`` hands to the client: the arena, the CPUs and the timings."""
+
+    arena: Arena
+    params: BootParams
+    procs: list = field(default_factory=list)
+    lifeline: proc.Lifeline | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _env_flag(name: str, arg: str, given: bool | None, default: bool) -> bool:
+    """A yes/no parameter: the argument (a bool) if given, else the variable (a
+    number, 0 for no, as rump reads it), else ``default``."""
+    if given is not None:
+        if not isinstance(given, bool | int):
+            raise TypeError(f"{arg} must be a bool, not {type(given).__name__}")
+        return bool(given)
+    try:
+        text = param.getenv(name)
+    except FileNotFoundError:
+        return default
+    try:
+        return int(text) != 0
+    except ValueError:
+        raise OSError(errno.EINVAL, f"{name} must be a number, not {text!r}") from None
+
+
+def parse_ncpu(value: object, name: str = "ncpu") -> int:
+    """A CPU count from an argument (an int) or RUMP_NCPU (text); EINVAL unless
+    1..MAXCPUS."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    try:
+        n = int(value)
+    except ValueError:
+        raise OSError(errno.EINVAL, f"{name} must be a number, not {value!r}") from None
+    if not 1 <= n <= MAXCPUS:
+        raise OSError(errno.EINVAL, f"{name} must be between 1 and {MAXCPUS}, not {n}")
+    return n
+
+
+def _env_or(name: str, default: object) -> object:
+    try:
+        return param.getenv(name)
+    except FileNotFoundError:
+        return default
+
+
+def parse_hz(value: object, name: str = "hz") -> int:
+    """The clock rate from an argument (an int) or RUMP_HZ (text); EINVAL unless
+    1..1000."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    try:
+        n = int(value)
+    except ValueError:
+        raise OSError(errno.EINVAL, f"{name} must be a number, not {value!r}") from None
+    if not 1 <= n <= 1000:
+        raise OSError(errno.EINVAL, f"{name} must be between 1 and 1000, not {n}")
+    return n
+
+
+def parse_memlimit(value: str) -> int:
+    """RUMP_MEMLIMIT: bytes, with an optional k/m/g suffix; at most what the host's
+    shared memory can hold."""
+    text = value.strip().lower()
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
+    try:
+        n = int(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        raise OSError(errno.EINVAL, f"RUMP_MEMLIMIT must be a size, not {value!r}") from None
+    if n < 4096:
+        raise OSError(errno.EINVAL, f"RUMP_MEMLIMIT too small: {n} bytes")
+    if n > shm.capacity():
+        raise OSError(
+            errno.ENOMEM,
+            f"RUMP_MEMLIMIT={value}: {n} bytes is more than the host's shared memory "
+            f"holds ({shm.capacity()} bytes)",
+        )
+    return n
+
+
+def boot_params(
+    ncpu: int | None,
+    verbose: bool | None,
+    threads: bool | None,
+    hostname: str | None,
+    lockdebug: bool | None = None,
+    hz: int | None = None,
+) -> BootParams:
+    """The boot parameters: arguments first, then the RUMP_* environment, as in rump."""
+    try:
+        memlimit = parse_memlimit(param.getenv("RUMP_MEMLIMIT"))
+    except FileNotFoundError:
+        memlimit = kmem.DEFAULT_MEMLIMIT
+    if hostname is not None and not isinstance(hostname, str):
+        raise TypeError(f"hostname must be a str, not {type(hostname).__name__}")
+    for value, name in ((ncpu, "ncpu"), (hz, "hz")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    return BootParams(
+        ncpu=parse_ncpu(ncpu)
+        if ncpu is not None
+        else parse_ncpu(param.getparam(param.PARAM_NCPU), "RUMP_NCPU"),
+        verbose=_env_flag("RUMP_VERBOSE", "verbose", verbose, False),
+        threads=_env_flag("RUMP_THREADS", "threads", threads, True),
+        hostname=hostname or param.getparam(param.PARAM_HOSTNAME),
+        memlimit=memlimit,
+        hz=parse_hz(hz) if hz is not None else parse_hz(_env_or("RUMP_HZ", DEFAULT_HZ), "RUMP_HZ"),
+        lockdebug=_env_flag("RUMP_LOCKDEBUG", "lockdebug", lockdebug, False),
+    )
+
+
+def check_versions() -> None:
+    """The seed's two version checks: host layer and kernel must agree."""
+    if hypercalls.VERSION != _arena.HYPERCALL_VERSION:
+        raise OSError(
+            EPROGMISMATCH,
+            f"hypercall version mismatch: host layer {hypercalls.VERSION}, "
+            f"kernel wants {_arena.HYPERCALL_VERSION}",
+        )
+
+
+def _regions(p: BootParams) -> list[tuple[str, int]]:
+    return [
+        region(p.ncpu),
+        msgbuf.REGION,
+        sleepq.REGION,
+        *REGIONS,
+        callout.region(p.ncpu),
+        softint.region(p.ncpu),
+        xcall.region(p.ncpu),
+        kmem.cache_region(p.ncpu),
+        select.region(p.ncpu),
+        percpu.region(p.ncpu),
+        evcnt.region(p.ncpu),
+        ("kmem", kmem.region_size(p.memlimit)),
+    ]
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.last = clock.monotonic_ns()
+
+    def mark(self, phase: str) -> None:
+        now = clock.monotonic_ns()
+        self.timings[phase] = (now - self.last) / 1e6
+        self.last = now
+
+
+def rump__init(
+    ncpu: int | None = None,
+    verbose: bool | None = None,
+    threads: bool | None = None,
+    hostname: str | None = None,
+    lockdebug: bool | None = None,
+    hz: int | None = None,
+) -> Booted:
+    """Boot a new kernel; returns when every CPU has reported ready."""
+    timings: dict[str, float] = {}
+    timer = _Timer(timings)
+    check_versions()
+    p = boot_params(ncpu, verbose, threads, hostname, lockdebug, hz)
+    timer.mark("parameters")
+
+    prefix = f"{PREFIX_STEM}{param.getpid()}-{next(_kernel_seq)}-{rnd.getrandom(3).hex()}."
+    arena = Arena.create(prefix, _regions(p), DEFAULT_NSLOTS)
+    booted = Booted(arena, p, timings=timings)
+    try:
+        _setup_kernel(arena, p)
+        timer.mark("arena")
+        _start_cpus(booted)
+        timer.mark("cpus")
+    except BaseException:
+        _abort_boot(booted)
+        raise
+    arena.w[_arena.H_STATE] = _arena.RUNNING
+    _start_kthreads(arena)
+    arena.w[_arena.H_COLD] = 0
+    timer.mark("kthreads")
+    return booted
+
+
+def _setup_kernel(arena: Arena, p: BootParams) -> None:
+    """Everything the host lays out before the CPUs start (the seed's first half)."""
+    w = arena.w
+    w[_arena.H_NCPU] = p.ncpu
+    w[_arena.H_COLD] = 1
+    w[_arena.H_STATE] = _arena.BOOTING
+    w[_arena.H_VERBOSE] = int(p.verbose)
+    w[_arena.H_THREADS] = int(p.threads)
+    w[_arena.H_HZ] = p.hz
+    w[_arena.H_LOCKDEBUG] = int(p.lockdebug)
+    w[_arena.H_HOSTPID] = param.getpid()
+    w[_arena.H_BOOT_SEC], w[_arena.H_BOOT_NSEC] = clock.clock_gettime(clock.CLOCK_RELWALL)
+    w[_arena.H_BOOT_MONO] = clock.monotonic_ns()
+    w[_arena.H_PANIC_SLOT] = arena.pool.alloc(1)
+    msgbuf.initmsgbuf(arena)
+    aprint_verbose(arena, COPYRIGHT + VERSION_BANNER)
+    # The seed stirs arc4random from the stack; rumpmp's kernel takes host entropy.
+    arena.cache["rnd.seed"] = rnd.getrandom(32)
+    kmem.kmem_init(arena)
+    sleepq.sleepq_init(arena)
+    lwproc.procinit(arena)
+    lwproc.proc0_init(arena)
+    arena.set_str(_arena.HOSTNAME_OFF, _arena.HOSTNAME_LEN, p.hostname)
+    cpu.cpus_bootstrap(arena)
+    evcnt.evcnt_init(arena)
+    softint.softint_startup(arena)
+    xcall.xc_init(arena)
+    percpu.percpu_init(arena)
+    w[_arena.H_BOOT_SLOT] = arena.pool.alloc(0)
+
+
+def _pagedaemon(_: object) -> None:
+    """The seed's pagedaemon, standing in: rumpmp's heap has nothing to page out, so
+    it sleeps on its channel until the kernel halts (wakeup("pdaemon") rouses it)."""
+
+    arena = _arena.current()
+    while arena.state == _arena.RUNNING:
+        tsleep("pdaemon", PRI_PGDAEMON, "pgdaemon", arena.w[_arena.H_HZ])
+
+
+def _start_kthreads(arena: Arena) -> None:
+    """The kernel threads the seed starts once the CPUs are up: the softint lwps of
+    the clock (callouts) and of high-priority cross-calls, the aiodoned workqueue,
+    the pagedaemon."""
+    callout.callout_startup(arena)
+    xcall.xc_startup(arena)
+    if arena.w[_arena.H_THREADS]:
+        workqueue.aiodoned_create(arena)
+    kthread.kthread_create_in(
+        arena, PRI_PGDAEMON, kthread.KTHREAD_MPSAFE, None, _pagedaemon, None, "pdaemon"
+    )
+
+
+def _start_cpus(booted: Booted) -> None:
+    """Fork every CPU, then wait until all have initialised in parallel."""
+    arena = booted.arena
+    booted.lifeline = proc.Lifeline()
+    for i in range(arena.ncpu):
+        booted.procs.append(
+            proc.spawn(
+                cpu.cpu_main,
+                (arena.prefix, i, booted.lifeline.read_fd, PERCPU_INIT),
+                name=f"rumpmp-cpu{i}",
+            )
+        )
+    _wait_ready(booted)
+
+
+def _wait_ready(booted: Booted) -> None:
+    arena = booted.arena
+    slot = arena.w[_arena.H_BOOT_SLOT]
+    deadline = clock.monotonic_ns() + int(BOOT_TIMEOUT * 1e9)
+    ready = 0
+    while ready < arena.ncpu:
+        if arena.pool.park(slot, 0.05, wrap=False):
+            ready += 1
+            continue
+        for i in proc.wait_any(booted.procs, 0):
+            code = proc.exitcode_text(booted.procs[i].exitcode)
+            cause = arena.get_str(_arena.PANICSTR_OFF, _arena.PANICSTR_LEN) or code
+            raise OSError(errno.EIO, f"boot failed: cpu{i} died ({code}): {cause}")
+        if clock.monotonic_ns() > deadline:
+            late = [
+                i for i in range(arena.ncpu) if arena.w[cpu_word(arena, i) + CI_STATE] != CPU_READY
+            ]
+            raise OSError(
+                errno.ETIMEDOUT,
+                f"boot failed: cpu{', cpu'.join(map(str, late))} not ready "
+                f"within {BOOT_TIMEOUT:.0f} s",
+            )
+
+
+def _abort_boot(booted: Booted) -> None:
+    """A boot that failed leaves nothing behind: stop the CPUs, unlink everything."""
+    arena = booted.arena
+    arena.w[_arena.H_STATE] = _arena.HALTED
+    arena.pool.shutdown()
+    for p in booted.procs:
+        proc.kill(p.pid)
+    for p in booted.procs:
+        p.join(5)
+    if booted.lifeline:
+        booted.lifeline.close()
+    hypercalls.shm.unlink_prefix(arena.prefix)
+    arena.close()

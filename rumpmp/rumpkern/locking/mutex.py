@@ -1,0 +1,193 @@
+"""mutex(9): kernel mutexes that work across CPU processes (rump's locks.c model).
+
+A kmutex is a hypercall mutex (a named POSIX semaphore and an owner word in shared
+memory) plus a small record in the kernel heap holding its type and state.  The
+owner is the lwp (curlwp), so ownership is checked across CPUs.  Adaptive mutexes
+release the CPU while they wait, so another lwp of the same CPU can run; spin
+mutexes keep it (and must never be held across a sleep).
+
+rumpmp differs from NetBSD in the call shape: ``mutex_init(type, ipl)`` returns a
+new mutex.  ``mutex_init(m, type, ipl)`` re-initialises storage that was destroyed,
+and with LOCKDEBUG catches initialising a live mutex twice.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from hypercalls import sync, thread
+from hypercalls.thread import current as _thread
+from rumpmp.rumpkern import arena as _arena
+from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.locking import lockdebug
+from rumpmp.rumpkern.mem import kmem
+from rumpmp.rumpkern.svc.prf import panic_in
+
+MUTEX_DEFAULT = 0
+MUTEX_SPIN = 1
+MUTEX_ADAPTIVE = 2
+
+# Interrupt priority levels (NetBSD's order).  Default mutexes at IPL_VM and above spin.
+IPL_NONE = 0
+IPL_SOFTCLOCK = 1
+IPL_SOFTBIO = 2
+IPL_SOFTNET = 3
+IPL_SOFTSERIAL = 4
+IPL_VM = 5
+IPL_SCHED = 6
+IPL_HIGH = 7
+
+
+class kmutex_t:
+    """A kernel mutex handle; pickles by reference, works on every CPU."""
+
+    __slots__ = ("_acq", "_debug", "_hm", "_o", "_r", "_rel", "_w", "arena", "name", "rec", "spin")
+
+    def __init__(self, arena: Arena, rec: kmem.KBuf, name: str | None = None) -> None:
+        self.arena = arena
+        self.rec = rec
+        self._r = rec.offset // 8
+        w = arena.w
+        self.spin = bool(w[self._r + lockdebug.R_SPIN])
+        flags = sync.MTX_KMUTEX | (sync.MTX_SPIN if self.spin else 0)
+        self._hm = sync.Mutex.attach(arena.pool, w[self._r + lockdebug.R_SLOT], flags)
+        self._debug = lockdebug.enabled(arena)
+        self.name = name or f"{'spin' if self.spin else 'adaptive'} mutex@{rec.offset:#x}"
+        # The fast path below touches the semaphore and the owner word directly.
+        self._w, self._o = self._hm.owner_word()
+        sem = arena.pool.sem(self._hm.slot)
+        self._acq, self._rel = sem.acquire, sem.release
+
+    def __reduce__(self) -> tuple:
+        return (kmutex_t, (self.arena, self.rec, self.name))
+
+    def __repr__(self) -> str:
+        return f"<kmutex_t {self.name}>"
+
+
+def _is_spin(mtx_type: int, ipl: int) -> bool:
+    return mtx_type == MUTEX_SPIN or (mtx_type == MUTEX_DEFAULT and ipl >= IPL_VM)
+
+
+def mutex_init(*args: object, name: str | None = None) -> kmutex_t:
+    """mutex_init(9): ``mutex_init(type, ipl)`` returns a new mutex.
+
+    MUTEX_DEFAULT at IPL_VM or above, or MUTEX_SPIN, makes a spin mutex; otherwise
+    the mutex is adaptive.  ``mutex_init(m, type, ipl)`` initialises ``m`` again
+    after ``mutex_destroy`` (LOCKDEBUG panics if it is still initialised).
+    """
+    arena = _arena.current()
+    if args and isinstance(args[0], kmutex_t):
+        m, rest = args[0], args[1:]
+        if _live(m) and m._debug:
+            lockdebug.abort(arena, "mutex", "mutex_init", m.name, "already initialized")
+    else:
+        m, rest = None, args
+    if len(rest) > 2:
+        raise TypeError(f"mutex_init: too many arguments ({len(args)})")
+    mtx_type, ipl = (tuple(rest) + (MUTEX_DEFAULT, IPL_NONE))[:2]
+    new = mutex_init_in(arena, mtx_type, ipl, name)  # type: ignore[arg-type]
+    if m is not None:  # re-initialised storage: the caller's handle now names the new lock
+        for field in kmutex_t.__slots__:
+            setattr(m, field, getattr(new, field))
+        return m
+    return new
+
+
+def mutex_init_in(
+    arena: Arena, mtx_type: int = MUTEX_DEFAULT, ipl: int = IPL_NONE, name: str | None = None
+) -> kmutex_t:
+    """A new mutex on a given kernel (the host uses it at boot)."""
+    for value, what in ((mtx_type, "type"), (ipl, "ipl")):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"mutex_init: {what} must be an int, not {type(value).__name__}")
+    if mtx_type not in (MUTEX_DEFAULT, MUTEX_SPIN, MUTEX_ADAPTIVE) or not 0 <= ipl <= IPL_HIGH:
+        raise OSError(errno.EINVAL, f"mutex_init: bad type {mtx_type} or ipl {ipl}")
+    slot = sync.Mutex(arena.pool, sync.MTX_KMUTEX).slot
+    return kmutex_t(arena, lockdebug.new_record(arena, slot, _is_spin(mtx_type, ipl), ipl), name)
+
+
+def mutex_enter(m: kmutex_t) -> None:
+    """mutex_enter(9).  An adaptive mutex releases the CPU while it waits."""
+    try:
+        lwp = _thread.curlwp
+        if lwp and not m._debug and m._acq(False):  # the fast path: an lwp, a free lock
+            m._w[m._o] = lwp
+            return
+    except AttributeError:
+        _not_a_mutex(m, "mutex_enter")
+    if not lwp:
+        _arena.current()  # ENXIO in the host: kernel locks are for kernel code
+    if m._debug:
+        _debug_enter(m)
+    elif m._hm.owner() == lwp:  # error-checking, as rump's host mutexes are
+        lockdebug.abort(m.arena, "mutex", "mutex_enter", m.name, "locking against myself")
+    if m.spin:
+        m._hm.enter_nowrap()
+        if m._debug:
+            lockdebug.spin_acquired()
+    else:
+        m._hm.enter()
+
+
+def _not_a_mutex(m: object, func: str) -> None:
+    raise TypeError(f"{func}: mtx must be a kmutex_t, not {type(m).__name__}")
+
+
+def _debug_enter(m: kmutex_t) -> None:
+    if not _live(m):
+        lockdebug.abort(m.arena, "mutex", "mutex_enter", m.name, "uninitialized lock")
+    if m._hm.owner() == thread.owner_token():
+        lockdebug.abort(m.arena, "mutex", "mutex_enter", m.name, "locking against myself")
+
+
+def mutex_exit(m: kmutex_t) -> None:
+    """mutex_exit(9).  LOCKDEBUG panics if the caller does not own it."""
+    try:
+        debug = m._debug
+    except AttributeError:
+        _not_a_mutex(m, "mutex_exit")
+    if debug:
+        if m._hm.owner() != thread.owner_token():
+            kind = "spin" if m.spin else "adaptive"
+            lockdebug.abort(m.arena, "mutex", "mutex_exit", m.name, f"exiting unheld {kind} mutex")
+        if m.spin:
+            lockdebug.spin_released()
+    m._w[m._o] = 0
+    m._rel()
+
+
+def mutex_tryenter(m: kmutex_t) -> bool:
+    """mutex_tryenter(9): take the mutex only if it is free."""
+    if not isinstance(m, kmutex_t):
+        _not_a_mutex(m, "mutex_tryenter")
+    if not _thread.curlwp:
+        _arena.current()
+    ok = m._hm.tryenter()
+    if ok and m.spin and m._debug:
+        lockdebug.spin_acquired()
+    return ok
+
+
+def mutex_owned(m: kmutex_t) -> bool:
+    """mutex_owned(9): whether the calling lwp holds the mutex."""
+    return m._hm.owner() == thread.owner_token()
+
+
+def mutex_owner(m: kmutex_t) -> int:
+    """The lwp id holding the mutex, 0 if free (rumpuser_mutex_owner)."""
+    return max(m._hm.owner(), 0)
+
+
+def _live(m: kmutex_t) -> bool:
+    return lockdebug.record_live(m.arena, m.rec)
+
+
+def mutex_destroy(m: kmutex_t) -> None:
+    """mutex_destroy(9): free the mutex; it must not be held."""
+    if not _live(m):
+        panic_in(m.arena, f"mutex_destroy: {m.name}: uninitialized lock")
+    if m._hm.owner():  # caught without LOCKDEBUG too: rump's mutexes are error-checking
+        lockdebug.abort(m.arena, "mutex", "mutex_destroy", m.name, "is locked or in use")
+    m._hm.destroy()
+    lockdebug.free_record(m.arena, m.rec)

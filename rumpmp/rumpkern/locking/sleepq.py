@@ -1,0 +1,173 @@
+"""Sleep queues and tsleep/wakeup/kpause (kern_sleepq.c, kern_synch.c).
+
+Sleeping lwps hang on queues hashed by wait channel, in shared memory, linked
+through the lwp table; each bucket has its own short spin lock.  A sleeper parks on
+its own park semaphore; ``wakeup`` takes every lwp sleeping on the channel off the
+queue and posts them, whichever CPU they are on.
+
+A wait channel is any kernel object: an int, a kernel handle (kmem buffer, lock,
+condvar) or a string.  rumpmp differs from NetBSD in that the channel is not an
+address: handles map to their offset in the arena, strings to a stable hash.
+"""
+
+from __future__ import annotations
+
+import errno
+import zlib
+
+from hypercalls import clock, sync, thread
+from rumpmp.rumpkern import arena as _arena
+from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
+from rumpmp.rumpkern.sched.proc import Tables, tables
+from rumpmp.sys.lwp import L_PARK, L_SLEEPQ, L_STATE, L_WCHAN, LSONPROC, LSSLEEP
+
+NBUCKETS = 64
+_BUCKET_WORDS = 4  # lock slot, head, tail, pad
+B_LOCK, B_HEAD, B_TAIL = 0, 1, 2
+
+PCATCH = 0x100  # accepted, ignored: rumpmp has no signals
+PNORELOCK = 0x200
+
+REGION = ("sleepq", NBUCKETS * _BUCKET_WORDS * 8)
+
+
+def sleepq_init(arena: Arena) -> None:
+    """Create each bucket's lock (at boot)."""
+    base = arena.region_word("sleepq")
+    for b in range(NBUCKETS):
+        arena.w[base + b * _BUCKET_WORDS + B_LOCK] = sync.Mutex(arena.pool, sync.MTX_SPIN).slot
+
+
+def wchan_key(ident: object) -> int:
+    """A nonzero int naming a wait channel the same way in every process."""
+    if isinstance(ident, bool) or ident is None:
+        raise TypeError(f"not a wait channel: {ident!r}")
+    if isinstance(ident, int):
+        key = ident
+    elif isinstance(ident, (str, bytes)):
+        raw = ident.encode() if isinstance(ident, str) else ident
+        key = (1 << 48) | zlib.crc32(raw)
+    elif hasattr(ident, "rec"):  # kernel locks and condvars
+        key = ident.rec.offset
+    elif hasattr(ident, "offset"):  # kmem buffers
+        key = ident.offset
+    else:
+        raise TypeError(f"not a wait channel: {ident!r}")
+    return key or (1 << 49)
+
+
+class _Bucket:
+    def __init__(self, arena: Arena, key: int) -> None:
+        self.b = arena.region_word("sleepq") + (hash(key) % NBUCKETS) * _BUCKET_WORDS
+        lock = arena.cache.get(("sleepq", self.b))
+        if lock is None:
+            slot = arena.w[self.b + B_LOCK]
+            lock = arena.cache[("sleepq", self.b)] = sync.Mutex.attach(
+                arena.pool, slot, sync.MTX_SPIN
+            )
+        self.lock = lock
+
+
+def _enqueue(w: memoryview, t: Tables, b: int, lid: int) -> None:
+    w[t.lwp(lid) + L_SLEEPQ] = 0
+    if w[b + B_TAIL]:
+        w[t.lwp(w[b + B_TAIL]) + L_SLEEPQ] = lid
+    else:
+        w[b + B_HEAD] = lid
+    w[b + B_TAIL] = lid
+
+
+def _remove(w: memoryview, t: Tables, b: int, lid: int) -> bool:
+    prev, cur = 0, w[b + B_HEAD]
+    while cur and cur != lid:
+        prev, cur = cur, w[t.lwp(cur) + L_SLEEPQ]
+    if not cur:
+        return False
+    nxt = w[t.lwp(lid) + L_SLEEPQ]
+    if prev:
+        w[t.lwp(prev) + L_SLEEPQ] = nxt
+    else:
+        w[b + B_HEAD] = nxt
+    if w[b + B_TAIL] == lid:
+        w[b + B_TAIL] = prev
+    return True
+
+
+def _sleep(key: int, timo: int, mtx: object, relock: bool) -> int:
+    """Sleep on channel ``key`` for up to ``timo`` ticks (0: forever); 0 or EWOULDBLOCK."""
+
+    arena = _arena.current()
+    t = tables(arena)
+    w = arena.w
+    lid = thread.curlwp()
+    l = t.lwp(lid)
+    bucket = _Bucket(arena, key)
+    bucket.lock.enter_nowrap()
+    _enqueue(w, t, bucket.b, lid)
+    w[l + L_WCHAN] = key
+    w[l + L_STATE] = LSSLEEP
+    bucket.lock.exit()
+    if mtx is not None:
+        mutex_exit(mtx)
+    rc = _park_until_woken(arena, l, timo)
+    if rc:
+        bucket.lock.enter_nowrap()
+        if _remove(w, t, bucket.b, lid):
+            w[l + L_WCHAN] = 0
+        else:  # woken just as the time ran out: take the post, count it a wakeup
+            arena.pool.sem(w[l + L_PARK]).acquire(False)
+            rc = 0
+        bucket.lock.exit()
+    w[l + L_STATE] = LSONPROC
+    if mtx is not None and relock:
+        mutex_enter(mtx)
+    return rc
+
+
+def _park_until_woken(arena: Arena, l: int, timo: int) -> int:
+    w = arena.w
+    deadline = None
+    if timo > 0:
+        deadline = clock.monotonic_ns() + timo * 1_000_000_000 // w[_arena.H_HZ]
+    while w[l + L_WCHAN]:
+        remaining = None if deadline is None else (deadline - clock.monotonic_ns()) / 1e9
+        if remaining is not None and remaining <= 0:
+            return errno.EWOULDBLOCK
+        arena.pool.park(w[l + L_PARK], remaining)
+    return 0
+
+
+def mtsleep(ident: object, priority: int, wmesg: str, timo: int, mtx: object) -> int:
+    """mtsleep(9): release ``mtx``, sleep on ``ident`` until wakeup or ``timo`` ticks
+    (0: no limit), take ``mtx`` back unless PNORELOCK.  0, or EWOULDBLOCK on timeout."""
+    return _sleep(wchan_key(ident), timo, mtx, not priority & PNORELOCK)
+
+
+def tsleep(ident: object, priority: int, wmesg: str, timo: int) -> int:
+    """tsleep(9): sleep on ``ident`` until wakeup or ``timo`` ticks; 0 or EWOULDBLOCK."""
+    return _sleep(wchan_key(ident), timo, None, False)
+
+
+def kpause(wmesg: str, intr: bool, timo: int, mtx: object = None) -> int:
+    """kpause(9): sleep for ``timo`` ticks on a channel nobody wakes; EWOULDBLOCK."""
+    return _sleep(-thread.curlwp(), timo, mtx, True)
+
+
+def wakeup(ident: object) -> None:
+    """wakeup(9): wake every lwp sleeping on ``ident``, on any CPU."""
+    arena = _arena.current()
+    key = wchan_key(ident)
+    t = tables(arena)
+    w = arena.w
+    bucket = _Bucket(arena, key)
+    bucket.lock.enter_nowrap()
+    lid = w[bucket.b + B_HEAD]
+    while lid:
+        nxt = w[t.lwp(lid) + L_SLEEPQ]
+        if w[t.lwp(lid) + L_WCHAN] == key:
+            _remove(w, t, bucket.b, lid)
+            w[t.lwp(lid) + L_WCHAN] = 0
+            arena.pool.unpark(w[t.lwp(lid) + L_PARK])
+        lid = nxt
+    bucket.lock.exit()

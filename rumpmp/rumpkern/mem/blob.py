@@ -1,0 +1,108 @@
+"""Code and data in transit: cloudpickle blobs stored in the kernel heap.
+
+A blob reference is three words (payload offset, size, generation), so it fits in
+any shared record.  Code blobs that are run again and again (a callout handler, an
+xcall function) are unpickled once per process and cached by reference.
+
+A blob too big for the heap (over ``SEGMENT_MIN`` bytes or an eighth of the heap, or
+when the heap has no room for it at once) travels in a shared-memory segment of its
+own instead, so an argument or a result of any size the host can hold never exhausts
+or panics the kernel.  Its reference is (creator's pid, size, -serial): a negative
+generation marks a segment, named after the kernel's prefix so that a halt removes
+it with everything else.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import pickle
+
+import cloudpickle
+
+from hypercalls import param, shm
+from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.mem.kmem import KM_NOSLEEP, _make_kbuf, heap_size, kmem_alloc_in, kmem_free_in
+
+#: Blobs from this size on travel in a segment of their own.
+SEGMENT_MIN = 1 << 20
+
+_serial = itertools.count(1)
+
+Ref = tuple[int, int, int]
+
+
+def _segment_name(arena: Arena, ref: Ref) -> str:
+    return f"{arena.prefix}blob{ref[0]}-{-ref[2]}"
+
+
+def _put_bytes(arena: Arena, data: bytes) -> Ref:
+    """Store ``data`` in the heap, or in a segment if it is big; its reference."""
+    if len(data) < min(SEGMENT_MIN, heap_size(arena) // 8):
+        buf = kmem_alloc_in(arena, len(data), KM_NOSLEEP)
+        if buf is not None:
+            buf[:] = data  # type: ignore[index]
+            return buf.offset, len(data), buf.gen
+    ref = (param.getpid(), len(data), -next(_serial))
+    name = _segment_name(arena, ref)
+    try:
+        seg = arena.pool.create_named(lambda: shm.new_segment(name, len(data)))
+    except OSError as e:
+        raise OSError(
+            errno.ENOMEM, f"no room for a payload of {len(data)} bytes: {e.strerror}"
+        ) from e
+    seg.buf[: len(data)] = data
+    seg.close()
+    return ref
+
+
+def blob_put(arena: Arena, obj: object, w_index: int) -> None:
+    """Pickle ``obj`` into the heap and store its reference at words w_index..+2."""
+    data = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    ref = _put_bytes(arena, data)
+    arena.w[w_index], arena.w[w_index + 1], arena.w[w_index + 2] = ref
+
+
+def blob_ref(arena: Arena, w_index: int) -> Ref:
+    """The reference stored at words w_index..+2."""
+    return arena.w[w_index], arena.w[w_index + 1], arena.w[w_index + 2]
+
+
+def _bytes_of(arena: Arena, ref: Ref) -> bytes:
+    off, size, gen = ref
+    if not off:
+        raise LookupError("no blob stored here")
+    if gen < 0:
+        return shm.read_segment(_segment_name(arena, ref), size)
+    return bytes(_make_kbuf(arena, off, size, gen))
+
+
+def blob_get(arena: Arena, w_index: int, cache: bool = False) -> object:
+    """Unpickle the blob referenced at w_index (cached per process if ``cache``)."""
+    ref = blob_ref(arena, w_index)
+    key = ("blob", ref[0], ref[2])
+    if cache and key in arena.cache:
+        return arena.cache[key]
+    obj = pickle.loads(_bytes_of(arena, ref))
+    if cache:
+        arena.cache[key] = obj
+    return obj
+
+
+def blob_free_ref(arena: Arena, ref: Ref) -> None:
+    """Free the blob a reference names."""
+    off, size, gen = ref
+    arena.cache.pop(("blob", off, gen), None)
+    if gen < 0:
+        shm.unlink(_segment_name(arena, ref))
+    else:
+        kmem_free_in(arena, _make_kbuf(arena, off, size, gen), size)
+
+
+def blob_free(arena: Arena, w_index: int) -> None:
+    """Free the blob referenced at w_index and clear the reference."""
+    ref = blob_ref(arena, w_index)
+    if not ref[0]:
+        raise LookupError("no blob stored here")
+    blob_free_ref(arena, ref)
+    arena.w[w_index] = arena.w[w_index + 1] = arena.w[w_index + 2] = 0

@@ -1,0 +1,234 @@
+"""Virtual CPUs (rump_cpus_bootstrap, rump_cpu_attach, cpu_lookup) and their processes.
+
+Each virtual CPU is an OS process forked from the host.  It attaches the arena, runs
+its per-CPU initialisation in parallel with the other CPUs (the loop in the seed's
+``rump__init``), reports ``cpuN at thinair0: rump virtual cpu`` and enters its idle
+loop, which starts the lwps placed on it as host threads and steals unstarted lwps
+from busier CPUs when it has nothing to do.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+import hypercalls
+from hypercalls import clock, param, proc, shm, thread
+from rumpmp.rumpkern import arena as _arena
+from rumpmp.rumpkern import entry
+from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.entry import KthreadExit
+from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
+from rumpmp.rumpkern.sched import lwproc, scheduler
+from rumpmp.rumpkern.sched.proc import Tables, tables
+from rumpmp.rumpkern.svc import evcnt, reboot
+from rumpmp.rumpkern.svc.msgbuf import msgbuf_write
+from rumpmp.rumpkern.svc.prf import panic
+from rumpmp.sys.cpu import (
+    CI_INDEX,
+    CI_INITED,
+    CI_PID,
+    CI_READY_NS,
+    CI_STATE,
+    CPU_ATTACHED,
+    CPU_READY,
+    CPU_STOPPED,
+    cpu_word,
+)
+from rumpmp.sys.lwp import (
+    L_ENTRY,
+    L_FLAGS,
+    L_PARK,
+    L_REPLY,
+    L_RESULT,
+    L_STATE,
+    LSZOMB,
+    LW_SYSTEM,
+    LW_WAITER,
+)
+from rumpmp.sys.sched import SPC_CURLWP
+
+
+def cpu_index() -> int:
+    """cpu_index(curcpu()): the CPU this process is."""
+    _arena.current()
+    return _arena.here.cpu
+
+
+def cpus_bootstrap(arena: Arena) -> None:
+    """Lay out every cpu_info and its scheduler state (in the host, before forking)."""
+    for cpu in range(arena.ncpu):
+        ci = cpu_word(arena, cpu)
+        arena.w[ci + CI_INDEX] = cpu
+        scheduler.spc_init(arena, ci)
+
+
+# -- the CPU process ---------------------------------------------------------------
+
+
+def cpu_main(prefix: str, cpu: int, lifeline_fd: int, percpu_init: list) -> None:
+    """Body of a vCPU process: attach, initialise, report ready, run lwps until halt."""
+    proc.ignore_group_signals()  # the lifeline, not a group signal, ends a CPU
+    arena = Arena.attach(prefix)
+    _arena.here.arena, _arena.here.cpu = arena, cpu
+    proc.watch_parent(lifeline_fd, lambda: _host_died(prefix))
+    ci = cpu_word(arena, cpu)
+    arena.w[ci + CI_PID] = param.getpid()
+    arena.w[ci + CI_STATE] = CPU_ATTACHED
+    thread.thrinit(
+        scheduler.rump_schedule, scheduler.rump_unschedule, bool(arena.w[_arena.H_THREADS])
+    )
+    try:
+        for bit, init in enumerate(percpu_init):
+            init(arena, cpu)
+            arena.w[ci + CI_INITED] |= 1 << bit
+    except Exception as e:  # noqa: BLE001 - any failure here is this CPU's panic
+        panic(
+            "cpu%d: per-CPU init failed: %s",
+            cpu,
+            "".join(traceback.format_exception_only(e)).strip(),
+        )
+    msgbuf_write(arena, f"cpu{cpu} at thinair0: rump virtual cpu\n")
+    arena.w[ci + CI_READY_NS] = clock.monotonic_ns()
+    arena.w[ci + CI_STATE] = CPU_READY
+    arena.pool.unpark(arena.w[_arena.H_BOOT_SLOT])
+    idle_loop(arena, cpu)
+
+
+def _host_died(prefix: str) -> None:
+    """The host is gone: nobody else will clean up, so this CPU does, then exits.
+    (Every CPU does; the teardown keeps the others from creating objects after.)"""
+    Arena.attach(prefix).pool.teardown(lambda: shm.unlink_prefix(prefix))
+    proc.exit(hypercalls.PANIC)
+
+
+def idle_loop(arena: Arena, cpu: int) -> None:
+    """Start the lwps placed on this CPU while it is idle; steal unstarted ones from
+    busy CPUs; exit at halt.
+
+    New lwps start one at a time, highest priority first, each with the CPU reserved
+    for it: while another lwp holds the CPU they stay unstarted, so an idle CPU can
+    steal them.  Releasing the CPU rings the doorbell when lwps wait to start.
+    """
+    sp = scheduler.spc(arena, cpu)
+    while arena.state in (_arena.BOOTING, _arena.RUNNING):
+        try:
+            arena.pool.park(sp.doorbell, scheduler.STEAL_INTERVAL, wrap=False)
+        except hypercalls.sync.Shutdown:
+            break
+        if sp.w[sp.s + SPC_CURLWP]:
+            continue
+        lid = scheduler.take_new(arena, cpu) or scheduler.steal(arena, cpu)
+        if lid:
+            start_lwp(arena, cpu, lid)
+    _shutdown(arena, cpu)
+
+
+#: How long a CPU whose kernel stopped without a halt (a panic, the host's death)
+#: waits to be ended by whoever cleans up: the host, or its own lifeline thread.
+LINGER = 10.0
+
+
+def _shutdown(arena: Arena, cpu: int) -> None:
+    """Leave the kernel at halt: let this CPU's lwps finish unless told not to, exit."""
+    if arena.state != _arena.HALTING:
+        # A panic or the host's death.  Exiting now could cut short the lifeline
+        # thread's cleanup; the host (SIGKILL) or that thread (after unlinking) ends us.
+        clock.clock_sleep(clock.CLOCK_RELWALL, int(LINGER), 0)
+        proc.exit(hypercalls.PANIC)
+    howto = arena.w[_arena.H_HOWTO]
+    if howto & reboot.RB_DUMP:
+        proc.exit(hypercalls.PANIC)
+    sp = scheduler.spc(arena, cpu)
+    deadline = clock.monotonic_ns() + int(reboot.HALT_GRACE * 1e9)
+    while not howto & reboot.RB_NOSYNC and scheduler.user_lwps_running(arena, cpu) > 0:
+        if clock.monotonic_ns() > deadline or arena.state != _arena.HALTING:
+            break
+        try:
+            arena.pool.park(sp.doorbell, 0.01, wrap=False)
+        except hypercalls.sync.Shutdown:
+            break
+    arena.w[cpu_word(arena, cpu) + CI_STATE] = CPU_STOPPED
+    proc.exit(0)
+
+
+def start_lwp(arena: Arena, cpu: int, lid: int) -> None:
+    """Start an lwp's host thread on this CPU."""
+    sp = scheduler.spc(arena, cpu)
+    sp.w[sp.ev + evcnt.EV_STARTED] += 1
+    thread.thread_create(_lwp_main, (arena, cpu, lid), f"lwp{lid}")
+
+
+def _lwp_main(args: tuple[Arena, int, int]) -> None:
+    """Body of an lwp thread: take the CPU, run the entry, publish the result."""
+    arena, cpu, lid = args
+    t = tables(arena)
+    l = t.lwp(lid)
+    w = arena.w
+    lwproc.thread_started(lid)
+    w[l + L_PARK] = arena.pool.park_slot()
+    system = bool(w[l + L_FLAGS] & LW_SYSTEM)
+    try:
+        scheduler.rump_schedule()
+        result = _run_entry(arena, l, cpu)
+        if w[l + L_FLAGS] & LW_WAITER:
+            _publish(arena, l, result)
+    except hypercalls.sync.Shutdown:
+        return  # the kernel is going down around us
+    finally:
+        lwproc.switch_home(arena)  # an lwp context the entry switched to stays behind
+        scheduler.rump_unschedule()
+    scheduler.lwp_done(arena, cpu, system)
+    _exit_lwp(arena, t, lid)
+    thread.set_curlwp(0)
+    arena.pool.release_park_slot()
+
+
+def _exit_lwp(arena: Arena, t: Tables, lid: int) -> None:
+    """Become a zombie for a waiter to collect, or free the lwp if nobody waits.
+
+    The waiter may leave (a timeout, Ctrl-C) at any moment: it clears LW_WAITER
+    under proc_lock, and the zombie state is set under the same lock, so exactly
+    one of the two frees the lwp and any result published meanwhile.
+    """
+    l = t.lwp(lid)
+    w = arena.w
+    t.lock.enter_nowrap()
+    w[l + L_STATE] = LSZOMB
+    reply = w[l + L_REPLY]
+    waited = w[l + L_FLAGS] & LW_WAITER
+    t.lock.exit()
+    if waited:
+        if reply:
+            arena.pool.unpark(reply)
+        return
+    if w[l + L_RESULT]:  # published before the waiter left: nobody will read it
+        blob_free(arena, l + L_RESULT)
+    lwproc.lwp_release(t, lid)
+
+
+def _publish(arena: Arena, l: int, result: tuple[bool, object]) -> None:
+    """Store the result for the waiter; a result that cannot be pickled becomes an error."""
+    try:
+        blob_put(arena, result, l + L_RESULT)
+    except Exception as e:  # noqa: BLE001 - the waiter must learn what went wrong
+        blob_put(arena, (False, RuntimeError(f"result could not be pickled: {e!r}")), l + L_RESULT)
+
+
+def _run_entry(arena: Arena, l: int, cpu: int) -> tuple[bool, object]:
+    """Run the lwp's (func, args) blob; (True, value) or (False, exception)."""
+    try:
+        ok, value = entry.call(_take_entry_and_call, arena, l)
+    except KthreadExit as e:
+        return True, e.ecode
+    if ok:
+        return True, value
+    assert isinstance(value, BaseException)
+    if not arena.w[l + L_FLAGS] & LW_WAITER:  # nobody to hand it to: say so in dmesg
+        entry.report(arena, f"kernel thread {tables(arena).lwp_name(thread.curlwp())}", value)
+    return False, entry.portable(value, cpu)
+
+
+def _take_entry_and_call(arena: Arena, l: int) -> object:
+    func, args = blob_get(arena, l + L_ENTRY)
+    blob_free(arena, l + L_ENTRY)
+    return func(*args)

@@ -1,0 +1,176 @@
+"""kthread(9): kernel threads.
+
+A kernel thread is an lwp of proc0 running ``func(arg)``.  It is placed on CPU
+``ci`` when given (bound there for life), otherwise on the least loaded CPU; an idle
+CPU may steal it before it starts.  Without RUMP_THREADS, rump fakes the threads it
+knows it can do without and panics for any other; rumpmp does the same.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+
+from hypercalls import clock
+from rumpmp.rumpkern import arena as _arena
+from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.entry import KthreadExit
+from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
+from rumpmp.rumpkern.sched import lwproc, scheduler
+from rumpmp.rumpkern.sched.proc import tables
+from rumpmp.rumpkern.svc.prf import kprintf, panic_in
+from rumpmp.sys.lwp import (
+    L_ENTRY,
+    L_FLAGS,
+    L_REPLY,
+    L_RESULT,
+    L_STATE,
+    LSZOMB,
+    LW_SYSTEM,
+    LW_WAITER,
+    NLWP,
+)
+
+KTHREAD_IDLE = 0x01
+KTHREAD_MPSAFE = 0x02
+KTHREAD_INTR = 0x04
+KTHREAD_TS = 0x08
+KTHREAD_MUSTJOIN = 0x10
+
+#: Threads rump starts without complaint when threads are off (it just warns).
+_FAKEABLE = ("vrele", "cachegc", "nfssilly", "unpgc", "pmf", "xcall", "pdaemon", "aiodoned")
+
+
+def lwp_create(
+    arena: Arena, name: str, func: Callable, args: tuple, pri: int, bound: int, lflags: int
+) -> int:
+    """A new lwp of proc0 that will run ``func(*args)``, placed on a CPU; its id.
+    Nothing is left behind if ``func`` or ``args`` cannot be pickled."""
+    t = tables(arena)
+    t.lock.enter_nowrap()
+    try:
+        lid = lwproc.lwp_alloc(t, t.find_proc(0), name, pri, bound, lflags)
+    finally:
+        t.lock.exit()
+    try:
+        blob_put(arena, (func, args), t.lwp(lid) + L_ENTRY)
+    except BaseException:
+        lwproc.lwp_release(t, lid)
+        raise
+    scheduler.setrunnable_new(arena, lid)
+    return lid
+
+
+def kthread_create_in(
+    arena: Arena, pri: int, flags: int, ci: int | None, func: Callable, arg: object, name: str
+) -> int:
+    """kthread_create on a given kernel (the boot path uses it from the host)."""
+    if not arena.w[_arena.H_THREADS]:
+        if name in _FAKEABLE:
+            kprintf(arena, f"rump kernel threads not enabled, {name} not functional\n")
+            return 0
+        panic_in(arena, f"threads not available (kthread_create {name}), setenv RUMP_THREADS 1")
+    if ci is not None and not 0 <= ci < arena.ncpu:
+        raise OSError(errno.EINVAL, f"kthread_create: no cpu{ci}")
+    lflags = LW_SYSTEM | (LW_WAITER if flags & KTHREAD_MUSTJOIN else 0)
+    return lwp_create(arena, name, func, (arg,), pri, -1 if ci is None else ci, lflags)
+
+
+def kthread_create(
+    pri: int, flags: int, ci: int | None, func: Callable, arg: object, name: str
+) -> int:
+    """kthread_create(9): start ``func(arg)`` as a kernel thread; returns its lwp id.
+
+    ``ci`` is a CPU index or None.  rumpmp returns the new lwp instead of filling in
+    an ``lwp_t **``; with KTHREAD_MUSTJOIN it must be collected with kthread_join.
+    """
+    return kthread_create_in(_arena.current(), pri, flags, ci, func, arg, name)
+
+
+def kthread_exit(ecode: int = 0) -> None:
+    """kthread_exit(9): end the calling kernel thread.  Never returns."""
+    raise KthreadExit(ecode)
+
+
+# -- waiting for an lwp (LW_WAITER): kthread_join, and the host's Kernel.run ----------
+
+#: Longest single park of a waiter that has a deadline or a poll function.
+POLL = 0.05
+
+
+def wait_lwp(
+    arena: Arena, lid: int, deadline: int | None = None, poll: Callable[[], None] | None = None
+) -> None:
+    """Park until lwp ``lid`` (created with LW_WAITER) has ended.
+
+    ``deadline`` (monotonic ns) raises TimeoutError when it passes; ``poll`` runs
+    between parks and may raise to give up (the host's held Ctrl-C).  A waiter that
+    gives up must ``detach`` the lwp.
+    """
+    t = tables(arena)
+    l = t.lwp(lid)
+    w = arena.w
+    me = arena.pool.park_slot()
+    t.lock.enter_nowrap()
+    if w[l + L_STATE] != LSZOMB:
+        w[l + L_REPLY] = me
+    t.lock.exit()
+    while w[l + L_STATE] != LSZOMB:
+        if deadline is None and poll is None:
+            arena.pool.park(me)
+            continue
+        left = POLL if deadline is None else min(POLL, (deadline - clock.monotonic_ns()) / 1e9)
+        if left <= 0:
+            raise TimeoutError(errno.ETIMEDOUT, f"lwp {lid} did not finish in time")
+        arena.pool.park(me, left)
+        if poll is not None:
+            poll()
+
+
+def collect(arena: Arena, lid: int) -> tuple[bool, object]:
+    """Take the (ok, value) an ended LW_WAITER lwp published, and free the lwp."""
+    t = tables(arena)
+    l = t.lwp(lid)
+    result: tuple[bool, object] = (True, None)
+    if arena.w[l + L_RESULT]:
+        result = blob_get(arena, l + L_RESULT)  # type: ignore[assignment]
+        blob_free(arena, l + L_RESULT)
+    lwproc.lwp_release(t, lid)
+    return result
+
+
+def detach(arena: Arena, lid: int) -> None:
+    """Stop waiting for an LW_WAITER lwp: it frees itself and drops its result when it
+    ends (cpu._exit_lwp), or, if it already has, it is collected now."""
+    t = tables(arena)
+    l = t.lwp(lid)
+    t.lock.enter_nowrap()
+    ended = arena.w[l + L_STATE] == LSZOMB
+    if not ended:
+        arena.w[l + L_FLAGS] &= ~LW_WAITER
+    t.lock.exit()
+    if ended:
+        collect(arena, lid)
+
+
+def kthread_join(lid: int) -> int:
+    """kthread_join(9): wait for a KTHREAD_MUSTJOIN thread to exit and collect it.
+
+    rumpmp raises what the thread raised (NetBSD's threads cannot raise); ESRCH for
+    an lwp id out of range, EINVAL for an lwp that is not a joinable thread (or was
+    joined already).
+    """
+    arena = _arena.current()
+    if isinstance(lid, bool) or not isinstance(lid, int):
+        raise TypeError(f"kthread_join: lid must be an int, not {type(lid).__name__}")
+    if not 1 <= lid <= NLWP:
+        raise ProcessLookupError(errno.ESRCH, f"kthread_join: no lwp {lid}")
+    l = tables(arena).lwp(lid)
+    joinable = LW_WAITER | LW_SYSTEM
+    if not arena.w[l + L_STATE] or arena.w[l + L_FLAGS] & joinable != joinable:
+        raise OSError(errno.EINVAL, f"kthread_join: lwp {lid} is not a joinable thread")
+    wait_lwp(arena, lid)
+    ok, value = collect(arena, lid)
+    if not ok:
+        raise value  # type: ignore[misc]
+    return 0

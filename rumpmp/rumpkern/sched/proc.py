@@ -1,0 +1,63 @@
+"""The proc and lwp tables (kern_proc.c, kern_lwp.c): finding records.
+
+The tables are arrays of fixed-size records in the arena (layouts in ``sys/proc``
+and ``sys/lwp``), guarded by one lock (proc_lock).  An lwp's id as seen by
+``curlwp`` is its table index plus one, so 0 always means "no lwp".  Allocating
+and freeing processes and lwps is ``lwproc``'s; this module only finds them, so
+that anything may look an lwp or process up without importing that logic.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from hypercalls import sync, thread
+from rumpmp.rumpkern.arena import Arena
+from rumpmp.sys.lwp import L_NAME, L_PID, LWP_WORDS, NAME_LEN
+from rumpmp.sys.proc import NPROC, P_PID, P_STATE, PROC_WORDS, SACTIVE, T_LOCK, TABLE_HDR
+
+
+class Tables:
+    """Word indices of the proc and lwp tables of one kernel in this process."""
+
+    def __init__(self, arena: Arena) -> None:
+        self.arena = arena
+        self.w = arena.w
+        self.hdr = arena.region_word("proc")
+        self.procs = self.hdr + TABLE_HDR // 8
+        self.lwps = arena.region_word("lwp")
+        self.lock = sync.Mutex.attach(arena.pool, self.w[self.hdr + T_LOCK], sync.MTX_SPIN)
+
+    def proc(self, slot: int) -> int:
+        """Word index of proc slot ``slot``."""
+        return self.procs + slot * PROC_WORDS
+
+    def lwp(self, lid: int) -> int:
+        """Word index of the lwp whose curlwp id is ``lid`` (index + 1)."""
+        return self.lwps + (lid - 1) * LWP_WORDS
+
+    def find_proc(self, pid: int) -> int:
+        """Word index of the live process ``pid``; ESRCH if there is none."""
+        w = self.w
+        for slot in range(NPROC):
+            p = self.procs + slot * PROC_WORDS
+            if w[p + P_PID] == pid and w[p + P_STATE] == SACTIVE:
+                return p
+        raise ProcessLookupError(errno.ESRCH, f"no process {pid}")
+
+    def lwp_name(self, lid: int) -> str:
+        off = self.lwp(lid) * 8 + L_NAME * 8
+        return self.arena.get_str(off, NAME_LEN)
+
+
+def tables(arena: Arena) -> Tables:
+    t = arena.cache.get("lwproc")
+    if t is None:
+        t = arena.cache["lwproc"] = Tables(arena)
+    return t
+
+
+def curproc_word(arena: Arena) -> int:
+    """Word index of the current lwp's process."""
+    t = tables(arena)
+    return t.find_proc(t.w[t.lwp(thread.curlwp()) + L_PID])

@@ -1,0 +1,399 @@
+"""The CPU scheduler (rump's scheduler.c): who holds each virtual CPU, and lwp placement.
+
+A thread runs kernel code only while it holds its CPU.  ``rump_schedule`` takes the
+CPU if it is free, or queues the lwp on the CPU's run queue and parks it;
+``rump_unschedule`` hands the CPU straight to the highest-priority queued lwp (FIFO
+within a level) and wakes it.  There is no preemption: an lwp runs until it blocks
+or yields (``preempt``).  Blocking hypercalls call these two hooks around every wait,
+so an lwp blocked on a lock lets the other lwps of its CPU run.
+
+Each CPU's scheduler state (``spc``, NetBSD's schedstate_percpu) lives in its
+cpu_info record in shared memory: the lock, curlwp, the run queue (a bitmap of
+busy priority levels and a FIFO per level, linked through the lwp table), the
+queue of lwps placed on this CPU that have not started yet, the load and counters.
+"""
+
+from __future__ import annotations
+
+from hypercalls import sync, thread
+from rumpmp.rumpkern.arena import H_LOCKDEBUG, Arena, here, onproc
+from rumpmp.rumpkern.locking import lockdebug
+from rumpmp.rumpkern.sched.proc import Tables, tables
+from rumpmp.rumpkern.svc import evcnt
+from rumpmp.rumpkern.svc.evcnt import EV_FAST, EV_NSWTCH, EV_SLOW, EV_STARTED, EV_STEALS
+from rumpmp.sys.cpu import cpu_word
+from rumpmp.sys.lwp import (
+    L_BOUND,
+    L_CPU,
+    L_FLAGS,
+    L_NEWQ,
+    L_PARK,
+    L_PRI,
+    L_RUNQ,
+    L_STATE,
+    LSONPROC,
+    LSRUN,
+    LW_SYSTEM,
+)
+from rumpmp.sys.param import PRI_COUNT
+from rumpmp.sys.sched import (
+    BITMAP_WORDS,
+    SPC_BASE,
+    SPC_BITMAP,
+    SPC_CURLWP,
+    SPC_DOORBELL,
+    SPC_LOAD,
+    SPC_LOCK,
+    SPC_NEWQ_HEAD,
+    SPC_NEWQ_TAIL,
+    SPC_NNEW,
+    SPC_NRUN,
+    SPC_NSYSTEM,
+    SPC_RUNQ,
+)
+
+#: How often an idle CPU looks for lwps to steal, in seconds.
+STEAL_INTERVAL = 0.05
+
+
+def spc_init(arena: Arena, ci: int) -> None:
+    """Create a CPU's scheduler lock and doorbell (at boot, before the CPU starts)."""
+    s = ci + SPC_BASE
+    arena.w[s + SPC_LOCK] = sync.Mutex(arena.pool, sync.MTX_SPIN).slot
+    arena.w[s + SPC_DOORBELL] = arena.pool.alloc(0)
+
+
+class _Spc:
+    """One CPU's schedstate as seen by this process."""
+
+    def __init__(self, arena: Arena, ci: int, cpu: int) -> None:
+        self.w = arena.w
+        self.s = ci + SPC_BASE
+        self.ev = evcnt.block(arena, cpu)  # this CPU's slots of the "sched" counters
+        self.lock = sync.Mutex.attach(arena.pool, self.w[self.s + SPC_LOCK], sync.MTX_SPIN)
+        self.doorbell = self.w[self.s + SPC_DOORBELL]
+
+
+def spc(arena: Arena, cpu: int) -> _Spc:
+
+    key = ("spc", cpu)
+    sp = arena.cache.get(key)
+    if sp is None:
+        sp = arena.cache[key] = _Spc(arena, cpu_word(arena, cpu), cpu)
+    return sp
+
+
+# -- run queue (caller holds the spc lock) ----------------------------------------
+
+
+def _enqueue(sp: _Spc, t: Tables, lid: int, front: bool = False) -> None:
+    w, s = sp.w, sp.s
+    l = t.lwp(lid)
+    pri = min(max(w[l + L_PRI], 0), PRI_COUNT - 1)
+    head = s + SPC_RUNQ + 2 * pri
+    w[l + L_RUNQ] = 0
+    if not w[head]:
+        w[head] = w[head + 1] = lid
+        w[s + SPC_BITMAP + pri // 32] |= 1 << (pri % 32)
+    elif front:
+        w[l + L_RUNQ] = w[head]
+        w[head] = lid
+    else:
+        w[t.lwp(w[head + 1]) + L_RUNQ] = lid
+        w[head + 1] = lid
+    w[s + SPC_NRUN] += 1
+
+
+def _dequeue(sp: _Spc, t: Tables) -> int:
+    """The highest-priority queued lwp (FIFO within its level), or 0."""
+    w, s = sp.w, sp.s
+    for i in range(BITMAP_WORDS - 1, -1, -1):
+        bits = w[s + SPC_BITMAP + i]
+        if bits:
+            pri = i * 32 + bits.bit_length() - 1
+            break
+    else:
+        return 0
+    head = s + SPC_RUNQ + 2 * pri
+    lid = w[head]
+    nxt = w[t.lwp(lid) + L_RUNQ]
+    w[head] = nxt
+    if not nxt:
+        w[head + 1] = 0
+        w[s + SPC_BITMAP + pri // 32] &= ~(1 << (pri % 32))
+    w[s + SPC_NRUN] -= 1
+    return lid
+
+
+# -- rump_schedule / rump_unschedule -------------------------------------------------
+
+
+def _context() -> tuple[Arena, Tables, _Spc, int] | None:
+    lid = thread.curlwp()
+    if not lid or here.arena is None:
+        return None
+    arena = here.arena
+    return arena, tables(arena), spc(arena, here.cpu), lid
+
+
+def rump_schedule() -> None:
+    """Take the calling lwp's CPU, waiting in the run queue if another lwp holds it."""
+    if getattr(onproc, "scheduled", False):
+        return
+    ctx = _context()
+    if ctx is None:
+        return  # a host thread of the CPU process with no lwp: nothing to hold
+    arena, t, sp, lid = ctx
+    w, s = sp.w, sp.s
+    sp.lock.enter_nowrap()
+    if w[s + SPC_CURLWP] in (0, lid):  # free, or reserved for this lwp as it started
+        w[s + SPC_CURLWP] = lid
+        w[sp.ev + EV_FAST] += 1
+        sp.lock.exit()
+    else:
+        _enqueue(sp, t, lid)
+        w[t.lwp(lid) + L_STATE] = LSRUN
+        w[sp.ev + EV_SLOW] += 1
+        sp.lock.exit()
+        park = w[t.lwp(lid) + L_PARK]
+        while w[s + SPC_CURLWP] != lid:  # the unscheduler hands the CPU over explicitly
+            arena.pool.park(park, wrap=False)
+    w[t.lwp(lid) + L_STATE] = LSONPROC
+    onproc.scheduled = True
+
+
+def _handoff(sp: _Spc, t: Tables, arena: Arena) -> None:
+    """Give the CPU to the next queued lwp, or leave it idle (holds the spc lock)."""
+    w, s = sp.w, sp.s
+    nxt = _dequeue(sp, t)
+    w[s + SPC_CURLWP] = nxt
+    if nxt:
+        w[sp.ev + EV_NSWTCH] += 1
+        arena.pool.unpark(w[t.lwp(nxt) + L_PARK])
+    elif w[s + SPC_NEWQ_HEAD]:
+        arena.pool.unpark(sp.doorbell)  # idle now: start the lwps waiting to begin
+
+
+def rump_unschedule() -> None:
+    """Release the calling lwp's CPU, handing it to the next runnable lwp."""
+    if not getattr(onproc, "scheduled", False):
+        return
+    ctx = _context()
+    if ctx is None:
+        onproc.scheduled = False
+        return
+    arena, t, sp, _lid = ctx
+    if arena.w[H_LOCKDEBUG]:
+        lockdebug.check_sleep(arena, "rump_unschedule")
+    onproc.scheduled = False
+    sp.lock.enter_nowrap()
+    _handoff(sp, t, arena)
+    sp.lock.exit()
+
+
+def preempt() -> None:
+    """preempt(9), yield(9): let other runnable lwps of this CPU run first.
+
+    Runnable includes lwps placed here that have not started yet: the CPU is left
+    idle for a moment so the idle loop can start the next one.
+    """
+    ctx = _context()
+    if ctx is None or not getattr(onproc, "scheduled", False):
+        return
+    arena, t, sp, lid = ctx
+    w, s = sp.w, sp.s
+    if not w[s + SPC_NRUN] and not w[s + SPC_NNEW]:
+        return
+    sp.lock.enter_nowrap()
+    if w[s + SPC_NRUN]:
+        _enqueue(sp, t, lid)
+        _handoff(sp, t, arena)
+    else:  # only unstarted lwps: go idle so one starts, and queue for the CPU behind it
+        w[s + SPC_CURLWP] = 0
+        _enqueue(sp, t, lid)
+        arena.pool.unpark(sp.doorbell)
+    w[t.lwp(lid) + L_STATE] = LSRUN
+    sp.lock.exit()
+    park = w[t.lwp(lid) + L_PARK]
+    while w[s + SPC_CURLWP] != lid:
+        arena.pool.park(park, wrap=False)
+    w[t.lwp(lid) + L_STATE] = LSONPROC
+
+
+def switch_curlwp(arena: Arena, old: int, new: int) -> None:
+    """The calling thread now runs as lwp ``new``: if ``old`` held this CPU, ``new``
+    holds it instead (rump_lwproc_switch)."""
+    sp = spc(arena, here.cpu)
+    sp.lock.enter_nowrap()
+    if sp.w[sp.s + SPC_CURLWP] == old:
+        sp.w[sp.s + SPC_CURLWP] = new
+    sp.lock.exit()
+
+
+# -- placement -------------------------------------------------------------------------
+
+
+def runnable(sp: _Spc) -> int:
+    """lwps that want this CPU now: running, queued for it, or waiting to start.
+    Sleeping lwps do not count, as in NetBSD's run-queue based placement."""
+    w, s = sp.w, sp.s
+    return w[s + SPC_NRUN] + w[s + SPC_NNEW] + (1 if w[s + SPC_CURLWP] else 0)
+
+
+def _least_loaded(arena: Arena) -> int:
+    loads = [runnable(spc(arena, cpu)) for cpu in range(arena.ncpu)]
+    return loads.index(min(loads))
+
+
+def setrunnable_new(arena: Arena, lid: int) -> int:
+    """Place a new lwp on its bound CPU or the least loaded one and wake that CPU.
+
+    Returns the CPU chosen.  The lwp's thread is started by that CPU's idle loop,
+    unless an idle CPU steals it first.
+    """
+    t = tables(arena)
+    l = t.lwp(lid)
+    bound = arena.w[l + L_BOUND]
+    cpu = bound if bound >= 0 else _least_loaded(arena)
+    sp = spc(arena, cpu)
+    system = _is_system(t, lid)
+    sp.lock.enter_nowrap()
+    arena.w[l + L_CPU] = cpu
+    _newq_insert(sp, t, lid)
+    sp.w[sp.s + SPC_LOAD] += 1
+    sp.w[sp.s + SPC_NSYSTEM] += system
+    sp.lock.exit()
+    arena.pool.unpark(sp.doorbell)
+    return cpu
+
+
+def _newq_insert(sp: _Spc, t: Tables, lid: int) -> None:
+    """Queue an unstarted lwp: higher priority first, FIFO within a priority (holds lock)."""
+    w, s = sp.w, sp.s
+    pri = w[t.lwp(lid) + L_PRI]
+    prev, cur = 0, w[s + SPC_NEWQ_HEAD]
+    while cur and w[t.lwp(cur) + L_PRI] >= pri:
+        prev, cur = cur, w[t.lwp(cur) + L_NEWQ]
+    w[t.lwp(lid) + L_NEWQ] = cur
+    if prev:
+        w[t.lwp(prev) + L_NEWQ] = lid
+    else:
+        w[s + SPC_NEWQ_HEAD] = lid
+    if not cur:
+        w[s + SPC_NEWQ_TAIL] = lid
+    w[s + SPC_NNEW] += 1
+
+
+def _pop_new(sp: _Spc, t: Tables, unbound_only: bool) -> int:
+    """Take the first (unbound, if asked) lwp off a CPU's new queue, or 0 (holds lock)."""
+    w, s = sp.w, sp.s
+    prev, lid = 0, w[s + SPC_NEWQ_HEAD]
+    while lid and unbound_only and w[t.lwp(lid) + L_BOUND] >= 0:
+        prev, lid = lid, w[t.lwp(lid) + L_NEWQ]
+    if not lid:
+        return 0
+    nxt = w[t.lwp(lid) + L_NEWQ]
+    if prev:
+        w[t.lwp(prev) + L_NEWQ] = nxt
+    else:
+        w[s + SPC_NEWQ_HEAD] = nxt
+    if w[s + SPC_NEWQ_TAIL] == lid:
+        w[s + SPC_NEWQ_TAIL] = prev
+    w[s + SPC_NNEW] -= 1
+    return lid
+
+
+def take_new(arena: Arena, cpu: int) -> int:
+    """If ``cpu`` is idle, the next lwp waiting to start there, with the CPU reserved
+    for it (so the lwps of a CPU start one at a time, in priority order); else 0."""
+    sp = spc(arena, cpu)
+    t = tables(arena)
+    sp.lock.enter_nowrap()
+    lid = 0
+    if not sp.w[sp.s + SPC_CURLWP]:
+        lid = _pop_new(sp, t, unbound_only=False)
+        sp.w[sp.s + SPC_CURLWP] = lid
+        if not lid:  # nothing to start (stolen meanwhile): an lwp may be queued to run
+            _handoff(sp, t, arena)
+    sp.lock.exit()
+    return lid
+
+
+def steal(arena: Arena, cpu: int) -> int:
+    """For an idle ``cpu``: take an unbound, unstarted lwp from a busier CPU, or 0."""
+    t = tables(arena)
+    mine = spc(arena, cpu)
+    for victim in range(arena.ncpu):
+        if victim == cpu:
+            continue
+        sp = spc(arena, victim)
+        if not sp.w[sp.s + SPC_NEWQ_HEAD] or not sp.w[sp.s + SPC_CURLWP]:
+            continue  # nothing waiting, or the victim is idle and starts them itself
+        sp.lock.enter_nowrap()
+        lid = _pop_new(sp, t, unbound_only=True)
+        system = _is_system(t, lid) if lid else 0
+        if lid:
+            sp.w[sp.s + SPC_LOAD] -= 1
+            sp.w[sp.s + SPC_NSYSTEM] -= system
+        sp.lock.exit()
+        if lid:
+            mine.lock.enter_nowrap()
+            arena.w[t.lwp(lid) + L_CPU] = cpu
+            mine.w[mine.s + SPC_LOAD] += 1
+            mine.w[mine.s + SPC_NSYSTEM] += system
+            mine.w[mine.ev + EV_STEALS] += 1
+            if mine.w[mine.s + SPC_CURLWP]:  # busy after all: queue it here like any other
+                _newq_insert(mine, t, lid)
+                lid = 0
+            else:
+                mine.w[mine.s + SPC_CURLWP] = lid
+            mine.lock.exit()
+            return lid
+    return 0
+
+
+def _is_system(t: Tables, lid: int) -> int:
+    """1 for a kernel thread (a halt does not wait for it), else 0."""
+    return 1 if t.w[t.lwp(lid) + L_FLAGS] & LW_SYSTEM else 0
+
+
+def lwp_done(arena: Arena, cpu: int, system: bool) -> None:
+    """Account for an lwp of ``cpu`` that has ended."""
+    sp = spc(arena, cpu)
+    sp.lock.enter_nowrap()
+    sp.w[sp.s + SPC_LOAD] -= 1
+    sp.w[sp.s + SPC_NSYSTEM] -= system
+    sp.lock.exit()
+
+
+def user_lwps_running(arena: Arena, cpu: int) -> int:
+    """lwps of ``cpu`` that a halt lets finish: started, and not kernel threads.
+    (Kernel threads are counted from their placement, so a kernel halted right
+    after boot does not wait for its boot threads to start.)"""
+    sp = spc(arena, cpu)
+    t = tables(arena)
+    w, s = sp.w, sp.s
+    sp.lock.enter_nowrap()
+    n = w[s + SPC_LOAD] - w[s + SPC_NSYSTEM]
+    lid = w[s + SPC_NEWQ_HEAD]
+    while lid:  # not started, and never will be once the kernel halts
+        n -= 1 - _is_system(t, lid)
+        lid = w[t.lwp(lid) + L_NEWQ]
+    sp.lock.exit()
+    return n
+
+
+def stats(arena: Arena, cpu: int) -> dict[str, int]:
+    """The scheduler counters of one CPU."""
+    sp = spc(arena, cpu)
+    w, s = sp.w, sp.s
+    return {
+        "nswtch": w[sp.ev + EV_NSWTCH],
+        "fast": w[sp.ev + EV_FAST],
+        "slow": w[sp.ev + EV_SLOW],
+        "steals": w[sp.ev + EV_STEALS],
+        "started": w[sp.ev + EV_STARTED],
+        "load": w[s + SPC_LOAD],
+        "unstarted": w[s + SPC_NNEW],  # lwps placed here that have not started yet
+        "curlwp": w[s + SPC_CURLWP],  # the lwp holding the CPU, 0 if idle
+    }

@@ -1,0 +1,45 @@
+"""cpu_reboot(9) and the reboot flags (the seed's cpu_reboot / rump_reboot).
+
+Halting is started here, from inside the kernel or by the host, by marking the kernel
+halting and ringing every CPU's doorbell; each CPU then finishes (or, with RB_NOSYNC,
+abandons) its lwps and exits, and the host unlinks every named object.  The host is
+never taken down: where rump would exit the host process, rumpmp stops the kernel's
+CPU processes instead.
+"""
+
+from __future__ import annotations
+
+from rumpmp.rumpkern import arena as _arena
+from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.sched import scheduler
+from rumpmp.rumpkern.svc.prf import kprintf
+
+# reboot(2) flags, NetBSD's values.
+RB_AUTOBOOT = 0x0
+RB_NOSYNC = 0x4  # do not let the CPUs finish their lwps
+RB_HALT = 0x8  # "rump kernel halted" rather than "halted"
+RB_DUMP = 0x100  # take the dive: CPUs end with the PANIC status at once
+
+#: Seconds a CPU lets its lwps finish at a halt without RB_NOSYNC.
+HALT_GRACE = 2.0
+
+
+def begin_halt(arena: Arena, howto: int) -> bool:
+    """Mark the kernel halting and wake every CPU; False if it already stopped."""
+    if arena.state not in (_arena.BOOTING, _arena.RUNNING):
+        return False
+    kprintf(arena, "rump kernel halting...\n")
+    arena.w[_arena.H_HOWTO] = howto
+    arena.w[_arena.H_STATE] = _arena.HALTING
+    for i in range(arena.ncpu):
+        arena.pool.unpark(scheduler.spc(arena, i).doorbell)
+    return True
+
+
+def cpu_reboot(howto: int, bootstr: str | None = None) -> None:
+    """cpu_reboot(9) from kernel code: halt this kernel.
+
+    Returns to the caller; the caller's CPU exits once its lwps are done (or at once,
+    with RB_NOSYNC or RB_DUMP) and the host completes the halt.
+    """
+    begin_halt(_arena.current(), howto)

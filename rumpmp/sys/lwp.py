@@ -1,0 +1,33 @@
+"""lwp records (sys/lwp.h): the lwp table, one record per lwp."""
+
+NLWP = 1024
+
+# lwp record words
+L_STATE = 0  # LSIDL..., 0 free
+L_LID = 1  # lid within its process
+L_PID = 2
+L_CPU = 3  # CPU it runs (or will run) on
+L_BOUND = 4  # bound CPU, -1 if none
+L_PRI = 5
+L_FLAGS = 6
+L_PARK = 7  # pool slot the lwp's thread parks on
+L_RUNQ = 8  # next lwp index + 1 on a run queue
+L_NEWQ = 9  # next lwp index + 1 on a CPU's queue of lwps not yet started
+L_ENTRY = 10  # 3 words: blob of (func, args)
+L_RESULT = 13  # 3 words: blob of (ok, value)
+L_REPLY = 16  # pool slot to post when the lwp ends, 0 if none
+L_WCHAN = 17
+L_SLEEPQ = 18
+L_NAME = 24  # 32 bytes
+LWP_WORDS = 32
+NAME_LEN = 32
+
+# lwp states (NetBSD's names)
+LSIDL, LSRUN, LSONPROC, LSSLEEP, LSZOMB = 1, 2, 3, 4, 7
+
+# lwp flags
+LW_SYSTEM = 0x0200  # a kernel thread
+LW_MUSTJOIN = 0x0400
+LW_WAITER = 0x0800  # someone (the host, or kthread_join) collects its result
+LW_CONTEXT = 0x1000  # made by rump_lwproc_*: carried by whichever thread switches to it
+LW_IMPLICIT = 0x2000  # a Kernel.run thread's own lwp: rump_lwproc_curlwp reports None

@@ -1,0 +1,36 @@
+"""proc records (sys/proc.h): the process table and its header."""
+
+from rumpmp.sys.lwp import LWP_WORDS, NLWP
+
+NPROC = 256
+PID_MAX = 30000
+
+# proc record words
+P_PID = 0
+P_STATE = 1  # 0: free slot
+P_NLWP = 2
+P_PPID = 3
+P_CRED = 4  # 2 words: heap offset and generation of the process's credential
+P_FDTAB = 6  # id of the file descriptor table: the parent's when shared
+P_FDFROM = 7  # id of the table it was copied from, 0 if it started clean
+P_NEXTLID = 8
+PROC_WORDS = 16
+
+SIDL, SACTIVE, SZOMB = 1, 2, 3  # proc states
+
+# rump_lwproc_rfork flags (rump.h): copy the parent's fd table, or start a clean one.
+RUMP_RFFDG = 0x04
+RUMP_RFCFDG = 0x1000
+
+# header words of the proc region
+T_LOCK = 0
+T_NEXTPID = 1
+T_NPROCS = 2
+T_NLWPS = 3
+T_NEXTFDTAB = 4
+TABLE_HDR = 64
+
+REGIONS = [
+    ("proc", TABLE_HDR + NPROC * PROC_WORDS * 8),
+    ("lwp", NLWP * LWP_WORDS * 8),
+]

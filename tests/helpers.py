@@ -1,0 +1,67 @@
+"""Helpers shared by the tests: bounded waits (in the host and in kernel code), the
+leak check, process checks.  Kept apart from the test modules so none imports another."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import rumpmp
+from hypercalls import shm
+
+#: Ticks a kernel-side wait may take: 10 s at hz=100.
+BOUND_TICKS = 1000
+
+
+def assert_no_leak(prefix: str) -> None:
+    left = shm.list_prefix(prefix)
+    assert left == [], f"named objects left behind: {left}"
+
+
+def wait_for(cond, timeout: float, what: str) -> float:
+    """Wait until cond() is true; fail naming ``what`` after ``timeout`` seconds."""
+    start = time.monotonic()
+    while not cond():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def pid_gone(pid: int) -> bool:
+    """The process has exited (a zombie child of this process counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return False
+
+
+def wait_for_boot_threads(k: rumpmp.Kernel, bound: float = 30.0) -> None:
+    """Wait until the kernel threads started at boot have run up to their first sleep
+    (starting frees their entry blobs, so heap counts are stable only after this):
+    no CPU has lwps waiting to start, and every CPU is idle."""
+
+    def settled() -> bool:
+        return not any(s["unstarted"] or s["curlwp"] for s in k.sched_stats())
+
+    deadline = time.monotonic() + bound
+    while not settled():
+        assert time.monotonic() < deadline, "boot threads did not settle"
+        time.sleep(0.005)
+
+
+def kwait_for(cond, what: str) -> None:
+    """In kernel code: sleep a tick at a time until ``cond()``; fail after BOUND_TICKS."""
+    from rumpmp.kern import kpause
+
+    for _ in range(BOUND_TICKS):
+        if cond():
+            return
+        kpause("wait", False, 1)
+    raise AssertionError(f"timed out waiting for {what}")

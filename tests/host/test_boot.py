@@ -1,0 +1,193 @@
+"""Booting, running code on CPUs, halting, panics and cleanup (issue 2)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import hypercalls
+import rumpmp
+from hypercalls import shm
+from tests.helpers import assert_no_leak, pid_gone, wait_for
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("ncpu", [1, 2, 8])
+def test_boot_runs_each_cpu_in_its_own_process(boot, ncpu):
+    k = boot(ncpu)
+    assert k.ncpu == ncpu
+    pids = k.cpu_pids()
+    assert len(set(pids)) == ncpu and os.getpid() not in pids
+    log = k.dmesg()
+    for i in range(ncpu):
+        assert f"cpu{i} at thinair0: rump virtual cpu" in log
+    for i in range(ncpu):
+        assert k.run(os.getpid, cpu=i) == pids[i]
+
+
+@pytest.mark.timeout(30)
+def test_run_returns_results_and_propagates_exceptions(kernel):
+    assert kernel.run(sum, [1, 2, 3]) == 6
+    assert kernel.run(lambda a, b: a * b, 6, 7, cpu=3) == 42
+
+    def fails():
+        raise ValueError("from inside the kernel")
+
+    with pytest.raises(ValueError, match="from inside the kernel") as info:
+        kernel.run(fails, cpu=1)
+    assert any("cpu1" in note for note in info.value.__notes__)
+
+
+@pytest.mark.timeout(30)
+def test_run_rejects_a_cpu_that_does_not_exist(kernel):
+    with pytest.raises(OSError) as info:
+        kernel.run(os.getpid, cpu=4)
+    assert info.value.errno == errno.EINVAL
+
+
+@pytest.mark.timeout(60)
+def test_environment_parameters_are_honoured(boot, monkeypatch):
+    monkeypatch.setenv("RUMP_NCPU", "3")
+    monkeypatch.setenv("RUMP_VERBOSE", "1")
+    monkeypatch.setenv("RUMP_THREADS", "0")
+    k = boot()
+    assert k.ncpu == 3
+    assert "The NetBSD Foundation" in k.dmesg()
+    assert k.params.threads is False
+    monkeypatch.setenv("RUMP_VERBOSE", "0")
+    monkeypatch.setenv("RUMP_NCPU", "host")
+    monkeypatch.delenv("RUMP_THREADS")
+    quiet = boot()
+    assert quiet.ncpu == hypercalls.param.getnhostcpu()
+    assert "The NetBSD Foundation" not in quiet.dmesg()
+    assert quiet.params.threads is True
+
+
+@pytest.mark.timeout(30)
+def test_bad_ncpu_is_refused(monkeypatch):
+    for bad in (0, -1, 65):  # a wrong type ("x") is a TypeError: test_hardening
+        with pytest.raises(OSError) as info:
+            rumpmp.boot(bad)
+        assert info.value.errno == errno.EINVAL
+
+
+@pytest.mark.timeout(30)
+def test_hypercall_version_mismatch_is_refused(monkeypatch):
+    before = shm.list_prefix("rmp-")
+    monkeypatch.setattr(hypercalls, "VERSION", hypercalls.VERSION + 1)
+    with pytest.raises(OSError) as info:
+        rumpmp.boot(1)
+    assert info.value.errno == rumpmp.EPROGMISMATCH
+    assert shm.list_prefix("rmp-") == before
+
+
+@pytest.mark.timeout(30)
+def test_halt_unlinks_everything_and_later_calls_fail(boot):
+    k = boot(2)
+    assert shm.list_prefix(k.prefix), "a running kernel has named objects"
+    k.halt()
+    assert_no_leak(k.prefix)
+    assert k.state == "halted"
+    assert "rump kernel halting..." in k.dmesg()
+    assert k.dmesg().endswith("halted\n")
+    with pytest.raises(rumpmp.KernelHalted) as info:
+        k.run(os.getpid)
+    assert info.value.errno == errno.ENXIO
+    for pid in k.cpu_pids():
+        assert pid_gone(pid)
+    k.halt()  # halting twice is harmless
+
+
+@pytest.mark.timeout(30)
+def test_halt_flags(boot):
+    k = boot(2)
+    k.halt(rumpmp.RB_HALT | rumpmp.RB_NOSYNC)
+    assert k.dmesg().endswith("rump kernel halted\n")
+    d = boot(1)
+    d.halt(rumpmp.RB_DUMP)
+    assert_no_leak(d.prefix)
+
+
+@pytest.mark.timeout(30)
+def test_killed_cpu_panics_the_kernel(boot):
+    k = boot(3)
+    victim = k.cpu_pids()[1]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: k.state == "panicked", 1.0, "the panic")
+    with pytest.raises(rumpmp.RumpPanic) as info:
+        k.run(os.getpid)
+    assert info.value.cpu == 1
+    assert "SIGKILL" in info.value.cause
+    wait_for(lambda: not shm.list_prefix(k.prefix), 2.0, "cleanup after the panic")
+    for pid in k.cpu_pids():
+        wait_for(lambda pid=pid: pid_gone(pid), 2.0, f"cpu process {pid} to exit")
+
+
+@pytest.mark.timeout(30)
+def test_cpu_dying_under_a_call_raises_in_the_caller(boot):
+    k = boot(2)
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    with pytest.raises(rumpmp.RumpPanic, match="cpu1 died: signal SIGKILL"):
+        k.run(die, cpu=1)
+
+
+@pytest.mark.timeout(60)
+def test_host_killed_leaves_nothing_behind(tmp_path):
+    script = textwrap.dedent(
+        """
+        import sys, time, rumpmp
+        k = rumpmp.boot(2)
+        print(k.prefix, *k.cpu_pids(), flush=True)
+        time.sleep(60)
+        """
+    )
+    host = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    prefix, *pids = host.stdout.readline().split()
+    assert shm.list_prefix(prefix)
+    host.kill()
+    host.wait()
+    for pid in map(int, pids):
+        wait_for(lambda pid=pid: pid_gone(pid), 2.0, f"cpu process {pid} to exit")
+    wait_for(lambda: not shm.list_prefix(prefix), 2.0, "the named objects to go")
+
+
+@pytest.mark.timeout(60)
+def test_two_kernels_are_independent(boot):
+    a, b = boot(2), boot(3)
+    assert a.prefix != b.prefix
+    assert set(a.cpu_pids()).isdisjoint(b.cpu_pids())
+    assert a.run(os.getpid, cpu=1) == a.cpu_pids()[1]
+    assert b.run(os.getpid, cpu=2) == b.cpu_pids()[2]
+    a.halt()
+    assert_no_leak(a.prefix)
+    assert b.run(lambda: 7) == 7
+    assert shm.list_prefix(b.prefix)
+
+
+@pytest.mark.timeout(60)
+def test_rump_init_boots_once_and_again_after_halt():
+    k = rumpmp.rump_init()
+    try:
+        assert rumpmp.rump_init() is k
+        k.halt()
+        again = rumpmp.rump_init()
+        assert again is not k and again.state == "running"
+        again.halt()
+    finally:
+        k.halt()
+    assert_no_leak(k.prefix)
+
+
+@pytest.mark.timeout(30)
+def test_boot_timings_cover_every_phase(kernel):
+    assert set(kernel.timings) == {"parameters", "arena", "cpus", "kthreads"}
+    assert all(ms >= 0 for ms in kernel.timings.values())

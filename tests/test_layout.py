@@ -1,0 +1,384 @@
+"""The shape of the code (ARCHITECTURE.md section 1, issue 9): the host boundary, the
+layers, no import cycle, and the public surface."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import rumpmp
+import rumpmp.kern
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+HOST_MODULES = {
+    "os",
+    "threading",
+    "time",
+    "signal",
+    "socket",
+    "mmap",
+    "posix_ipc",
+    "multiprocess",
+    "multiprocessing",
+    "subprocess",
+    "_multiprocess",
+    "_thread",
+    "select",
+    "sys",
+    "ctypes",
+}
+
+#: Host-side modules, which run in the host rather than on a CPU, may touch the host
+#: directly; each says what for.
+ALLOWED = {
+    "rumpmp/__main__.py": {"sys"},  # the entry point exits with main()'s status
+    "rumpmp/host/cli.py": {"signal", "sys"},  # waits for SIGINT/SIGTERM, writes to stdio
+    "rumpmp/host/kernel.py": {"threading"},  # one host lock guards stopping a kernel
+    "rumpmp/rumpkern/mem/kmem.py": {"ctypes"},  # KBufs are ctypes arrays over the arena
+}
+
+
+def python_files(package: str) -> list[pathlib.Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def module_name(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: pathlib.Path) -> list[tuple[str, list[str]]]:
+    """(module, names) of every import in the file, function-level ones included,
+    with relative imports made absolute."""
+    out = []
+    package = module_name(path).split(".") if path.is_relative_to(ROOT) else []
+    if path.name != "__init__.py":
+        package = package[:-1]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            out.append((module, [a.name for a in node.names]))
+    return out
+
+
+def imported_top_levels(path: pathlib.Path) -> set[str]:
+    return {module.split(".")[0] for module, _ in imports(path)}
+
+
+# -- the boundary --------------------------------------------------------------------
+
+
+def test_kernel_imports_no_host_module():
+    files = python_files("rumpmp")
+    assert len(files) > 30  # the walk reaches the subpackages
+    offenders = {}
+    for f in files:
+        name = str(f.relative_to(ROOT))
+        bad = (imported_top_levels(f) & HOST_MODULES) - ALLOWED.get(name, set())
+        if bad:
+            offenders[name] = sorted(bad)
+    assert offenders == {}
+
+
+def test_the_boundary_check_catches_a_host_import(tmp_path):
+    sneaky = tmp_path / "sneaky.py"
+    sneaky.write_text("import os\ndef f():\n    from time import sleep\n")
+    assert imported_top_levels(sneaky) & HOST_MODULES == {"os", "time"}
+
+
+# -- layers and cycles ----------------------------------------------------------------
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports, function-level imports included."""
+    modules = {module_name(f): f for pkg in ("rumpmp", "hypercalls") for f in python_files(pkg)}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        for module, names in imports(path):
+            for target in [f"{module}.{n}" for n in names] + [module]:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    deps.add(target)
+                    break
+        graph[name] = deps
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycle_function_level_imports_included():
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_layouts_import_nothing_of_the_kernel():
+    graph = import_graph()
+    for name, deps in graph.items():
+        if name.startswith("rumpmp.sys"):
+            assert all(d.startswith("rumpmp.sys") for d in deps), (name, deps)
+
+
+def test_the_host_layer_knows_nothing_of_the_kernel():
+    graph = import_graph()
+    for name, deps in graph.items():
+        if name.startswith("hypercalls"):
+            assert not any(d.startswith("rumpmp") for d in deps), (name, deps)
+
+
+def test_only_the_host_side_imports_the_host_side():
+    graph = import_graph()
+    for name, deps in graph.items():
+        if name.startswith(("rumpmp.rumpkern", "rumpmp.sys")):
+            assert not any(d.startswith("rumpmp.host") for d in deps), (name, deps)
+
+
+# -- the public surface ---------------------------------------------------------------
+
+PUBLIC = [
+    "EPROGMISMATCH",
+    "RB_AUTOBOOT",
+    "RB_DUMP",
+    "RB_HALT",
+    "RB_NOSYNC",
+    "Kernel",
+    "KernelCodeExit",
+    "KernelHalted",
+    "RumpPanic",
+    "boot",
+    "rump_init",
+]
+
+
+def test_the_host_api_exports_what_it_always_has():
+    assert sorted(rumpmp.__all__) == sorted(PUBLIC)
+    assert all(hasattr(rumpmp, name) for name in PUBLIC)
+
+
+def test_the_kernel_api_exports_its_section_9_names():
+    exported = set(rumpmp.kern.__all__)
+    assert exported == set(KERN_NAMES)
+    assert all(hasattr(rumpmp.kern, name) for name in exported)
+
+
+KERN_NAMES = [
+    "CALLOUT_MPSAFE",
+    "EVCNT_TYPE_INTR",
+    "EVCNT_TYPE_MISC",
+    "EVCNT_TYPE_TRAP",
+    "IPL_HIGH",
+    "IPL_NONE",
+    "IPL_SCHED",
+    "IPL_SOFTBIO",
+    "IPL_SOFTCLOCK",
+    "IPL_SOFTNET",
+    "IPL_SOFTSERIAL",
+    "IPL_VM",
+    "KBuf",
+    "KM_NOSLEEP",
+    "KM_SLEEP",
+    "KTHREAD_IDLE",
+    "KTHREAD_INTR",
+    "KTHREAD_MPSAFE",
+    "KTHREAD_MUSTJOIN",
+    "KTHREAD_TS",
+    "MUTEX_ADAPTIVE",
+    "MUTEX_DEFAULT",
+    "MUTEX_SPIN",
+    "NGROUPS_MAX",
+    "PCATCH",
+    "PNORELOCK",
+    "PRI_BIO",
+    "PRI_KERNEL",
+    "PRI_KTHREAD",
+    "PRI_NONE",
+    "PRI_PGDAEMON",
+    "PRI_SOFTBIO",
+    "PRI_SOFTCLOCK",
+    "PRI_SOFTNET",
+    "PRI_SOFTSERIAL",
+    "PRI_USER",
+    "PRI_XCALL",
+    "RB_AUTOBOOT",
+    "RB_DUMP",
+    "RB_HALT",
+    "RB_NOSYNC",
+    "RUMP_RFCFDG",
+    "RUMP_RFFDG",
+    "RW_READER",
+    "RW_WRITER",
+    "SOFTINT_BIO",
+    "SOFTINT_CLOCK",
+    "SOFTINT_MPSAFE",
+    "SOFTINT_NET",
+    "SOFTINT_SERIAL",
+    "WQ_MPSAFE",
+    "WQ_PERCPU",
+    "XC_HIGHPRI",
+    "aiodoned",
+    "callout_ack",
+    "callout_active",
+    "callout_bind",
+    "callout_destroy",
+    "callout_expired",
+    "callout_halt",
+    "callout_init",
+    "callout_invoking",
+    "callout_pending",
+    "callout_reset",
+    "callout_schedule",
+    "callout_setfunc",
+    "callout_stop",
+    "callout_t",
+    "cpu_index",
+    "cpu_reboot",
+    "cv_broadcast",
+    "cv_destroy",
+    "cv_has_waiters",
+    "cv_init",
+    "cv_signal",
+    "cv_timedwait",
+    "cv_wait",
+    "evcnt_attach_dynamic",
+    "evcnt_detach",
+    "evcnt_inc",
+    "evcnt_t",
+    "getboottime",
+    "getticks",
+    "hz",
+    "hztoms",
+    "kauth_cred_dup",
+    "kauth_cred_free",
+    "kauth_cred_get",
+    "kauth_cred_getegid",
+    "kauth_cred_geteuid",
+    "kauth_cred_getgid",
+    "kauth_cred_getgroups",
+    "kauth_cred_getrefcnt",
+    "kauth_cred_getsvgid",
+    "kauth_cred_getsvuid",
+    "kauth_cred_getuid",
+    "kauth_cred_hold",
+    "kauth_cred_ismember_gid",
+    "kauth_cred_ngroups",
+    "kauth_cred_setegid",
+    "kauth_cred_seteuid",
+    "kauth_cred_setgid",
+    "kauth_cred_setgroups",
+    "kauth_cred_setsvgid",
+    "kauth_cred_setsvuid",
+    "kauth_cred_setuid",
+    "kauth_cred_t",
+    "kcondvar_t",
+    "kmem_alloc",
+    "kmem_free",
+    "kmem_zalloc",
+    "kmutex_t",
+    "kpause",
+    "krwlock_t",
+    "kthread_create",
+    "kthread_exit",
+    "kthread_join",
+    "mstohz",
+    "mtsleep",
+    "mutex_destroy",
+    "mutex_enter",
+    "mutex_exit",
+    "mutex_init",
+    "mutex_owned",
+    "mutex_tryenter",
+    "nanotime",
+    "nanouptime",
+    "panic",
+    "percpu_alloc",
+    "percpu_foreach",
+    "percpu_foreach_xcall",
+    "percpu_free",
+    "percpu_getref",
+    "percpu_putref",
+    "percpu_t",
+    "preempt",
+    "printf",
+    "rump_cred_create",
+    "rump_cred_put",
+    "rump_lwproc_curlwp",
+    "rump_lwproc_newlwp",
+    "rump_lwproc_newproc",
+    "rump_lwproc_releaselwp",
+    "rump_lwproc_rfork",
+    "rump_lwproc_switch",
+    "rump_printevcnts",
+    "rump_sys_getegid",
+    "rump_sys_geteuid",
+    "rump_sys_getgid",
+    "rump_sys_getgroups",
+    "rump_sys_getpid",
+    "rump_sys_getppid",
+    "rump_sys_getuid",
+    "rump_sys_setgid",
+    "rump_sys_setgroups",
+    "rump_sys_setuid",
+    "rw_destroy",
+    "rw_downgrade",
+    "rw_enter",
+    "rw_exit",
+    "rw_init",
+    "rw_lock_held",
+    "rw_read_held",
+    "rw_tryenter",
+    "rw_tryupgrade",
+    "rw_write_held",
+    "softint_disestablish",
+    "softint_establish",
+    "softint_schedule",
+    "softint_schedule_cpu",
+    "softint_t",
+    "tsleep",
+    "wakeup",
+    "workqueue_create",
+    "workqueue_destroy",
+    "workqueue_enqueue",
+    "workqueue_t",
+    "workqueue_wait",
+    "xc_broadcast",
+    "xc_unicast",
+    "xc_wait",
+    "yield_",
+]
