@@ -1,4 +1,13 @@
-"""The CPU scheduler (rump's scheduler.c): who holds each virtual CPU, and lwp placement.
+"""The CPU scheduler: who holds each virtual CPU, and where lwps run.
+
+rump_schedule/rump_unschedule keep rump's names, but the design is closer to
+NetBSD's kern_runq.c than to rump's scheduler.c.  rump lets a thread take any free
+virtual CPU with one compare-and-swap, because any host thread can run on any CPU.
+Here a CPU is an OS process and an lwp is a host thread inside one of them: it can
+never move to another CPU once started.  So each CPU needs what kern_runq.c keeps
+per CPU: its own run queue of the lwps that may take it, a queue of lwps placed on
+it that have not started yet, a load figure for placement, and stealing of
+unstarted lwps by idle CPUs (the only migration a Python frame allows).
 
 A thread runs kernel code only while it holds its CPU.  ``rump_schedule`` takes the
 CPU if it is free, or queues the lwp on the CPU's run queue and parks it;
@@ -7,10 +16,10 @@ within a level) and wakes it.  There is no preemption: an lwp runs until it bloc
 or yields (``preempt``).  Blocking hypercalls call these two hooks around every wait,
 so an lwp blocked on a lock lets the other lwps of its CPU run.
 
-Each CPU's scheduler state (``spc``, NetBSD's schedstate_percpu) lives in its
-cpu_info record in shared memory: the lock, curlwp, the run queue (a bitmap of
-busy priority levels and a FIFO per level, linked through the lwp table), the
-queue of lwps placed on this CPU that have not started yet, the load and counters.
+Each CPU's scheduler state (``spc``, NetBSD's schedstate_percpu; layout in
+``rumpmp.sys.sched``) lives in its cpu_info record in shared memory: the lock,
+curlwp, the run queue (a bitmap of busy priority levels and a FIFO per level,
+linked through the lwp table), the unstarted queue, the load and counters.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
-"""Synchronisation hypercalls that work across processes (rumpuser(3) mutex, rw, cv).
+"""The synchronisation pool (rumpuser(3) locks rest on it): named semaphores in slots.
 
-Everything rests on one ``SyncPool`` per kernel: a fixed number of slots, each a
-named POSIX semaphore plus a 64-byte record in one shared segment.  The pool bounds
-the named objects a kernel creates; a slot's semaphore is created the first time
-the slot is used, so boot stays cheap.
-
-- ``Mutex``: the slot's semaphore is the lock (1 = free); the record holds the owner.
-- ``RWLock`` and ``CondVar``: the semaphore is a short guard over the record; waiters
-  queue their own *park slot* (one per thread) in a FIFO in shared memory and sleep
-  on it.  A semaphore shared by all waiters would lose wakeups under broadcast.
+One ``SyncPool`` per kernel: a fixed number of slots, each a named POSIX semaphore
+plus a 64-byte record in one shared segment.  The pool bounds the named objects a
+kernel creates; a slot's semaphore is created the first time the slot is used, so
+boot stays cheap.  Each thread has a *park slot* to sleep on; objects that make
+threads wait queue their park slots (``waitq``) and post them to wake them.
 
 Every wait is sliced (``SLICE``) so that ``SyncPool.shutdown`` reaches waiters in all
 processes: after a shutdown they raise ``Shutdown`` instead of hanging.
@@ -29,21 +25,12 @@ import posix_ipc
 # sem_timedwait / sem_post, releasing the GIL only when it blocks.
 from _multiprocess import SemLock
 
-from . import shm
-from .thread import hooks, local, owner_token
-
-MTX_SPIN = 0x01
-MTX_KMUTEX = 0x02
-RW_READER = 0
-RW_WRITER = 1
+from hypercalls import shm, waitq
+from hypercalls.thread import hooks, local, owner_token
 
 T = TypeVar("T")
 
 SLICE = 0.1  # seconds between checks of the shutdown flag
-#: Tries of a busy mutex before its waiter gives up the CPU and sleeps.  The holder
-#: is usually running on another CPU and about to let go (NetBSD's adaptive mutexes
-#: spin for the same reason); a few microseconds of trying beats a sleep and wakeup.
-SPIN_TRIES = 100
 _SEM_MAX = 2**30
 _SEMAPHORE = 1  # SemLock kind
 
@@ -56,7 +43,7 @@ _H_WORDS = 8
 _R_WORDS = 8  # words per slot record: 64 bytes, one cache line
 
 # park-slot record words (a waiter's own slot)
-_W_NEXT = 0  # next waiter's park slot in the queue, 0 at the end
+_W_NEXT = 0  # the next waiter's record in the queue (waitq link)
 _W_QUEUED = 1  # slot of the object it waits on, 0 once granted / woken
 _W_TOKEN = 2  # the waiter's owner token (for rwlock writers)
 
@@ -277,48 +264,35 @@ class SyncPool:
         self.sem(slot).release()
 
     # -- FIFO queues of park slots (caller holds the owning object's guard) --------
+    #
+    # A queue is a waitq list in the pool's words; its elements are the records of
+    # the waiters' park slots.
+
+    def slot_of(self, rec: int) -> int:
+        """The slot whose record starts at word ``rec``."""
+        return (rec - _H_WORDS) // _R_WORDS
 
     def enqueue(self, owner: int, head: int, me: int) -> None:
         """Append park slot ``me`` to the queue whose head/tail words are at head, head+1."""
-        w = self.w
         m = self.rec(me)
-        w[m + _W_NEXT] = 0
-        w[m + _W_QUEUED] = owner
-        w[m + _W_TOKEN] = owner_token()
-        if w[head]:
-            w[self.rec(w[head + 1]) + _W_NEXT] = me
-        else:
-            w[head] = me
-        w[head + 1] = me
+        self.w[m + _W_QUEUED] = owner
+        self.w[m + _W_TOKEN] = owner_token()
+        waitq.append(self.w, head, m, _W_NEXT)
 
     def dequeue(self, head: int) -> int:
         """Pop the first waiter of a queue and mark it granted; 0 if empty."""
-        w = self.w
-        me = w[head]
-        if me:
-            m = self.rec(me)
-            w[head] = w[m + _W_NEXT]
-            if not w[head]:
-                w[head + 1] = 0
-            w[m + _W_QUEUED] = 0
-        return me
+        m = waitq.pop(self.w, head, _W_NEXT)
+        if not m:
+            return 0
+        self.w[m + _W_QUEUED] = 0
+        return self.slot_of(m)
 
     def remove(self, head: int, me: int) -> bool:
         """Take ``me`` out of a queue (after a timeout); False if it was not there."""
-        w = self.w
-        prev, cur = 0, w[head]
-        while cur and cur != me:
-            prev, cur = cur, w[self.rec(cur) + _W_NEXT]
-        if not cur:
+        m = self.rec(me)
+        if not waitq.remove(self.w, head, m, _W_NEXT):
             return False
-        nxt = w[self.rec(me) + _W_NEXT]
-        if prev:
-            w[self.rec(prev) + _W_NEXT] = nxt
-        else:
-            w[head] = nxt
-        if w[head + 1] == me:
-            w[head + 1] = prev
-        w[self.rec(me) + _W_QUEUED] = 0
+        self.w[m + _W_QUEUED] = 0
         return True
 
     def queued(self, me: int) -> bool:
@@ -382,254 +356,3 @@ class _Guarded:
 
 def _rebuild(cls: type, prefix: str, slot: int, flags: int) -> object:
     return cls(_pool(prefix), flags, slot)
-
-
-class Mutex(_Guarded):
-    """rumpuser_mutex: a cross-process lock; the slot semaphore is the lock itself."""
-
-    __slots__ = ("_w",)
-
-    def __init__(self, pool: SyncPool, flags: int = 0, slot: int | None = None) -> None:
-        super().__init__(pool, flags, slot)
-        self._w = pool.w
-
-    def enter(self) -> None:
-        """rumpuser_mutex_enter: take the lock, releasing the CPU if it must wait."""
-        if not self._guard.acquire(False) and not self._spin():
-            hooks.unschedule()
-            try:
-                self.pool.wait_sem(self._guard)
-            finally:
-                hooks.schedule()
-        self._w[self.r] = owner_token()
-
-    def _spin(self) -> bool:
-        acquire = self._guard.acquire
-        for _ in range(SPIN_TRIES):
-            if acquire(False):
-                return True
-        return False
-
-    def enter_nowrap(self) -> None:
-        """rumpuser_mutex_enter_nowrap: take the lock, keeping the CPU while waiting."""
-        if not self._guard.acquire(False) and not self._spin():
-            self.pool.wait_sem(self._guard)
-        self._w[self.r] = owner_token()
-
-    def enter_nowrap_within(self, timeout: float) -> bool:
-        """Take the lock within ``timeout`` seconds, keeping the CPU, even once the
-        pool is shut down (a dying kernel's last messages); False if it stayed busy."""
-        if self._guard.acquire(True, timeout):
-            self._w[self.r] = owner_token()
-            return True
-        return False
-
-    def tryenter(self) -> bool:
-        """rumpuser_mutex_tryenter: take the lock if it is free."""
-        if self._guard.acquire(False):
-            self._w[self.r] = owner_token()
-            return True
-        return False
-
-    def exit(self) -> None:
-        """rumpuser_mutex_exit."""
-        self._w[self.r] = 0
-        self._guard.release()
-
-    def owner(self) -> int:
-        """rumpuser_mutex_owner: the holder's owner token, 0 if free."""
-        return self._w[self.r]
-
-    def owner_word(self) -> tuple[memoryview, int]:
-        """(words, index) of the owner word, for callers that inline enter/exit:
-        take the semaphore with trywait, then store their owner token there."""
-        return self._w, self.r
-
-
-# condvar record words
-_C_HEAD = 0  # and _C_HEAD + 1: tail
-_C_WAITERS = 2
-
-
-class CondVar(_Guarded):
-    """rumpuser_cv: waiters queue their park slots in FIFO order."""
-
-    __slots__ = ()
-
-    def _wait(self, m: Mutex, timeout: float | None, wrap: bool) -> bool:
-        pool, w = self.pool, self.pool.w
-        me = pool.park_slot()
-        self._lock()
-        pool.enqueue(self.slot, self.r + _C_HEAD, me)
-        w[self.r + _C_WAITERS] += 1
-        self._unlock()
-        m.exit()
-        try:
-            woken = pool.sleep_until_granted(me, wrap, timeout)
-            if not woken:
-                self._lock()
-                if pool.remove(self.r + _C_HEAD, me):
-                    w[self.r + _C_WAITERS] -= 1
-                else:  # signalled as the timeout ran out: take the post, count it a wakeup
-                    pool.sem(me).acquire(False)
-                    woken = True
-                self._unlock()
-        finally:
-            m.enter() if wrap else m.enter_nowrap()
-        return woken
-
-    def wait(self, m: Mutex) -> None:
-        """rumpuser_cv_wait: release ``m``, sleep until signalled, re-take ``m``."""
-        self._wait(m, None, True)
-
-    def wait_nowrap(self, m: Mutex) -> None:
-        """rumpuser_cv_wait_nowrap: as ``wait``, keeping the CPU."""
-        self._wait(m, None, False)
-
-    def timedwait(self, m: Mutex, sec: int, nsec: int) -> int:
-        """rumpuser_cv_timedwait: 0 if signalled, ETIMEDOUT if the time ran out."""
-        return 0 if self._wait(m, sec + nsec / 1e9, True) else errno.ETIMEDOUT
-
-    def _wake(self, limit: int) -> None:
-        pool, w = self.pool, self.pool.w
-        self._lock()
-        for _ in range(limit):
-            me = pool.dequeue(self.r + _C_HEAD)
-            if not me:
-                break
-            w[self.r + _C_WAITERS] -= 1
-            pool.unpark(me)
-        self._unlock()
-
-    def signal(self) -> None:
-        """rumpuser_cv_signal: wake the longest waiter."""
-        if self.pool.w[self.r + _C_WAITERS]:
-            self._wake(1)
-
-    def broadcast(self) -> None:
-        """rumpuser_cv_broadcast: wake every waiter."""
-        if self.pool.w[self.r + _C_WAITERS]:
-            self._wake(self.pool.nslots)
-
-    def has_waiters(self) -> bool:
-        """rumpuser_cv_has_waiters."""
-        return self.pool.w[self.r + _C_WAITERS] > 0
-
-
-# rwlock record words
-_RW_READERS = 0
-_RW_WRITER = 1
-_RW_WWAIT = 2  # writers waiting
-_RW_RQ = 3  # and 4: queue of waiting readers
-_RW_WQ = 5  # and 6: queue of waiting writers
-
-
-class RWLock(_Guarded):
-    """rumpuser_rw: many readers or one writer.  Once a writer waits, new readers
-    queue behind it, so a stream of readers cannot starve writers; a writer leaving
-    lets the queued readers in first, so writers cannot starve readers either."""
-
-    __slots__ = ()
-
-    def _try(self, rw: int) -> bool:
-        w, r = self.pool.w, self.r
-        if rw == RW_READER:
-            if not w[r + _RW_WRITER] and not w[r + _RW_WWAIT]:
-                w[r + _RW_READERS] += 1
-                return True
-        elif not w[r + _RW_WRITER] and not w[r + _RW_READERS]:
-            w[r + _RW_WRITER] = owner_token()
-            return True
-        return False
-
-    def _enter(self, rw: int, wrap: bool) -> None:
-        pool, w, r = self.pool, self.pool.w, self.r
-        self._lock()
-        if self._try(rw):
-            self._unlock()
-            return
-        me = pool.park_slot()
-        if rw == RW_WRITER:
-            w[r + _RW_WWAIT] += 1
-        pool.enqueue(self.slot, r + (_RW_RQ if rw == RW_READER else _RW_WQ), me)
-        self._unlock()
-        pool.sleep_until_granted(me, wrap)  # the releaser made us owner
-
-    def enter(self, rw: int) -> None:
-        """rumpuser_rw_enter: take the lock as RW_READER or RW_WRITER."""
-        self._enter(rw, True)
-
-    def enter_nowrap(self, rw: int) -> None:
-        self._enter(rw, False)
-
-    def tryenter(self, rw: int) -> bool:
-        """rumpuser_rw_tryenter."""
-        self._lock()
-        ok = self._try(rw)
-        self._unlock()
-        return ok
-
-    def exit(self) -> None:
-        """rumpuser_rw_exit: release a read or the write hold."""
-        w, r = self.pool.w, self.r
-        self._lock()
-        if w[r + _RW_WRITER]:
-            w[r + _RW_WRITER] = 0
-            self._grant(readers_first=True)
-        else:
-            w[r + _RW_READERS] -= 1
-            if not w[r + _RW_READERS]:
-                self._grant(readers_first=False)
-        self._unlock()
-
-    def _grant(self, readers_first: bool) -> None:
-        """Hand the free lock to waiters (holds the guard)."""
-        pool, w, r = self.pool, self.pool.w, self.r
-        if readers_first and w[r + _RW_RQ]:
-            self._grant_readers()
-        elif w[r + _RW_WQ]:
-            me = pool.dequeue(r + _RW_WQ)
-            w[r + _RW_WWAIT] -= 1
-            w[r + _RW_WRITER] = pool.token(me)
-            pool.unpark(me)
-        else:
-            self._grant_readers()
-
-    def _grant_readers(self) -> None:
-        pool, w, r = self.pool, self.pool.w, self.r
-        while me := pool.dequeue(r + _RW_RQ):
-            w[r + _RW_READERS] += 1
-            pool.unpark(me)
-
-    def tryupgrade(self) -> bool:
-        """rumpuser_rw_tryupgrade: turn the caller's sole read hold into the write hold."""
-        w, r = self.pool.w, self.r
-        self._lock()
-        ok = w[r + _RW_READERS] == 1 and not w[r + _RW_WRITER]
-        if ok:
-            w[r + _RW_READERS] = 0
-            w[r + _RW_WRITER] = owner_token()
-        self._unlock()
-        return ok
-
-    def downgrade(self) -> None:
-        """rumpuser_rw_downgrade: turn the write hold into a read hold."""
-        w, r = self.pool.w, self.r
-        self._lock()
-        w[r + _RW_WRITER] = 0
-        w[r + _RW_READERS] = 1
-        self._grant_readers()
-        self._unlock()
-
-    def held(self, rw: int) -> bool:
-        """rumpuser_rw_held: write-held by the caller, or read-held by anyone."""
-        w, r = self.pool.w, self.r
-        if rw == RW_WRITER:
-            return w[r + _RW_WRITER] == owner_token()
-        return w[r + _RW_READERS] > 0
-
-    def readers(self) -> int:
-        return self.pool.w[self.r + _RW_READERS]
-
-    def writer(self) -> int:
-        return self.pool.w[self.r + _RW_WRITER]

@@ -1,0 +1,78 @@
+"""rumpuser_cv: condition variables whose waiters queue their park slots in FIFO
+order, so broadcast wakes every waiter that was waiting and none is lost."""
+
+from __future__ import annotations
+
+import errno
+
+from hypercalls.sync.mutex import Mutex
+from hypercalls.sync.pool import _Guarded
+
+# condvar record words
+_C_HEAD = 0  # and _C_HEAD + 1: tail
+_C_WAITERS = 2
+
+
+class CondVar(_Guarded):
+    """rumpuser_cv: waiters queue their park slots in FIFO order."""
+
+    __slots__ = ()
+
+    def _wait(self, m: Mutex, timeout: float | None, wrap: bool) -> bool:
+        pool, w = self.pool, self.pool.w
+        me = pool.park_slot()
+        self._lock()
+        pool.enqueue(self.slot, self.r + _C_HEAD, me)
+        w[self.r + _C_WAITERS] += 1
+        self._unlock()
+        m.exit()
+        try:
+            woken = pool.sleep_until_granted(me, wrap, timeout)
+            if not woken:
+                self._lock()
+                if pool.remove(self.r + _C_HEAD, me):
+                    w[self.r + _C_WAITERS] -= 1
+                else:  # signalled as the timeout ran out: take the post, count it a wakeup
+                    pool.sem(me).acquire(False)
+                    woken = True
+                self._unlock()
+        finally:
+            m.enter() if wrap else m.enter_nowrap()
+        return woken
+
+    def wait(self, m: Mutex) -> None:
+        """rumpuser_cv_wait: release ``m``, sleep until signalled, re-take ``m``."""
+        self._wait(m, None, True)
+
+    def wait_nowrap(self, m: Mutex) -> None:
+        """rumpuser_cv_wait_nowrap: as ``wait``, keeping the CPU."""
+        self._wait(m, None, False)
+
+    def timedwait(self, m: Mutex, sec: int, nsec: int) -> int:
+        """rumpuser_cv_timedwait: 0 if signalled, ETIMEDOUT if the time ran out."""
+        return 0 if self._wait(m, sec + nsec / 1e9, True) else errno.ETIMEDOUT
+
+    def _wake(self, limit: int) -> None:
+        pool, w = self.pool, self.pool.w
+        self._lock()
+        for _ in range(limit):
+            me = pool.dequeue(self.r + _C_HEAD)
+            if not me:
+                break
+            w[self.r + _C_WAITERS] -= 1
+            pool.unpark(me)
+        self._unlock()
+
+    def signal(self) -> None:
+        """rumpuser_cv_signal: wake the longest waiter."""
+        if self.pool.w[self.r + _C_WAITERS]:
+            self._wake(1)
+
+    def broadcast(self) -> None:
+        """rumpuser_cv_broadcast: wake every waiter."""
+        if self.pool.w[self.r + _C_WAITERS]:
+            self._wake(self.pool.nslots)
+
+    def has_waiters(self) -> bool:
+        """rumpuser_cv_has_waiters."""
+        return self.pool.w[self.r + _C_WAITERS] > 0
