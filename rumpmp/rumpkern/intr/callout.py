@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 
-from hypercalls import sync, thread
+from hypercalls import sync, thread, waitq
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
@@ -43,7 +43,7 @@ CALLOUT_INVOKING = 0x08
 
 # per-CPU record words
 CC_LOCK = 0  # pool slot of the CPU's callout lock
-CC_HEAD = 1  # byte offset of the first pending callout record, 0 if none
+CC_HEAD = 1  # and 2: a waitq list of pending callout records, sorted by due tick
 CC_RUNNING = 3  # record offset of the handler running now, 0 if none
 CC_LATE = 5  # ticks handlers ran after their due tick, summed
 RECORD_WORDS = 64  # one record per CPU, cache-line separated
@@ -58,7 +58,7 @@ C_STATE = 2
 C_DUE = 3  # tick at which it fires
 C_CPU = 4  # owning CPU: whose queue it is on, or where it last ran
 C_BOUND = 5  # callout_bind CPU, -1 if none
-C_NEXT = 6  # next record in the owner's queue
+C_NEXT = 6  # waitq link in the owner's queue
 C_FUNC = 7  # 3 words: blob of (func, arg)
 C_WAITERS = 10  # lwps in callout_halt
 C_STAGED = 11  # 3 words: a new handler blob, before it replaces C_FUNC
@@ -127,7 +127,7 @@ def _hardclock(arena: Arena, cpu: int, tick: int) -> None:
     w[evcnt.count_word(arena, cpu, evcnt.EV_HARDCLOCK)] += 1
     head = w[r + CC_HEAD]
     sih = w[record(arena, arena.ncpu) + G_SIH]
-    if head and sih and w[head // 8 + C_DUE] <= tick:
+    if head and sih and w[head + C_DUE] <= tick:
         softint.schedule_in(arena, softint.softint_t(arena, sih - 1), cpu)
 
 
@@ -137,31 +137,11 @@ def _hardclock(arena: Arena, cpu: int, tick: int) -> None:
 def _insert(arena: Arena, cpu: int, c: int) -> None:
     """Put record ``c`` (a word index) in ``cpu``'s queue, after those due no later."""
     w = arena.w
-    r = record(arena, cpu)
-    due = w[c + C_DUE]
-    prev, cur = 0, w[r + CC_HEAD]
-    while cur and w[cur // 8 + C_DUE] <= due:
-        prev, cur = cur, w[cur // 8 + C_NEXT]
-    w[c + C_NEXT] = cur
-    if prev:
-        w[prev // 8 + C_NEXT] = c * 8
-    else:
-        w[r + CC_HEAD] = c * 8
+    waitq.insert_sorted(w, record(arena, cpu) + CC_HEAD, c, C_NEXT, lambda e: w[e + C_DUE])
 
 
 def _remove(arena: Arena, cpu: int, c: int) -> None:
-    w = arena.w
-    r = record(arena, cpu)
-    prev, cur = 0, w[r + CC_HEAD]
-    while cur and cur != c * 8:
-        prev, cur = cur, w[cur // 8 + C_NEXT]
-    if not cur:
-        return
-    if prev:
-        w[prev // 8 + C_NEXT] = w[c + C_NEXT]
-    else:
-        w[r + CC_HEAD] = w[c + C_NEXT]
-    w[c + C_NEXT] = 0
+    waitq.remove(arena.w, record(arena, cpu) + CC_HEAD, c, C_NEXT)
 
 
 def _lock_owner(c: callout_t, also: int = -1) -> tuple[int, list[sync.Mutex]]:
@@ -387,15 +367,13 @@ def _pop_due(arena: Arena, cpu: int, now: int) -> int:
     w = arena.w
     r = record(arena, cpu)
     head = w[r + CC_HEAD]
-    if not head or w[head // 8 + C_DUE] > now:
+    if not head or w[head + C_DUE] > now:
         return 0
-    c = head // 8
-    w[r + CC_HEAD] = w[c + C_NEXT]
-    w[c + C_NEXT] = 0
+    c = waitq.pop(w, r + CC_HEAD, C_NEXT)
     w[c + C_STATE] = (w[c + C_STATE] & ~CALLOUT_PENDING) | CALLOUT_FIRED | CALLOUT_INVOKING
-    w[r + CC_RUNNING] = head
+    w[r + CC_RUNNING] = c * 8
     w[r + CC_LATE] += now - w[c + C_DUE]
-    return head
+    return c * 8
 
 
 def _softclock(_: object) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 
-from hypercalls import sync, thread
+from hypercalls import sync, thread, waitq
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
@@ -62,7 +62,7 @@ _G_WORDS = 8
 
 # per-CPU record words (one cache-line-aligned record per CPU)
 SI_LOCK = 0
-SI_HEAD = 1  # per level: head, tail (handle index + 1)
+SI_HEAD = 1  # per level: a waitq list (head, tail) of pending handle records
 SI_LWP = SI_HEAD + 2 * SOFTINT_COUNT  # per level: the softint lwp's id
 SI_RUNNING = SI_LWP + SOFTINT_COUNT  # per level: handle index + 1 being run
 RECORD_WORDS = 64
@@ -78,6 +78,16 @@ SH_LIVE, SH_DYING = 1, 2
 
 def _handle_words(ncpu: int) -> int:
     return SH_FIXED + 2 * ncpu
+
+
+def _link(cpu: int) -> int:
+    """Offset of a handle's waitq link in ``cpu``'s pending list (after its flag)."""
+    return SH_FIXED + 2 * cpu + 1
+
+
+def _index_of(arena: Arena, h: int) -> int:
+    """The index of the handle whose record starts at word ``h``."""
+    return (h - _handle(arena, 0)) // _handle_words(arena.ncpu)
 
 
 def region(ncpu: int) -> tuple[str, int]:
@@ -213,13 +223,8 @@ def schedule_in(arena: Arena, sih: softint_t, cpu: int) -> None:
     level = w[h + SH_LEVEL]
     wake = not w[pend]
     if wake:  # not pending yet: append to this CPU's list for the level
-        w[pend], w[pend + 1] = 1, 0
-        head = r + SI_HEAD + 2 * level
-        if w[head + 1]:
-            w[_handle(arena, w[head + 1] - 1) + SH_FIXED + 2 * cpu + 1] = sih.index + 1
-        else:
-            w[head] = sih.index + 1
-        w[head + 1] = sih.index + 1
+        w[pend] = 1
+        waitq.append(w, r + SI_HEAD + 2 * level, h, _link(cpu))
     lock.exit()
     if wake:
         _kick(arena, cpu, level)
@@ -259,14 +264,11 @@ def _take(arena: Arena, cpu: int, level: int) -> int:
     r = record(arena, cpu)
     lock = _lock(arena, r + SI_LOCK)
     lock.enter_nowrap()
-    head = r + SI_HEAD + 2 * level
-    first = w[head]
-    if first:
-        pend = _handle(arena, first - 1) + SH_FIXED + 2 * cpu
-        w[head] = w[pend + 1]
-        if not w[head]:
-            w[head + 1] = 0
-        w[pend] = w[pend + 1] = 0
+    h = waitq.pop(w, r + SI_HEAD + 2 * level, _link(cpu))
+    first = 0
+    if h:
+        w[h + SH_FIXED + 2 * cpu] = 0  # no longer pending
+        first = _index_of(arena, h) + 1
         w[r + SI_RUNNING + level] = first
     lock.exit()
     return first
@@ -299,21 +301,9 @@ def _softint_thread(level: int) -> None:
 
 def _unlink_pending(arena: Arena, index: int, cpu: int, level: int) -> None:
     """Take handle ``index`` off ``cpu``'s pending list (caller holds its lock)."""
-    w = arena.w
-    head = record(arena, cpu) + SI_HEAD + 2 * level
-    prev, cur = 0, w[head]
-    while cur and cur != index + 1:
-        prev, cur = cur, w[_handle(arena, cur - 1) + SH_FIXED + 2 * cpu + 1]
-    if not cur:
-        return
-    pend = _handle(arena, index) + SH_FIXED + 2 * cpu
-    if prev:
-        w[_handle(arena, prev - 1) + SH_FIXED + 2 * cpu + 1] = w[pend + 1]
-    else:
-        w[head] = w[pend + 1]
-    if w[head + 1] == index + 1:
-        w[head + 1] = prev
-    w[pend] = w[pend + 1] = 0
+    h = _handle(arena, index)
+    if waitq.remove(arena.w, record(arena, cpu) + SI_HEAD + 2 * level, h, _link(cpu)):
+        arena.w[h + SH_FIXED + 2 * cpu] = 0
 
 
 def softint_disestablish(sih: softint_t) -> None:

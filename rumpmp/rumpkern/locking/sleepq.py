@@ -15,16 +15,16 @@ from __future__ import annotations
 import errno
 import zlib
 
-from hypercalls import clock, sync, thread
+from hypercalls import clock, sync, thread, waitq
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
-from rumpmp.rumpkern.sched.proc import Tables, tables
+from rumpmp.rumpkern.sched.proc import tables
 from rumpmp.sys.lwp import L_PARK, L_SLEEPQ, L_STATE, L_WCHAN, LSONPROC, LSSLEEP
 
 NBUCKETS = 64
 _BUCKET_WORDS = 4  # lock slot, head, tail, pad
-B_LOCK, B_HEAD, B_TAIL = 0, 1, 2
+B_LOCK, B_HEAD, B_TAIL = 0, 1, 2  # the lock, then a waitq list of sleeping lwps
 
 PCATCH = 0x100  # accepted, ignored: rumpmp has no signals
 PNORELOCK = 0x200
@@ -69,31 +69,6 @@ class _Bucket:
         self.lock = lock
 
 
-def _enqueue(w: memoryview, t: Tables, b: int, lid: int) -> None:
-    w[t.lwp(lid) + L_SLEEPQ] = 0
-    if w[b + B_TAIL]:
-        w[t.lwp(w[b + B_TAIL]) + L_SLEEPQ] = lid
-    else:
-        w[b + B_HEAD] = lid
-    w[b + B_TAIL] = lid
-
-
-def _remove(w: memoryview, t: Tables, b: int, lid: int) -> bool:
-    prev, cur = 0, w[b + B_HEAD]
-    while cur and cur != lid:
-        prev, cur = cur, w[t.lwp(cur) + L_SLEEPQ]
-    if not cur:
-        return False
-    nxt = w[t.lwp(lid) + L_SLEEPQ]
-    if prev:
-        w[t.lwp(prev) + L_SLEEPQ] = nxt
-    else:
-        w[b + B_HEAD] = nxt
-    if w[b + B_TAIL] == lid:
-        w[b + B_TAIL] = prev
-    return True
-
-
 def _sleep(key: int, timo: int, mtx: object, relock: bool) -> int:
     """Sleep on channel ``key`` for up to ``timo`` ticks (0: forever); 0 or EWOULDBLOCK."""
 
@@ -104,7 +79,7 @@ def _sleep(key: int, timo: int, mtx: object, relock: bool) -> int:
     l = t.lwp(lid)
     bucket = _Bucket(arena, key)
     bucket.lock.enter_nowrap()
-    _enqueue(w, t, bucket.b, lid)
+    waitq.append(w, bucket.b + B_HEAD, l, L_SLEEPQ)
     w[l + L_WCHAN] = key
     w[l + L_STATE] = LSSLEEP
     bucket.lock.exit()
@@ -113,7 +88,7 @@ def _sleep(key: int, timo: int, mtx: object, relock: bool) -> int:
     rc = _park_until_woken(arena, l, timo)
     if rc:
         bucket.lock.enter_nowrap()
-        if _remove(w, t, bucket.b, lid):
+        if waitq.remove(w, bucket.b + B_HEAD, l, L_SLEEPQ):
             w[l + L_WCHAN] = 0
         else:  # woken just as the time ran out: take the post, count it a wakeup
             arena.pool.sem(w[l + L_PARK]).acquire(False)
@@ -158,16 +133,13 @@ def wakeup(ident: object) -> None:
     """wakeup(9): wake every lwp sleeping on ``ident``, on any CPU."""
     arena = _arena.current()
     key = wchan_key(ident)
-    t = tables(arena)
     w = arena.w
     bucket = _Bucket(arena, key)
     bucket.lock.enter_nowrap()
-    lid = w[bucket.b + B_HEAD]
-    while lid:
-        nxt = w[t.lwp(lid) + L_SLEEPQ]
-        if w[t.lwp(lid) + L_WCHAN] == key:
-            _remove(w, t, bucket.b, lid)
-            w[t.lwp(lid) + L_WCHAN] = 0
-            arena.pool.unpark(w[t.lwp(lid) + L_PARK])
-        lid = nxt
+    q = bucket.b + B_HEAD
+    for l in waitq.items(w, q, L_SLEEPQ):
+        if w[l + L_WCHAN] == key:
+            waitq.remove(w, q, l, L_SLEEPQ)
+            w[l + L_WCHAN] = 0
+            arena.pool.unpark(w[l + L_PARK])
     bucket.lock.exit()

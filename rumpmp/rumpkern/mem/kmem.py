@@ -24,7 +24,7 @@ from __future__ import annotations
 import ctypes
 import errno
 
-from hypercalls import sync
+from hypercalls import sync, waitq
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.svc.prf import panic_in
@@ -47,8 +47,8 @@ K_NALLOC = 4
 K_BASE = 5  # byte offset of the first block
 K_SIZE = 6  # bytes of block space
 K_WAITERS = 7
-K_FREE = 8  # K_FREE + order: byte offset of the first free block, 0 if none
-K_LOCKS = K_FREE + MAX_ORDERS  # times the heap lock was taken (kmem_heap_locks)
+K_FREE = 8  # K_FREE + 2 * order: a doubly linked waitq list of the free blocks of order
+K_LOCKS = K_FREE + 2 * MAX_ORDERS  # times the heap lock was taken (kmem_heap_locks)
 # Bumped when the heap runs dry: every CPU then drains its cache.  Read by every cached
 # allocation, so it has a cache line of its own, away from the words the lock holder writes.
 K_DRAIN = K_LOCKS + 8
@@ -131,33 +131,24 @@ def heap_of(arena: Arena) -> _Heap:
 # -- free lists (caller holds the heap lock) ----------------------------------
 
 
+_LINK = 1  # a free block's waitq links (next, then previous) follow its tag word
+
+
 def _push(w: memoryview, h: int, blk: int, order: int) -> None:
-    b = blk // 8
-    head = w[h + K_FREE + order]
-    w[b] = ST_FREE << 8 | order
-    w[b + 1] = head
-    w[b + 2] = 0
-    if head:
-        w[head // 8 + 2] = blk
-    w[h + K_FREE + order] = blk
+    """Put block ``blk`` (a byte offset) on the free list of ``order``."""
+    w[blk // 8] = ST_FREE << 8 | order
+    waitq.push(w, h + K_FREE + 2 * order, blk // 8, _LINK)
 
 
 def _unlink(w: memoryview, h: int, blk: int, order: int) -> None:
-    b = blk // 8
-    nxt, prv = w[b + 1], w[b + 2]
-    if prv:
-        w[prv // 8 + 1] = nxt
-    else:
-        w[h + K_FREE + order] = nxt
-    if nxt:
-        w[nxt // 8 + 2] = prv
+    waitq.unlink(w, h + K_FREE + 2 * order, blk // 8, _LINK)
 
 
 def _take(heap: _Heap, order: int) -> int:
     """Remove and return a free block of exactly ``order``, splitting a larger one."""
     w, h = heap.arena.w, heap.h
     for o in range(order, MAX_ORDERS):
-        blk = w[h + K_FREE + o]
+        blk = w[h + K_FREE + 2 * o] * 8
         if blk:
             break
     else:

@@ -36,6 +36,10 @@ class Tables:
         """Word index of the lwp whose curlwp id is ``lid`` (index + 1)."""
         return self.lwps + (lid - 1) * LWP_WORDS
 
+    def lid_of(self, l: int) -> int:
+        """The curlwp id of the lwp record at word ``l`` (0 for none)."""
+        return (l - self.lwps) // LWP_WORDS + 1 if l else 0
+
     def find_proc(self, pid: int) -> int:
         """Word index of the live process ``pid``; ESRCH if there is none."""
         w = self.w

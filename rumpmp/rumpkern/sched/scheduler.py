@@ -24,7 +24,7 @@ linked through the lwp table), the unstarted queue, the load and counters.
 
 from __future__ import annotations
 
-from hypercalls import sync, thread
+from hypercalls import sync, thread, waitq
 from rumpmp.rumpkern.arena import H_LOCKDEBUG, Arena, here, onproc
 from rumpmp.rumpkern.locking import lockdebug
 from rumpmp.rumpkern.sched.proc import Tables, tables
@@ -54,7 +54,6 @@ from rumpmp.sys.sched import (
     SPC_LOAD,
     SPC_LOCK,
     SPC_NEWQ_HEAD,
-    SPC_NEWQ_TAIL,
     SPC_NNEW,
     SPC_NRUN,
     SPC_NSYSTEM,
@@ -99,17 +98,8 @@ def _enqueue(sp: _Spc, t: Tables, lid: int, front: bool = False) -> None:
     w, s = sp.w, sp.s
     l = t.lwp(lid)
     pri = min(max(w[l + L_PRI], 0), PRI_COUNT - 1)
-    head = s + SPC_RUNQ + 2 * pri
-    w[l + L_RUNQ] = 0
-    if not w[head]:
-        w[head] = w[head + 1] = lid
-        w[s + SPC_BITMAP + pri // 32] |= 1 << (pri % 32)
-    elif front:
-        w[l + L_RUNQ] = w[head]
-        w[head] = lid
-    else:
-        w[t.lwp(w[head + 1]) + L_RUNQ] = lid
-        w[head + 1] = lid
+    (waitq.prepend if front else waitq.append)(w, s + SPC_RUNQ + 2 * pri, l, L_RUNQ)
+    w[s + SPC_BITMAP + pri // 32] |= 1 << (pri % 32)
     w[s + SPC_NRUN] += 1
 
 
@@ -124,14 +114,11 @@ def _dequeue(sp: _Spc, t: Tables) -> int:
     else:
         return 0
     head = s + SPC_RUNQ + 2 * pri
-    lid = w[head]
-    nxt = w[t.lwp(lid) + L_RUNQ]
-    w[head] = nxt
-    if not nxt:
-        w[head + 1] = 0
+    l = waitq.pop(w, head, L_RUNQ)
+    if not w[head]:
         w[s + SPC_BITMAP + pri // 32] &= ~(1 << (pri % 32))
     w[s + SPC_NRUN] -= 1
-    return lid
+    return t.lid_of(l)
 
 
 # -- rump_schedule / rump_unschedule -------------------------------------------------
@@ -278,38 +265,20 @@ def setrunnable_new(arena: Arena, lid: int) -> int:
 
 def _newq_insert(sp: _Spc, t: Tables, lid: int) -> None:
     """Queue an unstarted lwp: higher priority first, FIFO within a priority (holds lock)."""
-    w, s = sp.w, sp.s
-    pri = w[t.lwp(lid) + L_PRI]
-    prev, cur = 0, w[s + SPC_NEWQ_HEAD]
-    while cur and w[t.lwp(cur) + L_PRI] >= pri:
-        prev, cur = cur, w[t.lwp(cur) + L_NEWQ]
-    w[t.lwp(lid) + L_NEWQ] = cur
-    if prev:
-        w[t.lwp(prev) + L_NEWQ] = lid
-    else:
-        w[s + SPC_NEWQ_HEAD] = lid
-    if not cur:
-        w[s + SPC_NEWQ_TAIL] = lid
-    w[s + SPC_NNEW] += 1
+    w = sp.w
+    waitq.insert_sorted(w, sp.s + SPC_NEWQ_HEAD, t.lwp(lid), L_NEWQ, lambda l: -w[l + L_PRI])
+    w[sp.s + SPC_NNEW] += 1
 
 
 def _pop_new(sp: _Spc, t: Tables, unbound_only: bool) -> int:
     """Take the first (unbound, if asked) lwp off a CPU's new queue, or 0 (holds lock)."""
-    w, s = sp.w, sp.s
-    prev, lid = 0, w[s + SPC_NEWQ_HEAD]
-    while lid and unbound_only and w[t.lwp(lid) + L_BOUND] >= 0:
-        prev, lid = lid, w[t.lwp(lid) + L_NEWQ]
-    if not lid:
-        return 0
-    nxt = w[t.lwp(lid) + L_NEWQ]
-    if prev:
-        w[t.lwp(prev) + L_NEWQ] = nxt
-    else:
-        w[s + SPC_NEWQ_HEAD] = nxt
-    if w[s + SPC_NEWQ_TAIL] == lid:
-        w[s + SPC_NEWQ_TAIL] = prev
-    w[s + SPC_NNEW] -= 1
-    return lid
+    w, q = sp.w, sp.s + SPC_NEWQ_HEAD
+    for l in waitq.items(w, q, L_NEWQ):
+        if not unbound_only or w[l + L_BOUND] < 0:
+            waitq.remove(w, q, l, L_NEWQ)
+            w[sp.s + SPC_NNEW] -= 1
+            return t.lid_of(l)
+    return 0
 
 
 def take_new(arena: Arena, cpu: int) -> int:
@@ -384,10 +353,8 @@ def user_lwps_running(arena: Arena, cpu: int) -> int:
     w, s = sp.w, sp.s
     sp.lock.enter_nowrap()
     n = w[s + SPC_LOAD] - w[s + SPC_NSYSTEM]
-    lid = w[s + SPC_NEWQ_HEAD]
-    while lid:  # not started, and never will be once the kernel halts
-        n -= 1 - _is_system(t, lid)
-        lid = w[t.lwp(lid) + L_NEWQ]
+    for l in waitq.items(w, s + SPC_NEWQ_HEAD, L_NEWQ):  # they will never start now
+        n -= 1 - _is_system(t, t.lid_of(l))
     sp.lock.exit()
     return n
 

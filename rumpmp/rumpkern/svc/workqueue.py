@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import cloudpickle
 
-from hypercalls import thread
+from hypercalls import thread, waitq
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
@@ -67,7 +67,7 @@ _HDR_WORDS = 8
 WQ_MAGIC = 0x776F726B71  # "workq"
 
 # Words of each worker's part of the record (two cache lines).
-Q_HEAD = 0  # byte offset of the first pending node, 0 if none
+Q_HEAD = 0  # a waitq list (head, tail) of pending nodes
 Q_TAIL = 1
 Q_GEN = 2  # batches started + batches finished: odd while a batch runs
 Q_IDLE = 3  # the worker sleeps on the condvar: enqueue must wake it
@@ -79,7 +79,7 @@ Q_WORDS = 16
 
 # A node is one heap block: these words, then the item's pickle.  (One allocation
 # per item: blob_put would need a second.)
-N_NEXT = 0
+N_NEXT = 0  # waitq link
 N_KEY = 1  # the item's identity for workqueue_wait, 0 if it has none
 N_GEN = 2  # the block's heap generation, to free it from its offset
 N_LEN = 3  # length of the pickle
@@ -230,7 +230,7 @@ def _teardown(arena: Arena, rec: kmem.KBuf, name: str) -> None:
         q = r + _HDR_WORDS + i * Q_WORDS
         if w[q + Q_LWP]:
             kthread.kthread_join(w[q + Q_LWP])
-        _free_nodes(arena, w[q + Q_HEAD])  # left only where no worker ran
+        _free_nodes(arena, waitq.take_all(w, q + Q_HEAD))  # left only where no worker ran
         # A half-made queue has no locks past the failure.
         if w[q + Q_MTX]:
             mutex_destroy(kmutex_t(arena, _lock_rec(arena, q + Q_MTX), name))
@@ -292,11 +292,7 @@ def workqueue_enqueue(wq: workqueue_t, wk: object, ci: int | None) -> None:
     arena.buf[off + N_DATA : off + N_DATA + len(data)] = data
     m, cv = wq.locks[i]
     mutex_enter(m)
-    if w[q + Q_TAIL]:
-        w[w[q + Q_TAIL] // 8 + N_NEXT] = off
-    else:
-        w[q + Q_HEAD] = off
-    w[q + Q_TAIL] = off
+    waitq.append(w, q + Q_HEAD, n, N_NEXT)
     if w[q + Q_IDLE]:  # wake the worker only when it sleeps: a busy one finds the item
         w[q + Q_IDLE] = 0
         cv_broadcast(cv)  # the condvar is shared with workqueue_wait: signal could miss
@@ -306,25 +302,23 @@ def workqueue_enqueue(wq: workqueue_t, wk: object, ci: int | None) -> None:
 # -- the worker -----------------------------------------------------------------------
 
 
-def _take_node(arena: Arena, off: int) -> tuple[int, object]:
-    """Unpickle and free node ``off``: (next node, item)."""
-    w, n = arena.w, off // 8
-    nxt, size = w[n + N_NEXT], w[n + N_LEN]
+def _take_node(arena: Arena, n: int) -> object:
+    """Unpickle and free the node at word ``n``: its item."""
+    w, off = arena.w, n * 8
+    size = w[n + N_LEN]
     item = pickle.loads(arena.buf[off + N_DATA : off + N_DATA + size])
-    kmem.kmem_free_in(
-        arena, kmem._make_kbuf(arena, off, N_DATA + size, w[n + N_GEN]), N_DATA + size
-    )
-    return nxt, item
+    _free_node(arena, n)
+    return item
 
 
-def _free_nodes(arena: Arena, off: int) -> None:
-    w = arena.w
-    while off:
-        n = off // 8
-        size = N_DATA + w[n + N_LEN]
-        nxt = w[n + N_NEXT]
-        kmem.kmem_free_in(arena, kmem._make_kbuf(arena, off, size, w[n + N_GEN]), size)
-        off = nxt
+def _free_node(arena: Arena, n: int) -> None:
+    size = N_DATA + arena.w[n + N_LEN]
+    kmem.kmem_free_in(arena, kmem._make_kbuf(arena, n * 8, size, arena.w[n + N_GEN]), size)
+
+
+def _free_nodes(arena: Arena, first: int) -> None:
+    for n in waitq.chain(arena.w, first, N_NEXT):
+        _free_node(arena, n)
 
 
 def _worker(arg: tuple[workqueue_t, int]) -> None:
@@ -336,19 +330,17 @@ def _worker(arg: tuple[workqueue_t, int]) -> None:
     q = wq._q(i)
     mutex_enter(m)
     while True:
-        head = w[q + Q_HEAD]
-        if not head:
+        if not w[q + Q_HEAD]:
             if w[q + Q_DYING]:
                 break
             w[q + Q_IDLE] = 1
             cv_wait(cv, m)
             continue
-        w[q + Q_HEAD] = w[q + Q_TAIL] = 0
+        batch = waitq.take_all(w, q + Q_HEAD)
         w[q + Q_GEN] += 1  # odd: a batch runs
         mutex_exit(m)
-        while head:
-            head, item = _take_node(arena, head)
-            ok, e = entry.call(func, item, farg)
+        for n in waitq.chain(w, batch, N_NEXT):
+            ok, e = entry.call(func, _take_node(arena, n), farg)
             if not ok:  # nobody waits for a work item: dmesg says what it raised
                 entry.report(arena, f"work item of {wq.name}", e)  # type: ignore[arg-type]
         mutex_enter(m)
@@ -361,12 +353,7 @@ def _worker(arg: tuple[workqueue_t, int]) -> None:
 
 
 def _pending(w: memoryview, q: int, key: int) -> bool:
-    off = w[q + Q_HEAD]
-    while off:
-        if w[off // 8 + N_KEY] == key:
-            return True
-        off = w[off // 8 + N_NEXT]
-    return False
+    return any(w[n + N_KEY] == key for n in waitq.items(w, q + Q_HEAD, N_NEXT))
 
 
 def workqueue_wait(wq: workqueue_t, wk: object) -> None:
