@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import errno
 import struct
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 from hypercalls import shm, sync, thread
+
+T = TypeVar("T")
 
 MAGIC = 0x72756D706D70  # "rumpmp"
 
@@ -143,6 +147,27 @@ class Arena:
         self.seg.close()
         self.pool.close()
         shm.forget_prefix(self.prefix)
+
+    # -- what this process attached ------------------------------------------
+
+    def attached(self, key: Hashable, make: Callable[[], T]) -> T:
+        """This process's one ``make()`` for ``key`` (a view of a record, a handle):
+        made on first use and kept until the kernel is closed."""
+        obj = self.cache.get(key)
+        if obj is None:
+            obj = self.cache[key] = make()
+        return obj  # type: ignore[return-value]
+
+    def spin_lock(self, word: int) -> sync.Mutex:
+        """The spin mutex whose pool slot is stored at ``word``, attached once per
+        process (the per-kernel locks of msgbuf, evcnt, percpu, softint, callout,
+        sleep queues)."""
+        lock = self.cache.get(("spin", word))
+        if lock is None:
+            lock = self.cache[("spin", word)] = sync.Mutex.attach(
+                self.pool, self.w[word], sync.MTX_SPIN
+            )
+        return lock  # type: ignore[return-value]
 
     # -- regions and header -------------------------------------------------
 

@@ -25,6 +25,7 @@ from hypercalls import sync, thread, waitq
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.handle import Handle
 from rumpmp.rumpkern.intr import clock, softint
 from rumpmp.rumpkern.locking import lockdebug
 from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
@@ -77,15 +78,10 @@ def record(arena: Arena, cpu: int) -> int:
 
 
 def _cc_lock(arena: Arena, cpu: int) -> sync.Mutex:
-    key = ("callout.lock", cpu)
-    lock = arena.cache.get(key)
-    if lock is None:
-        slot = arena.w[record(arena, cpu) + CC_LOCK]
-        lock = arena.cache[key] = sync.Mutex.attach(arena.pool, slot, sync.MTX_SPIN)
-    return lock
+    return arena.spin_lock(record(arena, cpu) + CC_LOCK)
 
 
-class callout_t:
+class callout_t(Handle):
     """A callout handle; pickles by reference, usable from every CPU."""
 
     __slots__ = ("_c", "arena", "rec")
@@ -95,11 +91,11 @@ class callout_t:
         self.rec = rec
         self._c = rec.offset // 8
 
-    def __reduce__(self) -> tuple:
-        return (callout_t, (self.arena, self.rec))
+    def _args(self) -> tuple:
+        return (self.arena, self.rec)
 
-    def __repr__(self) -> str:
-        return f"<callout_t at {self.rec.offset:#x}>"
+    def _what(self) -> str:
+        return f"at {self.rec.offset:#x}"
 
 
 # -- boot ---------------------------------------------------------------------------

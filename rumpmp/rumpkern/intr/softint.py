@@ -27,6 +27,7 @@ from hypercalls import sync, thread, waitq
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.handle import Handle
 from rumpmp.rumpkern.locking.sleepq import kpause
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
 from rumpmp.rumpkern.sched import kthread
@@ -107,11 +108,7 @@ def _handle(arena: Arena, index: int) -> int:
 
 
 def _lock(arena: Arena, word: int) -> sync.Mutex:
-    key = ("softint.lock", word)
-    lock = arena.cache.get(key)
-    if lock is None:
-        lock = arena.cache[key] = sync.Mutex.attach(arena.pool, arena.w[word], sync.MTX_SPIN)
-    return lock
+    return arena.spin_lock(word)
 
 
 def softint_init(arena: Arena, cpu: int) -> None:
@@ -124,7 +121,7 @@ def softint_startup(arena: Arena) -> None:
     arena.w[arena.region_word("softint") + G_LOCK] = sync.Mutex(arena.pool, sync.MTX_SPIN).slot
 
 
-class softint_t:
+class softint_t(Handle):
     """A softint handle; pickles by reference, can be scheduled from every CPU."""
 
     __slots__ = ("arena", "index")
@@ -133,11 +130,11 @@ class softint_t:
         self.arena = arena
         self.index = index
 
-    def __reduce__(self) -> tuple:
-        return (softint_t, (self.arena, self.index))
+    def _args(self) -> tuple:
+        return (self.arena, self.index)
 
-    def __repr__(self) -> str:
-        return f"<softint_t {self.index}>"
+    def _what(self) -> str:
+        return str(self.index)
 
 
 # -- establishing ---------------------------------------------------------------------

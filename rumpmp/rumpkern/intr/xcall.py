@@ -97,11 +97,7 @@ class _State:
 
 
 def _xstate(arena: Arena, prio: int) -> _State:
-    key = ("xcall", prio)
-    st = arena.cache.get(key)
-    if st is None:
-        st = arena.cache[key] = _State(arena, prio)
-    return st
+    return arena.attached(("xcall", prio), lambda: _State(arena, prio))
 
 
 # -- boot ---------------------------------------------------------------------------

@@ -13,12 +13,13 @@ import errno
 from hypercalls import sync
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.handle import Handle
 from rumpmp.rumpkern.locking import lockdebug
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_owned
 from rumpmp.rumpkern.mem import kmem
 
 
-class kcondvar_t:
+class kcondvar_t(Handle):
     """A condition variable handle; pickles by reference."""
 
     __slots__ = ("_debug", "_hc", "arena", "name", "rec")
@@ -30,11 +31,11 @@ class kcondvar_t:
         self._debug = lockdebug.enabled(arena)
         self.name = name or f"condvar@{rec.offset:#x}"
 
-    def __reduce__(self) -> tuple:
-        return (kcondvar_t, (self.arena, self.rec, self.name))
+    def _args(self) -> tuple:
+        return (self.arena, self.rec, self.name)
 
-    def __repr__(self) -> str:
-        return f"<kcondvar_t {self.name}>"
+    def _what(self) -> str:
+        return self.name
 
 
 def cv_init(wmesg: str | None = None) -> kcondvar_t:

@@ -19,6 +19,7 @@ from hypercalls import sync, thread
 from hypercalls.thread import current as _thread
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.handle import Handle
 from rumpmp.rumpkern.locking import lockdebug
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.svc.prf import panic_in
@@ -38,7 +39,7 @@ IPL_SCHED = 6
 IPL_HIGH = 7
 
 
-class kmutex_t:
+class kmutex_t(Handle):
     """A kernel mutex handle; pickles by reference, works on every CPU."""
 
     __slots__ = ("_acq", "_debug", "_hm", "_o", "_r", "_rel", "_w", "arena", "name", "rec", "spin")
@@ -58,11 +59,11 @@ class kmutex_t:
         sem = arena.pool.sem(self._hm.slot)
         self._acq, self._rel = sem.acquire, sem.release
 
-    def __reduce__(self) -> tuple:
-        return (kmutex_t, (self.arena, self.rec, self.name))
+    def _args(self) -> tuple:
+        return (self.arena, self.rec, self.name)
 
-    def __repr__(self) -> str:
-        return f"<kmutex_t {self.name}>"
+    def _what(self) -> str:
+        return self.name
 
 
 def _is_spin(mtx_type: int, ipl: int) -> bool:

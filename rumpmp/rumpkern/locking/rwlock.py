@@ -13,6 +13,7 @@ import errno
 from hypercalls import sync, thread
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.handle import Handle
 from rumpmp.rumpkern.locking import lockdebug
 from rumpmp.rumpkern.mem import kmem
 
@@ -20,7 +21,7 @@ RW_READER = sync.RW_READER
 RW_WRITER = sync.RW_WRITER
 
 
-class krwlock_t:
+class krwlock_t(Handle):
     """A reader/writer lock handle; pickles by reference."""
 
     __slots__ = ("_debug", "_hr", "arena", "name", "rec")
@@ -32,11 +33,11 @@ class krwlock_t:
         self._debug = lockdebug.enabled(arena)
         self.name = name or f"rwlock@{rec.offset:#x}"
 
-    def __reduce__(self) -> tuple:
-        return (krwlock_t, (self.arena, self.rec, self.name))
+    def _args(self) -> tuple:
+        return (self.arena, self.rec, self.name)
 
-    def __repr__(self) -> str:
-        return f"<krwlock_t {self.name}>"
+    def _what(self) -> str:
+        return self.name
 
 
 def rw_init(name: str | None = None) -> krwlock_t:

@@ -60,13 +60,7 @@ def wchan_key(ident: object) -> int:
 class _Bucket:
     def __init__(self, arena: Arena, key: int) -> None:
         self.b = arena.region_word("sleepq") + (hash(key) % NBUCKETS) * _BUCKET_WORDS
-        lock = arena.cache.get(("sleepq", self.b))
-        if lock is None:
-            slot = arena.w[self.b + B_LOCK]
-            lock = arena.cache[("sleepq", self.b)] = sync.Mutex.attach(
-                arena.pool, slot, sync.MTX_SPIN
-            )
-        self.lock = lock
+        self.lock = arena.spin_lock(self.b + B_LOCK)
 
 
 def _sleep(key: int, timo: int, mtx: object, relock: bool) -> int:

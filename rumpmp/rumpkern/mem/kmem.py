@@ -122,10 +122,7 @@ class _Heap:
 
 
 def heap_of(arena: Arena) -> _Heap:
-    heap = arena.cache.get("kmem")
-    if heap is None:
-        heap = arena.cache["kmem"] = _Heap(arena)
-    return heap
+    return arena.attached("kmem", lambda: _Heap(arena))
 
 
 # -- free lists (caller holds the heap lock) ----------------------------------

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from hypercalls import sync
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.handle import Handle
 from rumpmp.rumpkern.intr import xcall
 from rumpmp.rumpkern.locking import lockdebug
 from rumpmp.rumpkern.svc.prf import panic_in
@@ -55,7 +56,7 @@ def percpu_init_cpu(arena: Arena, cpu: int) -> None:
     arena.buf[start : start + PERCPU_BYTES] = bytes(PERCPU_BYTES)
 
 
-class percpu_t:
+class percpu_t(Handle):
     """A per-CPU allocation: the same offset in every CPU's area.  Pickles by
     reference."""
 
@@ -64,19 +65,15 @@ class percpu_t:
     def __init__(self, arena: Arena, entry: int, offset: int, size: int) -> None:
         self.arena, self.entry, self.offset, self.size = arena, entry, offset, size
 
-    def __reduce__(self) -> tuple:
-        return (percpu_t, (self.arena, self.entry, self.offset, self.size))
+    def _args(self) -> tuple:
+        return (self.arena, self.entry, self.offset, self.size)
 
-    def __repr__(self) -> str:
-        return f"<percpu_t {self.size} bytes at +{self.offset:#x}>"
+    def _what(self) -> str:
+        return f"{self.size} bytes at +{self.offset:#x}"
 
 
 def _lock(arena: Arena) -> sync.Mutex:
-    lock = arena.cache.get("percpu.lock")
-    if lock is None:
-        slot = arena.w[arena.region_word("percpu") + P_LOCK]
-        lock = arena.cache["percpu.lock"] = sync.Mutex.attach(arena.pool, slot, sync.MTX_SPIN)
-    return lock
+    return arena.spin_lock(arena.region_word("percpu") + P_LOCK)
 
 
 def _first_fit(arena: Arena, need: int) -> tuple[int, int]:

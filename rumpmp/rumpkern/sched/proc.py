@@ -55,10 +55,7 @@ class Tables:
 
 
 def tables(arena: Arena) -> Tables:
-    t = arena.cache.get("lwproc")
-    if t is None:
-        t = arena.cache["lwproc"] = Tables(arena)
-    return t
+    return arena.attached("proc", lambda: Tables(arena))
 
 
 def curproc_word(arena: Arena) -> int:

@@ -84,11 +84,7 @@ class _Spc:
 
 def spc(arena: Arena, cpu: int) -> _Spc:
 
-    key = ("spc", cpu)
-    sp = arena.cache.get(key)
-    if sp is None:
-        sp = arena.cache[key] = _Spc(arena, cpu_word(arena, cpu), cpu)
-    return sp
+    return arena.attached(("spc", cpu), lambda: _Spc(arena, cpu_word(arena, cpu), cpu))
 
 
 # -- run queue (caller holds the spc lock) ----------------------------------------

@@ -23,6 +23,7 @@ import errno
 from hypercalls import sync
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.handle import Handle
 from rumpmp.rumpkern.svc.prf import kprintf, panic_in
 
 EVCNT_TYPE_ANY = 0
@@ -102,14 +103,10 @@ def count_word(arena: Arena, cpu: int, index: int) -> int:
 
 
 def _lock(arena: Arena) -> sync.Mutex:
-    lock = arena.cache.get("evcnt.lock")
-    if lock is None:
-        slot = arena.w[arena.region_word("evcnt") + G_LOCK]
-        lock = arena.cache["evcnt.lock"] = sync.Mutex.attach(arena.pool, slot, sync.MTX_SPIN)
-    return lock
+    return arena.spin_lock(arena.region_word("evcnt") + G_LOCK)
 
 
-class evcnt_t:
+class evcnt_t(Handle):
     """An event counter; pickles by reference."""
 
     __slots__ = ("arena", "index")
@@ -117,11 +114,11 @@ class evcnt_t:
     def __init__(self, arena: Arena, index: int) -> None:
         self.arena, self.index = arena, index
 
-    def __reduce__(self) -> tuple:
-        return (evcnt_t, (self.arena, self.index))
+    def _args(self) -> tuple:
+        return (self.arena, self.index)
 
-    def __repr__(self) -> str:
-        return f"<evcnt_t {self.ev_group}/{self.ev_name}>"
+    def _what(self) -> str:
+        return f"{self.ev_group}/{self.ev_name}"
 
     @property
     def ev_count(self) -> int:

@@ -17,6 +17,7 @@ import errno
 
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.handle import Handle
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.sched.proc import curproc_word, tables
 from rumpmp.rumpkern.svc.prf import panic_in
@@ -40,7 +41,7 @@ CRED_BYTES = CRED_WORDS * 8
 CRED_MAGIC = 0x6B61757468  # "kauth"
 
 
-class kauth_cred_t:
+class kauth_cred_t(Handle):
     """A credential handle; pickles by reference, valid on every CPU."""
 
     __slots__ = ("_r", "arena", "rec")
@@ -50,8 +51,8 @@ class kauth_cred_t:
         self.rec = rec
         self._r = rec.offset // 8
 
-    def __reduce__(self) -> tuple:
-        return (kauth_cred_t, (self.arena, self.rec))
+    def _args(self) -> tuple:
+        return (self.arena, self.rec)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, kauth_cred_t) and other.rec.offset == self.rec.offset
@@ -59,8 +60,8 @@ class kauth_cred_t:
     def __hash__(self) -> int:
         return self.rec.offset
 
-    def __repr__(self) -> str:
-        return f"<kauth_cred_t at {self.rec.offset:#x}>"
+    def _what(self) -> str:
+        return f"at {self.rec.offset:#x}"
 
     def _word(self, field: int) -> int:
         if not _live(self):

@@ -25,11 +25,7 @@ def initmsgbuf(arena: Arena) -> None:
 
 
 def _lock(arena: Arena) -> sync.Mutex:
-    lock = arena.cache.get("msgbuf.lock")
-    if lock is None:
-        slot = arena.w[arena.region_word("msgbuf") + M_LOCK]
-        lock = arena.cache["msgbuf.lock"] = sync.Mutex.attach(arena.pool, slot, sync.MTX_SPIN)
-    return lock
+    return arena.spin_lock(arena.region_word("msgbuf") + M_LOCK)
 
 
 #: Longest wait for the message buffer's lock.  Its holder may have been a CPU that

@@ -31,6 +31,7 @@ from hypercalls import thread, waitq
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.handle import Handle
 from rumpmp.rumpkern.locking import lockdebug
 from rumpmp.rumpkern.locking.condvar import (
     cv_broadcast,
@@ -88,7 +89,7 @@ N_DATA = 4 * 8
 _INT64 = 1 << 63
 
 
-class workqueue_t:
+class workqueue_t(Handle):
     """A workqueue handle; pickles by reference (kernel prefix, record offset and
     generation) and is rebuilt once per process from the shared record."""
 
@@ -103,8 +104,8 @@ class workqueue_t:
     def __reduce__(self) -> tuple:
         return (_wq_attach, (self.arena.prefix, self.rec.offset, self.rec.gen, self.name))
 
-    def __repr__(self) -> str:
-        return f"<workqueue_t {self.name}>"
+    def _what(self) -> str:
+        return self.name
 
     def _q(self, worker: int) -> int:
         """Word index of a worker's part of the record."""
@@ -128,13 +129,13 @@ def _record_bytes(nworkers: int) -> int:
 def _wq_attach(prefix: str, offset: int, gen: int, name: str) -> workqueue_t:
     """Unpickle a handle: this process's one workqueue_t for that record."""
     arena = Arena.attach(prefix)
-    key = ("workqueue", offset, gen)
-    wq = arena.cache.get(key)
-    if wq is None:
+
+    def make() -> workqueue_t:
         nworkers = arena.w[offset // 8 + W_NWORKERS]
         rec = kmem._make_kbuf(arena, offset, _record_bytes(nworkers), gen)
-        wq = arena.cache[key] = workqueue_t(arena, rec, name)
-    return wq  # type: ignore[return-value]
+        return workqueue_t(arena, rec, name)
+
+    return arena.attached(("workqueue", offset, gen), make)
 
 
 def _check(wq: workqueue_t, func: str) -> None:
