@@ -294,52 +294,7 @@ def test_printf_waits_for_the_message_buffer_without_giving_up_its_cpu(kernel):
 # -- 9 and 10. lock misuse without LOCKDEBUG, and kernel locks in the host ---------------
 
 
-def lockme_MTX():
-    m = kern.mutex_init()
-    kern.mutex_enter(m)
-    kern.mutex_enter(m)
-
-
-def lockme_RWDOUBLEX():
-    rw = kern.rw_init()
-    kern.rw_enter(rw, kern.RW_WRITER)
-    kern.rw_enter(rw, kern.RW_WRITER)
-
-
-def lockme_RWXR():
-    rw = kern.rw_init()
-    kern.rw_enter(rw, kern.RW_WRITER)
-    kern.rw_enter(rw, kern.RW_READER)
-
-
-def lockme_DESTROYHELD():
-    m = kern.mutex_init()
-    kern.mutex_enter(m)
-    kern.mutex_destroy(m)
-
-
-def lockme_DOUBLEFREE():
-    m = kern.mutex_init()
-    kern.mutex_destroy(m)
-    kern.mutex_destroy(m)
-
-
-@pytest.mark.timeout(30)
-@pytest.mark.parametrize(
-    ("case", "message"),
-    [
-        (lockme_MTX, "mutex error: mutex_enter: locking against myself"),
-        (lockme_RWDOUBLEX, "rwlock error: rw_enter: locking against myself"),
-        (lockme_RWXR, "rwlock error: rw_enter: locking against myself"),
-        (lockme_DESTROYHELD, "mutex error: mutex_destroy: is locked or in use"),
-        (lockme_DOUBLEFREE, "mutex_destroy: .*uninitialized lock"),
-    ],
-)
-def test_t_kern_misuse_without_lockdebug_panics(boot, case, message):
-    """NetBSD tests/rump/rumpkern/t_kern.c: the lockme_* cases that need no LOCKDEBUG."""
-    k = boot(2, lockdebug=False)
-    with pytest.raises(rumpmp.RumpPanic, match=message):
-        k.run(case, timeout=20)
+# Lock misuse without LOCKDEBUG (t_kern.c lockme_*): tests/rumpkern/test_locks.py.
 
 
 @pytest.mark.timeout(30)

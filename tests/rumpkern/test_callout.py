@@ -218,21 +218,6 @@ def test_a_thousand_callouts_on_eight_cpus_all_fire_once(boot):
     assert sum(fired) >= 1000 and all(fired)
 
 
-def destroy_pending():
-    from rumpmp.kern import callout_destroy, callout_init, callout_reset
-
-    c = callout_init(0)
-    callout_reset(c, 100, record_fire, None)
-    callout_destroy(c)
-
-
-@pytest.mark.timeout(60)
-def test_destroying_a_pending_callout_panics_under_lockdebug(boot):
-    k = boot(2)
-    with pytest.raises(rumpmp.RumpPanic, match="callout_destroy: .* is pending"):
-        k.run(destroy_pending)
-
-
 def destroy_stopped():
     from rumpmp.kern import callout_destroy, callout_init, callout_reset, callout_stop
 

@@ -7,7 +7,6 @@ import errno
 
 import pytest
 
-import rumpmp
 from rumpmp.rumpkern.arena import current
 from rumpmp.rumpkern.svc import evcnt
 
@@ -88,21 +87,6 @@ def fill_table():
 @pytest.mark.timeout(60)
 def test_a_full_table_is_enospc(kernel):
     assert kernel.run(fill_table) == errno.ENOSPC
-
-
-def detach_twice():
-    from rumpmp.kern import EVCNT_TYPE_MISC, evcnt_attach_dynamic, evcnt_detach
-
-    ev = evcnt_attach_dynamic(EVCNT_TYPE_MISC, None, "x", "y")
-    evcnt_detach(ev)
-    evcnt_detach(ev)
-
-
-@pytest.mark.timeout(60)
-def test_detaching_twice_panics(boot):
-    k = boot(1)
-    with pytest.raises(rumpmp.RumpPanic, match="evcnt_detach"):
-        k.run(detach_twice)
 
 
 @pytest.mark.timeout(60)

@@ -570,6 +570,25 @@ def test_lockdebug_panics_name_the_lock_and_lwp(boot, misuse, message):
         assert f"'{misuse.__name__}'" in info.value.cause  # the lwp, by name
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "misuse, message",
+    [
+        (_enter_twice, r"mutex error: mutex_enter: locking against myself"),  # lockme_MTX
+        (_rw_double_writer, r"rwlock error: rw_enter: locking against myself"),  # RWDOUBLEX
+        (_rw_write_then_read, r"rwlock error: rw_enter: locking against myself"),  # RWXR
+        (_destroy_held, r"mutex error: mutex_destroy: is locked or in use"),  # DESTROYHELD
+        (_destroy_twice, r"mutex_destroy: gone: uninitialized lock"),  # DOUBLEFREE
+    ],
+)
+def test_t_kern_misuse_panics_without_lockdebug_too(boot, misuse, message):
+    """NetBSD tests/rump/rumpkern/t_kern.c: the lockme_* cases that need no LOCKDEBUG
+    (rump's host locks are error-checking), caught on the slow path only."""
+    k = boot(2, lockdebug=False)
+    with pytest.raises(rumpmp.RumpPanic, match=message):
+        k.run(misuse, cpu=1, timeout=20)
+
+
 @pytest.mark.timeout(30)
 def test_lockdebug_off_lets_a_foreign_exit_through(boot):
     k = boot(1, lockdebug=False)

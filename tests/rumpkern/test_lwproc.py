@@ -145,19 +145,6 @@ def test_a_process_holds_many_lwps_and_goes_with_the_last(kernel):
     assert kernel.kmem_stats()[0] == before  # the credentials went too
 
 
-def release_without_context():
-    from rumpmp.kern import rump_lwproc_releaselwp
-
-    rump_lwproc_releaselwp()
-
-
-@pytest.mark.timeout(60)
-def test_releaselwp_without_an_lwp_context_panics(boot):
-    k = boot(2)
-    with pytest.raises(rumpmp.RumpPanic, match="no lwp context to release"):
-        k.run(release_without_context)
-
-
 def implicit_context():
     from rumpmp.kern import rump_lwproc_curlwp, rump_sys_getpid
 

@@ -7,8 +7,6 @@ import struct
 
 import pytest
 
-import rumpmp
-
 
 def write_own_slot(pc, _):
     from rumpmp.kern import cpu_index, percpu_getref, percpu_putref
@@ -124,33 +122,3 @@ def reuse_is_zeroed():
 def test_a_new_slot_starts_zeroed(kernel):
     same_place, values = kernel.run(reuse_is_zeroed)
     assert same_place and values == [0] * 4
-
-
-def sleep_with_ref():
-    from rumpmp.kern import kpause, percpu_alloc, percpu_getref
-
-    pc = percpu_alloc(8)
-    percpu_getref(pc)
-    kpause("oops", False, 1)
-
-
-@pytest.mark.timeout(60)
-def test_sleeping_with_a_percpu_reference_panics(boot):
-    k = boot(2)
-    with pytest.raises(rumpmp.RumpPanic, match="sleeping with a percpu reference held"):
-        k.run(sleep_with_ref)
-
-
-def double_free():
-    from rumpmp.kern import percpu_alloc, percpu_free
-
-    pc = percpu_alloc(8)
-    percpu_free(pc, 8)
-    percpu_free(pc, 8)
-
-
-@pytest.mark.timeout(60)
-def test_percpu_double_free_panics(boot):
-    k = boot(1)
-    with pytest.raises(rumpmp.RumpPanic, match="percpu_free"):
-        k.run(double_free)
