@@ -12,6 +12,7 @@ named objects left in /dev/shm and the zombie processes left.  Defaults: 300 50 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -84,10 +85,8 @@ def _exited(pid: int) -> bool:
     """The process has exited: gone, or a zombie waiting for its parent (the CPUs of a
     dead host are reaped by init, which here does so about once a second)."""
     if _state(pid) in ("", "Z"):
-        try:  # reap it if it is ours
+        with contextlib.suppress(ChildProcessError):  # reap it if it is ours
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         return True
     return False
 

@@ -12,6 +12,7 @@ channels tie the processes together so that no failure goes unnoticed:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -38,10 +39,8 @@ class Lifeline:
         """Close both ends in this process (the host, at halt)."""
         _lifeline_writers.discard(self.write_fd)
         for fd in (self.read_fd, self.write_fd):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
 
 def _close_lifelines() -> None:
@@ -49,10 +48,8 @@ def _close_lifelines() -> None:
     (a CPU of another kernel, or a child the program forks itself) would keep that
     kernel's CPUs from noticing the host's death."""
     for fd in list(_lifeline_writers):
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
     _lifeline_writers.clear()
 
 
@@ -60,7 +57,7 @@ def _forget_children() -> None:
     """In a forked child: the CPU processes are its parent's children, not its own.
     multiprocess would otherwise try to join them when the child exits and fail
     ("can only join a child process"); its own bootstrap does the same reset."""
-    multiprocess.process._children.clear()  # type: ignore[attr-defined]
+    multiprocess.process._children.clear()
 
 
 os.register_at_fork(after_in_child=_close_lifelines)
@@ -125,10 +122,8 @@ def exitcode_text(code: int | None) -> str:
 
 def kill(pid: int, sig: int = signal.SIGKILL) -> None:
     """Send a signal to a process, ignoring one that is already gone."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def exit(code: int) -> None:

@@ -7,6 +7,7 @@ at panic, when the host dies, or from ``python -m rumpmp cleanup``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -76,10 +77,8 @@ class Segment:
         mapping, self._map = self._map, None
         self.buf = memoryview(b"")
         if mapping is not None:
-            try:
+            with contextlib.suppress(BufferError):
                 mapping.close()
-            except BufferError:
-                pass
 
 
 def new_segment(name: str, size: int) -> Segment:
@@ -101,10 +100,8 @@ def read_segment(name: str, size: int) -> bytes:
 
 def unlink(name: str) -> None:
     """Remove segment ``name`` (already gone is fine)."""
-    try:
+    with contextlib.suppress(posix_ipc.ExistentialError):
         posix_ipc.unlink_shared_memory("/" + name)
-    except posix_ipc.ExistentialError:
-        pass
 
 
 def capacity() -> int:

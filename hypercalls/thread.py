@@ -12,6 +12,7 @@ unique to the thread, so host threads can own hypercall locks too.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -86,10 +87,8 @@ def thread_create(
     """Start a host thread running ``func(arg)`` (rumpuser_thread_create)."""
 
     def body() -> None:
-        try:
+        with contextlib.suppress(ThreadExit):
             func(arg)
-        except ThreadExit:
-            pass
 
     t = threading.Thread(target=body, name=name, daemon=True)
     t.start()

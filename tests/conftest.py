@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -23,10 +24,8 @@ def boot():
 
     yield _boot
     for k in kernels:
-        try:
+        with contextlib.suppress(rumpmp.RumpPanic):
             k.halt()
-        except rumpmp.RumpPanic:
-            pass
         assert_no_leak(k.prefix)
 
 

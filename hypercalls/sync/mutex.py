@@ -35,10 +35,7 @@ class Mutex(_Guarded):
 
     def _spin(self) -> bool:
         acquire = self._guard.acquire
-        for _ in range(SPIN_TRIES):
-            if acquire(False):
-                return True
-        return False
+        return any(acquire(False) for _ in range(SPIN_TRIES))
 
     def enter_nowrap(self) -> None:
         """rumpuser_mutex_enter_nowrap: take the lock, keeping the CPU while waiting."""

@@ -12,6 +12,7 @@ processes: after a shutdown they raise ``Shutdown`` instead of hanging.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import time
 from collections.abc import Callable
@@ -202,10 +203,8 @@ class SyncPool:
         the park slots of this process's threads are posted, so those wake at once."""
         self.w[_H_SHUTDOWN] = 1
         for slot in list(self._parks):
-            try:
+            with contextlib.suppress(OSError):  # a semaphore gone already has no waiter
                 self.unpark(slot)
-            except OSError:
-                pass  # the semaphore is gone already: nobody waits on it
 
     @property
     def is_shut_down(self) -> bool:

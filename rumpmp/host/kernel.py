@@ -150,6 +150,7 @@ class Kernel:
                 raise
         if ok:
             return value
+        assert isinstance(value, BaseException)
         raise value
 
     def xc_broadcast(
@@ -199,6 +200,7 @@ class Kernel:
                 raise
         for ok, value in results:
             if not ok:
+                assert isinstance(value, BaseException)
                 raise value
         return [value for _, value in results]
 

@@ -28,7 +28,7 @@ from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.handle import Handle
 from rumpmp.rumpkern.intr import clock, softint
 from rumpmp.rumpkern.locking import lockdebug
-from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
+from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit
 from rumpmp.rumpkern.locking.sleepq import tsleep, wakeup
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
@@ -188,7 +188,7 @@ def callout_setfunc(c: callout_t, func: Callable[[object], None], arg: object) -
     _check(c)
     arena, w = c.arena, c.arena.w
     key = ("callout.func", c.rec.offset)
-    mine = arena.cache.get(key)
+    mine: tuple[object, object, tuple[int, ...]] | None = arena.cache.get(key)  # type: ignore[assignment]
     current = tuple(w[c._c + C_FUNC : c._c + C_FUNC + 3])
     if mine and mine[0] is func and mine[1] is arg and mine[2] == current:
         return  # the blob this process stored last is still the handler: keep it
@@ -250,7 +250,7 @@ def callout_stop(c: callout_t) -> bool:
     return expired
 
 
-def callout_halt(c: callout_t, interlock: object = None) -> bool:
+def callout_halt(c: callout_t, interlock: kmutex_t | None = None) -> bool:
     """callout_halt(9): callout_stop, then wait until a running handler has returned.
     ``interlock`` (a kmutex) is released while waiting and taken back before return.
     Returns whether the callout had expired."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import pickle
 from collections.abc import Callable
+from typing import Any
 
 import cloudpickle
 
@@ -29,7 +30,7 @@ from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.intr import softint
-from rumpmp.rumpkern.mem.blob import blob_free, blob_free_ref, blob_get, blob_put, blob_ref
+from rumpmp.rumpkern.mem.blob import Ref, blob_free, blob_free_ref, blob_get, blob_put, blob_ref
 from rumpmp.rumpkern.sched import kthread
 from rumpmp.rumpkern.sched.proc import tables
 from rumpmp.rumpkern.svc import evcnt
@@ -154,11 +155,11 @@ def _put(arena: Arena, word: int, capacity: int, data: bytes) -> None:
         blob_put(arena, data, word + 1)
 
 
-def _get(arena: Arena, word: int) -> object:
+def _get(arena: Arena, word: int) -> Any:
     w = arena.w
     n = w[word]
     if n == _IN_HEAP:
-        return pickle.loads(blob_get(arena, word + 1))  # type: ignore[arg-type]
+        return pickle.loads(blob_get(arena, word + 1))
     start = word * 8 + 8
     return pickle.loads(arena.buf[start : start + n])
 
@@ -172,7 +173,7 @@ def _drop(arena: Arena, word: int) -> None:
 
 def _func_blob(arena: Arena, st: _State, func: Callable) -> None:
     """Make ``func`` the state's function, reusing this process's blob of it."""
-    cache = arena.cache.setdefault(("xcall.funcs", st.prio), {})
+    cache: dict[int, tuple[Callable, Ref]] = arena.attached(("xcall.funcs", st.prio), dict)
     w, x = arena.w, st.x
     ref = cache.get(id(func))
     if ref is None or ref[0] is not func:
@@ -186,14 +187,14 @@ def _func_blob(arena: Arena, st: _State, func: Callable) -> None:
 
 def _func(arena: Arena, x: int) -> Callable:
     """The state's function, unpickled once per process."""
-    cache = arena.cache.setdefault("xcall.unpickled", {})
-    key = tuple(arena.w[x + X_FUNC : x + X_FUNC + 3])
+    cache: dict[Ref, Callable] = arena.attached("xcall.unpickled", dict)
+    key = blob_ref(arena, x + X_FUNC)
     func = cache.get(key)
     if func is None:
         if len(cache) >= FUNC_CACHE:
             cache.pop(next(iter(cache)))
         func = cache[key] = blob_get(arena, x + X_FUNC)
-    return func  # type: ignore[return-value]
+    return func
 
 
 # -- issuing --------------------------------------------------------------------------
@@ -341,7 +342,7 @@ def collect_results(
         results.append(_get(arena, word))
         _drop(arena, word)
     _release(_xstate(arena, prio))
-    return results  # type: ignore[return-value]
+    return results
 
 
 def abandon(arena: Arena, where: int) -> None:
@@ -411,7 +412,7 @@ def run_pending(arena: Arena, prio: int, cpu: int) -> bool:
 
 def _call_pending(arena: Arena, x: int) -> object:
     func = _func(arena, x)
-    arg1, arg2 = _get(arena, x + X_ARGS)  # type: ignore[misc]
+    arg1, arg2 = _get(arena, x + X_ARGS)
     return func(arg1, arg2)
 
 
@@ -450,16 +451,14 @@ def _xc_highpri_intr(_: object) -> None:
 # -- xcall(9) -------------------------------------------------------------------------
 
 
-def xc_broadcast(
-    flags: int, func: Callable[[object, object], object], arg1: object, arg2: object
-) -> int:
+def xc_broadcast(flags: int, func: Callable[[Any, Any], object], arg1: object, arg2: object) -> int:
     """xc_broadcast(9): run ``func(arg1, arg2)`` on every CPU; returns the ticket
     for xc_wait.  Waits first while another cross-call of the same priority runs."""
     return issue(_arena.current(), flags, func, arg1, arg2, -1, False)
 
 
 def xc_unicast(
-    flags: int, func: Callable[[object, object], object], arg1: object, arg2: object, ci: int
+    flags: int, func: Callable[[Any, Any], object], arg1: object, arg2: object, ci: int
 ) -> int:
     """xc_unicast(9): run ``func(arg1, arg2)`` on CPU ``ci`` (an index here, where
     NetBSD takes a cpu_info); returns the ticket for xc_wait."""

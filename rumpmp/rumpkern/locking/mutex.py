@@ -86,7 +86,7 @@ def mutex_init(*args: object, name: str | None = None) -> kmutex_t:
         m, rest = None, args
     if len(rest) > 2:
         raise TypeError(f"mutex_init: too many arguments ({len(args)})")
-    mtx_type, ipl = (tuple(rest) + (MUTEX_DEFAULT, IPL_NONE))[:2]
+    mtx_type, ipl = ((*tuple(rest), MUTEX_DEFAULT, IPL_NONE))[:2]
     new = mutex_init_in(arena, mtx_type, ipl, name)  # type: ignore[arg-type]
     if m is not None:  # re-initialised storage: the caller's handle now names the new lock
         for field in kmutex_t.__slots__:

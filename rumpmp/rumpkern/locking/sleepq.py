@@ -18,7 +18,7 @@ import zlib
 from hypercalls import clock, sync, thread, waitq
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
+from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit
 from rumpmp.rumpkern.sched.proc import tables
 from rumpmp.sys.lwp import L_PARK, L_SLEEPQ, L_STATE, L_WCHAN, LSONPROC, LSSLEEP
 
@@ -63,7 +63,7 @@ class _Bucket:
         self.lock = arena.spin_lock(self.b + B_LOCK)
 
 
-def _sleep(key: int, timo: int, mtx: object, relock: bool) -> int:
+def _sleep(key: int, timo: int, mtx: kmutex_t | None, relock: bool) -> int:
     """Sleep on channel ``key`` for up to ``timo`` ticks (0: forever); 0 or EWOULDBLOCK."""
 
     arena = _arena.current()
@@ -107,7 +107,7 @@ def _park_until_woken(arena: Arena, l: int, timo: int) -> int:
     return 0
 
 
-def mtsleep(ident: object, priority: int, wmesg: str, timo: int, mtx: object) -> int:
+def mtsleep(ident: object, priority: int, wmesg: str, timo: int, mtx: kmutex_t) -> int:
     """mtsleep(9): release ``mtx``, sleep on ``ident`` until wakeup or ``timo`` ticks
     (0: no limit), take ``mtx`` back unless PNORELOCK.  0, or EWOULDBLOCK on timeout."""
     return _sleep(wchan_key(ident), timo, mtx, not priority & PNORELOCK)
@@ -118,7 +118,7 @@ def tsleep(ident: object, priority: int, wmesg: str, timo: int) -> int:
     return _sleep(wchan_key(ident), timo, None, False)
 
 
-def kpause(wmesg: str, intr: bool, timo: int, mtx: object = None) -> int:
+def kpause(wmesg: str, intr: bool, timo: int, mtx: kmutex_t | None = None) -> int:
     """kpause(9): sleep for ``timo`` ticks on a channel nobody wakes; EWOULDBLOCK."""
     return _sleep(-thread.curlwp(), timo, mtx, True)
 

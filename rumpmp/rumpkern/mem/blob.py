@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import itertools
 import pickle
+from typing import Any
 
 import cloudpickle
 
@@ -41,7 +42,7 @@ def _put_bytes(arena: Arena, data: bytes) -> Ref:
     if len(data) < min(SEGMENT_MIN, heap_size(arena) // 8):
         buf = kmem_alloc_in(arena, len(data), KM_NOSLEEP)
         if buf is not None:
-            buf[:] = data  # type: ignore[index]
+            buf[:] = data
             return buf.offset, len(data), buf.gen
     ref = (param.getpid(), len(data), -next(_serial))
     name = _segment_name(arena, ref)
@@ -77,7 +78,7 @@ def _bytes_of(arena: Arena, ref: Ref) -> bytes:
     return bytes(_make_kbuf(arena, off, size, gen))
 
 
-def blob_get(arena: Arena, w_index: int, cache: bool = False) -> object:
+def blob_get(arena: Arena, w_index: int, cache: bool = False) -> Any:
     """Unpickle the blob referenced at w_index (cached per process if ``cache``)."""
     ref = blob_ref(arena, w_index)
     key = ("blob", ref[0], ref[2])

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import ctypes
 import errno
+from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 from hypercalls import sync, waitq
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.svc.prf import panic_in
 
-KM_SLEEP = 0x01
-KM_NOSLEEP = 0x02
+KM_SLEEP: Final = 0x01
+KM_NOSLEEP: Final = 0x02
 
 DEFAULT_MEMLIMIT = 64 * 1024 * 1024
 _HDR_BYTES = 4096  # heap header: lock, counters, free-list heads
@@ -178,7 +179,7 @@ def _merge_and_free(heap: _Heap, blk: int, order: int) -> None:
 _kbuf_types: dict[int, type] = {}
 
 
-def _kbuf_type(size: int) -> type:
+def _kbuf_type(size: int) -> Any:
     t = _kbuf_types.get(size)
     if t is None:
         # ctypes' own __reduce__ would come first in the MRO: name ours explicitly.
@@ -191,15 +192,22 @@ def _kbuf_type(size: int) -> type:
 class KBuf:
     """A kmem buffer: bytes in the shared heap, usable wherever it is unpickled."""
 
+    if TYPE_CHECKING:  # the real classes are ctypes char arrays of each size (_kbuf_type)
+
+        def __len__(self) -> int: ...
+        def __buffer__(self, flags: int) -> memoryview: ...
+        def __getitem__(self, i: Any) -> Any: ...
+        def __setitem__(self, i: Any, value: Any) -> None: ...
+
     prefix: str
     offset: int
     gen: int
 
     def __reduce__(self) -> tuple:
-        return (_kbuf_rebuild, (self.prefix, self.offset, len(self), self.gen))  # type: ignore[arg-type]
+        return (_kbuf_rebuild, (self.prefix, self.offset, len(self), self.gen))
 
     def __repr__(self) -> str:
-        return f"<KBuf {len(self)} bytes at {self.offset:#x}>"  # type: ignore[arg-type]
+        return f"<KBuf {len(self)} bytes at {self.offset:#x}>"
 
 
 def _make_kbuf(arena: Arena, payload: int, size: int, gen: int) -> KBuf:
@@ -224,6 +232,10 @@ def _order_for(size: int) -> int:
 _SMALL_ORDER = [0] + [_order_for(n) for n in range(1, 1009)]
 
 
+@overload
+def kmem_alloc_in(arena: Arena, size: int, flags: Literal[1] = ...) -> KBuf: ...
+@overload
+def kmem_alloc_in(arena: Arena, size: int, flags: int) -> KBuf | None: ...
 def kmem_alloc_in(arena: Arena, size: int, flags: int = KM_SLEEP) -> KBuf | None:
     """kmem_alloc on a given kernel; see ``kmem_alloc``."""
     if isinstance(size, bool) or not isinstance(size, int):
@@ -321,6 +333,10 @@ def _heap_free(heap: _Heap, blk: int, order: int) -> None:
     heap.lock.exit()
 
 
+@overload
+def kmem_alloc(size: int, flags: Literal[1] = ...) -> KBuf: ...
+@overload
+def kmem_alloc(size: int, flags: int) -> KBuf | None: ...
 def kmem_alloc(size: int, flags: int = KM_SLEEP) -> KBuf | None:
     """kmem_alloc(9): ``size`` bytes of kernel memory (contents undefined).
 
@@ -331,14 +347,22 @@ def kmem_alloc(size: int, flags: int = KM_SLEEP) -> KBuf | None:
     return kmem_alloc_in(_arena.current(), size, flags)
 
 
+@overload
+def kmem_zalloc_in(arena: Arena, size: int, flags: Literal[1] = ...) -> KBuf: ...
+@overload
+def kmem_zalloc_in(arena: Arena, size: int, flags: int) -> KBuf | None: ...
 def kmem_zalloc_in(arena: Arena, size: int, flags: int = KM_SLEEP) -> KBuf | None:
     """kmem_zalloc on a given kernel."""
     buf = kmem_alloc_in(arena, size, flags)
     if buf is not None:
-        ctypes.memset(buf, 0, size)
+        ctypes.memset(buf, 0, size)  # type: ignore[arg-type]
     return buf
 
 
+@overload
+def kmem_zalloc(size: int, flags: Literal[1] = ...) -> KBuf: ...
+@overload
+def kmem_zalloc(size: int, flags: int) -> KBuf | None: ...
 def kmem_zalloc(size: int, flags: int = KM_SLEEP) -> KBuf | None:
     """kmem_zalloc(9): like kmem_alloc, but the bytes are zeroed."""
     return kmem_zalloc_in(_arena.current(), size, flags)

@@ -133,7 +133,7 @@ def collect(arena: Arena, lid: int) -> tuple[bool, object]:
     l = t.lwp(lid)
     result: tuple[bool, object] = (True, None)
     if arena.w[l + L_RESULT]:
-        result = blob_get(arena, l + L_RESULT)  # type: ignore[assignment]
+        result = blob_get(arena, l + L_RESULT)
         blob_free(arena, l + L_RESULT)
     lwproc.lwp_release(t, lid)
     return result

@@ -9,6 +9,8 @@ object and raises ``RumpPanic`` to its callers.
 
 from __future__ import annotations
 
+import contextlib
+
 import hypercalls
 from hypercalls import proc
 from rumpmp.rumpkern import arena as _arena
@@ -60,10 +62,9 @@ def record_panic(arena: Arena, cpu: int, cause: str) -> bool:
     arena.w[_arena.H_PANIC_CPU] = cpu
     arena.set_str(_arena.PANICSTR_OFF, _arena.PANICSTR_LEN, cause)
     arena.pool.shutdown()
-    try:
+    # The message buffer's lock may have died with the pool; the panic string is kept.
+    with contextlib.suppress(OSError):
         msgbuf_write(arena, f"panic: {cause}\n")
-    except OSError:
-        pass  # the message buffer lock died with the pool; the panic string is kept
     return True
 
 

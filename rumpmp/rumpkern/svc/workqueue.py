@@ -414,7 +414,7 @@ def aiodoned_in(arena: Arena) -> workqueue_t:
     """The aiodoned queue of a given kernel; ENXIO when threads are off."""
     if not arena.w[_arena.H_AIODONED]:
         raise OSError(errno.ENXIO, "no aiodoned queue: kernel threads are off")
-    return blob_get(arena, _arena.H_AIODONED, cache=True)  # type: ignore[return-value]
+    return blob_get(arena, _arena.H_AIODONED, cache=True)
 
 
 def aiodoned() -> workqueue_t:
