@@ -96,18 +96,22 @@ def _env_flag(name: str, arg: str, given: bool | None, default: bool) -> bool:
         raise OSError(errno.EINVAL, f"{name} must be a number, not {text!r}") from None
 
 
-def parse_ncpu(value: object, name: str = "ncpu") -> int:
-    """A CPU count from an argument (an int) or RUMP_NCPU (text); EINVAL unless
-    1..MAXCPUS."""
+def _parse_int(value: object, name: str, low: int, high: int) -> int:
+    """An int from an argument (an int) or a variable (text); EINVAL outside low..high."""
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     try:
         n = int(value)
     except ValueError:
         raise OSError(errno.EINVAL, f"{name} must be a number, not {value!r}") from None
-    if not 1 <= n <= MAXCPUS:
-        raise OSError(errno.EINVAL, f"{name} must be between 1 and {MAXCPUS}, not {n}")
+    if not low <= n <= high:
+        raise OSError(errno.EINVAL, f"{name} must be between {low} and {high}, not {n}")
     return n
+
+
+def parse_ncpu(value: object, name: str = "ncpu") -> int:
+    """A CPU count from an argument or RUMP_NCPU; EINVAL unless 1..MAXCPUS."""
+    return _parse_int(value, name, 1, MAXCPUS)
 
 
 def _env_or(name: str, default: object) -> object:
@@ -118,17 +122,8 @@ def _env_or(name: str, default: object) -> object:
 
 
 def parse_hz(value: object, name: str = "hz") -> int:
-    """The clock rate from an argument (an int) or RUMP_HZ (text); EINVAL unless
-    1..1000."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    try:
-        n = int(value)
-    except ValueError:
-        raise OSError(errno.EINVAL, f"{name} must be a number, not {value!r}") from None
-    if not 1 <= n <= 1000:
-        raise OSError(errno.EINVAL, f"{name} must be between 1 and 1000, not {n}")
-    return n
+    """The clock rate from an argument or RUMP_HZ; EINVAL unless 1..1000."""
+    return _parse_int(value, name, 1, 1000)
 
 
 def parse_memlimit(value: str) -> int:
