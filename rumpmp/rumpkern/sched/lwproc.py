@@ -1,8 +1,9 @@
-"""Processes and lwps (kern_lwp.c, kern_proc.c, rump's lwproc.c).
+"""Processes and lwps (kern_lwp.c, kern_proc.c, rump's lwproc.c): making and
+ending them.
 
-The proc and lwp tables are arrays of fixed-size records in the arena, guarded by
-one lock (proc_lock).  An lwp's id as seen by ``curlwp`` is its table index plus one,
-so 0 always means "no lwp".  lwp0 (index 0) belongs to proc0; initproc is pid 1.
+The tables themselves (records laid out in ``rumpmp.sys``, found through
+``proc.Tables``) are guarded by one lock, proc_lock.  lwp0 (index 0) belongs to
+proc0; initproc is pid 1.
 
 An lwp is a host thread inside one CPU process and stays there for life: a Python
 frame cannot move between processes.  Its CPU is chosen when it is created (its
