@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ["boot", "locks", "xcall", "callout", "kmem"]
+MODULES = ["boot", "roundtrip", "locks", "xcall", "callout", "kmem"]
 
 
 def main(names: list[str]) -> None:

@@ -14,6 +14,7 @@ import struct
 import time
 
 import rumpmp
+from bench import placement as placement_
 
 REPEAT = 5
 UNCONTENDED = 200_000
@@ -152,10 +153,13 @@ def _sem_pong(a, b, rounds) -> None:
         b.release()
 
 
-def host_pingpong(rounds: int) -> float:
+def host_pingpong(rounds: int, placement: str = placement_.UNPINNED) -> float:
+    """Microseconds per round trip of two semaphores between the host and a child
+    placed as ``placement`` says (the floor of any cross-process call)."""
     a, b = multiprocessing.Semaphore(0), multiprocessing.Semaphore(0)
     p = multiprocessing.Process(target=_sem_pong, args=(a, b, rounds))
     p.start()
+    placement_.place(placement, [p.pid])
     start = time.perf_counter()
     for _ in range(rounds):
         a.release()

@@ -27,7 +27,7 @@ import posix_ipc
 from _multiprocess import SemLock
 
 from hypercalls import shm, waitq
-from hypercalls.thread import hooks, local, owner_token
+from hypercalls.thread import hooks, local, owner_token, spin_until
 
 T = TypeVar("T")
 
@@ -120,8 +120,11 @@ class SyncPool:
         return f"/{self.prefix}s{slot}"
 
     def _make_sem(self, slot: int, initial: int) -> None:
-        """Create the slot's semaphore if it is new, and set its value to ``initial``."""
-        posix_ipc.Semaphore(self._name(slot), posix_ipc.O_CREAT, initial_value=initial).close()
+        """Create the slot's semaphore if it is new, and set its value to ``initial``.
+        One this process has opened before exists still (names go only at teardown):
+        it is only reset, which spares a sem_open for every reused park slot."""
+        if slot not in self._sems:
+            posix_ipc.Semaphore(self._name(slot), posix_ipc.O_CREAT, initial_value=initial).close()
         sem = self.sem(slot)
         while sem.acquire(False):  # a reused slot may hold leftover posts
             pass
@@ -241,6 +244,21 @@ class SyncPool:
             self._tls.park = 0
             self._parks.discard(slot)
             self.free(slot)
+
+    def park_spinning(self, slot: int, ready: Callable[[], bool]) -> None:
+        """Wait until ``ready()``: with the CPU released, check it for a moment
+        (``spin_until``), then park on ``slot`` until posted, and look again.  The
+        poster sets the condition first and always posts, so nothing is lost; a
+        post that finds the waiter already gone stays behind as a stale post, which
+        every waiter tolerates because it loops on its condition."""
+        if ready():
+            return
+        hooks.unschedule()
+        try:
+            while not spin_until(ready):
+                self.wait_sem(self.sem(slot))
+        finally:
+            hooks.schedule()
 
     def park(self, slot: int, timeout: float | None = None, wrap: bool = True) -> bool:
         """Wait for a post on a park slot; False on timeout.

@@ -55,6 +55,7 @@ X_COLLECT = 7  # the issuer wants every CPU's result
 X_FUNC = 8  # 3 words: blob of the function
 X_SIH = 11  # the HIGHPRI softint's handle index + 1
 X_ABANDONED = 12  # the host gave up collecting: the last target frees the results
+X_REPLY = 13  # park slot of the issuer collecting results: posted when all are done
 X_ARGS = 16  # payload buffer for the pickled (arg1, arg2)
 STATE_BYTES = 4096
 
@@ -265,6 +266,7 @@ def issue(
     st.lock.enter()
     w[x + X_TARGET] = target
     w[x + X_COLLECT] = int(collect)
+    w[x + X_REPLY] = arena.pool.park_slot() if collect else 0
     w[x + X_ABANDONED] = 0
     w[x + X_PENDING] = arena.ncpu if target == -1 else 1
     w[x + X_HEADP] += 1
@@ -315,6 +317,27 @@ def wait_in(
     st.lock.exit()
 
 
+def _await_reply(
+    arena: Arena, st: _State, seq: int, deadline: int | None, poll: Callable[[], None] | None
+) -> None:
+    """The issuer's wait for cross-call ``seq``: check the done counter for a moment,
+    then park on its own slot, which the last target posts once it has dropped the
+    state's lock (so the issuer never wakes into a held lock)."""
+    w, x = arena.w, st.x
+    me = arena.pool.park_slot()
+
+    def done() -> bool:
+        return w[x + X_DONEP] >= seq
+
+    while not thread.spin_until(done):
+        left = POLL if deadline is None else min(POLL, (deadline - clock.monotonic_ns()) / 1e9)
+        if left <= 0:
+            raise TimeoutError(errno.ETIMEDOUT, "cross-call timed out")
+        arena.pool.park(me, left)
+        if poll is not None:
+            poll()
+
+
 def _result_words(arena: Arena, prio: int, target: int) -> list[int]:
     """Where each target of a collected cross-call left its result."""
     cpus = range(arena.ncpu) if target == -1 else (target,)
@@ -333,7 +356,7 @@ def collect_results(
     (timeout, poll raising, shutdown) the call is abandoned: see ``abandon``."""
     prio = _prio_of(where)
     try:
-        wait_in(arena, where, deadline, poll)
+        _await_reply(arena, _xstate(arena, prio), where & ~XC_PRI_BIT, deadline, poll)
     except BaseException:
         abandon(arena, where)
         raise
@@ -423,12 +446,15 @@ def _finish(arena: Arena, prio: int, seq: int) -> None:
     w[x + X_PENDING] -= 1
     last = w[x + X_PENDING] == 0
     abandoned = last and w[x + X_ABANDONED]
+    reply = w[x + X_REPLY] if last else 0
     if last:
         w[x + X_DONEP] = seq
         if not w[x + X_COLLECT]:
             w[x + X_BUSY] = 0
-        st.cv.broadcast()
+        st.cv.broadcast()  # kernel code in xc_wait, or issuers waiting for the state
     st.lock.exit()
+    if reply:  # straight to the issuer, after the lock is dropped
+        arena.pool.unpark(reply)
     if abandoned:  # the host gave up waiting: nobody else will free the results
         _drop_results(arena, prio)
 
@@ -437,10 +463,16 @@ def _xc_thread(_: object) -> None:
     """Body of a CPU's xcall lwp: run each low-priority cross-call aimed at it."""
     arena = _arena.current()
     cpu = _arena.here.cpu
-    park = arena.w[tables(arena).lwp(thread.curlwp()) + L_PARK]
+    w = arena.w
+    park = w[tables(arena).lwp(thread.curlwp()) + L_PARK]
+    headp, seen = _state(arena, LOW) + X_HEADP, record(arena, cpu) + XC_SEEN + LOW
+
+    def more() -> bool:
+        return w[headp] > w[seen]
+
     while True:
         if not run_pending(arena, LOW, cpu):
-            arena.pool.park(park)  # releases the CPU until the next cross-call
+            arena.pool.park_spinning(park, more)  # the CPU is released meanwhile
 
 
 def _xc_highpri_intr(_: object) -> None:

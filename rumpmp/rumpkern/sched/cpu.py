@@ -45,7 +45,7 @@ from rumpmp.sys.lwp import (
     LW_SYSTEM,
     LW_WAITER,
 )
-from rumpmp.sys.sched import SPC_CURLWP
+from rumpmp.sys.sched import SPC_CURLWP, SPC_NEWQ_HEAD
 
 
 def cpu_index() -> int:
@@ -110,9 +110,15 @@ def idle_loop(arena: Arena, cpu: int) -> None:
     steal them.  Releasing the CPU rings the doorbell when lwps wait to start.
     """
     sp = scheduler.spc(arena, cpu)
+    w, s = sp.w, sp.s
+
+    def work() -> bool:  # lwps to start and the CPU free to start them
+        return bool(w[s + SPC_NEWQ_HEAD]) and not w[s + SPC_CURLWP]
+
     while arena.state in (_arena.BOOTING, _arena.RUNNING):
         try:
-            arena.pool.park(sp.doorbell, scheduler.STEAL_INTERVAL, wrap=False)
+            if not thread.spin_until(work):
+                arena.pool.park(sp.doorbell, scheduler.STEAL_INTERVAL, wrap=False)
         except hypercalls.sync.Shutdown:
             break
         if sp.w[sp.s + SPC_CURLWP]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 
-from hypercalls import clock
+from hypercalls import clock, thread
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.entry import KthreadExit
@@ -115,10 +115,14 @@ def wait_lwp(
     if w[l + L_STATE] != LSZOMB:
         w[l + L_REPLY] = me
     t.lock.exit()
-    while w[l + L_STATE] != LSZOMB:
-        if deadline is None and poll is None:
-            arena.pool.park(me)
-            continue
+
+    def ended() -> bool:
+        return w[l + L_STATE] == LSZOMB
+
+    if deadline is None and poll is None:
+        arena.pool.park_spinning(me, ended)
+        return
+    while not thread.spin_until(ended):
         left = POLL if deadline is None else min(POLL, (deadline - clock.monotonic_ns()) / 1e9)
         if left <= 0:
             raise TimeoutError(errno.ETIMEDOUT, f"lwp {lid} did not finish in time")
