@@ -64,6 +64,11 @@ def abort(arena: Arena, kind: str, func: str, lock: str, why: str) -> None:
     panic_in(arena, f"{kind} error: {func}: {why} (lock {lock}, {describe_curlwp(arena)})")
 
 
+def thread_reset() -> None:
+    """Forget this thread's bookkeeping: it starts carrying another lwp."""
+    _held.__dict__.clear()
+
+
 # -- spin mutexes held by this thread ---------------------------------------------
 
 

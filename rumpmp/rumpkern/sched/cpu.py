@@ -17,6 +17,7 @@ from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.entry import KthreadExit
+from rumpmp.rumpkern.locking import lockdebug
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
 from rumpmp.rumpkern.sched import lwproc, scheduler
 from rumpmp.rumpkern.sched.proc import Tables, tables
@@ -157,21 +158,77 @@ def _shutdown(arena: Arena, cpu: int) -> None:
     proc.exit(0)
 
 
+# -- lwp threads ------------------------------------------------------------------------
+#
+# Starting a host thread costs tens of microseconds, so a thread whose lwp has ended
+# stays a while to carry the next lwp started on this CPU (and keeps its park slot).
+# Idle threads wait in _idle as (park slot, mailbox): the starter pops one, puts the
+# lwp in its mailbox and posts its slot.  list.append/pop/remove are atomic, so a
+# thread that gives up waiting removes itself, or, if it is gone from the list
+# already, knows an lwp is on its way.
+
+#: How long an lwp's thread waits for another lwp of its CPU before it ends, and how
+#: many may wait at once (each keeps a park slot of the kernel's pool).
+THREAD_LINGER = 2.0
+MAX_IDLE_THREADS = 8
+
+_idle: list[tuple[int, list[int]]] = []
+
+
 def start_lwp(arena: Arena, cpu: int, lid: int) -> None:
-    """Start an lwp's host thread on this CPU."""
+    """Start an lwp on this CPU: in a thread that waits for one, or a new thread."""
     sp = scheduler.spc(arena, cpu)
     sp.w[sp.ev + evcnt.EV_STARTED] += 1
-    thread.thread_create(_lwp_main, (arena, cpu, lid), f"lwp{lid}")
+    try:
+        slot, mailbox = _idle.pop()
+    except IndexError:
+        thread.thread_create(_lwp_thread, (arena, cpu, lid), f"lwp{lid}")
+        return
+    mailbox.append(lid)
+    arena.pool.unpark(slot)
 
 
-def _lwp_main(args: tuple[Arena, int, int]) -> None:
-    """Body of an lwp thread: take the CPU, run the entry, publish the result."""
+def _lwp_thread(args: tuple[Arena, int, int]) -> None:
+    """Body of an lwp thread: run lwps of this CPU one after another."""
     arena, cpu, lid = args
+    slot = arena.pool.park_slot()
+    try:
+        while lid and _run_lwp(arena, cpu, lid, slot):
+            lid = _next_lwp(arena, slot)
+    finally:
+        arena.pool.release_park_slot()
+
+
+def _next_lwp(arena: Arena, slot: int) -> int:
+    """Wait for the next lwp to carry; 0 after THREAD_LINGER seconds without one."""
+    if len(_idle) >= MAX_IDLE_THREADS:
+        return 0
+    mailbox: list[int] = []
+    entry = (slot, mailbox)
+    _idle.append(entry)
+    while not mailbox:
+        try:
+            posted = arena.pool.park(slot, THREAD_LINGER, wrap=False)
+        except hypercalls.sync.Shutdown:
+            posted = False
+        if not posted and not mailbox:
+            try:
+                _idle.remove(entry)
+                return 0
+            except ValueError:
+                continue  # a starter took us: its lwp is on its way
+    return mailbox.pop()
+
+
+def _run_lwp(arena: Arena, cpu: int, lid: int, slot: int) -> bool:
+    """Carry lwp ``lid``: take the CPU, run the entry, publish the result, end the
+    lwp.  False if the kernel went down meanwhile."""
     t = tables(arena)
     l = t.lwp(lid)
     w = arena.w
     lwproc.thread_started(lid)
-    w[l + L_PARK] = arena.pool.park_slot()
+    lockdebug.thread_reset()
+    w[l + L_PARK] = slot
     system = bool(w[l + L_FLAGS] & LW_SYSTEM)
     try:
         scheduler.rump_schedule()
@@ -179,14 +236,14 @@ def _lwp_main(args: tuple[Arena, int, int]) -> None:
         if w[l + L_FLAGS] & LW_WAITER:
             _publish(arena, l, result)
     except hypercalls.sync.Shutdown:
-        return  # the kernel is going down around us
+        return False  # the kernel is going down around us
     finally:
         lwproc.switch_home(arena)  # an lwp context the entry switched to stays behind
         scheduler.rump_unschedule()
     scheduler.lwp_done(arena, cpu, system)
     _exit_lwp(arena, t, lid)
     thread.set_curlwp(0)
-    arena.pool.release_park_slot()
+    return True
 
 
 def _exit_lwp(arena: Arena, t: Tables, lid: int) -> None:
