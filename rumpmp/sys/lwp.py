@@ -13,8 +13,6 @@ L_FLAGS = 6
 L_PARK = 7  # pool slot the lwp's thread parks on
 L_RUNQ = 8  # waitq link on a CPU's run queue
 L_NEWQ = 9  # waitq link on a CPU's queue of lwps not yet started
-L_ENTRY = 10  # 3 words: blob of (func, args)
-L_RESULT = 13  # 3 words: blob of (ok, value)
 L_REPLY = 16  # pool slot to post when the lwp ends, 0 if none
 L_WCHAN = 17
 L_SLEEPQ = 18
@@ -31,3 +29,11 @@ LW_MUSTJOIN = 0x0400
 LW_WAITER = 0x0800  # someone (the host, or kthread_join) collects its result
 LW_CONTEXT = 0x1000  # made by rump_lwproc_*: carried by whichever thread switches to it
 LW_IMPLICIT = 0x2000  # a Kernel.run thread's own lwp: rump_lwproc_curlwp reports None
+
+# Each lwp has an io record in the "lwpio" region: the pickled (func, args) it runs,
+# then its pickled (ok, value) result, each a blob.payload_put buffer, so a small call
+# and its result never touch the heap.
+IO_ENTRY = 0
+IO_RESULT = 32  # words
+IO_PAYLOAD_BYTES = IO_RESULT * 8
+IO_WORDS = 2 * IO_RESULT

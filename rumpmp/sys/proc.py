@@ -1,6 +1,6 @@
 """proc records (sys/proc.h): the process table and its header."""
 
-from rumpmp.sys.lwp import LWP_WORDS, NLWP
+from rumpmp.sys.lwp import IO_WORDS, LWP_WORDS, NLWP
 
 NPROC = 256
 PID_MAX = 30000
@@ -33,4 +33,5 @@ TABLE_HDR = 64
 REGIONS = [
     ("proc", TABLE_HDR + NPROC * PROC_WORDS * 8),
     ("lwp", NLWP * LWP_WORDS * 8),
+    ("lwpio", NLWP * IO_WORDS * 8),
 ]

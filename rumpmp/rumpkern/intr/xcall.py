@@ -30,7 +30,16 @@ from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.intr import softint
-from rumpmp.rumpkern.mem.blob import Ref, blob_free, blob_free_ref, blob_get, blob_put, blob_ref
+from rumpmp.rumpkern.mem.blob import (
+    Ref,
+    blob_free_ref,
+    blob_get,
+    blob_put,
+    blob_ref,
+    payload_drop,
+    payload_get,
+    payload_put,
+)
 from rumpmp.rumpkern.sched import kthread
 from rumpmp.rumpkern.sched.proc import tables
 from rumpmp.rumpkern.svc import evcnt
@@ -56,7 +65,7 @@ X_FUNC = 8  # 3 words: blob of the function
 X_SIH = 11  # the HIGHPRI softint's handle index + 1
 X_ABANDONED = 12  # the host gave up collecting: the last target frees the results
 X_REPLY = 13  # park slot of the issuer collecting results: posted when all are done
-X_ARGS = 16  # payload buffer for the pickled (arg1, arg2)
+X_ARGS = 16  # payload buffer (blob.payload_put) for the pickled (arg1, arg2)
 STATE_BYTES = 4096
 
 # per-CPU record words
@@ -65,10 +74,6 @@ XC_LWP = 2  # the CPU's xcall lwp
 XC_RESULT = 8  # payload buffers for the result, one per priority
 RESULT_BYTES = 2048
 CPU_BYTES = XC_RESULT * 8 + 2 * RESULT_BYTES
-
-# a payload buffer: its first word is the pickle's length, or -1 when the pickle is
-# in a heap blob whose 3-word reference follows; then the pickle itself
-_INLINE, _IN_HEAP = 0, -1
 
 #: Functions cached per process, as blobs (issuer) and unpickled (target).
 FUNC_CACHE = 64
@@ -142,34 +147,6 @@ def _dumps(obj: object) -> bytes:
         return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, AttributeError, TypeError):
         return cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-
-
-def _put(arena: Arena, word: int, capacity: int, data: bytes) -> None:
-    """Store a pickle in the payload buffer at ``word`` (or in the heap if too big)."""
-    w = arena.w
-    if len(data) <= capacity - 8:
-        w[word] = len(data)
-        start = word * 8 + 8
-        arena.buf[start : start + len(data)] = data
-    else:
-        w[word] = _IN_HEAP
-        blob_put(arena, data, word + 1)
-
-
-def _get(arena: Arena, word: int) -> Any:
-    w = arena.w
-    n = w[word]
-    if n == _IN_HEAP:
-        return pickle.loads(blob_get(arena, word + 1))
-    start = word * 8 + 8
-    return pickle.loads(arena.buf[start : start + n])
-
-
-def _drop(arena: Arena, word: int) -> None:
-    """Free a payload that went to the heap."""
-    if arena.w[word] == _IN_HEAP:
-        blob_free(arena, word + 1)
-    arena.w[word] = _INLINE
 
 
 def _func_blob(arena: Arena, st: _State, func: Callable) -> None:
@@ -257,9 +234,9 @@ def issue(
     w[x + X_BUSY] = 1
     st.lock.exit()
     try:
-        _drop(arena, x + X_ARGS)  # the previous call's, now that every CPU is done with it
+        payload_drop(arena, x + X_ARGS)  # the previous call's, now that every CPU is done with it
         _func_blob(arena, st, func)
-        _put(arena, x + X_ARGS, STATE_BYTES - X_ARGS * 8, args)
+        payload_put(arena, x + X_ARGS, STATE_BYTES - X_ARGS * 8, args)
     except BaseException:  # an unpicklable function, say: free the state again
         _release(st)
         raise
@@ -362,8 +339,8 @@ def collect_results(
         raise
     results = []
     for word in _result_words(arena, prio, target):
-        results.append(_get(arena, word))
-        _drop(arena, word)
+        results.append(payload_get(arena, word))
+        payload_drop(arena, word)
     _release(_xstate(arena, prio))
     return results
 
@@ -387,7 +364,7 @@ def _drop_results(arena: Arena, prio: int) -> None:
     """Free the results of a finished, abandoned cross-call and the state with them."""
     st = _xstate(arena, prio)
     for word in _result_words(arena, prio, arena.w[st.x + X_TARGET]):
-        _drop(arena, word)
+        payload_drop(arena, word)
     _release(st)
 
 
@@ -428,14 +405,14 @@ def run_pending(arena: Arena, prio: int, cpu: int) -> bool:
             data = _dumps(result)
         except Exception as e:  # noqa: BLE001 - the issuer must learn what went wrong
             data = _dumps((False, RuntimeError(f"result could not be pickled: {e!r}")))
-        _put(arena, word, RESULT_BYTES, data)
+        payload_put(arena, word, RESULT_BYTES, data)
     _finish(arena, prio, seq)
     return True
 
 
 def _call_pending(arena: Arena, x: int) -> object:
     func = _func(arena, x)
-    arg1, arg2 = _get(arena, x + X_ARGS)
+    arg1, arg2 = payload_get(arena, x + X_ARGS)
     return func(arg1, arg2)
 
 

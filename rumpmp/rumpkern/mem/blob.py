@@ -107,3 +107,41 @@ def blob_free(arena: Arena, w_index: int) -> None:
         raise LookupError("no blob stored here")
     blob_free_ref(arena, ref)
     arena.w[w_index] = arena.w[w_index + 1] = arena.w[w_index + 2] = 0
+
+
+# -- payloads: a pickle in a fixed buffer, or in a blob when it does not fit ----------
+#
+# A payload buffer is ``capacity`` bytes starting at word ``word`` of a record: its
+# first word is the pickle's length (0: empty), or -1 when the pickle did not fit
+# and is a blob whose reference follows.  Small calls and results never touch the
+# heap this way.
+
+_IN_BLOB = -1
+
+
+def payload_put(arena: Arena, word: int, capacity: int, data: bytes) -> None:
+    """Store the pickle ``data`` in the payload buffer at ``word``."""
+    w = arena.w
+    if len(data) <= capacity - 8:
+        start = word * 8 + 8
+        arena.buf[start : start + len(data)] = data
+        w[word] = len(data)
+    else:
+        w[word + 1], w[word + 2], w[word + 3] = _put_bytes(arena, data)
+        w[word] = _IN_BLOB
+
+
+def payload_get(arena: Arena, word: int) -> Any:
+    """Unpickle the payload at ``word``."""
+    n = arena.w[word]
+    if n == _IN_BLOB:
+        return pickle.loads(_bytes_of(arena, blob_ref(arena, word + 1)))
+    start = word * 8 + 8
+    return pickle.loads(arena.buf[start : start + n])
+
+
+def payload_drop(arena: Arena, word: int) -> None:
+    """Empty the payload buffer at ``word`` (freeing its blob, if it has one)."""
+    if arena.w[word] == _IN_BLOB:
+        blob_free_ref(arena, blob_ref(arena, word + 1))
+    arena.w[word] = 0

@@ -9,7 +9,10 @@ from busier CPUs when it has nothing to do.
 
 from __future__ import annotations
 
+import pickle
 import traceback
+
+import cloudpickle
 
 import hypercalls
 from hypercalls import clock, param, proc, shm, thread
@@ -18,7 +21,7 @@ from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.entry import KthreadExit
 from rumpmp.rumpkern.locking import lockdebug
-from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
+from rumpmp.rumpkern.mem.blob import payload_drop, payload_get, payload_put
 from rumpmp.rumpkern.sched import lwproc, scheduler
 from rumpmp.rumpkern.sched.proc import Tables, tables
 from rumpmp.rumpkern.svc import evcnt, reboot
@@ -36,11 +39,10 @@ from rumpmp.sys.cpu import (
     cpu_word,
 )
 from rumpmp.sys.lwp import (
-    L_ENTRY,
+    IO_PAYLOAD_BYTES,
     L_FLAGS,
     L_PARK,
     L_REPLY,
-    L_RESULT,
     L_STATE,
     LSZOMB,
     LW_SYSTEM,
@@ -234,7 +236,7 @@ def _run_lwp(arena: Arena, cpu: int, lid: int, slot: int) -> bool:
         scheduler.rump_schedule()
         result = _run_entry(arena, l, cpu)
         if w[l + L_FLAGS] & LW_WAITER:
-            _publish(arena, l, result)
+            _publish(arena, lid, result)
     except hypercalls.sync.Shutdown:
         return False  # the kernel is going down around us
     finally:
@@ -264,21 +266,22 @@ def _exit_lwp(arena: Arena, t: Tables, lid: int) -> None:
         if reply:
             arena.pool.unpark(reply)
         return
-    if w[l + L_RESULT]:  # published before the waiter left: nobody will read it
-        blob_free(arena, l + L_RESULT)
+    payload_drop(arena, t.result(lid))  # published before the waiter left: nobody reads it
     lwproc.lwp_release(t, lid)
 
 
-def _publish(arena: Arena, l: int, result: tuple[bool, object]) -> None:
+def _publish(arena: Arena, lid: int, result: tuple[bool, object]) -> None:
     """Store the result for the waiter; a result that cannot be pickled becomes an error."""
     try:
-        blob_put(arena, result, l + L_RESULT)
+        data = cloudpickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as e:  # noqa: BLE001 - the waiter must learn what went wrong
-        blob_put(arena, (False, RuntimeError(f"result could not be pickled: {e!r}")), l + L_RESULT)
+        error = RuntimeError(f"result could not be pickled: {e!r}")
+        data = cloudpickle.dumps((False, error), protocol=pickle.HIGHEST_PROTOCOL)
+    payload_put(arena, tables(arena).result(lid), IO_PAYLOAD_BYTES, data)
 
 
 def _run_entry(arena: Arena, l: int, cpu: int) -> tuple[bool, object]:
-    """Run the lwp's (func, args) blob; (True, value) or (False, exception)."""
+    """Run the lwp's (func, args) entry; (True, value) or (False, exception)."""
     try:
         ok, value = entry.call(_take_entry_and_call, arena, l)
     except KthreadExit as e:
@@ -292,6 +295,8 @@ def _run_entry(arena: Arena, l: int, cpu: int) -> tuple[bool, object]:
 
 
 def _take_entry_and_call(arena: Arena, l: int) -> object:
-    func, args = blob_get(arena, l + L_ENTRY)
-    blob_free(arena, l + L_ENTRY)
+    t = tables(arena)
+    word = t.entry(t.lid_of(l))
+    func, args = payload_get(arena, word)
+    payload_drop(arena, word)
     return func(*args)

@@ -9,21 +9,23 @@ knows it can do without and panics for any other; rumpmp does the same.
 from __future__ import annotations
 
 import errno
+import pickle
 from collections.abc import Callable
+
+import cloudpickle
 
 from hypercalls import clock, thread
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.entry import KthreadExit
-from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
+from rumpmp.rumpkern.mem.blob import payload_drop, payload_get, payload_put
 from rumpmp.rumpkern.sched import lwproc, scheduler
 from rumpmp.rumpkern.sched.proc import tables
 from rumpmp.rumpkern.svc.prf import kprintf, panic_in
 from rumpmp.sys.lwp import (
-    L_ENTRY,
+    IO_PAYLOAD_BYTES,
     L_FLAGS,
     L_REPLY,
-    L_RESULT,
     L_STATE,
     LSZOMB,
     LW_SYSTEM,
@@ -53,7 +55,8 @@ def lwp_create(
     finally:
         t.lock.exit()
     try:
-        blob_put(arena, (func, args), t.lwp(lid) + L_ENTRY)
+        entry = cloudpickle.dumps((func, args), protocol=pickle.HIGHEST_PROTOCOL)
+        payload_put(arena, t.entry(lid), IO_PAYLOAD_BYTES, entry)
     except BaseException:
         lwproc.lwp_release(t, lid)
         raise
@@ -134,11 +137,10 @@ def wait_lwp(
 def collect(arena: Arena, lid: int) -> tuple[bool, object]:
     """Take the (ok, value) an ended LW_WAITER lwp published, and free the lwp."""
     t = tables(arena)
-    l = t.lwp(lid)
     result: tuple[bool, object] = (True, None)
-    if arena.w[l + L_RESULT]:
-        result = blob_get(arena, l + L_RESULT)
-        blob_free(arena, l + L_RESULT)
+    if arena.w[t.result(lid)]:
+        result = payload_get(arena, t.result(lid))
+        payload_drop(arena, t.result(lid))
     lwproc.lwp_release(t, lid)
     return result
 

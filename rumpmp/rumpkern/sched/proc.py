@@ -13,7 +13,7 @@ import errno
 
 from hypercalls import sync, thread
 from rumpmp.rumpkern.arena import Arena
-from rumpmp.sys.lwp import L_NAME, L_PID, LWP_WORDS, NAME_LEN
+from rumpmp.sys.lwp import IO_ENTRY, IO_RESULT, IO_WORDS, L_NAME, L_PID, LWP_WORDS, NAME_LEN
 from rumpmp.sys.proc import NPROC, P_PID, P_STATE, PROC_WORDS, SACTIVE, T_LOCK, TABLE_HDR
 
 
@@ -26,6 +26,7 @@ class Tables:
         self.hdr = arena.region_word("proc")
         self.procs = self.hdr + TABLE_HDR // 8
         self.lwps = arena.region_word("lwp")
+        self.io = arena.region_word("lwpio")
         self.lock = sync.Mutex.attach(arena.pool, self.w[self.hdr + T_LOCK], sync.MTX_SPIN)
 
     def proc(self, slot: int) -> int:
@@ -35,6 +36,14 @@ class Tables:
     def lwp(self, lid: int) -> int:
         """Word index of the lwp whose curlwp id is ``lid`` (index + 1)."""
         return self.lwps + (lid - 1) * LWP_WORDS
+
+    def entry(self, lid: int) -> int:
+        """Word index of lwp ``lid``'s entry payload buffer (what it runs)."""
+        return self.io + (lid - 1) * IO_WORDS + IO_ENTRY
+
+    def result(self, lid: int) -> int:
+        """Word index of lwp ``lid``'s result payload buffer."""
+        return self.io + (lid - 1) * IO_WORDS + IO_RESULT
 
     def lid_of(self, l: int) -> int:
         """The curlwp id of the lwp record at word ``l`` (0 for none)."""
