@@ -65,8 +65,8 @@ def _count(arg) -> None:
         mutex_exit(m)
 
 
-def kernel_counter(n: int) -> float:
-    """Increments per second by two kthreads on two CPUs under one adaptive mutex."""
+def kernel_counter(n: int, ncpu: int = 2) -> float:
+    """Increments per second by kthreads on ``ncpu`` CPUs under one adaptive mutex."""
     from rumpmp.kern import (
         KTHREAD_MUSTJOIN,
         PRI_KTHREAD,
@@ -79,13 +79,14 @@ def kernel_counter(n: int) -> float:
     m, buf = mutex_init(), kmem_zalloc(8)
     start = time.perf_counter()
     lids = [
-        kthread_create(PRI_KTHREAD, KTHREAD_MUSTJOIN, c, _count, (m, buf, n), "c") for c in (0, 1)
+        kthread_create(PRI_KTHREAD, KTHREAD_MUSTJOIN, c, _count, (m, buf, n), "c")
+        for c in range(ncpu)
     ]
     for lid in lids:
         kthread_join(lid)
     elapsed = time.perf_counter() - start
-    assert struct.unpack_from("<q", buf, 0)[0] == 2 * n
-    return 2 * n / elapsed
+    assert struct.unpack_from("<q", buf, 0)[0] == ncpu * n
+    return ncpu * n / elapsed
 
 
 def _host_count(lock, value, n) -> None:
@@ -94,18 +95,21 @@ def _host_count(lock, value, n) -> None:
             value.value += 1
 
 
-def host_counter(n: int) -> float:
+def host_counter(n: int, nproc: int = 2) -> float:
+    """Increments per second by ``nproc`` processes sharing a multiprocessing.Lock."""
     lock = multiprocessing.Lock()
     value = multiprocessing.Value("q", 0, lock=False)
-    procs = [multiprocessing.Process(target=_host_count, args=(lock, value, n)) for _ in range(2)]
+    procs = [
+        multiprocessing.Process(target=_host_count, args=(lock, value, n)) for _ in range(nproc)
+    ]
     start = time.perf_counter()
     for p in procs:
         p.start()
     for p in procs:
         p.join()
     elapsed = time.perf_counter() - start
-    assert value.value == 2 * n
-    return 2 * n / elapsed
+    assert value.value == nproc * n
+    return nproc * n / elapsed
 
 
 # -- ping-pong ------------------------------------------------------------------------

@@ -52,3 +52,13 @@ def host_placed(placement: str) -> Iterator[None]:
         yield
     finally:
         _pin(os.getpid(), set(ALL_CORES))
+
+
+def spread(placement: str, pids: list[int]) -> None:
+    """For a pair that talks to itself (two CPUs, the floor's two processes): all on
+    one core, or one per core."""
+    for i, pid in enumerate(pids):
+        if placement == TWO_CORES:
+            _pin(pid, {ALL_CORES[i % 2]})
+        else:
+            _pin(pid, other_cores(placement))

@@ -18,7 +18,7 @@ processes: after a shutdown they raise ``Shutdown`` instead of hanging.
 """
 
 from hypercalls.sync.condvar import CondVar
-from hypercalls.sync.mutex import MTX_KMUTEX, MTX_SPIN, SPIN_TRIES, Mutex
+from hypercalls.sync.mutex import MTX_KMUTEX, MTX_SPIN, SPIN_NS, Mutex
 from hypercalls.sync.pool import SLICE, Shutdown, SyncPool
 from hypercalls.sync.rwlock import RW_READER, RW_WRITER, RWLock
 
@@ -28,7 +28,7 @@ __all__ = [
     "RW_READER",
     "RW_WRITER",
     "SLICE",
-    "SPIN_TRIES",
+    "SPIN_NS",
     "CondVar",
     "Mutex",
     "RWLock",

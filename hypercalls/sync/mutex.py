@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from hypercalls.sync.pool import SyncPool, _Guarded
-from hypercalls.thread import hooks, owner_token
+from hypercalls.thread import hooks, owner_token, spin_until
 
 MTX_SPIN = 0x01
 MTX_KMUTEX = 0x02
 
-#: Tries of a busy mutex before its waiter gives up the CPU and sleeps.  The holder
-#: is usually running on another CPU and about to let go (NetBSD's adaptive mutexes
-#: spin for the same reason); a few microseconds of trying beats a sleep and wakeup.
-SPIN_TRIES = 100
+#: How long a waiter for a busy mutex keeps trying before it gives up the CPU and
+#: sleeps, in ns.  The holder is usually running on another CPU and about to let go
+#: (NetBSD's adaptive mutexes spin for the same reason); a few microseconds of trying
+#: beats a sleep and wakeup.  The tries yield the host core, so a holder that shares
+#: it is never starved.
+SPIN_NS = 20_000
 
 
 class Mutex(_Guarded):
@@ -35,7 +37,7 @@ class Mutex(_Guarded):
 
     def _spin(self) -> bool:
         acquire = self._guard.acquire
-        return any(acquire(False) for _ in range(SPIN_TRIES))
+        return spin_until(lambda: acquire(False), SPIN_NS)
 
     def enter_nowrap(self) -> None:
         """rumpuser_mutex_enter_nowrap: take the lock, keeping the CPU while waiting."""

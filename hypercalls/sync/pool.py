@@ -255,10 +255,14 @@ class SyncPool:
             return
         hooks.unschedule()
         try:
-            while not spin_until(ready):
-                self.wait_sem(self.sem(slot))
+            self.wait_until(slot, ready)
         finally:
             hooks.schedule()
+
+    def wait_until(self, slot: int, ready: Callable[[], bool]) -> None:
+        """``park_spinning`` for a caller that holds no CPU (or must not give it up)."""
+        while not spin_until(ready):
+            self.wait_sem(self.sem(slot))
 
     def park(self, slot: int, timeout: float | None = None, wrap: bool = True) -> bool:
         """Wait for a post on a park slot; False on timeout.
@@ -325,12 +329,24 @@ class SyncPool:
         left until the deadline: a stale wakeup must not stretch the wait.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.queued(me):
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            self.park(me, left, wrap)
-        return True
+
+        def granted() -> bool:
+            return not self.queued(me)
+
+        if granted():
+            return True
+        if wrap:
+            hooks.unschedule()
+        try:
+            while not spin_until(granted):  # the waker is often about to grant
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self.park(me, left, wrap=False)
+            return True
+        finally:
+            if wrap:
+                hooks.schedule()
 
 
 _ZERO_RECORD = memoryview(bytes(_R_WORDS * 8)).cast("q")

@@ -86,3 +86,13 @@ def test_hold_check_delivers_a_held_sigint():
         with pytest.raises(KeyboardInterrupt):
             for _ in range(1000):
                 hold.check()
+
+
+def test_spin_until_sees_a_condition_set_by_another_thread_and_gives_up_in_time():
+    flag = []
+    t = thread.thread_create(lambda _: flag.append(1), None, "setter")
+    assert thread.spin_until(lambda: bool(flag), 2_000_000_000)
+    t.join()
+    start = clock.monotonic_ns()
+    assert not thread.spin_until(lambda: False, 5_000_000)
+    assert clock.monotonic_ns() - start < 1_000_000_000  # bounded by its budget

@@ -196,3 +196,21 @@ def test_a_condvar_broadcast_wakes_every_waiting_process(pool):
     m.exit()
     t.join(40)
     assert w[2] == PROCS
+
+
+@pytest.mark.timeout(30)
+def test_park_spinning_wakes_on_the_condition_or_the_post(pool):
+    me = pool.park_slot()
+    done = []
+
+    def later():
+        time.sleep(0.2)  # longer than the spin: the waiter has parked by now
+        done.append(1)
+        pool.unpark(me)  # the poster sets the condition, then always posts
+
+    t = threading.Thread(target=later)
+    t.start()
+    pool.park_spinning(me, lambda: bool(done))
+    t.join(10)
+    assert done
+    pool.park_spinning(me, lambda: True)  # already true: returns at once

@@ -330,3 +330,19 @@ def threads_create_and_join():
 @pytest.mark.timeout(60)
 def test_threads_create_and_join(kernel):
     assert kernel.run(threads_create_and_join) == ([0] * 8, b"\x01" * 8)
+
+
+def _thread_and_lwp():
+    import threading
+
+    from hypercalls import thread
+
+    return threading.get_ident(), thread.curlwp()
+
+
+@pytest.mark.timeout(60)
+def test_an_ended_lwps_thread_carries_the_next_lwp_of_its_cpu(kernel):
+    seen = [kernel.run(_thread_and_lwp, cpu=2, timeout=30) for _ in range(20)]
+    threads = {t for t, _ in seen}
+    assert len(threads) < 20  # threads are reused...
+    assert all(lid > 0 for _, lid in seen)  # ...each time as the lwp it carries

@@ -147,9 +147,8 @@ def rump_schedule() -> None:
         w[t.lwp(lid) + L_STATE] = LSRUN
         w[sp.ev + EV_SLOW] += 1
         sp.lock.exit()
-        park = w[t.lwp(lid) + L_PARK]
-        while w[s + SPC_CURLWP] != lid:  # the unscheduler hands the CPU over explicitly
-            arena.pool.park(park, wrap=False)
+        # The unscheduler hands the CPU over explicitly (and posts our park slot).
+        arena.pool.wait_until(w[t.lwp(lid) + L_PARK], lambda: w[s + SPC_CURLWP] == lid)
     w[t.lwp(lid) + L_STATE] = LSONPROC
     onproc.scheduled = True
 
@@ -206,9 +205,7 @@ def preempt() -> None:
         arena.pool.unpark(sp.doorbell)
     w[t.lwp(lid) + L_STATE] = LSRUN
     sp.lock.exit()
-    park = w[t.lwp(lid) + L_PARK]
-    while w[s + SPC_CURLWP] != lid:
-        arena.pool.park(park, wrap=False)
+    arena.pool.wait_until(w[t.lwp(lid) + L_PARK], lambda: w[s + SPC_CURLWP] == lid)
     w[t.lwp(lid) + L_STATE] = LSONPROC
 
 
