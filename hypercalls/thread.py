@@ -37,10 +37,15 @@ def _nothing() -> None:
     pass
 
 
+def _always() -> bool:
+    return True
+
+
 class _Hooks:
     def __init__(self) -> None:
         self.schedule: Callable[[], None] = _nothing
         self.unschedule: Callable[[], None] = _nothing
+        self.worth_spinning: Callable[[], bool] = _always
         self.threads = True
 
 
@@ -48,11 +53,16 @@ hooks = _Hooks()
 
 
 def thrinit(
-    schedule: Callable[[], None], unschedule: Callable[[], None], threads: bool = True
+    schedule: Callable[[], None],
+    unschedule: Callable[[], None],
+    threads: bool = True,
+    worth_spinning: Callable[[], bool] = _always,
 ) -> None:
-    """Install the kernel's CPU hooks (rumpuser_thrinit)."""
+    """Install the kernel's CPU hooks (rumpuser_thrinit); ``worth_spinning`` says
+    whether a hot wait may spin before it blocks (see ``spin_until``)."""
     hooks.schedule = schedule
     hooks.unschedule = unschedule
+    hooks.worth_spinning = worth_spinning
     hooks.threads = threads
 
 
@@ -117,12 +127,22 @@ def thread_exit() -> None:
 SPIN_NS = 60_000
 
 
-def spin_until(ready: Callable[[], bool], budget_ns: int = SPIN_NS) -> bool:
+def spin_until(
+    ready: Callable[[], bool],
+    budget_ns: int = SPIN_NS,
+    worth_it: Callable[[], bool] | None = None,
+) -> bool:
     """Check ``ready()`` for up to ``budget_ns``, yielding the host core between
     checks (so a waiter never starves the process it waits for, even when they
-    share a core); whether it became true.  The caller blocks afterwards if not."""
+    share a core); whether it became true.  The caller blocks afterwards if not.
+
+    ``worth_it()`` is asked first (by default the kernel's ``worth_spinning`` hook):
+    a spinner competes for the GIL with the other threads of its process, so a CPU
+    process spins only while it has nothing else to run."""
     if ready():
         return True
+    if not (worth_it or hooks.worth_spinning)():
+        return False
     deadline = time.monotonic_ns() + budget_ns
     while time.monotonic_ns() < deadline:
         os.sched_yield()

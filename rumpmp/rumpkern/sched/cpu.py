@@ -77,8 +77,14 @@ def cpu_main(prefix: str, cpu: int, lifeline_fd: int, percpu_init: list) -> None
     ci = cpu_word(arena, cpu)
     arena.w[ci + CI_PID] = param.getpid()
     arena.w[ci + CI_STATE] = CPU_ATTACHED
+    curlwp = scheduler.spc(arena, cpu).s + SPC_CURLWP
     thread.thrinit(
-        scheduler.rump_schedule, scheduler.rump_unschedule, bool(arena.w[_arena.H_THREADS])
+        scheduler.rump_schedule,
+        scheduler.rump_unschedule,
+        bool(arena.w[_arena.H_THREADS]),
+        # A hot wait spins only while no lwp runs on this CPU: a spinner would take
+        # the GIL from the very lwp it may be waiting for.
+        lambda: not arena.w[curlwp],
     )
     try:
         for bit, init in enumerate(percpu_init):
@@ -196,9 +202,23 @@ def _lwp_thread(args: tuple[Arena, int, int]) -> None:
     slot = arena.pool.park_slot()
     try:
         while lid and _run_lwp(arena, cpu, lid, slot):
-            lid = _next_lwp(arena, slot)
+            lid = _take_next(arena, cpu) or _next_lwp(arena, slot)
     finally:
         arena.pool.release_park_slot()
+
+
+def _take_next(arena: Arena, cpu: int) -> int:
+    """An lwp placed on this CPU soon after ours ended (the next call of a loop),
+    taken here directly: no hand-off to the idle loop, no wake-up.  0 if none
+    comes within the spin."""
+    sp = scheduler.spc(arena, cpu)
+    w, s = sp.w, sp.s
+    if not thread.spin_until(lambda: bool(w[s + SPC_NEWQ_HEAD]) and not w[s + SPC_CURLWP]):
+        return 0
+    lid = scheduler.take_new(arena, cpu)
+    if lid:
+        sp.w[sp.ev + evcnt.EV_STARTED] += 1
+    return lid
 
 
 def _next_lwp(arena: Arena, slot: int) -> int:
