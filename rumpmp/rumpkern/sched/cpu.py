@@ -82,9 +82,9 @@ def cpu_main(prefix: str, cpu: int, lifeline_fd: int, percpu_init: list) -> None
         scheduler.rump_schedule,
         scheduler.rump_unschedule,
         bool(arena.w[_arena.H_THREADS]),
-        # A hot wait spins only while no lwp runs on this CPU: a spinner would take
-        # the GIL from the very lwp it may be waiting for.
-        lambda: not arena.w[curlwp],
+        # A hot wait spins only while no other lwp runs on this CPU: a spinner would
+        # take the GIL from the very lwp it may be waiting for.
+        lambda: arena.w[curlwp] in (0, thread.current.curlwp),
     )
     try:
         for bit, init in enumerate(percpu_init):
