@@ -48,7 +48,7 @@ from rumpmp.sys.lwp import (
     LW_SYSTEM,
     LW_WAITER,
 )
-from rumpmp.sys.sched import SPC_CURLWP, SPC_NEWQ_HEAD
+from rumpmp.sys.sched import SPC_CURLWP
 
 
 def cpu_index() -> int:
@@ -119,14 +119,9 @@ def idle_loop(arena: Arena, cpu: int) -> None:
     steal them.  Releasing the CPU rings the doorbell when lwps wait to start.
     """
     sp = scheduler.spc(arena, cpu)
-    w, s = sp.w, sp.s
-
-    def work() -> bool:  # lwps to start and the CPU free to start them
-        return bool(w[s + SPC_NEWQ_HEAD]) and not w[s + SPC_CURLWP]
-
     while arena.state in (_arena.BOOTING, _arena.RUNNING):
         try:
-            if not thread.spin_until(work):
+            if not thread.spin_until(lambda: scheduler.startable(sp)):
                 arena.pool.park(sp.doorbell, scheduler.STEAL_INTERVAL, wrap=False)
         except hypercalls.sync.Shutdown:
             break
@@ -212,8 +207,7 @@ def _take_next(arena: Arena, cpu: int) -> int:
     taken here directly: no hand-off to the idle loop, no wake-up.  0 if none
     comes within the spin."""
     sp = scheduler.spc(arena, cpu)
-    w, s = sp.w, sp.s
-    if not thread.spin_until(lambda: bool(w[s + SPC_NEWQ_HEAD]) and not w[s + SPC_CURLWP]):
+    if not thread.spin_until(lambda: scheduler.startable(sp)):
         return 0
     lid = scheduler.take_new(arena, cpu)
     if lid:

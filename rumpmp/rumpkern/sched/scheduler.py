@@ -274,6 +274,11 @@ def _pop_new(sp: _Spc, t: Tables, unbound_only: bool) -> int:
     return 0
 
 
+def startable(sp: _Spc) -> bool:
+    """lwps wait to start on this CPU, and it is free to start one."""
+    return bool(sp.w[sp.s + SPC_NEWQ_HEAD]) and not sp.w[sp.s + SPC_CURLWP]
+
+
 def take_new(arena: Arena, cpu: int) -> int:
     """If ``cpu`` is idle, the next lwp waiting to start there, with the CPU reserved
     for it (so the lwps of a CPU start one at a time, in priority order); else 0."""
