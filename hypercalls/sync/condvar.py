@@ -56,11 +56,10 @@ class CondVar(_Guarded):
         pool, w = self.pool, self.pool.w
         self._lock()
         for _ in range(limit):
-            me = pool.dequeue(self.r + _C_HEAD)
-            if not me:
+            if not w[self.r + _C_HEAD]:
                 break
-            w[self.r + _C_WAITERS] -= 1
-            pool.unpark(me)
+            w[self.r + _C_WAITERS] -= 1  # before the waiter, which may be spinning, goes
+            pool.unpark(pool.dequeue(self.r + _C_HEAD))
         self._unlock()
 
     def signal(self) -> None:

@@ -81,18 +81,21 @@ class RWLock(_Guarded):
         if readers_first and w[r + _RW_RQ]:
             self._grant_readers()
         elif w[r + _RW_WQ]:
+            # Make the waiter the owner before it is dequeued: a waiter that spins
+            # sees itself granted the moment it leaves the queue, and goes on to
+            # use (and release) the lock at once.
+            w[r + _RW_WRITER] = pool.token(pool.slot_of(w[r + _RW_WQ]))
             me = pool.dequeue(r + _RW_WQ)
             w[r + _RW_WWAIT] -= 1
-            w[r + _RW_WRITER] = pool.token(me)
             pool.unpark(me)
         else:
             self._grant_readers()
 
     def _grant_readers(self) -> None:
         pool, w, r = self.pool, self.pool.w, self.r
-        while me := pool.dequeue(r + _RW_RQ):
-            w[r + _RW_READERS] += 1
-            pool.unpark(me)
+        while w[r + _RW_RQ]:
+            w[r + _RW_READERS] += 1  # counted before dequeued, as for a writer
+            pool.unpark(pool.dequeue(r + _RW_RQ))
 
     def tryupgrade(self) -> bool:
         """rumpuser_rw_tryupgrade: turn the caller's sole read hold into the write hold."""
