@@ -40,7 +40,7 @@ from rumpmp.rumpkern.mem.blob import (
     payload_get,
     payload_put,
 )
-from rumpmp.rumpkern.sched import kthread
+from rumpmp.rumpkern.sched import kthread, scheduler
 from rumpmp.rumpkern.sched.proc import tables
 from rumpmp.rumpkern.svc import evcnt
 from rumpmp.rumpkern.svc.prf import kprintf
@@ -447,9 +447,15 @@ def _xc_thread(_: object) -> None:
     def more() -> bool:
         return w[headp] > w[seen]
 
+    wanted = scheduler.wanted_by_others(arena, cpu)
     while True:
-        if not run_pending(arena, LOW, cpu):
-            arena.pool.park_spinning(park, more)  # the CPU is released meanwhile
+        if run_pending(arena, LOW, cpu):
+            continue
+        # While no other lwp wants this CPU, wait for the next call keeping it: that
+        # spares a release and a retake of the CPU per call in a loop of calls.
+        if thread.spin_until(lambda: more() or wanted()) and more():
+            continue
+        arena.pool.park_spinning(park, more)  # the CPU is released meanwhile
 
 
 def _xc_highpri_intr(_: object) -> None:

@@ -24,6 +24,8 @@ linked through the lwp table), the unstarted queue, the load and counters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypercalls import sync, thread, waitq
 from rumpmp.rumpkern.arena import H_LOCKDEBUG, Arena, here, onproc
 from rumpmp.rumpkern.locking import lockdebug
@@ -272,6 +274,14 @@ def _pop_new(sp: _Spc, t: Tables, unbound_only: bool) -> int:
             w[sp.s + SPC_NNEW] -= 1
             return t.lid_of(l)
     return 0
+
+
+def wanted_by_others(arena: Arena, cpu: int) -> Callable[[], bool]:
+    """A test of whether lwps wait for ``cpu`` (queued to run, or to start): a
+    holder that has nothing to do should then let go at once."""
+    sp = spc(arena, cpu)
+    w, nrun, nnew = sp.w, sp.s + SPC_NRUN, sp.s + SPC_NNEW
+    return lambda: bool(w[nrun] or w[nnew])
 
 
 def startable(sp: _Spc) -> bool:
