@@ -7,7 +7,11 @@ boot stays cheap.  Each thread has a *park slot* to sleep on; objects that make
 threads wait queue their park slots (``waitq``) and post them to wake them.
 
 Every wait is sliced (``SLICE``) so that ``SyncPool.shutdown`` reaches waiters in all
-processes: after a shutdown they raise ``Shutdown`` instead of hanging.
+processes: after a shutdown they raise ``Shutdown`` instead of hanging.  Hot waits
+check their condition for a moment before they block (``thread.spin_until``); the
+poster always posts after making the condition true, and whoever grants a waiter
+completes the grant before taking it off its queue, so a spinning waiter never sees
+a half-made grant and no wake-up is lost.
 """
 
 from __future__ import annotations
