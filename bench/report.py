@@ -150,6 +150,7 @@ def targets(rt: dict[str, dict[str, float]]) -> list[tuple[str, str, str, bool]]
                 ping / floor <= 1.3,
             )
         )
+    boot.byte_compile()
     cli = [sys.executable, "-m", "rumpmp", "boot", "--ncpu", "8"]
     deps = [sys.executable, "-c", "import multiprocess, posix_ipc, cloudpickle"]
     imp = [sys.executable, "-c", "import rumpmp"]
