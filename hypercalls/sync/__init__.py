@@ -19,12 +19,13 @@ processes: after a shutdown they raise ``Shutdown`` instead of hanging.
 
 from hypercalls.sync.condvar import CondVar
 from hypercalls.sync.mutex import MTX_KMUTEX, MTX_SPIN, SPIN_NS, Mutex
-from hypercalls.sync.pool import SLICE, Shutdown, SyncPool
+from hypercalls.sync.pool import POLL, SLICE, Shutdown, SyncPool
 from hypercalls.sync.rwlock import RW_READER, RW_WRITER, RWLock
 
 __all__ = [
     "MTX_KMUTEX",
     "MTX_SPIN",
+    "POLL",
     "RW_READER",
     "RW_WRITER",
     "SLICE",

@@ -36,6 +36,7 @@ from hypercalls.thread import hooks, local, owner_token, spin_until
 T = TypeVar("T")
 
 SLICE = 0.1  # seconds between checks of the shutdown flag
+POLL = 0.05  # longest park of a waiter that has a deadline or a poll function
 _SEM_MAX = 2**30
 _SEMAPHORE = 1  # SemLock kind
 
@@ -249,24 +250,50 @@ class SyncPool:
             self._parks.discard(slot)
             self.free(slot)
 
-    def park_spinning(self, slot: int, ready: Callable[[], bool]) -> None:
+    def park_spinning(
+        self,
+        slot: int,
+        ready: Callable[[], bool],
+        deadline: int | None = None,
+        poll: Callable[[], None] | None = None,
+        what: str = "wait",
+    ) -> None:
         """Wait until ``ready()``: with the CPU released, check it for a moment
         (``spin_until``), then park on ``slot`` until posted, and look again.  The
         poster sets the condition first and always posts, so nothing is lost; a
         post that finds the waiter already gone stays behind as a stale post, which
-        every waiter tolerates because it loops on its condition."""
+        every waiter tolerates because it loops on its condition.
+
+        For a host caller: ``deadline`` (monotonic ns) raises TimeoutError when it
+        passes, and ``poll`` runs between parks, at most POLL seconds apart, and may
+        raise to give up (a held Ctrl-C)."""
         if ready():
             return
         hooks.unschedule()
         try:
-            self.wait_until(slot, ready)
+            self.wait_until(slot, ready, deadline, poll, what)
         finally:
             hooks.schedule()
 
-    def wait_until(self, slot: int, ready: Callable[[], bool]) -> None:
+    def wait_until(
+        self,
+        slot: int,
+        ready: Callable[[], bool],
+        deadline: int | None = None,
+        poll: Callable[[], None] | None = None,
+        what: str = "wait",
+    ) -> None:
         """``park_spinning`` for a caller that holds no CPU (or must not give it up)."""
         while not spin_until(ready):
-            self.wait_sem(self.sem(slot))
+            if deadline is None and poll is None:
+                self.wait_sem(self.sem(slot))
+                continue
+            left = POLL if deadline is None else min(POLL, (deadline - time.monotonic_ns()) / 1e9)
+            if left <= 0:
+                raise TimeoutError(errno.ETIMEDOUT, f"{what} timed out")
+            self.wait_sem(self.sem(slot), left)
+            if poll is not None:
+                poll()
 
     def park(self, slot: int, timeout: float | None = None, wrap: bool = True) -> bool:
         """Wait for a post on a park slot; False on timeout.

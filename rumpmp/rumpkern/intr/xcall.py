@@ -177,9 +177,6 @@ def _func(arena: Arena, x: int) -> Callable:
 
 # -- issuing --------------------------------------------------------------------------
 
-#: Longest single wait of a host caller that has a deadline or a poll function.
-POLL = 0.05
-
 
 def _wait_locked(
     st: _State, done: Callable[[], bool], deadline: int | None, poll: Callable[[], None] | None
@@ -194,7 +191,11 @@ def _wait_locked(
         if deadline is None and poll is None:
             st.cv.wait(st.lock)
             continue
-        left = POLL if deadline is None else min(POLL, (deadline - clock.monotonic_ns()) / 1e9)
+        left = (
+            sync.POLL
+            if deadline is None
+            else min(sync.POLL, (deadline - clock.monotonic_ns()) / 1e9)
+        )
         if left <= 0:
             st.lock.exit()
             raise TimeoutError(errno.ETIMEDOUT, "cross-call timed out")
@@ -306,13 +307,7 @@ def _await_reply(
     def done() -> bool:
         return w[x + X_DONEP] >= seq
 
-    while not thread.spin_until(done):
-        left = POLL if deadline is None else min(POLL, (deadline - clock.monotonic_ns()) / 1e9)
-        if left <= 0:
-            raise TimeoutError(errno.ETIMEDOUT, "cross-call timed out")
-        arena.pool.park(me, left)
-        if poll is not None:
-            poll()
+    arena.pool.wait_until(me, done, deadline, poll, "cross-call")
 
 
 def _result_words(arena: Arena, prio: int, target: int) -> list[int]:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 import cloudpickle
 
-from hypercalls import clock, thread
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.entry import KthreadExit
@@ -97,9 +96,6 @@ def kthread_exit(ecode: int = 0) -> None:
 
 # -- waiting for an lwp (LW_WAITER): kthread_join, and the host's Kernel.run ----------
 
-#: Longest single park of a waiter that has a deadline or a poll function.
-POLL = 0.05
-
 
 def wait_lwp(
     arena: Arena, lid: int, deadline: int | None = None, poll: Callable[[], None] | None = None
@@ -122,16 +118,7 @@ def wait_lwp(
     def ended() -> bool:
         return w[l + L_STATE] == LSZOMB
 
-    if deadline is None and poll is None:
-        arena.pool.park_spinning(me, ended)
-        return
-    while not thread.spin_until(ended):
-        left = POLL if deadline is None else min(POLL, (deadline - clock.monotonic_ns()) / 1e9)
-        if left <= 0:
-            raise TimeoutError(errno.ETIMEDOUT, f"lwp {lid} did not finish in time")
-        arena.pool.park(me, left)
-        if poll is not None:
-            poll()
+    arena.pool.park_spinning(me, ended, deadline, poll, f"lwp {lid}")
 
 
 def collect(arena: Arena, lid: int) -> tuple[bool, object]:
