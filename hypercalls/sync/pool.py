@@ -201,9 +201,6 @@ class SyncPool:
         self.w[_H_INUSE] -= 1
         lock.release()
 
-    def in_use(self) -> int:
-        return self.w[_H_INUSE]
-
     # -- shutdown and waiting ------------------------------------------------------
 
     def shutdown(self) -> None:
@@ -213,10 +210,6 @@ class SyncPool:
         for slot in list(self._parks):
             with contextlib.suppress(OSError):  # a semaphore gone already has no waiter
                 self.unpark(slot)
-
-    @property
-    def is_shut_down(self) -> bool:
-        return bool(self.w[_H_SHUTDOWN])
 
     def wait_sem(self, sem: SemLock, timeout: float | None = None) -> bool:
         """Take ``sem``, waiting in slices; False on timeout, Shutdown after shutdown."""
