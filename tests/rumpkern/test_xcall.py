@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -158,3 +160,27 @@ def test_no_threads_means_no_cross_calls(boot):
     with pytest.raises(OSError, match="RUMP_THREADS"):
         k.xc_broadcast(0, fail_on_two)
     assert "xcall not functional" in k.dmesg()
+
+
+LATE_CLASSES = """
+import rumpmp
+
+with rumpmp.boot(ncpu=1) as k:
+    class Point:  # defined in __main__ after the CPUs started: they cannot import it
+        def __init__(self, x):
+            self.x = x
+
+    def bump(p, _):
+        return Point(p.x + 1)
+
+    print(k.xc_unicast(0, bump, Point(1), None, 0).x, k.run(lambda p: Point(p.x + 2), Point(1)).x)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_arguments_and_results_of_classes_made_after_boot(tmp_path):
+    script = tmp_path / "late.py"
+    script.write_text(LATE_CLASSES)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "3"]

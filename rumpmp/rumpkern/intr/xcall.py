@@ -19,11 +19,8 @@ results as pickles in buffers of the region (or the heap when they are large).
 from __future__ import annotations
 
 import errno
-import pickle
 from collections.abc import Callable
 from typing import Any
-
-import cloudpickle
 
 from hypercalls import clock, sync, thread
 from rumpmp.rumpkern import arena as _arena
@@ -36,6 +33,7 @@ from rumpmp.rumpkern.mem.blob import (
     blob_get,
     blob_put,
     blob_ref,
+    dumps,
     payload_drop,
     payload_get,
     payload_put,
@@ -142,13 +140,6 @@ def xc_init_cpu(arena: Arena, cpu: int) -> None:
 # -- payloads -----------------------------------------------------------------------
 
 
-def _dumps(obj: object) -> bytes:
-    try:
-        return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-    except (pickle.PicklingError, AttributeError, TypeError):
-        return cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-
-
 def _func_blob(arena: Arena, st: _State, func: Callable) -> None:
     """Make ``func`` the state's function, reusing this process's blob of it."""
     cache: dict[int, tuple[Callable, Ref]] = arena.attached(("xcall.funcs", st.prio), dict)
@@ -229,7 +220,7 @@ def issue(
     prio = HIGH if flags & XC_HIGHPRI else LOW
     st = _xstate(arena, prio)
     w, x = arena.w, st.x
-    args = _dumps((arg1, arg2))
+    args = dumps((arg1, arg2))
     st.lock.enter()
     _wait_locked(st, lambda: not w[x + X_BUSY], deadline, poll)
     w[x + X_BUSY] = 1
@@ -397,9 +388,9 @@ def run_pending(arena: Arena, prio: int, cpu: int) -> bool:
         result = (True, value) if ok else (False, entry.portable(value, cpu))  # type: ignore[arg-type]
         word = r + XC_RESULT + prio * RESULT_BYTES // 8
         try:
-            data = _dumps(result)
+            data = dumps(result)
         except Exception as e:  # noqa: BLE001 - the issuer must learn what went wrong
-            data = _dumps((False, RuntimeError(f"result could not be pickled: {e!r}")))
+            data = dumps((False, RuntimeError(f"result could not be pickled: {e!r}")))
         payload_put(arena, word, RESULT_BYTES, data)
     _finish(arena, prio, seq)
     return True

@@ -57,9 +57,31 @@ def _put_bytes(arena: Arena, data: bytes) -> Ref:
     return ref
 
 
+#: Types whose pickles never name a class or function the other side might lack.
+_PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes})
+
+
+def _plain(obj: object, depth: int = 2) -> bool:
+    if type(obj) in _PLAIN:
+        return True
+    if type(obj) is not tuple or depth == 0 or len(obj) > 8:
+        return False
+    return all(_plain(x, depth - 1) for x in obj)
+
+
+def dumps(obj: object) -> bytes:
+    """Pickle ``obj`` for another process of the kernel.  Plain data goes through
+    pickle (about 4x faster); anything else through cloudpickle, which carries by
+    value the functions and classes a CPU process cannot import (those of
+    ``__main__`` defined after boot, lambdas, closures)."""
+    if _plain(obj):
+        return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def blob_put(arena: Arena, obj: object, w_index: int) -> None:
     """Pickle ``obj`` into the heap and store its reference at words w_index..+2."""
-    data = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    data = dumps(obj)
     ref = _put_bytes(arena, data)
     arena.w[w_index], arena.w[w_index + 1], arena.w[w_index + 2] = ref
 

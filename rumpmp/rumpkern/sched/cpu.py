@@ -9,10 +9,7 @@ from busier CPUs when it has nothing to do.
 
 from __future__ import annotations
 
-import pickle
 import traceback
-
-import cloudpickle
 
 import hypercalls
 from hypercalls import clock, param, proc, shm, thread
@@ -21,7 +18,7 @@ from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.entry import KthreadExit
 from rumpmp.rumpkern.locking import lockdebug
-from rumpmp.rumpkern.mem.blob import payload_drop, payload_get, payload_put
+from rumpmp.rumpkern.mem.blob import dumps, payload_drop, payload_get, payload_put
 from rumpmp.rumpkern.sched import lwproc, scheduler
 from rumpmp.rumpkern.sched.proc import Tables, tables
 from rumpmp.rumpkern.svc import evcnt, reboot
@@ -287,10 +284,10 @@ def _exit_lwp(arena: Arena, t: Tables, lid: int) -> None:
 def _publish(arena: Arena, lid: int, result: tuple[bool, object]) -> None:
     """Store the result for the waiter; a result that cannot be pickled becomes an error."""
     try:
-        data = cloudpickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        data = dumps(result)
     except Exception as e:  # noqa: BLE001 - the waiter must learn what went wrong
         error = RuntimeError(f"result could not be pickled: {e!r}")
-        data = cloudpickle.dumps((False, error), protocol=pickle.HIGHEST_PROTOCOL)
+        data = dumps((False, error))
     payload_put(arena, tables(arena).result(lid), IO_PAYLOAD_BYTES, data)
 
 

@@ -9,15 +9,12 @@ knows it can do without and panics for any other; rumpmp does the same.
 from __future__ import annotations
 
 import errno
-import pickle
 from collections.abc import Callable
-
-import cloudpickle
 
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.entry import KthreadExit
-from rumpmp.rumpkern.mem.blob import payload_drop, payload_get, payload_put
+from rumpmp.rumpkern.mem.blob import dumps, payload_drop, payload_get, payload_put
 from rumpmp.rumpkern.sched import lwproc, scheduler
 from rumpmp.rumpkern.sched.proc import tables
 from rumpmp.rumpkern.svc.prf import kprintf, panic_in
@@ -54,7 +51,7 @@ def lwp_create(
     finally:
         t.lock.exit()
     try:
-        entry = cloudpickle.dumps((func, args), protocol=pickle.HIGHEST_PROTOCOL)
+        entry = dumps((func, args))
         payload_put(arena, t.entry(lid), IO_PAYLOAD_BYTES, entry)
     except BaseException:
         lwproc.lwp_release(t, lid)

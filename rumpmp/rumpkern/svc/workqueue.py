@@ -25,8 +25,6 @@ import errno
 import pickle
 from collections.abc import Callable
 
-import cloudpickle
-
 from hypercalls import thread, waitq
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import entry
@@ -50,7 +48,7 @@ from rumpmp.rumpkern.locking.mutex import (
 )
 from rumpmp.rumpkern.locking.sleepq import wchan_key
 from rumpmp.rumpkern.mem import kmem
-from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
+from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put, dumps
 from rumpmp.rumpkern.sched import kthread
 from rumpmp.rumpkern.svc.prf import kprintf
 from rumpmp.sys.param import PRI_COUNT, PRI_KTHREAD, PRI_NONE
@@ -285,7 +283,7 @@ def workqueue_enqueue(wq: workqueue_t, wk: object, ci: int | None) -> None:
     q = wq._q(i)
     if not w[q + Q_LWP]:
         raise OSError(errno.ENXIO, f"workqueue_enqueue: {wq.name} has no worker (threads off)")
-    data = cloudpickle.dumps(wk, protocol=pickle.HIGHEST_PROTOCOL)
+    data = dumps(wk)
     node = kmem.kmem_alloc_in(arena, N_DATA + len(data))
     off = node.offset
     n = off // 8
