@@ -151,6 +151,11 @@ def spin_until(
     return False
 
 
+def yield_host() -> None:
+    """Give the host core to another process or thread for a moment (sched_yield)."""
+    os.sched_yield()
+
+
 def local() -> threading.local:
     """A fresh thread-local namespace, for kernel per-thread state."""
     return threading.local()

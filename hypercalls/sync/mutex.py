@@ -26,7 +26,15 @@ class Mutex(_Guarded):
         self._w = pool.w
 
     def enter(self) -> None:
-        """rumpuser_mutex_enter: take the lock, releasing the CPU if it must wait."""
+        """rumpuser_mutex_enter: take the lock, releasing the CPU if it must wait.
+
+        A spin mutex is taken as with ``enter_nowrap``, keeping the CPU, as rump does:
+        its holders take it while holding their CPU, so a waiter that gave its CPU up
+        would have to take the CPU back while holding the mutex, and deadlock with a
+        holder of that CPU waiting for the mutex."""
+        if self.flags & MTX_SPIN:
+            self.enter_nowrap()
+            return
         if not self._guard.acquire(False) and not self._spin():
             hooks.unschedule()
             try:

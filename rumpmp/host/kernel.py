@@ -88,6 +88,11 @@ class Kernel:
         return _arena.STATE_NAMES[self._arena.state]
 
     @property
+    def hz(self) -> int:
+        """Clock ticks per second (RUMP_HZ)."""
+        return self._arena.w[_arena.H_HZ]
+
+    @property
     def hostname(self) -> str:
         return self._arena.get_str(_arena.HOSTNAME_OFF, _arena.HOSTNAME_LEN)
 

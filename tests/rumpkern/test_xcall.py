@@ -4,6 +4,7 @@ the host's fast path returns per-CPU results (issue 4)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import os
 import subprocess
@@ -184,3 +185,28 @@ def test_arguments_and_results_of_classes_made_after_boot(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["2", "3"]
+
+
+def issue_many(n):
+    from rumpmp.kern import cpu_index, xc_broadcast, xc_unicast, xc_wait
+
+    for i in range(n):
+        xc_wait(xc_broadcast(0, bump_slot_noop, None, None))
+        xc_wait(xc_unicast(0, bump_slot_noop, None, None, (cpu_index() + i) % 4))
+    return n
+
+
+def bump_slot_noop(_, __):
+    return None
+
+
+@pytest.mark.timeout(120)
+def test_cross_calls_issued_from_every_cpu_at_once(boot):
+    """Found by the xcall torture type: an lwp waiting for the cross-call state's
+    spin lock gave its CPU up, then took the CPU back holding the lock, while that
+    CPU's xcall lwp held the CPU waiting for the lock (rump takes spin mutexes
+    keeping the CPU, for this reason)."""
+    k = boot(4)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        runs = [pool.submit(k.run, issue_many, 50, cpu=c, timeout=60) for c in range(4)]
+        assert [f.result() for f in runs] == [50] * 4

@@ -17,6 +17,7 @@ from rumpmp.rumpkern.handle import Handle
 from rumpmp.rumpkern.locking import lockdebug
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_owned
 from rumpmp.rumpkern.mem import kmem
+from rumpmp.rumpkern.sched import perturb
 
 
 class kcondvar_t(Handle):
@@ -83,11 +84,15 @@ def cv_timedwait(cv: kcondvar_t, mtx: kmutex_t, ticks: int) -> int:
 
 def cv_signal(cv: kcondvar_t) -> None:
     """cv_signal(9): wake the longest waiter, if any."""
+    if perturb.state.on:
+        perturb.point()
     cv._hc.signal()
 
 
 def cv_broadcast(cv: kcondvar_t) -> None:
     """cv_broadcast(9): wake every waiter."""
+    if perturb.state.on:
+        perturb.point()
     cv._hc.broadcast()
 
 

@@ -22,6 +22,7 @@ from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.handle import Handle
 from rumpmp.rumpkern.locking import lockdebug
 from rumpmp.rumpkern.mem import kmem
+from rumpmp.rumpkern.sched import perturb
 from rumpmp.rumpkern.svc.prf import panic_in
 
 MUTEX_DEFAULT = 0
@@ -119,6 +120,8 @@ def mutex_enter(m: kmutex_t) -> None:
         _not_a_mutex(m, "mutex_enter")
     if not lwp:
         _arena.current()  # ENXIO in the host: kernel locks are for kernel code
+    if perturb.state.on:
+        perturb.point()
     if m._debug:
         _debug_enter(m)
     elif m._hm.owner() == lwp:  # error-checking, as rump's host mutexes are

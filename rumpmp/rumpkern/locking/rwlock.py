@@ -16,6 +16,7 @@ from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.handle import Handle
 from rumpmp.rumpkern.locking import lockdebug
 from rumpmp.rumpkern.mem import kmem
+from rumpmp.rumpkern.sched import perturb
 
 RW_READER = sync.RW_READER
 RW_WRITER = sync.RW_WRITER
@@ -88,6 +89,8 @@ def rw_enter(rw: krwlock_t, op: int) -> None:
         _check_enter(rw, op, "rw_enter")
         rw._hr.enter(op)
     elif not rw._hr.tryenter(op):  # the slow path: see that it is not our own hold
+        if perturb.state.on:
+            perturb.point()
         if _mine(rw):
             lockdebug.abort(rw.arena, "rwlock", "rw_enter", rw.name, "locking against myself")
         rw._hr.enter(op)

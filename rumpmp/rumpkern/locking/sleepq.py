@@ -19,6 +19,7 @@ from hypercalls import clock, sync, thread, waitq
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit
+from rumpmp.rumpkern.sched import perturb
 from rumpmp.rumpkern.sched.proc import tables
 from rumpmp.sys.lwp import L_PARK, L_SLEEPQ, L_STATE, L_WCHAN, LSONPROC, LSSLEEP
 
@@ -125,6 +126,8 @@ def kpause(wmesg: str, intr: bool, timo: int, mtx: kmutex_t | None = None) -> in
 
 def wakeup(ident: object) -> None:
     """wakeup(9): wake every lwp sleeping on ``ident``, on any CPU."""
+    if perturb.state.on:
+        perturb.point()
     arena = _arena.current()
     key = wchan_key(ident)
     w = arena.w

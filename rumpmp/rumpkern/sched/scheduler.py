@@ -29,6 +29,7 @@ from collections.abc import Callable
 from hypercalls import sync, thread, waitq
 from rumpmp.rumpkern.arena import H_LOCKDEBUG, Arena, here, onproc
 from rumpmp.rumpkern.locking import lockdebug
+from rumpmp.rumpkern.sched import perturb
 from rumpmp.rumpkern.sched.proc import Tables, tables
 from rumpmp.rumpkern.svc import evcnt
 from rumpmp.rumpkern.svc.evcnt import EV_FAST, EV_NSWTCH, EV_SLOW, EV_STARTED, EV_STEALS
@@ -190,6 +191,8 @@ def preempt() -> None:
     Runnable includes lwps placed here that have not started yet: the CPU is left
     idle for a moment so the idle loop can start the next one.
     """
+    if perturb.state.on:
+        perturb.point()
     ctx = _context()
     if ctx is None or not getattr(onproc, "scheduled", False):
         return

@@ -1,0 +1,466 @@
+"""The host side of a torture run: boot, start the lwps, perturb, watch, stop, judge.
+
+This module runs in the host, not on a CPU, so it uses the host directly: it moves
+the CPU processes between host cores (``--shuffle``) and stops and continues them
+(``--freeze``) with ``os``, and waits out the duration with ``time``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os  # the driver may: sched_setaffinity and SIGSTOP/SIGCONT on the CPU processes
+import random
+import shlex
+import signal  # the driver may: SIGSTOP/SIGCONT for --freeze
+import time  # the driver may: it waits out the run's duration
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rumpmp.host.kernel import Kernel, boot
+from rumpmp.torture import layout as L
+from rumpmp.torture import lwps
+
+TYPES = tuple(lwps.TYPES)
+#: Types with readers as well as writers.
+READER_TYPES = ("rw", "cv")
+#: The most torture lwps a run may have (the shared words are sized for it).
+MAX_LWPS = 256
+JOIN_TIMEOUT = 60.0
+FREEZE_TICKS = 3
+
+
+@dataclass
+class Counts:
+    """locktorture's statistics line: acquisitions over lwps of one role."""
+
+    total: int = 0
+    max: int = 0
+    min: int = 0
+    fail: int = 0
+
+    @property
+    def unfair(self) -> bool:
+        """locktorture's ``???``: some lwp got less than half of the busiest one's."""
+        return self.max // 2 > self.min
+
+    def line(self, type_: str, label: str) -> str:
+        return (
+            f"{type_}-torture: {label}:  Total: {self.total}  Max/Min: {self.max}/{self.min} "
+            f"{'???' if self.unfair else ''}  Fail: {self.fail} {'!!!' if self.fail else ''}"
+        ).rstrip()
+
+
+@dataclass
+class Failure:
+    """A torture lwp's violations: how many, and what it saw the first time."""
+
+    lwp: int
+    index: int
+    role: str
+    cpu: int
+    what: str
+    seen: int
+    expected: int
+    count: int
+
+    def line(self, type_: str) -> str:
+        return (
+            f"{type_}-torture: !!! lwp {self.lwp} ({self.role} {self.index}) on cpu{self.cpu}: "
+            f"{self.what}: saw {self.seen}, expected {self.expected} ({self.count} times)"
+        )
+
+
+@dataclass
+class Params:
+    """A run's parameters (locktorture's names where they fit)."""
+
+    type: str = "mutex"
+    ncpu: int = 4
+    nwriters: int | None = None
+    nreaders: int | None = None
+    duration: float = 10.0
+    stat_interval: float = 0.0
+    long_hold: int = 100
+    nested: int = 0
+    lockdebug: bool = False
+    seed: int | None = None
+    stutter: float = 0.0
+    shuffle: float = 0.0
+    freeze: float = 0.0
+    perturb: bool = True
+
+    def resolve(self) -> Params:
+        """Check every parameter and fill in the defaults (locktorture's: two writers
+        per CPU for exclusive locks, one reader and one writer per CPU for rw and cv)."""
+        if self.type not in TYPES:
+            raise ValueError(
+                f"type: unknown torture type {self.type!r} (one of {', '.join(TYPES)})"
+            )
+        for name in ("ncpu", "long_hold", "nested"):
+            _check_int(name, getattr(self, name), 1 if name == "ncpu" else 0)
+        for name in ("nwriters", "nreaders", "seed"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 0)
+        for name in ("duration", "stat_interval", "stutter", "shuffle", "freeze"):
+            _check_number(name, getattr(self, name), positive=name == "duration")
+        p = Params(**asdict(self))
+        per_cpu = 1 if self.type in READER_TYPES else 2
+        if p.nwriters is None:
+            p.nwriters = per_cpu * p.ncpu
+        if p.nreaders is None:
+            p.nreaders = p.ncpu if self.type in READER_TYPES else 0
+        if p.nwriters < 1 or (self.type == "cv" and p.nreaders < 1):
+            raise ValueError(
+                f"nwriters/nreaders: a {self.type} run needs writers (and readers for cv)"
+            )
+        if p.nreaders and self.type not in READER_TYPES:
+            raise ValueError(f"nreaders: the {self.type} type has no readers")
+        if p.nwriters + p.nreaders > MAX_LWPS or p.nested > 8:
+            raise ValueError(f"nwriters + nreaders must be at most {MAX_LWPS}, nested at most 8")
+        if p.nested and self.type not in ("mutex", "spin", "busted"):
+            raise ValueError(f"nested: the {self.type} type takes no nested locks")
+        if p.seed is None:
+            p.seed = random.SystemRandom().randrange(1 << 32)
+        return p
+
+    def argv(self) -> list[str]:
+        """The command line that replays this run."""
+        out = ["python", "-m", "rumpmp", "stress"]
+        for name, value in asdict(self).items():
+            flag = "--" + name.replace("_", "-")
+            if name == "perturb":
+                out += [] if value else ["--no-perturb"]
+            elif name == "lockdebug":
+                out += [flag] if value else []
+            elif value is not None:
+                out += [flag, _fmt(value)]
+        return out
+
+    def line(self) -> str:
+        return " ".join(
+            f"{n}={int(v) if isinstance(v, bool) else _fmt(v)}" for n, v in asdict(self).items()
+        )
+
+
+def _fmt(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _check_int(name: str, value: object, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < least:
+        raise ValueError(f"{name} must be at least {least}, not {value}")
+
+
+def _check_number(name: str, value: object, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if value < 0 or (positive and value <= 0):
+        raise ValueError(f"{name} must be {'positive' if positive else 'at least 0'}, not {value}")
+
+
+@dataclass
+class Snapshot:
+    """The counts at one moment of a run."""
+
+    elapsed: float
+    writes: Counts
+    reads: Counts | None
+    per_cpu: list[int]
+
+
+@dataclass
+class Result:
+    """What a torture run found."""
+
+    params: Params
+    success: bool
+    elapsed: float
+    writes: Counts
+    reads: Counts | None
+    failures: list[Failure]
+    intervals: list[Snapshot]
+    per_cpu: list[dict[str, Any]]
+    extra: dict[str, Any] = field(default_factory=dict)
+    panic: str | None = None
+
+    @property
+    def seed(self) -> int:
+        assert self.params.seed is not None
+        return self.params.seed
+
+    @property
+    def replay(self) -> str:
+        return shlex.join(self.params.argv())
+
+    def lines(self) -> list[str]:
+        """The end of the report, as locktorture prints it."""
+        t = self.params.type
+        out = [self.writes.line(t, "Writes")]
+        if self.reads is not None:
+            out.append(self.reads.line(t, "Reads "))
+        out += [f.line(t) for f in self.failures]
+        if self.panic:
+            out.append(f"{t}-torture: !!! the kernel panicked: {self.panic}")
+        for name, value in self.extra.items():
+            out.append(f"{t}-torture: {name}: {value}")
+        verdict = "SUCCESS" if self.success else "FAILURE"
+        out.append(f"{t}-torture:--- End of test: {verdict}: {self.params.line()}")
+        if not self.success:
+            out.append(f"{t}-torture: replay: {self.replay}")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable result (its fields are documented in the README)."""
+        return {
+            "version": 1,
+            "type": self.params.type,
+            "seed": self.seed,
+            "success": self.success,
+            "params": asdict(self.params),
+            "elapsed": round(self.elapsed, 3),
+            "writes": asdict(self.writes),
+            "reads": asdict(self.reads) if self.reads is not None else None,
+            "intervals": [
+                {
+                    "elapsed": round(s.elapsed, 3),
+                    "writes": asdict(s.writes),
+                    "reads": asdict(s.reads) if s.reads is not None else None,
+                }
+                for s in self.intervals
+            ],
+            "per_cpu": self.per_cpu,
+            "failures": [asdict(f) for f in self.failures],
+            "extra": self.extra,
+            "panic": self.panic,
+            "replay": self.replay,
+        }
+
+
+# -- reading the record -----------------------------------------------------------------
+
+
+def _counts(w: memoryview, indexes: range) -> Counts | None:
+    if not indexes:
+        return None
+    acq = [w[L.record(i) + L.R_ACQ] for i in indexes]
+    fail = sum(w[L.record(i) + L.R_FAIL] for i in indexes)
+    return Counts(sum(acq), max(acq), min(acq), fail)
+
+
+def _snapshot(p: Params, w: memoryview, elapsed: float) -> Snapshot:
+    assert p.nwriters is not None and p.nreaders is not None
+    writes = _counts(w, range(p.nwriters))
+    assert writes is not None
+    reads = _counts(w, range(p.nwriters, p.nwriters + p.nreaders))
+    per_cpu = [0] * p.ncpu
+    for i in range(p.nwriters + p.nreaders):
+        per_cpu[i % p.ncpu] += w[L.record(i) + L.R_ACQ]
+    return Snapshot(elapsed, writes, reads, per_cpu)
+
+
+def _failures(p: Params, w: memoryview) -> list[Failure]:
+    assert p.nwriters is not None and p.nreaders is not None
+    out = []
+    for i in range(p.nwriters + p.nreaders):
+        r = L.record(i)
+        if w[r + L.R_FAIL]:
+            role = "reader" if w[r + L.R_ROLE] == L.READER else "writer"
+            out.append(
+                Failure(
+                    lwp=w[r + L.R_LWP],
+                    index=i,
+                    role=role,
+                    cpu=w[r + L.R_CPU],
+                    what=L.WHAT.get(w[r + L.R_WHAT], f"violation {w[r + L.R_WHAT]}"),
+                    seen=w[r + L.R_SEEN],
+                    expected=w[r + L.R_WANT],
+                    count=w[r + L.R_FAIL],
+                )
+            )
+    return out
+
+
+# -- perturbing the CPU processes from the host -------------------------------------------
+
+
+class _Perturber:
+    """Stutter, shuffle and freeze, each on its own period; choices from the seed."""
+
+    def __init__(self, k: Kernel, p: Params, w: memoryview, start: float) -> None:
+        self.k, self.p, self.w = k, p, w
+        self.rng = random.Random(f"rumpmp-torture-host:{p.seed}")
+        self.cores = sorted(os.sched_getaffinity(0))
+        self.due = {
+            name: start + period
+            for name, period in (
+                ("stutter", p.stutter),
+                ("shuffle", p.shuffle),
+                ("freeze", p.freeze),
+            )
+            if period
+        }
+
+    def next_due(self) -> float:
+        return min(self.due.values(), default=float("inf"))
+
+    def act(self, now: float) -> None:
+        for name, due in list(self.due.items()):
+            if now >= due:
+                getattr(self, name)()
+                self.due[name] = now + getattr(self.p, name)
+
+    def stutter(self) -> None:
+        """Every S seconds the torture lwps stop for S seconds (locktorture's stutter)."""
+        self.w[L.H_PAUSE] = 0 if self.w[L.H_PAUSE] else 1
+
+    def shuffle(self) -> None:
+        for pid in self.k.cpu_pids():
+            self._affinity(pid, {self.rng.choice(self.cores)})
+
+    def freeze(self) -> None:
+        pid = self.rng.choice(self.k.cpu_pids())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(FREEZE_TICKS / self.k.hz)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    def undo(self) -> None:
+        self.w[L.H_PAUSE] = 0
+        if "shuffle" in self.due:
+            for pid in self.k.cpu_pids():
+                self._affinity(pid, set(self.cores))
+
+    @staticmethod
+    def _affinity(pid: int, cores: set[int]) -> None:
+        with contextlib.suppress(ProcessLookupError):  # a CPU that died: the run says so
+            os.sched_setaffinity(pid, cores)
+
+
+# -- a run -----------------------------------------------------------------------------------
+
+
+def run(
+    type: str = "mutex",
+    *,
+    on_interval: Callable[[Snapshot], None] | None = None,
+    on_tick: Callable[[Snapshot], None] | None = None,
+    **params: Any,
+) -> Result:
+    """Run one torture test on a fresh kernel and return what it found.
+
+    ``params`` are those of ``Params`` (``ncpu``, ``nwriters``, ``nreaders``,
+    ``duration``, ``stat_interval``, ``long_hold``, ``nested``, ``lockdebug``,
+    ``seed``, ``stutter``, ``shuffle``, ``freeze``, ``perturb``).  ``on_interval``
+    gets the counts every ``stat_interval`` seconds; ``on_tick`` about twice a
+    second (for a live display).
+    """
+    unknown = set(params) - set(Params.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"run() got unknown parameters: {', '.join(sorted(unknown))}")
+    p = Params(type=type, **params).resolve()
+    assert p.nwriters is not None and p.nreaders is not None and p.seed is not None
+    k = boot(p.ncpu, lockdebug=p.lockdebug)
+    try:
+        return _run_on(k, p, on_interval, on_tick)
+    finally:
+        if k.state == "running":
+            k.halt()
+
+
+def _run_on(
+    k: Kernel,
+    p: Params,
+    on_interval: Callable[[Snapshot], None] | None,
+    on_tick: Callable[[Snapshot], None] | None,
+) -> Result:
+    if p.perturb:
+        k.xc_broadcast(0, lwps.perturb_on, p.seed)
+    t = k.run(lwps.setup, p.type, p.ncpu, p.nwriters, p.nreaders, p.seed, p.long_hold, p.nested)
+    w = lwps.int64_view(t.stats)
+    kmem_before = k.kmem_stats()[:2]
+    start = time.monotonic()
+    t = k.run(lwps.start, t)
+    perturber = _Perturber(k, p, w, start)
+    intervals: list[Snapshot] = []
+    next_stat = start + (p.stat_interval or float("inf"))
+    next_tick = start + 0.5
+    end = start + p.duration
+    try:
+        while (now := time.monotonic()) < end and k.state == "running":
+            perturber.act(now)
+            if now >= next_stat:
+                intervals.append(_snapshot(p, w, now - start))
+                if on_interval:
+                    on_interval(intervals[-1])
+                next_stat += p.stat_interval
+            if now >= next_tick:
+                if on_tick:
+                    on_tick(_snapshot(p, w, now - start))
+                next_tick += 0.5
+            time.sleep(max(0.0, min(end, next_stat, next_tick, perturber.next_due()) - now))
+    finally:
+        perturber.undo()
+        w[L.H_STOP] = 1
+    elapsed = time.monotonic() - start
+    try:
+        return _judge(k, p, t, w, elapsed, kmem_before, intervals)
+    finally:
+        w.release()
+
+
+def _judge(
+    k: Kernel,
+    p: Params,
+    t: lwps.Torture,
+    w: memoryview,
+    elapsed: float,
+    kmem_before: tuple[int, ...],
+    intervals: list[Snapshot],
+) -> Result:
+    panic = None
+    per_cpu_decisions: list[Any] = [None] * p.ncpu
+    extra: dict[str, Any] = {}
+    try:
+        k.run(lwps.join, t, timeout=JOIN_TIMEOUT)
+        if p.type == "kmem" and k.kmem_stats()[:2] != kmem_before:
+            k.run(lwps.record_failure, t, 0, L.KMEM_LEAK, k.kmem_stats()[0], kmem_before[0])
+        if p.type == "callout":
+            extra["callout lateness (ticks late: count)"] = dict(
+                zip(("0", "1", "2", "3+"), k.run(lwps.callout_lateness, t), strict=True)
+            )
+        if p.perturb:
+            per_cpu_decisions = k.xc_broadcast(0, lwps.perturb_off)
+    except Exception as e:  # noqa: BLE001 - a kernel that fails under torture is the finding
+        panic = f"{type(e).__name__}: {e}"
+    final = _snapshot(p, w, elapsed)
+    failures = _failures(p, w)
+    per_cpu = [
+        {
+            "cpu": c,
+            "acquisitions": n,
+            "per_second": round(n / elapsed, 1),
+            "perturbation": per_cpu_decisions[c],
+        }
+        for c, n in enumerate(final.per_cpu)
+    ]
+    return Result(
+        params=p,
+        success=not failures and panic is None,
+        elapsed=elapsed,
+        writes=final.writes,
+        reads=final.reads,
+        failures=failures,
+        intervals=intervals,
+        per_cpu=per_cpu,
+        extra=extra,
+        panic=panic,
+    )
+
+
+def self_check(ncpu: int = 4, duration: float = 1.0, seed: int | None = None) -> Result:
+    """Run the deliberately broken lock: the checkers work if the run FAILS."""
+    return run("busted", ncpu=ncpu, duration=duration, seed=seed, long_hold=0)

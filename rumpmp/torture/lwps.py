@@ -1,0 +1,555 @@
+"""The torture lwps: kernel code that hammers one kind of lock or service and checks it.
+
+Each torture type is a pair of classes (its writer and, where it has one, its reader);
+one instance runs in each torture lwp, bound to CPU ``i % ncpu``.  ``step()`` does one
+unit of work (an acquisition, an item, a hand-off, a call) and checks what it may
+assume; ``fail()`` records a violation in the lwp's record (``layout``), which the
+host reads while the run goes on.  The host starts and stops the lwps with
+``setup``/``start``/``stop_and_join``/``finish``, each run through ``Kernel.run``.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypercalls import clock
+from rumpmp.kern import (
+    CALLOUT_MPSAFE,
+    IPL_VM,
+    KM_SLEEP,
+    KTHREAD_MPSAFE,
+    KTHREAD_MUSTJOIN,
+    MUTEX_DEFAULT,
+    MUTEX_SPIN,
+    PRI_NONE,
+    RW_READER,
+    RW_WRITER,
+    KBuf,
+    callout_bind,
+    callout_halt,
+    callout_init,
+    callout_reset,
+    cpu_index,
+    cv_broadcast,
+    cv_init,
+    cv_signal,
+    cv_timedwait,
+    getticks,
+    hz,
+    kmem_alloc,
+    kmem_free,
+    kmem_zalloc,
+    kpause,
+    kthread_create,
+    kthread_join,
+    mtsleep,
+    mutex_enter,
+    mutex_exit,
+    mutex_init,
+    preempt,
+    printf,
+    rw_enter,
+    rw_exit,
+    rw_init,
+    wakeup,
+    xc_broadcast,
+    xc_unicast,
+    xc_wait,
+)
+from rumpmp.rumpkern.sched import perturb
+from rumpmp.torture import layout as L
+
+RING = 64  # slots of the cv type's ring
+SHARED_WORDS = 4096
+
+
+@dataclass
+class Torture:
+    """One run's kernel objects and parameters; pickles by reference to them."""
+
+    type: str
+    ncpu: int
+    nwriters: int
+    nreaders: int
+    seed: int
+    long_hold: int  # ms
+    nested: int
+    stats: KBuf
+    shared: KBuf
+    locks: list[Any] = field(default_factory=list)
+    cvs: list[Any] = field(default_factory=list)
+    lids: list[int] = field(default_factory=list)
+
+    @property
+    def nlwps(self) -> int:
+        return self.nwriters + self.nreaders
+
+
+_views: dict[tuple[str, int, int], memoryview] = {}
+
+
+def words(buf: KBuf) -> memoryview:
+    """The buffer as int64 words, made once per CPU process (kernel code only: the
+    host reads the record through a view of its own, which it lets go at halt)."""
+    key = (buf.prefix, buf.offset, buf.gen)
+    view = _views.get(key)
+    if view is None:
+        view = _views[key] = int64_view(buf)
+    return view
+
+
+def int64_view(buf: KBuf) -> memoryview:
+    return memoryview(buf).cast("B").cast("q")
+
+
+def delay_us(us: int) -> None:
+    """DELAY(9): busy-wait, keeping the CPU (a critical section that takes long)."""
+    until = clock.monotonic_ns() + us * 1000
+    while clock.monotonic_ns() < until:
+        pass
+
+
+def record_failure(t: Torture, i: int, what: int, seen: int, want: int) -> None:
+    """Count a violation against torture lwp ``i``, keeping the first one's details."""
+    w, r = words(t.stats), L.record(i)
+    if not w[r + L.R_FAIL]:
+        w[r + L.R_WHAT], w[r + L.R_SEEN], w[r + L.R_WANT] = what, seen, want
+    w[r + L.R_FAIL] += 1
+
+
+class _Lwp:
+    """One torture lwp: its record, its generator and the type's shared words."""
+
+    drains = False  # keeps stepping after the stop until step() says it is done
+
+    def __init__(self, t: Torture, i: int) -> None:
+        self.t, self.i = t, i
+        self.w, self.s = words(t.stats), words(t.shared)
+        self.r = L.record(i)
+        self.rng = random.Random(f"rumpmp-torture:{t.seed}:{i}")
+
+    def step(self) -> bool:
+        raise NotImplementedError
+
+    def done(self) -> None:
+        """Called once the lwp stops (release what it holds)."""
+
+    def fail(self, what: int, seen: int, want: int) -> None:
+        record_failure(self.t, self.i, what, seen, want)
+
+    def hold(self) -> None:
+        """The critical section: now and then a long one (locktorture's long_hold)."""
+        if self.t.long_hold and not self.rng.randrange(2000 * self.t.nwriters):
+            delay_us(self.t.long_hold * 1000)
+        else:
+            delay_us(self.rng.randrange(3))
+
+
+# -- exclusive locks: mutex, spin, busted ------------------------------------------
+
+
+def _busted_enter(_: object) -> None:
+    """A lock that excludes nobody (locktorture's lock_busted): the checkers must see it."""
+
+
+class Exclusive(_Lwp):
+    """Takes the lock and its nested locks in order; each has a holder word."""
+
+    busted = False
+
+    def __init__(self, t: Torture, i: int) -> None:
+        super().__init__(t, i)
+        self.enter: Callable[[Any], None] = _busted_enter if self.busted else mutex_enter
+        self.exit: Callable[[Any], None] = _busted_enter if self.busted else mutex_exit
+
+    def step(self) -> bool:
+        s, me = self.s, self.i + 1
+        for k, m in enumerate(self.t.locks):
+            self.enter(m)
+            if s[k]:
+                self.fail(L.TWO_HOLDERS, s[k], 0)
+            s[k] = me
+        self.hold()
+        for k in reversed(range(len(self.t.locks))):
+            if s[k] != me:
+                self.fail(L.HOLDER_CHANGED, s[k], me)
+            s[k] = 0
+            self.exit(self.t.locks[k])
+        return True
+
+
+class Busted(Exclusive):
+    busted = True
+
+
+# -- rw ------------------------------------------------------------------------------
+
+_RW_WRITER = 0  # shared word: the writer inside, 0 if none
+_RW_READERS = 8  # one word per reader: 1 while it is inside
+
+
+class RwWriter(_Lwp):
+    def step(self) -> bool:
+        s, me, nr = self.s, self.i + 1, self.t.nreaders
+        rw_enter(self.t.locks[0], RW_WRITER)
+        if s[_RW_WRITER]:
+            self.fail(L.TWO_HOLDERS, s[_RW_WRITER], 0)
+        inside = sum(s[_RW_READERS : _RW_READERS + nr])
+        if inside:
+            self.fail(L.WRITER_WITH_READERS, inside, 0)
+        s[_RW_WRITER] = me
+        self.hold()
+        if s[_RW_WRITER] != me:
+            self.fail(L.HOLDER_CHANGED, s[_RW_WRITER], me)
+        s[_RW_WRITER] = 0
+        rw_exit(self.t.locks[0])
+        return True
+
+
+class RwReader(_Lwp):
+    def step(self) -> bool:
+        s, slot = self.s, _RW_READERS + self.i - self.t.nwriters
+        rw_enter(self.t.locks[0], RW_READER)
+        if s[_RW_WRITER]:
+            self.fail(L.READER_WITH_WRITER, s[_RW_WRITER], 0)
+        s[slot] = 1
+        self.hold()
+        if s[_RW_WRITER]:
+            self.fail(L.READER_WITH_WRITER, s[_RW_WRITER], 0)
+        s[slot] = 0
+        rw_exit(self.t.locks[0])
+        return True
+
+
+# -- cv: producers and consumers through a ring -----------------------------------------
+
+_CV_HEAD, _CV_TAIL, _CV_DONE = 0, 1, 2
+_CV_LAST = 8  # per producer: the last sequence number consumed
+_CV_RING = 1024
+
+
+class CvProducer(_Lwp):
+    """Puts (producer, sequence) items in the ring; waits while it is full."""
+
+    def step(self) -> bool:
+        t, s, w = self.t, self.s, self.w
+        (m,), (notempty, notfull) = t.locks, t.cvs
+        mutex_enter(m)
+        while s[_CV_TAIL] - s[_CV_HEAD] >= RING and not w[L.H_STOP]:
+            cv_timedwait(notfull, m, max(1, hz() // 10))
+        if w[L.H_STOP]:
+            mutex_exit(m)
+            return False
+        seq = w[self.r + L.R_ACQ] + 1
+        s[_CV_RING + s[_CV_TAIL] % RING] = (self.i + 1) << 32 | seq
+        s[_CV_TAIL] += 1
+        cv_signal(notempty)
+        mutex_exit(m)
+        return True
+
+    def done(self) -> None:
+        (m,), (notempty, _) = self.t.locks, self.t.cvs
+        mutex_enter(m)
+        self.s[_CV_DONE] += 1
+        cv_broadcast(notempty)
+        mutex_exit(m)
+
+
+class CvConsumer(_Lwp):
+    """Takes items out; each producer's must come in order, each exactly once."""
+
+    drains = True
+
+    def step(self) -> bool:
+        t, s = self.t, self.s
+        (m,), (notempty, notfull) = t.locks, t.cvs
+        mutex_enter(m)
+        while s[_CV_TAIL] == s[_CV_HEAD]:
+            if s[_CV_DONE] == t.nwriters:
+                mutex_exit(m)
+                return False
+            cv_timedwait(notempty, m, max(1, hz() // 10))
+        item = s[_CV_RING + s[_CV_HEAD] % RING]
+        s[_CV_HEAD] += 1
+        producer, seq = (item >> 32) - 1, item & 0xFFFFFFFF
+        want = s[_CV_LAST + producer] + 1
+        if seq != want:
+            self.fail(L.OUT_OF_ORDER, seq, want)
+        s[_CV_LAST + producer] = seq
+        cv_signal(notfull)
+        mutex_exit(m)
+        return True
+
+
+def _cv_check(t: Torture) -> None:
+    """Every item produced was consumed: a producer's count is its last sequence."""
+    w, s = words(t.stats), words(t.shared)
+    for p in range(t.nwriters):
+        made, taken = w[L.record(p) + L.R_ACQ], s[_CV_LAST + p]
+        if made != taken:
+            record_failure(t, p, L.LOST_ITEMS, taken, made)
+
+
+# -- sleepq: a token passed round with mtsleep/wakeup ---------------------------------
+
+_SQ_TOKEN, _SQ_HANDOFF_NS = 0, 1
+_LATE_NS = 1_000_000_000
+
+
+class SleepqPasser(_Lwp):
+    def step(self) -> bool:
+        t, s, w = self.t, self.s, self.w
+        m, chan = t.locks[0], t.shared.offset
+        mutex_enter(m)
+        while s[_SQ_TOKEN] != self.i:
+            if w[L.H_STOP]:
+                mutex_exit(m)
+                return False
+            rc = mtsleep(chan, PRI_NONE, "torture", max(1, hz() // 4), m)
+            late = clock.monotonic_ns() - s[_SQ_HANDOFF_NS]
+            if rc == errno.EWOULDBLOCK and s[_SQ_TOKEN] == self.i and late > _LATE_NS:
+                self.fail(L.LOST_WAKEUP, late // 1_000_000, _LATE_NS // 1_000_000)
+        s[_SQ_TOKEN] = (self.i + 1) % t.nwriters
+        s[_SQ_HANDOFF_NS] = clock.monotonic_ns()
+        wakeup(chan)
+        mutex_exit(m)
+        return True
+
+
+# -- xcall: every target runs each call exactly once ----------------------------------
+
+
+def _xc_bump(t: Torture, issuer: int) -> None:
+    words(t.shared)[issuer * t.ncpu + cpu_index()] += 1
+
+
+class XcallIssuer(_Lwp):
+    def __init__(self, t: Torture, i: int) -> None:
+        super().__init__(t, i)
+        self.expected = [0] * t.ncpu
+
+    def step(self) -> bool:
+        t, s, base = self.t, self.s, self.i * self.t.ncpu
+        if self.rng.random() < 0.5:
+            xc_wait(xc_broadcast(0, _xc_bump, t, self.i))
+            targets = range(t.ncpu)
+        else:
+            target = self.rng.randrange(t.ncpu)
+            xc_wait(xc_unicast(0, _xc_bump, t, self.i, target))
+            targets = range(target, target + 1)
+        for c in targets:
+            self.expected[c] += 1
+        for c, want in enumerate(self.expected):
+            if s[base + c] != want:
+                self.fail(L.XCALL_COUNT, s[base + c], want)
+                self.expected[c] = s[base + c]  # count each wrong run once
+        return True
+
+
+# -- callout: never early, on the right CPU -------------------------------------------
+
+_CO_FIRED = 0  # per lwp: set by its callout
+_CO_HIST = 512  # per lwp, 4 words: callouts 0, 1, 2 and 3+ ticks late
+LATE_BUCKETS = 4
+
+
+def _callout_fired(arg: Any) -> None:
+    t, i, t0, ticks, cpu = arg
+    s = words(t.shared)
+    elapsed = getticks() - t0
+    if elapsed < ticks:
+        record_failure(t, i, L.CALLOUT_EARLY, elapsed, ticks)
+    if cpu_index() != cpu:
+        record_failure(t, i, L.CALLOUT_WRONG_CPU, cpu_index(), cpu)
+    s[_CO_HIST + i * LATE_BUCKETS + min(max(elapsed - ticks, 0), LATE_BUCKETS - 1)] += 1
+    mutex_enter(t.locks[0])
+    s[_CO_FIRED + i] = 1
+    wakeup(t.shared.offset + 1 + i)
+    mutex_exit(t.locks[0])
+
+
+class CalloutSetter(_Lwp):
+    def __init__(self, t: Torture, i: int) -> None:
+        super().__init__(t, i)
+        self.cpu = cpu_index()
+        self.c = callout_init(CALLOUT_MPSAFE)
+        callout_bind(self.c, self.cpu)
+
+    def step(self) -> bool:
+        t, s, w, i = self.t, self.s, self.w, self.i
+        m = t.locks[0]
+        ticks = self.rng.randint(1, 4)
+        s[_CO_FIRED + i] = 0
+        callout_reset(self.c, ticks, _callout_fired, (t, i, getticks(), ticks, self.cpu))
+        mutex_enter(m)
+        while not s[_CO_FIRED + i] and not w[L.H_STOP]:
+            mtsleep(t.shared.offset + 1 + i, PRI_NONE, "callout", max(1, hz() // 4), m)
+        fired = s[_CO_FIRED + i]
+        mutex_exit(m)
+        return bool(fired)
+
+    def done(self) -> None:
+        callout_halt(self.c, None)
+
+
+def callout_lateness(t: Torture) -> list[int]:
+    """How many callouts ran 0, 1, 2 and 3 or more ticks late, over all lwps."""
+    s = words(t.shared)
+    return [
+        sum(s[_CO_HIST + i * LATE_BUCKETS + b] for i in range(t.nwriters))
+        for b in range(LATE_BUCKETS)
+    ]
+
+
+# -- kmem: allocations from every CPU never overlap ---------------------------------------
+
+_KMEM_SIZES = (8, 24, 64, 200, 512, 1500, 4096)
+_KMEM_LIVE = 16
+
+
+class KmemChurner(_Lwp):
+    def __init__(self, t: Torture, i: int) -> None:
+        super().__init__(t, i)
+        self.live: list[tuple[KBuf, int]] = []
+
+    def step(self) -> bool:
+        rng = self.rng
+        if self.live and (len(self.live) >= _KMEM_LIVE or rng.random() < 0.5):
+            self.free(self.live.pop(rng.randrange(len(self.live))))
+        else:
+            size, tag = rng.choice(_KMEM_SIZES), rng.randrange(1, 256)
+            buf = kmem_alloc(size, KM_SLEEP)
+            buf[:] = bytes((tag,)) * size
+            self.live.append((buf, tag))
+        return True
+
+    def free(self, entry: tuple[KBuf, int]) -> None:
+        buf, tag = entry
+        data = bytes(buf)
+        if data != bytes((tag,)) * len(data):
+            bad = next(b for b in data if b != tag)
+            self.fail(L.KMEM_CORRUPT, bad, tag)
+        kmem_free(buf, len(data))
+
+    def done(self) -> None:
+        while self.live:
+            self.free(self.live.pop())
+
+
+# -- the types ---------------------------------------------------------------------------
+
+#: type -> (writer class, reader class or None)
+TYPES: dict[str, tuple[type[_Lwp], type[_Lwp] | None]] = {
+    "mutex": (Exclusive, None),
+    "spin": (Exclusive, None),
+    "rw": (RwWriter, RwReader),
+    "cv": (CvProducer, CvConsumer),
+    "sleepq": (SleepqPasser, None),
+    "xcall": (XcallIssuer, None),
+    "callout": (CalloutSetter, None),
+    "kmem": (KmemChurner, None),
+    "busted": (Busted, None),
+}
+
+
+def setup(
+    type_: str,
+    ncpu: int,
+    nwriters: int,
+    nreaders: int,
+    seed: int,
+    long_hold: int,
+    nested: int,
+) -> Torture:
+    """Make the run's record, shared words and locks (kernel code: run it in the kernel)."""
+    stats = kmem_zalloc(L.words(nwriters + nreaders) * 8)
+    t = Torture(
+        type_,
+        ncpu,
+        nwriters,
+        nreaders,
+        seed,
+        long_hold,
+        nested,
+        stats,
+        kmem_zalloc(SHARED_WORDS * 8),
+    )
+    if type_ in ("mutex", "busted", "spin"):
+        kind, ipl = (MUTEX_SPIN, IPL_VM) if type_ == "spin" else (MUTEX_DEFAULT, 0)
+        t.locks = [mutex_init(kind, ipl) for _ in range(1 + nested)]
+    elif type_ == "rw":
+        t.locks = [rw_init()]
+    else:
+        t.locks = [mutex_init()]
+        t.cvs = [cv_init("notempty"), cv_init("notfull")] if type_ == "cv" else []
+    words(stats)[L.H_NLWPS] = t.nlwps
+    return t
+
+
+def _role(t: Torture, i: int) -> tuple[int, type[_Lwp]]:
+    writer, reader = TYPES[t.type]
+    if i < t.nwriters:
+        return L.WRITER, writer
+    assert reader is not None
+    return L.READER, reader
+
+
+def _main(arg: tuple[Torture, int]) -> None:
+    """A torture lwp's life: step until the stop (or, draining, until done)."""
+    t, i = arg
+    role, cls = _role(t, i)
+    w, r = words(t.stats), L.record(i)
+    w[r + L.R_CPU], w[r + L.R_ROLE] = cpu_index(), role
+    try:
+        me = cls(t, i)
+        while me.drains or not w[L.H_STOP]:
+            if w[L.H_PAUSE] and not me.drains:
+                kpause("stutter", False, 1)
+                continue
+            if not me.step():
+                break
+            w[r + L.R_ACQ] += 1
+            preempt()  # the kernel is not preemptive: let this CPU's other lwps in
+        me.done()
+    except Exception as e:  # noqa: BLE001 - a checker that breaks is a failure to report
+        printf("%s-torture/%d: %r\n", t.type, i, e)
+        record_failure(t, i, L.RAISED, 0, 0)
+
+
+def start(t: Torture) -> Torture:
+    """Start one bound kthread per torture lwp; the run with their lwp ids."""
+    for i in range(t.nlwps):
+        lid = kthread_create(
+            PRI_NONE,
+            KTHREAD_MPSAFE | KTHREAD_MUSTJOIN,
+            i % t.ncpu,
+            _main,
+            (t, i),
+            f"{t.type}-torture/{i}",
+        )
+        words(t.stats)[L.record(i) + L.R_LWP] = lid
+        t.lids.append(lid)
+    return t
+
+
+def join(t: Torture) -> None:
+    """Wait for every torture lwp (after the host set H_STOP), then run the type's
+    end-of-run check."""
+    for lid in t.lids:
+        kthread_join(lid)
+    if t.type == "cv":
+        _cv_check(t)
+
+
+def perturb_on(seed: int, _: object) -> None:
+    """Cross-call: start this CPU's seeded perturbation."""
+    perturb.start(seed, cpu_index())
+
+
+def perturb_off(_: object, __: object) -> dict[str, object]:
+    """Cross-call: stop it; this CPU's decisions (count, digest, first ones)."""
+    return perturb.stop()
