@@ -381,7 +381,6 @@ def _run_on(
         k.xc_broadcast(0, lwps.perturb_on, p.seed)
     t = k.run(lwps.setup, p.type, p.ncpu, p.nwriters, p.nreaders, p.seed, p.long_hold, p.nested)
     w = lwps.int64_view(t.stats)
-    kmem_before = k.kmem_stats()[:2]
     start = time.monotonic()
     t = k.run(lwps.start, t)
     perturber = _Perturber(k, p, w, start)
@@ -407,7 +406,7 @@ def _run_on(
         w[L.H_STOP] = 1
     elapsed = time.monotonic() - start
     try:
-        return _judge(k, p, t, w, elapsed, kmem_before, intervals)
+        return _judge(k, p, t, w, elapsed, intervals)
     finally:
         w.release()
 
@@ -418,7 +417,6 @@ def _judge(
     t: lwps.Torture,
     w: memoryview,
     elapsed: float,
-    kmem_before: tuple[int, ...],
     intervals: list[Snapshot],
 ) -> Result:
     panic = None
@@ -426,8 +424,6 @@ def _judge(
     extra: dict[str, Any] = {}
     try:
         k.run(lwps.join, t, timeout=JOIN_TIMEOUT)
-        if p.type == "kmem" and k.kmem_stats()[:2] != kmem_before:
-            k.run(lwps.record_failure, t, 0, L.KMEM_LEAK, k.kmem_stats()[0], kmem_before[0])
         if p.type == "callout":
             extra["callout lateness (ticks late: count)"] = dict(
                 zip(("0", "1", "2", "3+"), k.run(lwps.callout_lateness, t), strict=True)

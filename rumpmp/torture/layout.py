@@ -45,7 +45,7 @@ WHAT = {
     READER_WITH_WRITER: "reader got the lock with a writer inside",
     OUT_OF_ORDER: "item consumed out of order (lost or duplicated)",
     LOST_ITEMS: "items produced but never consumed",
-    LOST_WAKEUP: "wake-up lost or later than a second",
+    LOST_WAKEUP: "wake-up lost (or later than 200 ms)",
     XCALL_COUNT: "cross-call ran a wrong number of times on a target",
     CALLOUT_EARLY: "callout ran before its time",
     CALLOUT_WRONG_CPU: "callout ran on another CPU",

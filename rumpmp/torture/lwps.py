@@ -60,6 +60,8 @@ from rumpmp.kern import (
     xc_unicast,
     xc_wait,
 )
+from rumpmp.rumpkern import arena as _arena
+from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.sched import perturb
 from rumpmp.torture import layout as L
 
@@ -297,7 +299,7 @@ def _cv_check(t: Torture) -> None:
 # -- sleepq: a token passed round with mtsleep/wakeup ---------------------------------
 
 _SQ_TOKEN, _SQ_HANDOFF_NS = 0, 1
-_LATE_NS = 1_000_000_000
+_LATE_NS = 200_000_000
 
 
 class SleepqPasser(_Lwp):
@@ -309,7 +311,7 @@ class SleepqPasser(_Lwp):
             if w[L.H_STOP]:
                 mutex_exit(m)
                 return False
-            rc = mtsleep(chan, PRI_NONE, "torture", max(1, hz() // 4), m)
+            rc = mtsleep(chan, 0, "torture", max(1, hz() // 4), m)
             late = clock.monotonic_ns() - s[_SQ_HANDOFF_NS]
             if rc == errno.EWOULDBLOCK and s[_SQ_TOKEN] == self.i and late > _LATE_NS:
                 self.fail(L.LOST_WAKEUP, late // 1_000_000, _LATE_NS // 1_000_000)
@@ -387,7 +389,7 @@ class CalloutSetter(_Lwp):
         callout_reset(self.c, ticks, _callout_fired, (t, i, getticks(), ticks, self.cpu))
         mutex_enter(m)
         while not s[_CO_FIRED + i] and not w[L.H_STOP]:
-            mtsleep(t.shared.offset + 1 + i, PRI_NONE, "callout", max(1, hz() // 4), m)
+            mtsleep(t.shared.offset + 1 + i, 0, "callout", max(1, hz() // 4), m)
         fired = s[_CO_FIRED + i]
         mutex_exit(m)
         return bool(fired)
@@ -407,6 +409,7 @@ def callout_lateness(t: Torture) -> list[int]:
 
 # -- kmem: allocations from every CPU never overlap ---------------------------------------
 
+_KMEM_BLOCKS = 0  # shared word: blocks allocated in the kernel before the run
 _KMEM_SIZES = (8, 24, 64, 200, 512, 1500, 4096)
 _KMEM_LIVE = 16
 
@@ -520,8 +523,14 @@ def _main(arg: tuple[Torture, int]) -> None:
         record_failure(t, i, L.RAISED, 0, 0)
 
 
+def _kmem_blocks() -> int:
+    return kmem.kmem_stats(_arena.current())[0]
+
+
 def start(t: Torture) -> Torture:
     """Start one bound kthread per torture lwp; the run with their lwp ids."""
+    if t.type == "kmem":
+        words(t.shared)[_KMEM_BLOCKS] = _kmem_blocks()
     for i in range(t.nlwps):
         lid = kthread_create(
             PRI_NONE,
@@ -538,11 +547,14 @@ def start(t: Torture) -> Torture:
 
 def join(t: Torture) -> None:
     """Wait for every torture lwp (after the host set H_STOP), then run the type's
-    end-of-run check."""
+    end-of-run check (kmem: as many blocks allocated as before the run, measured
+    from a kernel lwp both times, so the harness's own payloads cancel out)."""
     for lid in t.lids:
         kthread_join(lid)
     if t.type == "cv":
         _cv_check(t)
+    elif t.type == "kmem" and _kmem_blocks() != words(t.shared)[_KMEM_BLOCKS]:
+        record_failure(t, 0, L.KMEM_LEAK, _kmem_blocks(), words(t.shared)[_KMEM_BLOCKS])
 
 
 def perturb_on(seed: int, _: object) -> None:
