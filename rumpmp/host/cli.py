@@ -1,4 +1,4 @@
-"""The command line: ``python -m rumpmp boot`` and ``python -m rumpmp cleanup``.
+"""The command line: ``python -m rumpmp boot``, ``stress`` and ``cleanup``.
 
 As the CLI entry point this module may touch the host directly: it waits for
 SIGINT/SIGTERM with ``signal`` for ``boot --wait``.
@@ -13,6 +13,7 @@ import sys
 from rumpmp.host.kernel import Kernel, boot, cleanup
 from rumpmp.rumpkern import init
 from rumpmp.rumpkern.svc.prf import RumpPanic
+from rumpmp.torture import cli as torture_cli
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--wait", action="store_true", help="stay up until SIGINT or SIGTERM")
     b.add_argument("--timings", action="store_true", help="print each boot phase's duration")
     b.add_argument("--evcnt", action="store_true", help="print the event counters before halting")
+    torture_cli.add_parser(sub)
     sub.add_parser(
         "cleanup",
         help="unlink objects left by dead kernels",
@@ -114,9 +116,12 @@ def _cleanup() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "boot":
         return _boot(args)
+    if args.command == "stress":
+        return torture_cli.main(args, parser.error)
     return _cleanup()
 
 

@@ -172,13 +172,13 @@ class Exclusive(_Lwp):
         s, me = self.s, self.i + 1
         for k, m in enumerate(self.t.locks):
             self.enter(m)
-            if s[k]:
-                self.fail(L.TWO_HOLDERS, s[k], 0)
+            if holder := s[k]:
+                self.fail(L.TWO_HOLDERS, holder, 0)
             s[k] = me
         self.hold()
         for k in reversed(range(len(self.t.locks))):
-            if s[k] != me:
-                self.fail(L.HOLDER_CHANGED, s[k], me)
+            if (holder := s[k]) != me:
+                self.fail(L.HOLDER_CHANGED, holder, me)
             s[k] = 0
             self.exit(self.t.locks[k])
         return True
@@ -198,15 +198,14 @@ class RwWriter(_Lwp):
     def step(self) -> bool:
         s, me, nr = self.s, self.i + 1, self.t.nreaders
         rw_enter(self.t.locks[0], RW_WRITER)
-        if s[_RW_WRITER]:
-            self.fail(L.TWO_HOLDERS, s[_RW_WRITER], 0)
-        inside = sum(s[_RW_READERS : _RW_READERS + nr])
-        if inside:
+        if writer := s[_RW_WRITER]:
+            self.fail(L.TWO_HOLDERS, writer, 0)
+        if inside := sum(s[_RW_READERS : _RW_READERS + nr]):
             self.fail(L.WRITER_WITH_READERS, inside, 0)
         s[_RW_WRITER] = me
         self.hold()
-        if s[_RW_WRITER] != me:
-            self.fail(L.HOLDER_CHANGED, s[_RW_WRITER], me)
+        if (writer := s[_RW_WRITER]) != me:
+            self.fail(L.HOLDER_CHANGED, writer, me)
         s[_RW_WRITER] = 0
         rw_exit(self.t.locks[0])
         return True
@@ -216,12 +215,12 @@ class RwReader(_Lwp):
     def step(self) -> bool:
         s, slot = self.s, _RW_READERS + self.i - self.t.nwriters
         rw_enter(self.t.locks[0], RW_READER)
-        if s[_RW_WRITER]:
-            self.fail(L.READER_WITH_WRITER, s[_RW_WRITER], 0)
+        if writer := s[_RW_WRITER]:
+            self.fail(L.READER_WITH_WRITER, writer, 0)
         s[slot] = 1
         self.hold()
-        if s[_RW_WRITER]:
-            self.fail(L.READER_WITH_WRITER, s[_RW_WRITER], 0)
+        if writer := s[_RW_WRITER]:
+            self.fail(L.READER_WITH_WRITER, writer, 0)
         s[slot] = 0
         rw_exit(self.t.locks[0])
         return True

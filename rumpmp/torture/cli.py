@@ -1,0 +1,213 @@
+"""``python -m rumpmp stress``: the torture suite's command line.
+
+Runs one torture test (or, with ``--campaign N``, N seeds) and reports as Linux's
+locktorture does.  As a command-line entry point it writes to stdio with ``sys``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys  # the CLI may: it writes the report to stdio
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, NoReturn, TextIO
+
+from rumpmp.torture import campaign
+from rumpmp.torture.driver import TYPES, Params, Result, Snapshot, run, self_check
+
+NOT_CHECKED = (
+    "rumpmp stress: warning: the busted self-check has not run in this session, so nothing "
+    "shows the checkers can fail; add --self-check"
+)
+
+
+def add_parser(sub: Any) -> None:
+    """The ``stress`` subcommand of ``python -m rumpmp``."""
+    s = sub.add_parser(
+        "stress",
+        help="lock torture: hammer a lock or service from every CPU and check it",
+        description="Torture one kind of kernel lock or service from writer and reader lwps "
+        "on every CPU, check every acquisition, and report as Linux's locktorture does. "
+        "Exit status 0 on SUCCESS, 1 on FAILURE, 2 on bad usage.",
+    )
+    s.add_argument(
+        "--type",
+        default="mutex",
+        type=_types,
+        help=f"torture type: {', '.join(TYPES)} (a comma list takes turns in a campaign)",
+    )
+    s.add_argument("--ncpu", type=int, default=4, help="virtual CPUs (default 4)")
+    s.add_argument("--nwriters", type=int, help="writer lwps (default 2 per CPU; rw, cv: 1)")
+    s.add_argument("--nreaders", type=int, help="reader lwps (rw, cv; default 1 per CPU)")
+    s.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    s.add_argument("--stat-interval", type=float, default=0.0, help="seconds between stats lines")
+    s.add_argument("--long-hold", type=int, default=100, help="ms of an occasional long hold")
+    s.add_argument("--nested", type=int, default=0, help="extra locks taken in order inside")
+    s.add_argument("--lockdebug", action="store_true", help="boot with LOCKDEBUG")
+    s.add_argument("--seed", type=int, help="perturbation seed (default: random, printed)")
+    s.add_argument(
+        "--stutter", type=float, default=0.0, help="stop all torture lwps S of every 2S seconds"
+    )
+    s.add_argument(
+        "--shuffle",
+        type=float,
+        default=0.0,
+        help="move the CPU processes between host cores every S seconds",
+    )
+    s.add_argument(
+        "--freeze",
+        type=float,
+        default=0.0,
+        help="SIGSTOP a random CPU for a few ticks every S seconds",
+    )
+    s.add_argument(
+        "--no-perturb", dest="perturb", action="store_false", help="no seeded perturbation"
+    )
+    s.add_argument("--json", metavar="FILE", help="write the result as JSON ('-': stdout only)")
+    s.add_argument(
+        "--self-check", action="store_true", help="first prove the checkers fail a broken lock"
+    )
+    s.add_argument("--campaign", type=int, metavar="N", help="run N seeds, each on a fresh kernel")
+    s.add_argument(
+        "--ray", metavar="ADDRESS", help="campaign runs as Ray tasks ('local' starts one)"
+    )
+
+
+def _types(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",")]
+    bad = [t for t in names if t not in TYPES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown type {bad[0] if bad else text!r} (one of {', '.join(TYPES)})"
+        )
+    return names
+
+
+def _params(args: argparse.Namespace, type_: str, seed: int | None) -> Params:
+    names = {f.name for f in fields(Params)} - {"type", "seed"}
+    return Params(type=type_, seed=seed, **{n: getattr(args, n) for n in names}).resolve()
+
+
+def main(args: argparse.Namespace, usage: Callable[[str], NoReturn]) -> int:
+    """Run ``stress``; ``usage(message)`` reports a usage error (exit status 2)."""
+    if args.ray and not args.campaign:
+        usage("--ray runs a campaign: give --campaign N")
+    if args.campaign is not None and args.campaign < 1:
+        usage("--campaign: N must be at least 1")
+    try:
+        runs = _plan(args)
+    except (ValueError, TypeError) as e:
+        usage(str(e))
+    quiet = args.json == "-"
+    out = sys.stderr if quiet else sys.stdout
+    if args.self_check and not _self_check(args, out):
+        return 1
+    if not args.self_check and "busted" not in args.type:
+        print(NOT_CHECKED, file=sys.stderr)
+    if args.campaign:
+        return _campaign(args, runs, out)
+    result = _single(runs[0], out, live=out.isatty() and not quiet)
+    if args.json:
+        _write_json(args.json, result.to_json())
+    return 0 if result.success else 1
+
+
+def _plan(args: argparse.Namespace) -> list[Params]:
+    """Every run's resolved parameters: one, or one per campaign seed."""
+    n = args.campaign or 1
+    first = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
+    return [_params(args, args.type[i % len(args.type)], first + i) for i in range(n)]
+
+
+def _self_check(args: argparse.Namespace, out: TextIO) -> bool:
+    result = self_check(args.ncpu)
+    fails = result.writes.fail
+    if result.success:
+        print(
+            "rumpmp stress: self-check FAILED: the broken lock ran without a violation "
+            "being seen, so the checkers cannot be trusted",
+            file=sys.stderr,
+        )
+        return False
+    print(
+        f"self-check: the busted lock failed as it must ({fails} violations seen in {result.elapsed:.1f} s)",
+        file=out,
+    )
+    return True
+
+
+def _single(p: Params, out: TextIO, live: bool) -> Result:
+    print(f"{p.type}-torture:--- Start of test: {p.line()}", file=out, flush=True)
+
+    def interval(snap: Snapshot) -> None:
+        print(f"{p.type}-torture: after {snap.elapsed:.0f} s:", file=out)
+        print(snap.writes.line(p.type, "Writes"), file=out)
+        if snap.reads is not None:
+            print(snap.reads.line(p.type, "Reads "), file=out)
+        out.flush()
+
+    if live:
+        from rumpmp.torture import live as live_display  # noqa: PLC0415 - only for a terminal
+
+        with live_display.Display(p) as display:
+            result = run(p.type, on_interval=interval, on_tick=display.update, **_run_kwargs(p))
+    else:
+        result = run(p.type, on_interval=interval, **_run_kwargs(p))
+    for line in result.lines():
+        print(line, file=out)
+    out.flush()
+    return result
+
+
+def _run_kwargs(p: Params) -> dict[str, Any]:
+    return {f.name: getattr(p, f.name) for f in fields(Params) if f.name != "type"}
+
+
+def _campaign(args: argparse.Namespace, runs: list[Params], out: TextIO) -> int:
+    where = f"Ray at {args.ray}" if args.ray else "parallel on this host"
+    print(f"campaign: {len(runs)} runs of {args.duration:g} s, {where}", file=out, flush=True)
+    try:
+        results = campaign.run_campaign(runs, args.ray)
+    except OSError as e:
+        print(f"rumpmp stress: {e.strerror or e}", file=sys.stderr)
+        return 2
+    for line in campaign_table(results):
+        print(line, file=out)
+    if args.json:
+        _write_json(args.json, {"version": 1, "campaign": results})
+    return 0 if all(r["success"] for r in results) else 1
+
+
+def campaign_table(results: list[dict[str, Any]]) -> list[str]:
+    """The table of a campaign's runs, then the replay line of each failing one."""
+    lines = [f"{'seed':>10}  {'type':<8} {'result':<8} {'writes/s':>10} {'reads/s':>10}  failures"]
+    for r in results:
+        verdict = "SUCCESS" if r["success"] else "FAILURE"
+        elapsed = r.get("elapsed") or 1.0
+        writes = r.get("writes") or {}
+        reads = r.get("reads") or {}
+        wps = f"{writes.get('total', 0) / elapsed:,.0f}" if writes else "-"
+        rps = f"{reads.get('total', 0) / elapsed:,.0f}" if reads else "-"
+        kinds: dict[str, int] = {}
+        for f in r.get("failures", []):
+            kinds[f["what"]] = kinds.get(f["what"], 0) + f["count"]
+        failures = r.get("error") or "; ".join(f"{w} ({n}x)" for w, n in kinds.items()) or "-"
+        lines.append(
+            f"{r['seed']:>10}  {r['type']:<8} {verdict:<8} {wps:>10} {rps:>10}  {failures}"
+        )
+    failing = [r for r in results if not r["success"]]
+    if failing:
+        lines.append("replay the failing seeds with:")
+        lines += [f"  {r['replay']}" for r in failing]
+    return lines
+
+
+def _write_json(dest: str, data: dict[str, Any]) -> None:
+    text = json.dumps(data, indent=2)
+    if dest == "-":
+        print(text)
+    else:
+        with open(dest, "w") as f:
+            f.write(text + "\n")
