@@ -66,6 +66,8 @@ from rumpmp.rumpkern.sched import perturb
 from rumpmp.torture import layout as L
 
 RING = 64  # slots of the cv type's ring
+#: A torture lwp offers its CPU to the others placed there every so many steps.
+PREEMPT_EVERY = 64
 SHARED_WORDS = 4096
 
 
@@ -515,7 +517,8 @@ def _main(arg: tuple[Torture, int]) -> None:
             if not me.step():
                 break
             w[r + L.R_ACQ] += 1
-            preempt()  # the kernel is not preemptive: let this CPU's other lwps in
+            if not w[r + L.R_ACQ] % PREEMPT_EVERY:
+                preempt()  # the kernel is not preemptive: let this CPU's other lwps in
         me.done()
     except Exception as e:  # noqa: BLE001 - a checker that breaks is a failure to report
         printf("%s-torture/%d: %r\n", t.type, i, e)
