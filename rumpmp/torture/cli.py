@@ -151,8 +151,8 @@ def _single(p: Params, out: TextIO, live: bool) -> Result:
     if live:
         from rumpmp.torture import live as live_display  # noqa: PLC0415 - only for a terminal
 
-        with live_display.Display(p) as display:
-            result = run(p.type, on_interval=interval, on_tick=display.update, **_run_kwargs(p))
+        with live_display.Display(p) as display:  # instead of the scrolling lines
+            result = run(p.type, on_tick=display.update, **_run_kwargs(p))
     else:
         result = run(p.type, on_interval=interval, **_run_kwargs(p))
     for line in result.lines():

@@ -223,22 +223,12 @@ def same_shape(doc, real, where="result") -> None:
 @pytest.mark.timeout(120)
 def test_json_result_is_what_the_readme_documents(tmp_path):
     dest = tmp_path / "r.json"
-    out = stress(
-        "--type",
-        "callout",
-        "--ncpu",
-        "2",
-        "--duration",
-        "1.5",
-        "--stat-interval",
-        "0.5",
-        "--json",
-        str(dest),
-    )
+    args = ["--type", "rw", "--ncpu", "2", "--duration", "1.5", "--stat-interval", "0.5", "--json"]
+    out = stress(*args, str(dest))
     assert out.returncode == 0, out.stderr
     result = json.loads(dest.read_text())
     same_shape(readme_json_example(), result)
-    assert result["success"] is True and result["type"] == "callout"
+    assert result["success"] is True and result["type"] == "rw"
     assert len(result["per_cpu"]) == 2 and result["intervals"]
     trace = result["per_cpu"][0]["perturbation"]
     assert trace["count"] >= len(trace["trace"])
@@ -322,3 +312,22 @@ def test_the_kernel_is_halted_even_when_the_host_gives_up(monkeypatch, no_leak):
         torture.run("mutex", ncpu=2, duration=5, on_tick=interrupt)
     assert seen[0].state == "halted"
     assert os.getpid()  # the host is fine
+
+
+def test_the_live_display_shows_progress_rates_and_violations():
+    import io
+
+    from rich.console import Console
+
+    from rumpmp.torture.driver import Counts, Params, Snapshot
+    from rumpmp.torture.live import Display
+
+    display = Display(Params(type="mutex", ncpu=2, duration=4.0, seed=9))
+    display.update(Snapshot(1.0, Counts(1000, 600, 400, 0), None, [600, 400]))
+    display.update(Snapshot(2.0, Counts(3000, 1600, 1400, 2), None, [1600, 1400]))
+    console = Console(file=io.StringIO(), width=100, force_terminal=False)
+    console.print(display._render(Snapshot(3.0, Counts(5000, 2600, 2400, 2), None, [2600, 2400])))
+    shown = console.file.getvalue()
+    assert "mutex-torture, seed 9" in shown
+    assert "cpu0" in shown and "1,000" in shown  # (2600 - 1600) per second
+    assert "violations so far: 2 !!!" in shown
