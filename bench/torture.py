@@ -16,7 +16,7 @@ import time
 
 from bench import placement as pl
 from rumpmp import torture
-from rumpmp.torture.lwps import delay_us
+from rumpmp.kern import DELAY
 
 DURATION = 3.0
 NCPU = 2
@@ -33,7 +33,7 @@ def _peer_worker(lock, words, me: int, seconds: float) -> None:
         if words[0]:
             fails += 1
         words[0] = me
-        delay_us(rng.randrange(3))
+        DELAY(rng.randrange(3))
         if words[0] != me:
             fails += 1
         words[0] = 0

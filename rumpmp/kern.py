@@ -29,6 +29,7 @@ from rumpmp.rumpkern.intr.callout import (
     callout_t,
 )
 from rumpmp.rumpkern.intr.clock import (
+    DELAY,
     getboottime,
     getticks,
     hz,

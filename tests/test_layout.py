@@ -204,6 +204,7 @@ def test_the_kernel_api_exports_its_section_9_names():
 
 KERN_NAMES = [
     "CALLOUT_MPSAFE",
+    "DELAY",
     "EVCNT_TYPE_INTR",
     "EVCNT_TYPE_MISC",
     "EVCNT_TYPE_TRAP",

@@ -380,9 +380,26 @@ def _run_on(
     if p.perturb:
         k.xc_broadcast(0, lwps.perturb_on, p.seed)
     t = k.run(lwps.setup, p.type, p.ncpu, p.nwriters, p.nreaders, p.seed, p.long_hold, p.nested)
-    w = lwps.int64_view(t.stats)
-    start = time.monotonic()
-    t = k.run(lwps.start, t)
+    w = lwps.int64_view(t.stats)  # let go before the halt, which unmaps the arena
+    try:
+        start = time.monotonic()
+        t = k.run(lwps.start, t)
+        intervals = _watch(k, p, w, start, on_interval, on_tick)
+        return _judge(k, p, t, w, time.monotonic() - start, intervals)
+    finally:
+        w.release()
+
+
+def _watch(
+    k: Kernel,
+    p: Params,
+    w: memoryview,
+    start: float,
+    on_interval: Callable[[Snapshot], None] | None,
+    on_tick: Callable[[Snapshot], None] | None,
+) -> list[Snapshot]:
+    """Perturb and report until the duration is over (or the kernel is down), then
+    tell the torture lwps to stop; the interval snapshots."""
     perturber = _Perturber(k, p, w, start)
     intervals: list[Snapshot] = []
     next_stat = start + (p.stat_interval or float("inf"))
@@ -404,11 +421,7 @@ def _run_on(
     finally:
         perturber.undo()
         w[L.H_STOP] = 1
-    elapsed = time.monotonic() - start
-    try:
-        return _judge(k, p, t, w, elapsed, intervals)
-    finally:
-        w.release()
+    return intervals
 
 
 def _judge(

@@ -19,6 +19,7 @@ from typing import Any
 from hypercalls import clock
 from rumpmp.kern import (
     CALLOUT_MPSAFE,
+    DELAY,
     IPL_VM,
     KM_SLEEP,
     KTHREAD_MPSAFE,
@@ -110,13 +111,6 @@ def int64_view(buf: KBuf) -> memoryview:
     return memoryview(buf).cast("B").cast("q")
 
 
-def delay_us(us: int) -> None:
-    """DELAY(9): busy-wait, keeping the CPU (a critical section that takes long)."""
-    until = clock.monotonic_ns() + us * 1000
-    while clock.monotonic_ns() < until:
-        pass
-
-
 def record_failure(t: Torture, i: int, what: int, seen: int, want: int) -> None:
     """Count a violation against torture lwp ``i``, keeping the first one's details."""
     w, r = words(t.stats), L.record(i)
@@ -148,9 +142,9 @@ class _Lwp:
     def hold(self) -> None:
         """The critical section: now and then a long one (locktorture's long_hold)."""
         if self.t.long_hold and not self.rng.randrange(2000 * self.t.nwriters):
-            delay_us(self.t.long_hold * 1000)
+            DELAY(self.t.long_hold * 1000)
         else:
-            delay_us(self.rng.randrange(3))
+            DELAY(self.rng.randrange(3))
 
 
 # -- exclusive locks: mutex, spin, busted ------------------------------------------

@@ -331,3 +331,17 @@ def test_the_live_display_shows_progress_rates_and_violations():
     assert "mutex-torture, seed 9" in shown
     assert "cpu0" in shown and "1,000" in shown  # (2600 - 1600) per second
     assert "violations so far: 2 !!!" in shown
+
+
+# -- soak (pytest -m soak; the short versions above run by default) --------------------------
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("type_", [t for t in torture.TYPES if t != "busted"])
+def test_soak_every_type_on_eight_cpus_with_every_perturbation(type_, no_leak):
+    r = torture.run(
+        type_, ncpu=8, duration=30, stutter=3, shuffle=2, freeze=1, lockdebug=True, stat_interval=10
+    )
+    assert r.success, r.lines()
+    assert len(r.intervals) == 2 and r.intervals[-1].writes.total > r.intervals[0].writes.total

@@ -21,6 +21,13 @@ from rumpmp.rumpkern.arena import Arena
 NS = 1_000_000_000
 
 
+def DELAY(us: int) -> None:
+    """DELAY(9): busy-wait ``us`` microseconds, keeping the CPU."""
+    until = clock.monotonic_ns() + us * 1000
+    while clock.monotonic_ns() < until:
+        pass
+
+
 def hz() -> int:
     """The kernel's clock rate in ticks per second."""
     return _arena.current().w[_arena.H_HZ]

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import random
 
-from hypercalls import clock, thread
+from hypercalls import thread
+from rumpmp.rumpkern.intr import clock
 
 NOTHING, YIELD, DELAY = 0, 1, 2
 #: Decisions kept in full per CPU (the rest only count and feed the digest).
@@ -80,6 +81,4 @@ def point() -> None:
     if decision == YIELD:
         thread.yield_host()
     elif decision & 3 == DELAY:
-        until = clock.monotonic_ns() + (decision >> 2) * 1000
-        while clock.monotonic_ns() < until:
-            pass
+        clock.DELAY(decision >> 2)
