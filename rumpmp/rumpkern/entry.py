@@ -24,6 +24,8 @@ import pickle
 import traceback
 from collections.abc import Callable
 
+import cloudpickle
+
 from hypercalls.sync import Shutdown
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.svc.prf import kprintf
@@ -70,8 +72,8 @@ def portable(e: BaseException, cpu: int) -> Exception:
     if not isinstance(e, Exception):
         out: Exception = KernelCodeExit(repr(e))
     else:
-        try:
-            pickle.loads(pickle.dumps(e))
+        try:  # cloudpickle: a class made in the host's __main__ goes home as itself
+            pickle.loads(cloudpickle.dumps(e))
             out = e
         except Exception:  # noqa: BLE001 - any pickling failure means "send the text"
             out = RuntimeError(f"{type(e).__name__}: {e}")

@@ -175,16 +175,27 @@ with rumpmp.boot(ncpu=1) as k:
         return Point(p.x + 1)
 
     print(k.xc_unicast(0, bump, Point(1), None, 0).x, k.run(lambda p: Point(p.x + 2), Point(1)).x)
+
+    class LateError(Exception):
+        pass
+
+    def fail():
+        raise LateError("late")
+
+    try:
+        k.run(fail)
+    except LateError:  # the host's own class, not a copy or a stand-in
+        print("caught")
 """
 
 
 @pytest.mark.timeout(60)
-def test_arguments_and_results_of_classes_made_after_boot(tmp_path):
+def test_arguments_results_and_exceptions_of_classes_made_after_boot(tmp_path):
     script = tmp_path / "late.py"
     script.write_text(LATE_CLASSES)
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["2", "3"]
+    assert out.stdout.split() == ["2", "3", "caught"]
 
 
 def issue_many(n):
