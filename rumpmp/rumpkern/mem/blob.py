@@ -61,12 +61,12 @@ def _put_bytes(arena: Arena, data: bytes) -> Ref:
 _PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 
-def _plain(obj: object, depth: int = 2) -> bool:
+def _plain(obj: object, depth: int = 3) -> bool:
     if type(obj) in _PLAIN:
         return True
-    if type(obj) is not tuple or depth == 0 or len(obj) > 8:
+    if type(obj) not in (tuple, list) or depth == 0 or len(obj) > 8:  # type: ignore[arg-type]
         return False
-    return all(_plain(x, depth - 1) for x in obj)
+    return all(_plain(x, depth - 1) for x in obj)  # type: ignore[attr-defined]
 
 
 def dumps(obj: object) -> bytes:

@@ -1,0 +1,17 @@
+"""Embedding: a concurrent.futures Executor on a kernel's CPUs, and a joblib backend.
+
+``KernelExecutor`` runs tasks on the CPUs of a rump kernel; ``CPUDied`` is what a task
+gets when its CPU dies; ``register_joblib()`` makes ``"rumpmp"`` a joblib backend.
+"""
+
+from rumpmp.futures.executor import CPUDied, KernelExecutor
+
+
+def register_joblib() -> None:
+    """Register the ``"rumpmp"`` joblib backend (joblib is an optional extra)."""
+    from rumpmp.futures.joblib_backend import register  # noqa: PLC0415 - joblib is optional
+
+    register()
+
+
+__all__ = ["CPUDied", "KernelExecutor", "register_joblib"]
