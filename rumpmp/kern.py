@@ -204,4 +204,5 @@ from rumpmp.sys.param import (
 )
 from rumpmp.sys.proc import RUMP_RFCFDG, RUMP_RFFDG
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+# (isidentifier: pytest, which loads rumpmp as a plugin, may add "@py_builtins" here)
+__all__ = [name for name in dir() if name.isidentifier() and not name.startswith("_")]

@@ -39,6 +39,10 @@ ALLOWED = {
     "rumpmp/torture/driver.py": {"os", "signal", "time"},
     "rumpmp/torture/campaign.py": {"os", "subprocess", "sys"},  # runs seeds as children
     "rumpmp/torture/cli.py": {"sys"},  # writes the report to stdio
+    # the Executor's workers are host threads; it times queue waits
+    "rumpmp/futures/executor.py": {"threading", "time"},
+    "rumpmp/futures/joblib_backend.py": {"os"},  # the host's CPUs, for n_jobs=-1
+    "rumpmp/testing/plugin.py": {"os"},  # the xdist worker id into RUMP_NAMETAG
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import errno
 import threading  # the client library may: one host lock guards stopping
+import weakref
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -69,6 +70,7 @@ class Kernel:
         self._lock = threading.Lock()  # halt, panic and the watcher may race to stop
         self._watcher = thread.thread_create(self._watch, None, f"{self.prefix}watch")
         atexit.register(self._atexit)
+        _booted.append(weakref.ref(self))
 
     def __reduce__(self) -> tuple:
         raise TypeError(
@@ -86,6 +88,13 @@ class Kernel:
     def state(self) -> str:
         """'running', 'halted' or 'panicked'."""
         return _arena.STATE_NAMES[self._arena.state]
+
+    @property
+    def panic(self) -> RumpPanic | None:
+        """Why the kernel panicked (the CPU and the cause), None if it has not."""
+        if self._panic is None and self._arena.state == _arena.PANICKED:
+            return panic_info(self._arena)
+        return self._panic
 
     @property
     def hz(self) -> int:
@@ -332,6 +341,21 @@ class Kernel:
 
     def __repr__(self) -> str:
         return f"<rumpmp.Kernel {self.prefix} ncpu={self.ncpu} {self.state}>"
+
+
+#: Every kernel this process has booted (the pytest plugin checks each test's).
+_booted: list[weakref.ref[Kernel]] = []
+
+
+def booted_kernels(since: int = 0) -> list[Kernel]:
+    """The kernels this process booted, in order, from the ``since``-th on (those
+    still referenced: a kernel that is running always is, by its exit hook)."""
+    return [k for ref in _booted[since:] if (k := ref()) is not None]
+
+
+def boot_count() -> int:
+    """How many kernels this process has booted (a mark for ``booted_kernels``)."""
+    return len(_booted)
 
 
 def boot(

@@ -53,7 +53,7 @@ PERCPU_INIT = [
 
 _kernel_seq = itertools.count()
 
-#: Every named object of a kernel is called rmp-<host pid>-<seq>-<random>.<what>.
+#: Every named object of a kernel is called rmp-<host pid>-<seq>-[<tag>-]<random>.<what>.
 PREFIX_STEM = "rmp-"
 
 
@@ -177,6 +177,19 @@ def boot_params(
     )
 
 
+def name_tag() -> str:
+    """RUMP_NAMETAG (letters, digits, _; at most 16), put in every object name as
+    ``<tag>-``, so that the names say which of several runners made them (the
+    pytest plugin sets it to the xdist worker id)."""
+    try:
+        tag = param.getenv("RUMP_NAMETAG")
+    except FileNotFoundError:
+        return ""
+    if not tag or len(tag) > 16 or not tag.replace("_", "").isalnum() or not tag.isascii():
+        raise OSError(errno.EINVAL, f"RUMP_NAMETAG must be 1-16 letters, digits or _, not {tag!r}")
+    return f"{tag}-"
+
+
 def check_versions() -> None:
     """The seed's two version checks: host layer and kernel must agree."""
     if hypercalls.VERSION != _arena.HYPERCALL_VERSION:
@@ -230,7 +243,9 @@ def rump__init(
     p = boot_params(ncpu, verbose, threads, hostname, lockdebug, hz)
     timer.mark("parameters")
 
-    prefix = f"{PREFIX_STEM}{param.getpid()}-{next(_kernel_seq)}-{rnd.getrandom(3).hex()}."
+    prefix = (
+        f"{PREFIX_STEM}{param.getpid()}-{next(_kernel_seq)}-{name_tag()}{rnd.getrandom(3).hex()}."
+    )
     arena = Arena.create(prefix, _regions(p), DEFAULT_NSLOTS)
     booted = Booted(arena, p, timings=timings)
     try:

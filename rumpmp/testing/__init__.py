@@ -1,0 +1,1 @@
+"""Testing with rump kernels: the pytest plugin (``rumpmp.testing.plugin``)."""
