@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-import rumpmp
 from hypercalls import shm
 
 #: Ticks a kernel-side wait may take: 10 s at hz=100.
@@ -40,20 +39,6 @@ def pid_gone(pid: int) -> bool:
         return os.waitpid(pid, os.WNOHANG)[0] == pid
     except ChildProcessError:
         return False
-
-
-def wait_for_boot_threads(k: rumpmp.Kernel, bound: float = 30.0) -> None:
-    """Wait until the kernel threads started at boot have run up to their first sleep
-    (starting frees their entry blobs, so heap counts are stable only after this):
-    no CPU has lwps waiting to start, and every CPU is idle."""
-
-    def settled() -> bool:
-        return not any(s["unstarted"] or s["curlwp"] for s in k.sched_stats())
-
-    deadline = time.monotonic() + bound
-    while not settled():
-        assert time.monotonic() < deadline, "boot threads did not settle"
-        time.sleep(0.005)
 
 
 def kwait_for(cond, what: str) -> None:

@@ -42,7 +42,7 @@ ALLOWED = {
     # the Executor's workers are host threads; it times queue waits
     "rumpmp/futures/executor.py": {"threading", "time"},
     "rumpmp/futures/joblib_backend.py": {"os"},  # the host's CPUs, for n_jobs=-1
-    "rumpmp/testing/plugin.py": {"os"},  # the xdist worker id into RUMP_NAMETAG
+    "rumpmp/testing/plugin.py": {"os", "time"},  # xdist worker id; waits for a new kernel
 }
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os  # host side: the xdist worker id goes into RUMP_NAMETAG
+import time  # host side: waits, bounded, for a new kernel to settle
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
@@ -32,6 +33,7 @@ from rumpmp.host.kernel import Kernel
 from rumpmp.rumpkern.svc.prf import RumpPanic
 
 PARAMS = ("ncpu", "lockdebug", "hz", "perturb")
+SETTLE_SECONDS = 30.0
 _KERNELS = pytest.StashKey[list[Kernel]]()
 _MARK = pytest.StashKey[int]()
 _seeds: dict[str, int] = {}  # perturbation seed by kernel prefix
@@ -107,13 +109,27 @@ def _params(request: pytest.FixtureRequest) -> dict[str, Any]:
 def _boot(node: pytest.Item | pytest.Session, params: dict[str, Any]) -> Kernel:
     perturb = params.pop("perturb", None)
     k = kernel_.boot(**params)
+    node.stash.setdefault(_KERNELS, []).append(k)
+    _settle(k)
     if perturb is not None:
         _seeds[k.prefix] = perturb
         from rumpmp.torture.lwps import perturb_on  # noqa: PLC0415 - only when asked for
 
         k.xc_broadcast(0, perturb_on, perturb)
-    node.stash.setdefault(_KERNELS, []).append(k)
     return k
+
+
+def _settle(k: Kernel, bound: float = SETTLE_SECONDS) -> None:
+    """Wait until the kernel threads started at boot have run up to their first sleep
+    (no CPU has an lwp waiting to start, every CPU is idle), so that a test starts
+    from a quiet kernel whose heap counts hold still."""
+    deadline = time.monotonic() + bound
+    while any(s["unstarted"] or s["curlwp"] for s in k.sched_stats()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"rumpmp: the boot threads of {k.prefix} did not settle in {bound} s"
+            )
+        time.sleep(0.002)
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from tests.helpers import assert_no_leak, pid_gone, wait_for
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("ncpu", [1, 2, 8])
-def test_boot_runs_each_cpu_in_its_own_process(boot, ncpu):
-    k = boot(ncpu)
+def test_boot_runs_each_cpu_in_its_own_process(rump_boot, ncpu):
+    k = rump_boot(ncpu)
     assert k.ncpu == ncpu
     pids = k.cpu_pids()
     assert len(set(pids)) == ncpu and os.getpid() not in pids
@@ -32,41 +32,42 @@ def test_boot_runs_each_cpu_in_its_own_process(boot, ncpu):
 
 
 @pytest.mark.timeout(30)
-def test_run_returns_results_and_propagates_exceptions(kernel):
-    assert kernel.run(sum, [1, 2, 3]) == 6
-    assert kernel.run(lambda a, b: a * b, 6, 7, cpu=3) == 42
+def test_run_returns_results_and_propagates_exceptions(rump_kernel):
+    assert rump_kernel.run(sum, [1, 2, 3]) == 6
+    assert rump_kernel.run(lambda a, b: a * b, 6, 7, cpu=3) == 42
 
     def fails():
         raise ValueError("from inside the kernel")
 
     with pytest.raises(ValueError, match="from inside the kernel") as info:
-        kernel.run(fails, cpu=1)
+        rump_kernel.run(fails, cpu=1)
     assert any("cpu1" in note for note in info.value.__notes__)
 
 
 @pytest.mark.timeout(30)
-def test_run_rejects_a_cpu_that_does_not_exist(kernel):
+def test_run_rejects_a_cpu_that_does_not_exist(rump_kernel):
     with pytest.raises(OSError) as info:
-        kernel.run(os.getpid, cpu=4)
+        rump_kernel.run(os.getpid, cpu=4)
     assert info.value.errno == errno.EINVAL
 
 
 @pytest.mark.timeout(60)
-def test_environment_parameters_are_honoured(boot, monkeypatch):
+def test_environment_parameters_are_honoured(monkeypatch):
+    """(rumpmp.boot itself: the plugin's rump_boot would add the suite's rump_ncpu.)"""
     monkeypatch.setenv("RUMP_NCPU", "3")
     monkeypatch.setenv("RUMP_VERBOSE", "1")
     monkeypatch.setenv("RUMP_THREADS", "0")
-    k = boot()
-    assert k.ncpu == 3
-    assert "The NetBSD Foundation" in k.dmesg()
-    assert k.params.threads is False
+    with rumpmp.boot() as k:
+        assert k.ncpu == 3
+        assert "The NetBSD Foundation" in k.dmesg()
+        assert k.params.threads is False
     monkeypatch.setenv("RUMP_VERBOSE", "0")
     monkeypatch.setenv("RUMP_NCPU", "host")
     monkeypatch.delenv("RUMP_THREADS")
-    quiet = boot()
-    assert quiet.ncpu == hypercalls.param.getnhostcpu()
-    assert "The NetBSD Foundation" not in quiet.dmesg()
-    assert quiet.params.threads is True
+    with rumpmp.boot() as quiet:
+        assert quiet.ncpu == hypercalls.param.getnhostcpu()
+        assert "The NetBSD Foundation" not in quiet.dmesg()
+        assert quiet.params.threads is True
 
 
 @pytest.mark.timeout(30)
@@ -88,8 +89,8 @@ def test_hypercall_version_mismatch_is_refused(monkeypatch):
 
 
 @pytest.mark.timeout(30)
-def test_halt_unlinks_everything_and_later_calls_fail(boot):
-    k = boot(2)
+def test_halt_unlinks_everything_and_later_calls_fail(rump_boot):
+    k = rump_boot(2)
     assert shm.list_prefix(k.prefix), "a running kernel has named objects"
     k.halt()
     assert_no_leak(k.prefix)
@@ -105,18 +106,18 @@ def test_halt_unlinks_everything_and_later_calls_fail(boot):
 
 
 @pytest.mark.timeout(30)
-def test_halt_flags(boot):
-    k = boot(2)
+def test_halt_flags(rump_boot):
+    k = rump_boot(2)
     k.halt(rumpmp.RB_HALT | rumpmp.RB_NOSYNC)
     assert k.dmesg().endswith("rump kernel halted\n")
-    d = boot(1)
+    d = rump_boot(1)
     d.halt(rumpmp.RB_DUMP)
     assert_no_leak(d.prefix)
 
 
 @pytest.mark.timeout(30)
-def test_killed_cpu_panics_the_kernel(boot):
-    k = boot(3)
+def test_killed_cpu_panics_the_kernel(rump_boot):
+    k = rump_boot(3)
     victim = k.cpu_pids()[1]
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: k.state == "panicked", 1.0, "the panic")
@@ -130,8 +131,8 @@ def test_killed_cpu_panics_the_kernel(boot):
 
 
 @pytest.mark.timeout(30)
-def test_cpu_dying_under_a_call_raises_in_the_caller(boot):
-    k = boot(2)
+def test_cpu_dying_under_a_call_raises_in_the_caller(rump_boot):
+    k = rump_boot(2)
 
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
@@ -161,8 +162,8 @@ def test_host_killed_leaves_nothing_behind(tmp_path):
 
 
 @pytest.mark.timeout(60)
-def test_two_kernels_are_independent(boot):
-    a, b = boot(2), boot(3)
+def test_two_kernels_are_independent(rump_boot):
+    a, b = rump_boot(2), rump_boot(3)
     assert a.prefix != b.prefix
     assert set(a.cpu_pids()).isdisjoint(b.cpu_pids())
     assert a.run(os.getpid, cpu=1) == a.cpu_pids()[1]
@@ -188,6 +189,6 @@ def test_rump_init_boots_once_and_again_after_halt():
 
 
 @pytest.mark.timeout(30)
-def test_boot_timings_cover_every_phase(kernel):
-    assert set(kernel.timings) == {"parameters", "arena", "cpus", "kthreads"}
-    assert all(ms >= 0 for ms in kernel.timings.values())
+def test_boot_timings_cover_every_phase(rump_kernel):
+    assert set(rump_kernel.timings) == {"parameters", "arena", "cpus", "kthreads"}
+    assert all(ms >= 0 for ms in rump_kernel.timings.values())

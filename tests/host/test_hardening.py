@@ -40,23 +40,23 @@ def interrupts():
 @pytest.mark.parametrize(
     ("func", "raised"), [(exits, "SystemExit(3)"), (interrupts, "KeyboardInterrupt()")]
 )
-def test_base_exception_in_run_reaches_the_caller(kernel, func, raised):
+def test_base_exception_in_run_reaches_the_caller(rump_kernel, func, raised):
     args = (3,) if func is exits else ()
     with pytest.raises(rumpmp.KernelCodeExit) as info:
-        kernel.run(func, *args, cpu=1, timeout=30)
+        rump_kernel.run(func, *args, cpu=1, timeout=30)
     assert info.value.raised == raised
     assert "raised on cpu1" in "".join(info.value.__notes__)
-    assert kernel.run(lambda: 14, cpu=1, timeout=30) == 14
+    assert rump_kernel.run(lambda: 14, cpu=1, timeout=30) == 14
 
 
 @pytest.mark.timeout(60)
-def test_base_exception_in_a_cross_call_leaves_cross_calls_working(kernel):
+def test_base_exception_in_a_cross_call_leaves_cross_calls_working(rump_kernel):
     with pytest.raises(rumpmp.KernelCodeExit, match="SystemExit"):
-        kernel.xc_unicast(0, lambda a, b: sys.exit(a), 3, None, 2, timeout=30)
+        rump_kernel.xc_unicast(0, lambda a, b: sys.exit(a), 3, None, 2, timeout=30)
     with pytest.raises(rumpmp.KernelCodeExit):
-        kernel.xc_broadcast(0, lambda a, b: sys.exit(a), 3, timeout=30)
-    assert kernel.xc_broadcast(0, lambda a, b: a + b, 1, 2, timeout=30) == [3] * 4
-    assert kernel.xc_unicast(kern.XC_HIGHPRI, lambda a, b: a, 5, None, 1, timeout=30) == 5
+        rump_kernel.xc_broadcast(0, lambda a, b: sys.exit(a), 3, timeout=30)
+    assert rump_kernel.xc_broadcast(0, lambda a, b: a + b, 1, 2, timeout=30) == [3] * 4
+    assert rump_kernel.xc_unicast(kern.XC_HIGHPRI, lambda a, b: a, 5, None, 1, timeout=30) == 5
 
 
 def join_a_thread_that_exits():
@@ -71,8 +71,8 @@ def join_a_thread_that_exits():
 
 
 @pytest.mark.timeout(60)
-def test_base_exception_in_a_joinable_kthread_reaches_kthread_join(kernel):
-    assert kernel.run(join_a_thread_that_exits, timeout=30) == "SystemExit(4)"
+def test_base_exception_in_a_joinable_kthread_reaches_kthread_join(rump_kernel):
+    assert rump_kernel.run(join_a_thread_that_exits, timeout=30) == "SystemExit(4)"
 
 
 def mark_or_exit(buf, slot):
@@ -117,9 +117,9 @@ def fire_each_entry(buf, handles):
 
 
 @pytest.mark.timeout(60)
-def test_base_exception_where_nobody_waits_goes_to_dmesg_and_the_kernel_carries_on(kernel):
-    buf = kernel.run(kern.kmem_zalloc, 16)
-    handles = kernel.run(fire_each_entry, buf, None, cpu=0, timeout=30)
+def test_base_exception_where_nobody_waits_goes_to_dmesg_and_the_kernel_carries_on(rump_kernel):
+    buf = rump_kernel.run(kern.kmem_zalloc, 16)
+    handles = rump_kernel.run(fire_each_entry, buf, None, cpu=0, timeout=30)
     wait_for(lambda: all(buf[0:5]), 10, "every entry to have raised")
     for what in (
         "kernel thread bad raised SystemExit",
@@ -128,10 +128,10 @@ def test_base_exception_where_nobody_waits_goes_to_dmesg_and_the_kernel_carries_
         "work item of bad raised SystemExit",
         "cross-call on cpu0 raised SystemExit",
     ):
-        wait_for(lambda what=what: what in kernel.dmesg(), 10, f"dmesg to say {what!r}")
-    kernel.run(fire_each_entry, buf, handles, cpu=0, timeout=30)
+        wait_for(lambda what=what: what in rump_kernel.dmesg(), 10, f"dmesg to say {what!r}")
+    rump_kernel.run(fire_each_entry, buf, handles, cpu=0, timeout=30)
     wait_for(lambda: all(buf[8:13]), 10, "every entry to run again")
-    assert kernel.state == "running"
+    assert rump_kernel.state == "running"
 
 
 # -- 2 and 5. Ctrl-C and timeouts detach the call safely ---------------------------------
@@ -150,15 +150,15 @@ def interrupt_host_then_wait(host_pid, flag):
 
 
 @pytest.mark.timeout(60)
-def test_ctrl_c_in_run_detaches_the_call_and_later_results_are_right(kernel):
-    flag = kernel.run(kern.kmem_zalloc, 8)
-    load = sum(s["load"] for s in kernel.sched_stats())
+def test_ctrl_c_in_run_detaches_the_call_and_later_results_are_right(rump_kernel):
+    flag = rump_kernel.run(kern.kmem_zalloc, 8)
+    load = sum(s["load"] for s in rump_kernel.sched_stats())
     with pytest.raises(KeyboardInterrupt):
-        kernel.run(interrupt_host_then_wait, os.getpid(), flag, cpu=1)
+        rump_kernel.run(interrupt_host_then_wait, os.getpid(), flag, cpu=1)
     flag[0] = 1  # the abandoned lwp returns 1 now: nobody may see it
     for i in range(20):
-        assert kernel.run(lambda i=i: i, cpu=1, timeout=30) == i
-    wait_for(lambda: sum(s["load"] for s in kernel.sched_stats()) == load, 10, "the lwp to go")
+        assert rump_kernel.run(lambda i=i: i, cpu=1, timeout=30) == i
+    wait_for(lambda: sum(s["load"] for s in rump_kernel.sched_stats()) == load, 10, "the lwp to go")
 
 
 def spin(flag):
@@ -172,25 +172,25 @@ def spin(flag):
 
 
 @pytest.mark.timeout(60)
-def test_timeouts_raise_and_abandon_the_call(kernel):
-    flag = kernel.run(kern.kmem_zalloc, 8)
+def test_timeouts_raise_and_abandon_the_call(rump_kernel):
+    flag = rump_kernel.run(kern.kmem_zalloc, 8)
     with pytest.raises(TimeoutError):
-        kernel.run(spin, flag, cpu=1, timeout=0.3)
+        rump_kernel.run(spin, flag, cpu=1, timeout=0.3)
     # CPU 1 is held by the spinner: its xcall lwp cannot run, so neither can these.
     with pytest.raises(TimeoutError):
-        kernel.xc_broadcast(0, lambda a, b: a, 1, timeout=0.3)
+        rump_kernel.xc_broadcast(0, lambda a, b: a, 1, timeout=0.3)
     with pytest.raises(TimeoutError):  # the abandoned broadcast still holds the slot
-        kernel.xc_unicast(0, lambda a, b: a, 2, None, 0, timeout=0.3)
+        rump_kernel.xc_unicast(0, lambda a, b: a, 2, None, 0, timeout=0.3)
     flag[0] = 1
-    assert kernel.xc_broadcast(0, lambda a, b: a, 9, timeout=30) == [9] * 4
-    assert kernel.run(lambda: 3, cpu=1, timeout=30) == 3
+    assert rump_kernel.xc_broadcast(0, lambda a, b: a, 9, timeout=30) == [9] * 4
+    assert rump_kernel.run(lambda: 3, cpu=1, timeout=30) == 3
 
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("timeout", ["1", -1.0, True])
-def test_bad_timeouts_are_refused(kernel, timeout):
+def test_bad_timeouts_are_refused(rump_kernel, timeout):
     with pytest.raises((TypeError, ValueError), match="timeout"):
-        kernel.run(len, "abc", timeout=timeout)
+        rump_kernel.run(len, "abc", timeout=timeout)
 
 
 # The hold on Ctrl-C itself is tested in tests/hypercalls/test_host.py.
@@ -200,11 +200,11 @@ def test_bad_timeouts_are_refused(kernel, timeout):
 
 
 @pytest.mark.timeout(30)
-def test_an_unpicklable_cross_call_does_not_wedge_cross_calls(kernel):
+def test_an_unpicklable_cross_call_does_not_wedge_cross_calls(rump_kernel):
     lock = threading.Lock()
     with pytest.raises(TypeError):
-        kernel.xc_broadcast(0, lambda a, b: lock, timeout=10)
-    assert kernel.xc_broadcast(0, lambda a, b: 1, timeout=10) == [1] * 4
+        rump_kernel.xc_broadcast(0, lambda a, b: lock, timeout=10)
+    assert rump_kernel.xc_broadcast(0, lambda a, b: 1, timeout=10) == [1] * 4
 
 
 # -- 4. os.fork() with a kernel up -------------------------------------------------------
@@ -255,9 +255,9 @@ def test_halt_right_after_boot_does_not_wait_for_boot_threads(monkeypatch):
 
 
 @pytest.mark.timeout(60)
-def test_arguments_and_results_bigger_than_the_heap(boot, monkeypatch):
+def test_arguments_and_results_bigger_than_the_heap(rump_boot, monkeypatch):
     monkeypatch.setenv("RUMP_MEMLIMIT", "1m")
-    k = boot(2)
+    k = rump_boot(2)
     big = b"x" * 5_000_000
     assert k.run(len, big, timeout=30) == len(big)
     assert len(k.run(lambda n: b"y" * n, 3_000_000, timeout=30)) == 3_000_000
@@ -280,16 +280,16 @@ def printf_under_a_spin_mutex():
 
 
 @pytest.mark.timeout(30)
-def test_printf_waits_for_the_message_buffer_without_giving_up_its_cpu(kernel):
+def test_printf_waits_for_the_message_buffer_without_giving_up_its_cpu(rump_kernel):
     from rumpmp.rumpkern.svc import msgbuf
 
-    lock = msgbuf._lock(kernel._arena)
+    lock = msgbuf._lock(rump_kernel._arena)
     lock.enter_nowrap()  # contended: printf must wait, holding its CPU (LOCKDEBUG is on)
     try:
-        kernel.run(printf_under_a_spin_mutex, timeout=20)
+        rump_kernel.run(printf_under_a_spin_mutex, timeout=20)
     finally:
         lock.exit()
-    assert "printed under a spin mutex" in kernel.dmesg()
+    assert "printed under a spin mutex" in rump_kernel.dmesg()
 
 
 # -- 9 and 10. lock misuse without LOCKDEBUG, and kernel locks in the host ---------------
@@ -299,8 +299,8 @@ def test_printf_waits_for_the_message_buffer_without_giving_up_its_cpu(kernel):
 
 
 @pytest.mark.timeout(30)
-def test_the_host_cannot_take_a_kernel_mutex(kernel):
-    m = kernel.run(kern.mutex_init)
+def test_the_host_cannot_take_a_kernel_mutex(rump_kernel):
+    m = rump_kernel.run(kern.mutex_init)
     with pytest.raises(OSError) as info:
         kern.mutex_enter(m)
     assert info.value.errno == errno.ENXIO
@@ -340,7 +340,7 @@ def test_a_signal_to_the_process_group_leaves_nothing_behind(sig):
 
 
 @pytest.mark.timeout(60)
-def test_boot_sweeps_what_dead_hosts_left(boot):
+def test_boot_sweeps_what_dead_hosts_left(rump_boot):
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
@@ -356,7 +356,7 @@ def test_boot_sweeps_what_dead_hosts_left(boot):
     os.utime(old, (0, 0))
     try:
         assert shm.list_prefix(prefix)
-        boot(1)
+        rump_boot(1)
         assert shm.list_prefix(prefix) == []
         assert not os.path.exists(old) and os.path.exists(fresh)  # fresh: may be in use
     finally:
@@ -405,13 +405,15 @@ def test_an_impossible_memlimit_names_the_variable_and_leaves_nothing(monkeypatc
 
 
 @pytest.mark.timeout(60)
-def test_back_to_back_unicasts_run_once_each_on_their_target(kernel):
-    before = {n: c for g, n, c in kernel.evcnts() if g == "xcall"}
+def test_back_to_back_unicasts_run_once_each_on_their_target(rump_kernel):
+    before = {n: c for g, n, c in rump_kernel.evcnts() if g == "xcall"}
     n = 400
     for i in range(n):  # every CPU looks at every call; only the target may run it
-        target = i % kernel.ncpu
-        assert kernel.xc_unicast(0, lambda a, b: kern.cpu_index(), None, None, target) == target
-    after = {n: c for g, n, c in kernel.evcnts() if g == "xcall"}
+        target = i % rump_kernel.ncpu
+        assert (
+            rump_kernel.xc_unicast(0, lambda a, b: kern.cpu_index(), None, None, target) == target
+        )
+    after = {n: c for g, n, c in rump_kernel.evcnts() if g == "xcall"}
     assert after["unicast"] - before["unicast"] == n
 
 
@@ -455,18 +457,18 @@ def two_threads_adopt_one_lwp():
 
 
 @pytest.mark.timeout(60)
-def test_two_threads_switching_to_one_lwp_cannot_both_adopt_it(kernel):
+def test_two_threads_switching_to_one_lwp_cannot_both_adopt_it(rump_kernel):
     with pytest.raises(rumpmp.RumpPanic, match="running on another thread"):
-        kernel.run(two_threads_adopt_one_lwp, cpu=0, timeout=30)
+        rump_kernel.run(two_threads_adopt_one_lwp, cpu=0, timeout=30)
 
 
 # -- 16. softint_schedule reads the handle's state under the CPU's lock ------------------
 
 
 @pytest.mark.timeout(60)
-def test_a_softint_scheduled_while_it_is_disestablished_is_never_linked(kernel):
-    arena = kernel._arena
-    sih = kernel.run(kern.softint_establish, kern.SOFTINT_NET, print, None)
+def test_a_softint_scheduled_while_it_is_disestablished_is_never_linked(rump_kernel):
+    arena = rump_kernel._arena
+    sih = rump_kernel.run(kern.softint_establish, kern.SOFTINT_NET, print, None)
     r = softint.record(arena, 1)
     lock = softint._lock(arena, r + softint.SI_LOCK)
     h = softint._handle(arena, sih.index)
@@ -504,9 +506,9 @@ def panic_everywhere(arena_cpu, _):
 
 
 @pytest.mark.timeout(60)
-def test_simultaneous_panics_do_not_mix_cpu_and_message(boot):
+def test_simultaneous_panics_do_not_mix_cpu_and_message(rump_boot):
     for _ in range(3):
-        k = boot(8)
+        k = rump_boot(8)
         # The results may or may not come back before the panic stops everything.
         with contextlib.suppress(rumpmp.RumpPanic):
             k.xc_broadcast(0, panic_everywhere, None, timeout=30)
@@ -526,8 +528,8 @@ def claim_all(blocks, _):
 
 
 @pytest.mark.timeout(60)
-def test_two_cpus_freeing_the_same_blocks_claim_each_once(boot):
-    k = boot(2)
+def test_two_cpus_freeing_the_same_blocks_claim_each_once(rump_boot):
+    k = rump_boot(2)
     arena = k._arena
     blocks = [kmem.kmem_alloc_in(arena, 64) for _ in range(3000)]
     claimed = k.xc_broadcast(0, claim_all, blocks, timeout=30)  # both CPUs, in parallel
@@ -559,9 +561,9 @@ def create_unpicklable_threads(n):
 
 
 @pytest.mark.timeout(60)
-def test_kthread_create_that_cannot_pickle_leaks_no_lwp(kernel):
+def test_kthread_create_that_cannot_pickle_leaks_no_lwp(rump_kernel):
     n = 1500  # more than the lwp table holds: a leak would fill it
-    assert kernel.run(create_unpicklable_threads, n, timeout=50) == n
+    assert rump_kernel.run(create_unpicklable_threads, n, timeout=50) == n
 
 
 @pytest.mark.timeout(20)
@@ -578,11 +580,11 @@ def test_halt_reaps_stuck_cpus_against_one_deadline(monkeypatch):
 
 
 @pytest.mark.timeout(60)
-def test_evcnt_inc_from_threads_without_a_cpu_loses_no_count(kernel, monkeypatch):
+def test_evcnt_inc_from_threads_without_a_cpu_loses_no_count(rump_kernel, monkeypatch):
     monkeypatch.setattr(sys, "getswitchinterval", sys.getswitchinterval)
     sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show
     try:
-        ev = kernel.run(kern.evcnt_attach_dynamic, kern.EVCNT_TYPE_MISC, None, "test", "host")
+        ev = rump_kernel.run(kern.evcnt_attach_dynamic, kern.EVCNT_TYPE_MISC, None, "test", "host")
 
         def bump():
             for _ in range(20_000):
@@ -595,7 +597,7 @@ def test_evcnt_inc_from_threads_without_a_cpu_loses_no_count(kernel, monkeypatch
             t.join(50)
     finally:
         sys.setswitchinterval(0.005)
-    assert ("test", "host", 80_000) in kernel.evcnts()
+    assert ("test", "host", 80_000) in rump_kernel.evcnts()
 
 
 # -- clear errors for bad input ----------------------------------------------------------
@@ -621,10 +623,10 @@ def test_evcnt_inc_from_threads_without_a_cpu_loses_no_count(kernel, monkeypatch
         (lambda k: k.run(lambda kk: kk, k), TypeError, "cannot be sent into a kernel"),
     ],
 )
-def test_bad_arguments_get_clear_errors(kernel, call, exc, names):
+def test_bad_arguments_get_clear_errors(rump_kernel, call, exc, names):
     with pytest.raises(exc, match=names):
-        call(kernel)
-    assert kernel.run(lambda: 1, timeout=20) == 1  # the kernel is still up
+        call(rump_kernel)
+    assert rump_kernel.run(lambda: 1, timeout=20) == 1  # the kernel is still up
 
 
 @pytest.mark.timeout(30)

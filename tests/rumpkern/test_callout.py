@@ -53,8 +53,8 @@ def fire_once(ticks):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("cpu", [0, 3])
-def test_a_callout_fires_once_on_its_cpu_and_never_early(kernel, cpu):
-    before, pending, count, delay, same_cpu, after = kernel.run(fire_once, 5, cpu=cpu)
+def test_a_callout_fires_once_on_its_cpu_and_never_early(rump_kernel, cpu):
+    before, pending, count, delay, same_cpu, after = rump_kernel.run(fire_once, 5, cpu=cpu)
     assert before == (False, False, False)
     assert pending == (True, True)
     assert count == 1 and delay >= 5 and same_cpu
@@ -75,8 +75,8 @@ def stop_before_due():
 
 
 @pytest.mark.timeout(60)
-def test_callout_stop_cancels_a_pending_callout(kernel):
-    assert kernel.run(stop_before_due) == (False, 0)
+def test_callout_stop_cancels_a_pending_callout(rump_kernel):
+    assert rump_kernel.run(stop_before_due) == (False, 0)
 
 
 def reschedule_self(arg):
@@ -111,9 +111,9 @@ def rescheduling():
 
 
 @pytest.mark.timeout(60)
-def test_a_handler_reschedules_itself(kernel):
+def test_a_handler_reschedules_itself(rump_kernel):
     # Each run saw itself invoking and acknowledged it; all ran on the same CPU.
-    assert kernel.run(rescheduling, cpu=1) == (True, 1, False)
+    assert rump_kernel.run(rescheduling, cpu=1) == (True, 1, False)
 
 
 def handler_needs_mutex(arg):
@@ -152,8 +152,8 @@ def halt_with_interlock():
 
 
 @pytest.mark.timeout(60)
-def test_callout_halt_waits_for_the_handler_and_drops_the_interlock(kernel):
-    assert kernel.run(halt_with_interlock, cpu=2) == (True, 1, True)
+def test_callout_halt_waits_for_the_handler_and_drops_the_interlock(rump_kernel):
+    assert rump_kernel.run(halt_with_interlock, cpu=2) == (True, 1, True)
 
 
 def bound_callout():
@@ -168,8 +168,8 @@ def bound_callout():
 
 
 @pytest.mark.timeout(60)
-def test_a_bound_callout_fires_on_its_cpu(kernel):
-    assert kernel.run(bound_callout, cpu=0) == 3
+def test_a_bound_callout_fires_on_its_cpu(rump_kernel):
+    assert rump_kernel.run(bound_callout, cpu=0) == 3
 
 
 def many_on_this_cpu(arg):
@@ -209,8 +209,8 @@ def thousand_callouts():
 
 
 @pytest.mark.timeout(120)
-def test_a_thousand_callouts_on_eight_cpus_all_fire_once(boot):
-    k = boot(8)
+def test_a_thousand_callouts_on_eight_cpus_all_fire_once(rump_boot):
+    k = rump_boot(8)
     counts, cpus = k.run(thousand_callouts)
     assert counts == b"\x01" * 1000
     assert cpus == bytes(cpu + 1 for cpu in range(8) for _ in range(125))
@@ -228,10 +228,10 @@ def destroy_stopped():
 
 
 @pytest.mark.timeout(60)
-def test_a_stopped_callout_is_destroyed_without_a_trace(kernel):
-    before = kernel.kmem_stats()[0]
-    kernel.run(destroy_stopped)
-    assert kernel.kmem_stats()[0] == before
+def test_a_stopped_callout_is_destroyed_without_a_trace(rump_kernel):
+    before = rump_kernel.kmem_stats()[0]
+    rump_kernel.run(destroy_stopped)
+    assert rump_kernel.kmem_stats()[0] == before
 
 
 # -- the clock ----------------------------------------------------------------------
@@ -251,8 +251,8 @@ def ticks_now(_a, _b):
 
 
 @pytest.mark.timeout(60)
-def test_hz_is_set_at_boot_and_ticks_agree_everywhere(boot):
-    k = boot(4, hz=50)
+def test_hz_is_set_at_boot_and_ticks_agree_everywhere(rump_boot):
+    k = rump_boot(4, hz=50)
     rate, per_second, ms, ticks, up, booted, now = k.run(clock_facts)
     assert (rate, per_second, ms) == (50, 50, 500)
     assert ticks >= 0 and up[0] * 1_000_000_000 + up[1] >= ticks * 20_000_000
@@ -265,8 +265,8 @@ def test_hz_is_set_at_boot_and_ticks_agree_everywhere(boot):
 
 
 @pytest.mark.timeout(60)
-def test_every_cpu_runs_a_hardclock(boot):
-    k = boot(4)
+def test_every_cpu_runs_a_hardclock(rump_boot):
+    k = rump_boot(4)
 
     def all_ticked(a, b):
         from rumpmp.kern import kpause

@@ -42,8 +42,8 @@ def parallel_counting(ncpu, rounds):
 
 
 @pytest.mark.timeout(120)
-def test_counting_on_every_cpu_sums_exactly_in_private_slots(boot):
-    k = boot(8)
+def test_counting_on_every_cpu_sums_exactly_in_private_slots(rump_boot):
+    k = rump_boot(8)
     total, slots = k.run(parallel_counting, 8, 2000)
     assert total == 8 * 2000 and slots == [2000] * 8
     assert ("test", "bumps", 16000) in k.evcnts()
@@ -70,9 +70,9 @@ def attach_detach():
 
 
 @pytest.mark.timeout(60)
-def test_attach_parent_detach_and_reuse(kernel):
-    assert kernel.run(attach_detach) == [True, evcnt.EVCNT_TYPE_INTR, 5, (True, 0)]
-    assert "dev / intr0: 5" in kernel.dmesg()
+def test_attach_parent_detach_and_reuse(rump_kernel):
+    assert rump_kernel.run(attach_detach) == [True, evcnt.EVCNT_TYPE_INTR, 5, (True, 0)]
+    assert "dev / intr0: 5" in rump_kernel.dmesg()
 
 
 def fill_table():
@@ -85,15 +85,15 @@ def fill_table():
 
 
 @pytest.mark.timeout(60)
-def test_a_full_table_is_enospc(kernel):
-    assert kernel.run(fill_table) == errno.ENOSPC
+def test_a_full_table_is_enospc(rump_kernel):
+    assert rump_kernel.run(fill_table) == errno.ENOSPC
 
 
 @pytest.mark.timeout(60)
-def test_the_kernel_counts_its_own_events(kernel):
-    kernel.xc_broadcast(0, lambda a, b: None)
-    kernel.xc_unicast(0, lambda a, b: None, None, None, 1)
-    counts = {f"{g}/{n}": c for g, n, c in kernel.evcnts()}
+def test_the_kernel_counts_its_own_events(rump_kernel):
+    rump_kernel.xc_broadcast(0, lambda a, b: None)
+    rump_kernel.xc_unicast(0, lambda a, b: None, None, None, 1)
+    counts = {f"{g}/{n}": c for g, n, c in rump_kernel.evcnts()}
     assert counts["xcall/broadcast"] == 4 and counts["xcall/unicast"] == 1
     assert counts["sched/started"] >= 4 and counts["sched/fast"] >= 4
     assert set(counts) >= {f"{g}/{n}" for g, n in evcnt.KERNEL_COUNTERS}

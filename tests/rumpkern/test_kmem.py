@@ -28,19 +28,19 @@ def read_back(buf) -> bytes:
 
 
 @pytest.mark.timeout(30)
-def test_buffer_is_shared_between_cpus_and_host(kernel):
-    buf = kernel.run(alloc_and_fill, 100, 0xAB, cpu=0)
+def test_buffer_is_shared_between_cpus_and_host(rump_kernel):
+    buf = rump_kernel.run(alloc_and_fill, 100, 0xAB, cpu=0)
     assert len(buf) == 100
-    assert kernel.run(read_back, buf, cpu=3) == b"\xab" * 100
+    assert rump_kernel.run(read_back, buf, cpu=3) == b"\xab" * 100
     assert bytes(buf) == b"\xab" * 100
     struct.pack_into("<q", buf, 8, -42)  # the host writes through the buffer protocol
-    assert kernel.run(lambda b: struct.unpack_from("<q", b, 8)[0], buf, cpu=2) == -42
+    assert rump_kernel.run(lambda b: struct.unpack_from("<q", b, 8)[0], buf, cpu=2) == -42
     view = memoryview(buf)
     assert view.nbytes == 100 and not view.readonly
 
 
 @pytest.mark.timeout(30)
-def test_zalloc_zeroes_and_free_returns_memory(kernel):
+def test_zalloc_zeroes_and_free_returns_memory(rump_kernel):
     def cycle():
         from rumpmp.kern import kmem_alloc, kmem_free, kmem_zalloc
 
@@ -52,13 +52,13 @@ def test_zalloc_zeroes_and_free_returns_memory(kernel):
         kmem_free(clean, 4000)
         return zero
 
-    before = kernel.kmem_stats()[0]
-    assert kernel.run(cycle) is True
-    assert kernel.kmem_stats()[0] == before
+    before = rump_kernel.kmem_stats()[0]
+    assert rump_kernel.run(cycle) is True
+    assert rump_kernel.kmem_stats()[0] == before
 
 
 @pytest.mark.timeout(30)
-def test_nosleep_exhaustion_returns_none(boot, monkeypatch):
+def test_nosleep_exhaustion_returns_none(rump_boot, monkeypatch):
     monkeypatch.setenv("RUMP_MEMLIMIT", "64k")
 
     def exhaust():
@@ -71,7 +71,7 @@ def test_nosleep_exhaustion_returns_none(boot, monkeypatch):
             kmem_free(buf, 1000)
         return len(bufs)
 
-    k = boot(1)
+    k = rump_boot(1)
     n = k.run(exhaust)
     assert 30 <= n <= 64
 
@@ -84,19 +84,19 @@ def test_nosleep_exhaustion_returns_none(boot, monkeypatch):
         (lambda kmem_alloc, kmem_free: [kmem_free(b, 64) for b in [kmem_alloc(64)] * 2], "twice"),
     ],
 )
-def test_misuse_panics(boot, misuse, message):
+def test_misuse_panics(rump_boot, misuse, message):
     def go():
         from rumpmp.kern import kmem_alloc, kmem_free
 
         misuse(kmem_alloc, kmem_free)
 
-    k = boot(2)
+    k = rump_boot(2)
     with pytest.raises(rumpmp.RumpPanic, match=message):
         k.run(go, cpu=1)
 
 
 @pytest.mark.timeout(30)
-def test_bad_arguments_are_einval(kernel):
+def test_bad_arguments_are_einval(rump_kernel):
     def bad(size, flags):
         from rumpmp.kern import kmem_alloc
 
@@ -104,7 +104,7 @@ def test_bad_arguments_are_einval(kernel):
 
     for size, flags in [(0, kmem.KM_SLEEP), (-5, kmem.KM_SLEEP), (8, 0x40)]:
         with pytest.raises(OSError) as info:
-            kernel.run(bad, size, flags)
+            rump_kernel.run(bad, size, flags)
         assert info.value.errno == errno.EINVAL
 
 
@@ -185,8 +185,8 @@ def blocks_on_every_cpu(ncpu):
 
 
 @pytest.mark.timeout(120)
-def test_per_cpu_caches_never_hand_out_overlapping_or_foreign_memory(boot):
-    k = boot(8)
+def test_per_cpu_caches_never_hand_out_overlapping_or_foreign_memory(rump_boot):
+    k = rump_boot(8)
     blocks = k.run(blocks_on_every_cpu, 8)
     arena = k._arena
     off, size = arena.region("kmem")
@@ -218,9 +218,9 @@ def free_then_zalloc(buf):
 
 
 @pytest.mark.timeout(60)
-def test_a_block_freed_on_one_cpu_is_reused_zeroed_on_another(kernel):
-    buf = kernel.run(dirty_block, cpu=0)
-    assert kernel.run(free_then_zalloc, buf, cpu=1) == (True, True)
+def test_a_block_freed_on_one_cpu_is_reused_zeroed_on_another(rump_kernel):
+    buf = rump_kernel.run(dirty_block, cpu=0)
+    assert rump_kernel.run(free_then_zalloc, buf, cpu=1) == (True, True)
 
 
 def double_free_cached():
@@ -232,8 +232,8 @@ def double_free_cached():
 
 
 @pytest.mark.timeout(60)
-def test_double_free_of_a_cached_block_panics(boot):
-    k = boot(1)
+def test_double_free_of_a_cached_block_panics(rump_boot):
+    k = rump_boot(1)
     with pytest.raises(rumpmp.RumpPanic, match="not allocated"):
         k.run(double_free_cached)
 
@@ -251,9 +251,9 @@ def exhaust_small():
 
 
 @pytest.mark.timeout(60)
-def test_nosleep_exhaustion_with_caches_gives_none_and_recovers(boot, monkeypatch):
+def test_nosleep_exhaustion_with_caches_gives_none_and_recovers(rump_boot, monkeypatch):
     monkeypatch.setenv("RUMP_MEMLIMIT", "256k")
-    k = boot(2)
+    k = rump_boot(2)
     held, again = k.run(exhaust_small, cpu=1)
     assert held > 100 and again == held  # the cache gave every block back
 
@@ -271,8 +271,8 @@ def pairs_without_the_heap_lock(n):
 
 
 @pytest.mark.timeout(60)
-def test_the_fast_path_takes_no_heap_lock_and_the_host_always_does(boot):
-    k = boot(1)
+def test_the_fast_path_takes_no_heap_lock_and_the_host_always_does(rump_boot):
+    k = rump_boot(1)
     arena = k._arena
     hits, locks = k.run(pairs_without_the_heap_lock, 200, cpu=0)
     assert hits == 200 and locks == 0
@@ -313,9 +313,9 @@ def poke():
 
 
 @pytest.mark.timeout(60)
-def test_exhaustion_makes_other_cpus_give_their_caches_back(boot, monkeypatch):
+def test_exhaustion_makes_other_cpus_give_their_caches_back(rump_boot, monkeypatch):
     monkeypatch.setenv("RUMP_MEMLIMIT", "256k")
-    k = boot(2)
+    k = rump_boot(2)
     arena = k._arena
     k.run(fill_cache, 40, cpu=1)
     stranded = cached_1k_blocks(arena, 1)
@@ -338,8 +338,8 @@ def stale_handle_after_reuse():
 
 
 @pytest.mark.timeout(60)
-def test_a_stale_handle_to_a_reused_cached_block_panics(boot):
-    k = boot(2)
+def test_a_stale_handle_to_a_reused_cached_block_panics(rump_boot):
+    k = rump_boot(2)
     with pytest.raises(rumpmp.RumpPanic, match="not allocated"):
         k.run(stale_handle_after_reuse, cpu=1)
 
@@ -352,8 +352,8 @@ def wrong_size_cached():
 
 
 @pytest.mark.timeout(60)
-def test_wrong_size_free_of_a_cacheable_block_panics(boot):
-    k = boot(1)
+def test_wrong_size_free_of_a_cacheable_block_panics(rump_boot):
+    k = rump_boot(1)
     with pytest.raises(rumpmp.RumpPanic, match="size mismatch"):
         k.run(wrong_size_cached)
 
@@ -371,15 +371,15 @@ def free_small(buf):
 
 
 @pytest.mark.timeout(60)
-def test_blocks_cross_between_cpu_caches_and_the_host(kernel):
-    arena = kernel._arena
-    baseline = kernel.kmem_stats()[0]
-    from_cpu = [kernel.run(alloc_small, 100, cpu=2) for _ in range(3)]
+def test_blocks_cross_between_cpu_caches_and_the_host(rump_kernel):
+    arena = rump_kernel._arena
+    baseline = rump_kernel.kmem_stats()[0]
+    from_cpu = [rump_kernel.run(alloc_small, 100, cpu=2) for _ in range(3)]
     from_host = [kmem.kmem_alloc_in(arena, 100) for _ in range(3)]
-    assert kernel.kmem_stats()[0] == baseline + 6
+    assert rump_kernel.kmem_stats()[0] == baseline + 6
     for buf in from_cpu:
         kmem.kmem_free_in(arena, buf, 100)  # a cache's block, freed into the heap
     for buf in from_host:
-        kernel.run(free_small, buf, cpu=3)  # a heap block, freed into CPU 3's cache
+        rump_kernel.run(free_small, buf, cpu=3)  # a heap block, freed into CPU 3's cache
         assert not kmem.is_live(arena, buf)
-    assert kernel.kmem_stats()[0] == baseline
+    assert rump_kernel.kmem_stats()[0] == baseline

@@ -56,16 +56,16 @@ def mutex_counter(nthreads, rounds):
 
 
 @pytest.mark.timeout(120)
-def test_mutex_counter_is_exact_across_processes(boot):
-    k = boot(4)
+def test_mutex_counter_is_exact_across_processes(rump_boot):
+    k = rump_boot(4)
     total, pids = k.run(mutex_counter, 8, 5000, cpu=0)
     assert total == 8 * 5000
     assert len(pids) >= 2 and pids <= set(k.cpu_pids())
 
 
 @pytest.mark.timeout(120)
-def test_mutex_counter_on_eight_cpus(boot):
-    k = boot(8)
+def test_mutex_counter_on_eight_cpus(rump_boot):
+    k = rump_boot(8)
     total, pids = k.run(mutex_counter, 16, 500)
     assert total == 16 * 500
     assert len(pids) == 8
@@ -102,8 +102,8 @@ def rw_invariant():
 
 
 @pytest.mark.timeout(120)
-def test_rwlock_invariant_holds_under_parallel_readers_and_writers(boot):
-    k = boot(4)
+def test_rwlock_invariant_holds_under_parallel_readers_and_writers(rump_boot):
+    k = rump_boot(4)
     a, b, torn = k.run(rw_invariant, cpu=0)
     assert a == b == 3 * 400
     assert torn == 0
@@ -142,8 +142,8 @@ def rw_semantics():
 
 
 @pytest.mark.timeout(60)
-def test_rwlock_upgrade_downgrade_and_held(kernel):
-    assert kernel.run(rw_semantics) == [
+def test_rwlock_upgrade_downgrade_and_held(rump_kernel):
+    assert rump_kernel.run(rw_semantics) == [
         (True, False, True),
         True,
         (False, True),
@@ -194,8 +194,8 @@ def writer_not_starved():
 
 
 @pytest.mark.timeout(60)
-def test_waiting_writer_blocks_new_readers(boot):
-    k = boot(2)
+def test_waiting_writer_blocks_new_readers(rump_boot):
+    k = rump_boot(2)
     assert k.run(writer_not_starved, cpu=0) == (True, 1)
 
 
@@ -225,8 +225,8 @@ def condvar_ping_pong(rounds):
 
 
 @pytest.mark.timeout(60)
-def test_condvar_ping_pong_between_cpus(boot):
-    k = boot(2)
+def test_condvar_ping_pong_between_cpus(rump_boot):
+    k = rump_boot(2)
     assert k.run(condvar_ping_pong, 300) == (600, True)
 
 
@@ -246,8 +246,8 @@ def timed_out():
 
 
 @pytest.mark.timeout(30)
-def test_cv_timedwait_times_out(kernel):
-    rc, elapsed, owned = kernel.run(timed_out)
+def test_cv_timedwait_times_out(rump_kernel):
+    rc, elapsed, owned = rump_kernel.run(timed_out)
     assert rc == errno.EWOULDBLOCK
     assert elapsed >= 0.1
     assert owned
@@ -300,8 +300,8 @@ def blocked_lwp_lets_another_run():
 
 
 @pytest.mark.timeout(60)
-def test_lwp_blocked_on_mutex_releases_its_cpu(boot):
-    k = boot(2)
+def test_lwp_blocked_on_mutex_releases_its_cpu(rump_boot):
+    k = rump_boot(2)
     assert k.run(blocked_lwp_lets_another_run, cpu=1) is True
 
 
@@ -343,8 +343,8 @@ def _join_both(low, high, buf):
 
 
 @pytest.mark.timeout(60)
-def test_run_queue_hands_the_cpu_to_the_highest_priority(boot):
-    k = boot(2)
+def test_run_queue_hands_the_cpu_to_the_highest_priority(rump_boot):
+    k = rump_boot(2)
     low, high, buf = k.run(priority_handoff, cpu=0)
     assert k.run(_join_both, low, high, buf, cpu=1) == (2, 2, 1)
 
@@ -382,8 +382,8 @@ def steal_scenario():
 
 
 @pytest.mark.timeout(60)
-def test_idle_cpu_steals_an_unstarted_lwp(boot):
-    k = boot(2)
+def test_idle_cpu_steals_an_unstarted_lwp(rump_boot):
+    k = rump_boot(2)
     busy, stolen, buf = k.run(steal_scenario, cpu=0)
     k.run(_join_both, busy, stolen, buf, cpu=1)
     assert struct.unpack_from("<q", buf, 8)[0] == 2  # it ran on cpu1
@@ -425,8 +425,8 @@ def tsleep_wakeup_across_cpus():
 
 
 @pytest.mark.timeout(30)
-def test_tsleep_wakeup_and_kpause(boot):
-    k = boot(2)
+def test_tsleep_wakeup_and_kpause(rump_boot):
+    k = rump_boot(2)
     woken, rc, slept = k.run(tsleep_wakeup_across_cpus, cpu=0)
     assert woken == 100
     assert rc == errno.EWOULDBLOCK and slept >= 0.05
@@ -454,15 +454,15 @@ def threads_create_join():
 
 
 @pytest.mark.timeout(30)
-def test_kthread_create_and_join(kernel):
-    results, err = kernel.run(threads_create_join)
+def test_kthread_create_and_join(rump_kernel):
+    results, err = rump_kernel.run(threads_create_join)
     assert results == [0] * 8
     assert err == errno.EINVAL
 
 
 @pytest.mark.timeout(30)
-def test_no_threads_fakes_known_threads_and_panics_otherwise(boot):
-    k = boot(1, threads=False)
+def test_no_threads_fakes_known_threads_and_panics_otherwise(rump_boot):
+    k = rump_boot(1, threads=False)
     assert "pdaemon not functional" in k.dmesg()
 
     def create():
@@ -561,8 +561,8 @@ def _sleep_with_spin():
         (_sleep_with_spin, r"sleeping with spin mutex held"),
     ],
 )
-def test_lockdebug_panics_name_the_lock_and_lwp(boot, misuse, message):
-    k = boot(2, lockdebug=True)
+def test_lockdebug_panics_name_the_lock_and_lwp(rump_boot, misuse, message):
+    k = rump_boot(2, lockdebug=True)
     with pytest.raises(rumpmp.RumpPanic, match=message) as info:
         k.run(misuse, cpu=1)
     assert info.value.cpu == 1
@@ -581,17 +581,17 @@ def test_lockdebug_panics_name_the_lock_and_lwp(boot, misuse, message):
         (_destroy_twice, r"mutex_destroy: gone: uninitialized lock"),  # DOUBLEFREE
     ],
 )
-def test_t_kern_misuse_panics_without_lockdebug_too(boot, misuse, message):
+def test_t_kern_misuse_panics_without_lockdebug_too(rump_boot, misuse, message):
     """NetBSD tests/rump/rumpkern/t_kern.c: the lockme_* cases that need no LOCKDEBUG
     (rump's host locks are error-checking), caught on the slow path only."""
-    k = boot(2, lockdebug=False)
+    k = rump_boot(2, lockdebug=False)
     with pytest.raises(rumpmp.RumpPanic, match=message):
         k.run(misuse, cpu=1, timeout=20)
 
 
 @pytest.mark.timeout(30)
-def test_lockdebug_off_lets_a_foreign_exit_through(boot):
-    k = boot(1, lockdebug=False)
+def test_lockdebug_off_lets_a_foreign_exit_through(rump_boot):
+    k = rump_boot(1, lockdebug=False)
 
     def foreign_exit():
         from rumpmp.kern import mutex_enter, mutex_exit, mutex_init, mutex_tryenter
@@ -631,6 +631,6 @@ def preempt_lets_others_run():
 
 
 @pytest.mark.timeout(30)
-def test_yield_lets_another_lwp_of_the_cpu_run(boot):
-    k = boot(1)
+def test_yield_lets_another_lwp_of_the_cpu_run(rump_boot):
+    k = rump_boot(1)
     assert k.run(preempt_lets_others_run, cpu=0) is True

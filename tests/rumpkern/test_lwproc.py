@@ -35,8 +35,8 @@ def makelwp():
 
 
 @pytest.mark.timeout(60)
-def test_makelwp(kernel):
-    assert kernel.run(makelwp) not in (-1, 0, 1)
+def test_makelwp(rump_kernel):
+    assert rump_kernel.run(makelwp) not in (-1, 0, 1)
 
 
 def proccreds():
@@ -68,8 +68,8 @@ def proccreds():
 
 
 @pytest.mark.timeout(60)
-def test_processes_have_their_own_credentials(kernel):
-    assert kernel.run(proccreds) == [22, 0, 11, 22, 22]
+def test_processes_have_their_own_credentials(rump_kernel):
+    assert rump_kernel.run(proccreds) == [22, 0, 11, 22, 22]
 
 
 def inherit():
@@ -96,8 +96,8 @@ def inherit():
 
 
 @pytest.mark.timeout(60)
-def test_new_processes_inherit_credentials(kernel):
-    assert kernel.run(inherit) == (66, (66, [5, 6], True), 0)
+def test_new_processes_inherit_credentials(rump_kernel):
+    assert rump_kernel.run(inherit) == (66, (66, [5, 6], True), 0)
 
 
 LOOPS = 128
@@ -139,10 +139,10 @@ def many_lwps():
 
 
 @pytest.mark.timeout(60)
-def test_a_process_holds_many_lwps_and_goes_with_the_last(kernel):
-    before = kernel.kmem_stats()[0]
-    assert kernel.run(many_lwps) == (LOOPS + 1, LOOPS)
-    assert kernel.kmem_stats()[0] == before  # the credentials went too
+def test_a_process_holds_many_lwps_and_goes_with_the_last(rump_kernel):
+    before = rump_kernel.kmem_stats()[0]
+    assert rump_kernel.run(many_lwps) == (LOOPS + 1, LOOPS)
+    assert rump_kernel.kmem_stats()[0] == before  # the credentials went too
 
 
 def implicit_context():
@@ -152,8 +152,8 @@ def implicit_context():
 
 
 @pytest.mark.timeout(60)
-def test_an_implicit_context_has_no_curlwp(kernel):
-    assert kernel.run(implicit_context) == (None, 0)
+def test_an_implicit_context_has_no_curlwp(rump_kernel):
+    assert rump_kernel.run(implicit_context) == (None, 0)
 
 
 def nullswitch():
@@ -168,8 +168,8 @@ def nullswitch():
 
 
 @pytest.mark.timeout(60)
-def test_switching_to_null_marks_the_lwp_not_running(kernel):
-    assert kernel.run(nullswitch)
+def test_switching_to_null_marks_the_lwp_not_running(rump_kernel):
+    assert rump_kernel.run(nullswitch)
 
 
 def park_a_context(arg):
@@ -198,8 +198,8 @@ def switch_to_kthread_lwp():
 
 
 @pytest.mark.timeout(60)
-def test_lwp_contexts_move_between_cpus_and_bad_switches_panic(boot):
-    k = boot(2)
+def test_lwp_contexts_move_between_cpus_and_bad_switches_panic(rump_boot):
+    k = rump_boot(2)
     # A context made on cpu0 and left behind when its thread ended is taken up on cpu1.
     l = k.run(park_a_context, "keep", cpu=0)
     assert k.run(switch_to, l, cpu=1) == (l, 0)
@@ -234,8 +234,8 @@ def rfork_tables():
 
 
 @pytest.mark.timeout(60)
-def test_rfork_shares_copies_or_cleans_the_fd_table(kernel):
-    (ptab, _), fdtabs, err = kernel.run(rfork_tables)
+def test_rfork_shares_copies_or_cleans_the_fd_table(rump_kernel):
+    (ptab, _), fdtabs, err = rump_kernel.run(rfork_tables)
     assert fdtabs["share"][0] == ptab
     assert fdtabs["copy"][0] not in (ptab, fdtabs["clean"][0]) and fdtabs["copy"][1] == ptab
     assert fdtabs["clean"][0] != ptab and fdtabs["clean"][1] == 0
@@ -259,8 +259,8 @@ def pid_wrap():
 
 
 @pytest.mark.timeout(60)
-def test_pids_wrap_skipping_live_ones_and_never_zero(kernel):
-    live, pids = kernel.run(pid_wrap)
+def test_pids_wrap_skipping_live_ones_and_never_zero(rump_kernel):
+    live, pids = rump_kernel.run(pid_wrap)
     # After PID_MAX the counter wraps: 0 is never used, 1 (initproc) and 2 are live.
     assert live == 2 and pids == [PID_MAX, 3, 4]
 
@@ -297,10 +297,10 @@ def cred_refcounts():
 
 
 @pytest.mark.timeout(60)
-def test_credentials_are_reference_counted(kernel):
-    before = kernel.kmem_stats()[0]
-    assert kernel.run(cred_refcounts) == [1000, [7, 8], True, 2, errno.EINVAL, 1]
-    assert kernel.kmem_stats()[0] == before  # the child shares proc0's credential
+def test_credentials_are_reference_counted(rump_kernel):
+    before = rump_kernel.kmem_stats()[0]
+    assert rump_kernel.run(cred_refcounts) == [1000, [7, 8], True, 2, errno.EINVAL, 1]
+    assert rump_kernel.kmem_stats()[0] == before  # the child shares proc0's credential
 
 
 # -- t_threads.c ----------------------------------------------------------------------
@@ -328,8 +328,8 @@ def threads_create_and_join():
 
 
 @pytest.mark.timeout(60)
-def test_threads_create_and_join(kernel):
-    assert kernel.run(threads_create_and_join) == ([0] * 8, b"\x01" * 8)
+def test_threads_create_and_join(rump_kernel):
+    assert rump_kernel.run(threads_create_and_join) == ([0] * 8, b"\x01" * 8)
 
 
 def _thread_and_lwp():
@@ -341,8 +341,8 @@ def _thread_and_lwp():
 
 
 @pytest.mark.timeout(60)
-def test_an_ended_lwps_thread_carries_the_next_lwp_of_its_cpu(kernel):
-    seen = [kernel.run(_thread_and_lwp, cpu=2, timeout=30) for _ in range(20)]
+def test_an_ended_lwps_thread_carries_the_next_lwp_of_its_cpu(rump_kernel):
+    seen = [rump_kernel.run(_thread_and_lwp, cpu=2, timeout=30) for _ in range(20)]
     threads = {t for t, _ in seen}
     assert len(threads) < 20  # threads are reused...
     assert all(lid > 0 for _, lid in seen)  # ...each time as the lwp it carries

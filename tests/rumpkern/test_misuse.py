@@ -58,7 +58,7 @@ def release_without_context():
         (release_without_context, "no lwp context to release"),
     ],
 )
-def test_misuse_panics_the_kernel_with_a_clear_message(boot, misuse, message):
-    k = boot(2)
+def test_misuse_panics_the_kernel_with_a_clear_message(rump_boot, misuse, message):
+    k = rump_boot(2)
     with pytest.raises(rumpmp.RumpPanic, match=message):
         k.run(misuse, timeout=30)

@@ -33,8 +33,8 @@ def private_slots():
 
 
 @pytest.mark.timeout(60)
-def test_slots_are_private_per_cpu_and_foreach_sees_all(kernel):
-    fresh, seen = kernel.run(private_slots)
+def test_slots_are_private_per_cpu_and_foreach_sees_all(rump_kernel):
+    fresh, seen = rump_kernel.run(private_slots)
     assert fresh == [(cpu, 0) for cpu in range(4)]
     assert seen == [(cpu, 100 + cpu) for cpu in range(4)]
 
@@ -79,8 +79,8 @@ def per_cpu_counter(ncpu, rounds):
 
 
 @pytest.mark.timeout(120)
-def test_a_per_cpu_counter_sums_exactly(boot):
-    k = boot(8)
+def test_a_per_cpu_counter_sums_exactly(rump_boot):
+    k = rump_boot(8)
     per_cpu = k.run(per_cpu_counter, 8, 2000)
     assert per_cpu == [2 * 2000] * 8
 
@@ -102,8 +102,8 @@ def foreach_xcall():
 
 
 @pytest.mark.timeout(60)
-def test_foreach_xcall_runs_each_slot_on_its_own_cpu(kernel):
-    assert kernel.run(foreach_xcall) == [(cpu, cpu) for cpu in range(4)]
+def test_foreach_xcall_runs_each_slot_on_its_own_cpu(rump_kernel):
+    assert rump_kernel.run(foreach_xcall) == [(cpu, cpu) for cpu in range(4)]
 
 
 def reuse_is_zeroed():
@@ -119,6 +119,6 @@ def reuse_is_zeroed():
 
 
 @pytest.mark.timeout(60)
-def test_a_new_slot_starts_zeroed(kernel):
-    same_place, values = kernel.run(reuse_is_zeroed)
+def test_a_new_slot_starts_zeroed(rump_kernel):
+    same_place, values = rump_kernel.run(reuse_is_zeroed)
     assert same_place and values == [0] * 4

@@ -38,10 +38,10 @@ def schedule_here():
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("cpu", [0, 2])
-def test_a_softint_runs_once_on_the_scheduling_cpu_after_release(kernel, cpu):
-    held, (count, ran_on, pid), once, mine = kernel.run(schedule_here, cpu=cpu)
+def test_a_softint_runs_once_on_the_scheduling_cpu_after_release(rump_kernel, cpu):
+    held, (count, ran_on, pid), once, mine = rump_kernel.run(schedule_here, cpu=cpu)
     assert held == 0 and count == 1 and once == 1
-    assert ran_on == cpu and pid == mine == kernel.cpu_pids()[cpu]
+    assert ran_on == cpu and pid == mine == rump_kernel.cpu_pids()[cpu]
 
 
 def schedule_elsewhere(target):
@@ -55,9 +55,9 @@ def schedule_elsewhere(target):
 
 
 @pytest.mark.timeout(60)
-def test_softint_schedule_cpu_runs_on_the_other_cpu(kernel):
-    count, ran_on, pid = kernel.run(schedule_elsewhere, 3, cpu=0)
-    assert (count, ran_on, pid) == (1, 3, kernel.cpu_pids()[3])
+def test_softint_schedule_cpu_runs_on_the_other_cpu(rump_kernel):
+    count, ran_on, pid = rump_kernel.run(schedule_elsewhere, 3, cpu=0)
+    assert (count, ran_on, pid) == (1, 3, rump_kernel.cpu_pids()[3])
 
 
 def slow_handler(buf):
@@ -90,9 +90,9 @@ def disestablish_while_running():
 
 
 @pytest.mark.timeout(60)
-def test_softint_disestablish_waits_for_a_running_handler(kernel):
+def test_softint_disestablish_waits_for_a_running_handler(rump_kernel):
     # It returned after the handler finished, and the handle is free again.
-    assert kernel.run(disestablish_while_running, cpu=0) == (1, 0)
+    assert rump_kernel.run(disestablish_while_running, cpu=0) == (1, 0)
 
 
 def cancelled_pending():
@@ -113,5 +113,5 @@ def cancelled_pending():
 
 
 @pytest.mark.timeout(60)
-def test_disestablish_cancels_pending_runs(kernel):
-    assert kernel.run(cancelled_pending) == 0
+def test_disestablish_cancels_pending_runs(rump_kernel):
+    assert rump_kernel.run(cancelled_pending) == 0

@@ -59,11 +59,11 @@ def fifo_single_queue():
 
 
 @pytest.mark.timeout(60)
-def test_a_single_queue_runs_every_item_once_in_order(kernel):
-    before = kernel.kmem_stats()[0]
-    count, order = kernel.run(fifo_single_queue)
+def test_a_single_queue_runs_every_item_once_in_order(rump_kernel):
+    before = rump_kernel.kmem_stats()[0]
+    count, order = rump_kernel.run(fifo_single_queue)
     assert count == 100 and order == list(range(100))
-    assert kernel.kmem_stats()[0] == before + 1  # only the test's own buffer remains
+    assert rump_kernel.kmem_stats()[0] == before + 1  # only the test's own buffer remains
 
 
 def count_item(wk, buf):
@@ -108,10 +108,10 @@ def many_enqueuers(flags):
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("percpu", [False, True], ids=["single", "percpu"])
-def test_500_items_from_five_cpus_all_run_exactly_once(boot, percpu):
+def test_500_items_from_five_cpus_all_run_exactly_once(rump_boot, percpu):
     from rumpmp.kern import WQ_MPSAFE, WQ_PERCPU
 
-    k = boot(8)
+    k = rump_boot(8)
     counts, workers_left = k.run(many_enqueuers, WQ_MPSAFE | (WQ_PERCPU if percpu else 0))
     assert counts == b"\x01" * 500
     assert workers_left == 0
@@ -153,8 +153,8 @@ def percpu_queue(ncpu):
 
 
 @pytest.mark.timeout(60)
-def test_wq_percpu_runs_on_the_enqueuing_cpu(boot):
-    k = boot(8)
+def test_wq_percpu_runs_on_the_enqueuing_cpu(rump_boot):
+    k = rump_boot(8)
     seen = k.run(percpu_queue, 8)
     assert seen == [(cpu, pid) for cpu, pid in enumerate(k.cpu_pids())]
 
@@ -192,8 +192,8 @@ def record_on_cpu(wk, arg):
 
 
 @pytest.mark.timeout(60)
-def test_wq_percpu_ci_picks_the_cpu_and_each_cpu_keeps_fifo_order(boot):
-    k = boot(8)
+def test_wq_percpu_ci_picks_the_cpu_and_each_cpu_keeps_fifo_order(rump_boot):
+    k = rump_boot(8)
     for cpu, raw in enumerate(k.run(percpu_targets, 8)):
         assert raw[0] == 20
         assert list(raw[1::2]) == list(range(20))
@@ -253,14 +253,14 @@ def wait_for_items(target):
 
 
 @pytest.mark.timeout(60)
-def test_workqueue_wait_waits_for_a_running_item(kernel):
-    blocked, saw = kernel.run(wait_for_items, 7)
+def test_workqueue_wait_waits_for_a_running_item(rump_kernel):
+    blocked, saw = rump_kernel.run(wait_for_items, 7)
     assert blocked and saw >= 1
 
 
 @pytest.mark.timeout(60)
-def test_workqueue_wait_waits_for_a_queued_item(kernel):
-    blocked, saw = kernel.run(wait_for_items, 8)
+def test_workqueue_wait_waits_for_a_queued_item(rump_kernel):
+    blocked, saw = rump_kernel.run(wait_for_items, 8)
     assert blocked and saw == 2
 
 
@@ -275,8 +275,8 @@ def wait_on_idle_queue():
 
 
 @pytest.mark.timeout(60)
-def test_workqueue_wait_for_an_item_not_queued_returns(kernel):
-    assert kernel.run(wait_on_idle_queue)
+def test_workqueue_wait_for_an_item_not_queued_returns(rump_kernel):
+    assert rump_kernel.run(wait_on_idle_queue)
 
 
 # -- destroy ----------------------------------------------------------------------------
@@ -295,10 +295,10 @@ def create_and_destroy(flags, ipl):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("percpu", [False, True], ids=["single", "percpu"])
-def test_destroy_joins_the_workers_and_frees_everything(boot, percpu):
+def test_destroy_joins_the_workers_and_frees_everything(rump_boot, percpu):
     from rumpmp.kern import IPL_VM, WQ_PERCPU
 
-    k = boot(8)
+    k = rump_boot(8)
     for ipl in (0, IPL_VM):  # IPL_VM: the queue's mutexes spin
         before = k.kmem_stats()[0]
         workers, after = k.run(create_and_destroy, WQ_PERCPU if percpu else 0, ipl)
@@ -327,8 +327,8 @@ def destroy_itself():
 
 
 @pytest.mark.timeout(60)
-def test_a_worker_destroying_its_own_queue_is_edeadlk(kernel):
-    assert kernel.run(destroy_itself) == errno.EDEADLK
+def test_a_worker_destroying_its_own_queue_is_edeadlk(rump_kernel):
+    assert rump_kernel.run(destroy_itself) == errno.EDEADLK
 
 
 # -- handles, re-enqueueing ----------------------------------------------------------
@@ -359,8 +359,8 @@ def handle_by_reference():
 
 
 @pytest.mark.timeout(60)
-def test_the_handle_pickles_by_reference_and_items_may_requeue(kernel):
-    same, size = kernel.run(handle_by_reference)
+def test_the_handle_pickles_by_reference_and_items_may_requeue(rump_kernel):
+    same, size = rump_kernel.run(handle_by_reference)
     assert same and size < 200
 
 
@@ -405,10 +405,10 @@ def bad_calls():
 
 
 @pytest.mark.timeout(60)
-def test_bad_arguments_are_einval(kernel):
-    before = kernel.kmem_stats()[0]
-    assert kernel.run(bad_calls) == [errno.EINVAL] * 11
-    assert kernel.kmem_stats()[0] == before
+def test_bad_arguments_are_einval(rump_kernel):
+    before = rump_kernel.kmem_stats()[0]
+    assert rump_kernel.run(bad_calls) == [errno.EINVAL] * 11
+    assert rump_kernel.kmem_stats()[0] == before
 
 
 # -- aiodoned ---------------------------------------------------------------------------
@@ -442,8 +442,8 @@ def use_aiodoned():
 
 
 @pytest.mark.timeout(60)
-def test_aiodoned_runs_completions_from_boot_on(kernel):
-    assert kernel.run(use_aiodoned) == ("aiodoned", 1)
+def test_aiodoned_runs_completions_from_boot_on(rump_kernel):
+    assert rump_kernel.run(use_aiodoned) == ("aiodoned", 1)
 
 
 def aiodoned_without_threads():
@@ -464,8 +464,8 @@ def aiodoned_without_threads():
 
 
 @pytest.mark.timeout(60)
-def test_without_threads_there_is_no_aiodoned(boot):
-    k = boot(1, threads=False)
+def test_without_threads_there_is_no_aiodoned(rump_boot):
+    k = rump_boot(1, threads=False)
     before = k.kmem_stats()[0]
     assert "aiodoned" not in k.dmesg()  # rump.c does not even try
     assert k.run(aiodoned_without_threads) == (errno.ENXIO, errno.ENXIO)

@@ -30,8 +30,8 @@ def busy_interval(seconds, _):
 
 
 @pytest.mark.timeout(120)
-def test_broadcast_runs_once_on_every_cpu_in_parallel(boot):
-    k = boot(8)
+def test_broadcast_runs_once_on_every_cpu_in_parallel(rump_boot):
+    k = rump_boot(8)
     results = k.xc_broadcast(0, busy_interval, 0.3)
     assert [cpu for cpu, *_ in results] == list(range(8))
     assert [pid for _, pid, *_ in results] == k.cpu_pids()
@@ -47,11 +47,11 @@ def bump_slot(buf, _):
 
 
 @pytest.mark.timeout(60)
-def test_unicast_hits_only_its_cpu(kernel):
-    buf = kernel.run(lambda: __import__("rumpmp.kern").kern.kmem_zalloc(4))
-    assert kernel.xc_unicast(0, bump_slot, buf, None, 2) is None
+def test_unicast_hits_only_its_cpu(rump_kernel):
+    buf = rump_kernel.run(lambda: __import__("rumpmp.kern").kern.kmem_zalloc(4))
+    assert rump_kernel.xc_unicast(0, bump_slot, buf, None, 2) is None
     assert bytes(buf) == b"\x00\x00\x01\x00"
-    kernel.xc_broadcast(0, bump_slot, buf)
+    rump_kernel.xc_broadcast(0, bump_slot, buf)
     assert bytes(buf) == b"\x01\x01\x02\x01"
 
 
@@ -65,9 +65,9 @@ def kernel_broadcast_and_wait(flags):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("high", [False, True])
-def test_kernel_side_broadcast_and_xc_wait(kernel, high):
+def test_kernel_side_broadcast_and_xc_wait(rump_kernel, high):
     flags = kern.XC_HIGHPRI if high else 0
-    assert kernel.run(kernel_broadcast_and_wait, flags, cpu=1) == b"\x01" * 4
+    assert rump_kernel.run(kernel_broadcast_and_wait, flags, cpu=1) == b"\x01" * 4
 
 
 def whoami(_a, _b):
@@ -80,9 +80,9 @@ def whoami(_a, _b):
 
 
 @pytest.mark.timeout(60)
-def test_highpri_runs_in_the_softint_and_ordinary_ones_in_the_xcall_lwp(kernel):
-    assert kernel.xc_unicast(kern.XC_HIGHPRI, whoami, None, None, 3) == (3, "softser/3")
-    assert kernel.xc_unicast(0, whoami, None, None, 3) == (3, "xcall/3")
+def test_highpri_runs_in_the_softint_and_ordinary_ones_in_the_xcall_lwp(rump_kernel):
+    assert rump_kernel.xc_unicast(kern.XC_HIGHPRI, whoami, None, None, 3) == (3, "softser/3")
+    assert rump_kernel.xc_unicast(0, whoami, None, None, 3) == (3, "xcall/3")
 
 
 def append_tag(buf, tag):
@@ -125,8 +125,8 @@ def highpri_first():
 
 
 @pytest.mark.timeout(60)
-def test_highpri_runs_ahead_of_an_ordinary_cross_call(kernel):
-    assert kernel.run(highpri_first, cpu=0) == b"HL"
+def test_highpri_runs_ahead_of_an_ordinary_cross_call(rump_kernel):
+    assert rump_kernel.run(highpri_first, cpu=0) == b"HL"
 
 
 def fail_on_two(_a, _b):
@@ -138,26 +138,26 @@ def fail_on_two(_a, _b):
 
 
 @pytest.mark.timeout(60)
-def test_host_cross_calls_raise_the_function_exception(kernel):
+def test_host_cross_calls_raise_the_function_exception(rump_kernel):
     with pytest.raises(ValueError, match="cpu2 says no"):
-        kernel.xc_broadcast(0, fail_on_two)
-    assert kernel.xc_unicast(0, fail_on_two, None, None, 1) == 1  # and the kernel goes on
+        rump_kernel.xc_broadcast(0, fail_on_two)
+    assert rump_kernel.xc_unicast(0, fail_on_two, None, None, 1) == 1  # and the kernel goes on
     with pytest.raises(OSError):
-        kernel.xc_unicast(0, fail_on_two, None, None, 9)
+        rump_kernel.xc_unicast(0, fail_on_two, None, None, 9)
 
 
 @pytest.mark.timeout(60)
-def test_large_arguments_and_results_travel_through_the_heap(kernel):
-    before = kernel.kmem_stats()[0]
+def test_large_arguments_and_results_travel_through_the_heap(rump_kernel):
+    before = rump_kernel.kmem_stats()[0]
     big = bytes(range(256)) * 64  # 16 KiB: more than the inline buffers hold
-    assert kernel.xc_broadcast(0, lambda a, b: a[::-1], big) == [big[::-1]] * 4
-    kernel.xc_unicast(0, lambda a, b: None, None, None, 0)  # frees the last arguments
-    assert kernel.kmem_stats()[0] - before <= 2  # cached function blobs
+    assert rump_kernel.xc_broadcast(0, lambda a, b: a[::-1], big) == [big[::-1]] * 4
+    rump_kernel.xc_unicast(0, lambda a, b: None, None, None, 0)  # frees the last arguments
+    assert rump_kernel.kmem_stats()[0] - before <= 2  # cached function blobs
 
 
 @pytest.mark.timeout(60)
-def test_no_threads_means_no_cross_calls(boot):
-    k = boot(2, threads=False)
+def test_no_threads_means_no_cross_calls(rump_boot):
+    k = rump_boot(2, threads=False)
     with pytest.raises(OSError, match="RUMP_THREADS"):
         k.xc_broadcast(0, fail_on_two)
     assert "xcall not functional" in k.dmesg()
@@ -212,12 +212,12 @@ def bump_slot_noop(_, __):
 
 
 @pytest.mark.timeout(120)
-def test_cross_calls_issued_from_every_cpu_at_once(boot):
+def test_cross_calls_issued_from_every_cpu_at_once(rump_boot):
     """Found by the xcall torture type: an lwp waiting for the cross-call state's
     spin lock gave its CPU up, then took the CPU back holding the lock, while that
     CPU's xcall lwp held the CPU waiting for the lock (rump takes spin mutexes
     keeping the CPU, for this reason)."""
-    k = boot(4)
+    k = rump_boot(4)
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         runs = [pool.submit(k.run, issue_many, 50, cpu=c, timeout=60) for c in range(4)]
         assert [f.result() for f in runs] == [50] * 4

@@ -103,8 +103,8 @@ def decisions(seed, _):
 
 
 @pytest.mark.timeout(60)
-def test_a_seed_gives_each_cpu_the_same_decisions_and_another_seed_others(boot):
-    k = boot(3)
+def test_a_seed_gives_each_cpu_the_same_decisions_and_another_seed_others(rump_boot):
+    k = rump_boot(3)
     first, again, other = (k.xc_broadcast(0, decisions, s) for s in (11, 11, 12))
     assert first == again  # count, digest and trace, CPU by CPU
     assert [c["count"] for c in first] == [500] * 3
@@ -132,8 +132,8 @@ def perturbing(_, __):
 
 
 @pytest.mark.timeout(60)
-def test_perturbation_is_off_unless_a_run_turns_it_on(boot):
-    k = boot(2)
+def test_perturbation_is_off_unless_a_run_turns_it_on(rump_boot):
+    k = rump_boot(2)
     assert k.xc_broadcast(0, perturbing) == [False, False]
     k.xc_broadcast(0, decisions, 1)  # start, decide, stop
     assert k.xc_broadcast(0, perturbing) == [False, False]
