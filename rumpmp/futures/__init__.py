@@ -8,10 +8,19 @@ from rumpmp.futures.executor import CPUDied, KernelExecutor
 
 
 def register_joblib() -> None:
-    """Register the ``"rumpmp"`` joblib backend (joblib is an optional extra)."""
+    """Register the ``"rumpmp"`` joblib backend (joblib is an optional extra).  Its
+    kernels outlive a ``Parallel`` call, for the next one, until ``shutdown_joblib()``
+    or the host's exit."""
     from rumpmp.futures.joblib_backend import register  # noqa: PLC0415 - joblib is optional
 
     register()
 
 
-__all__ = ["CPUDied", "KernelExecutor", "register_joblib"]
+def shutdown_joblib() -> None:
+    """Halt the kernels the joblib backend keeps (it boots new ones when used again)."""
+    from rumpmp.futures.joblib_backend import shutdown_all  # noqa: PLC0415 - joblib is optional
+
+    shutdown_all()
+
+
+__all__ = ["CPUDied", "KernelExecutor", "register_joblib", "shutdown_joblib"]

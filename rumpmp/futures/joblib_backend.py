@@ -29,7 +29,7 @@ def _executor(n_jobs: int) -> KernelExecutor:
 
 
 @atexit.register
-def _shutdown_all() -> None:
+def shutdown_all() -> None:
     for ex in _executors.values():
         ex.shutdown(wait=True, cancel_futures=True)
     _executors.clear()
