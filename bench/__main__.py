@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ["boot", "roundtrip", "locks", "xcall", "callout", "kmem", "torture"]
+MODULES = ["boot", "roundtrip", "locks", "xcall", "callout", "kmem", "torture", "futures"]
 
 
 def table(names: list[str]) -> list[str]:

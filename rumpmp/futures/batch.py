@@ -55,6 +55,22 @@ def run_batch(tasks: list[Task]) -> tuple[int, list[tuple[bool, Any, int]]]:
     return cpu, out
 
 
+def starmap(
+    fn: Callable[..., Any], chunk: list[tuple[Any, ...]]
+) -> tuple[list[Any], Exception | None]:
+    """One chunk of Executor.map: the results up to the first item that raises, and
+    what it raised (map raises it in its place and goes no further)."""
+    results: list[Any] = []
+    ok, error = entry.call(_starmap_into, fn, chunk, results)
+    return results, None if ok else entry.portable(error, cpu_index())  # type: ignore[arg-type]
+
+
+def _starmap_into(fn: Callable[..., Any], chunk: list[tuple[Any, ...]], results: list[Any]) -> None:
+    append = results.append
+    for args in chunk:
+        append(fn(*args))
+
+
 def initialize(initializer: Callable[..., Any], initargs: tuple[Any, ...]) -> None:
     """Cross-call: the Executor's initializer, once on each CPU."""
     initializer(*initargs)

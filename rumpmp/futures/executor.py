@@ -41,6 +41,8 @@ DEPTH = 2
 #: (tasks that take long go one at a time: a CPU that dies then takes only them down).
 BATCH_MAX = 512
 BATCH_SECONDS = 0.002
+#: map() cuts its items into about this many chunks per CPU.
+MAP_CHUNKS_PER_CPU = 2
 #: How many recent tasks stats() summarises.
 SAMPLES = 10_000
 POLICIES = ("restart", "break")
@@ -149,16 +151,19 @@ class KernelExecutor(concurrent.futures.Executor):
         timeout: float | None = None,
         chunksize: int = 1,
     ) -> Iterator[Any]:
-        """As Executor.map.  Tasks are batched whatever ``chunksize`` says (the queue
-        decides); a larger ``chunksize`` groups items into one task, as
-        ProcessPoolExecutor does."""
+        """As Executor.map.  The items travel in chunks whatever ``chunksize`` says:
+        with 1 (the default) about ``MAP_CHUNKS_PER_CPU`` chunks per CPU, each item
+        still its own outcome (the results stop at the first exception, which is
+        raised in its place, as with chunksize 1); a larger ``chunksize`` is the size
+        of each chunk."""
         if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError("chunksize must be an int of at least 1")
+        items = list(zip(*iterables, strict=False))
         if chunksize == 1:
-            return super().map(fn, *iterables, timeout=timeout)
-        chunks = _chunks(zip(*iterables, strict=False), chunksize)
-        results = super().map(_starmap, itertools.repeat(fn), chunks, timeout=timeout)
-        return (value for chunk in results for value in chunk)
+            chunksize = max(1, -(-len(items) // (MAP_CHUNKS_PER_CPU * self._kernel.ncpu)))
+        chunks = [items[i : i + chunksize] for i in range(0, len(items), chunksize)]
+        results = super().map(batch.starmap, itertools.repeat(fn), chunks, timeout=timeout)
+        return _unchunk(results)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._cond:
@@ -344,16 +349,8 @@ def _summary(samples: list[float]) -> dict[str, float | None]:
     }
 
 
-def _chunks(items: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
-    chunk: list[tuple[Any, ...]] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _starmap(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
-    return [fn(*args) for args in chunk]
+def _unchunk(results: Iterator[tuple[list[Any], Exception | None]]) -> Iterator[Any]:
+    for values, error in results:
+        yield from values
+        if error is not None:
+            raise error

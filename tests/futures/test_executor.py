@@ -82,6 +82,20 @@ def test_map_keeps_order_and_batches_ten_thousand_tiny_tasks(executor):
         executor.map(square, [1], chunksize=0)
 
 
+def fail_at_five(x):
+    if x == 5:
+        raise KeyError(x)
+    return x
+
+
+def test_map_yields_up_to_the_first_exception_and_raises_it_in_place(executor):
+    results = executor.map(fail_at_five, range(1000))
+    assert [next(results) for _ in range(5)] == [0, 1, 2, 3, 4]
+    with pytest.raises(KeyError) as info:
+        next(results)
+    assert any("raised on cpu" in note for note in info.value.__notes__)
+
+
 def test_map_timeout_raises(executor):
     with pytest.raises(concurrent.futures.TimeoutError):
         list(executor.map(slow, [1, 2], [200, 200], timeout=0.2))

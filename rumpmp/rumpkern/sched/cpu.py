@@ -9,6 +9,7 @@ from busier CPUs when it has nothing to do.
 
 from __future__ import annotations
 
+import pickle
 import traceback
 
 import hypercalls
@@ -309,5 +310,6 @@ def _take_entry_and_call(arena: Arena, l: int) -> object:
     t = tables(arena)
     word = t.entry(t.lid_of(l))
     func, args = payload_get(arena, word)
+    func = pickle.loads(func)
     payload_drop(arena, word)
     return func(*args)

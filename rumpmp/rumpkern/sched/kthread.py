@@ -51,7 +51,7 @@ def lwp_create(
     finally:
         t.lock.exit()
     try:
-        entry = dumps((func, args))
+        entry = dumps((dumps(func), args))  # plain arguments then go through plain pickle
         payload_put(arena, t.entry(lid), IO_PAYLOAD_BYTES, entry)
     except BaseException:
         lwproc.lwp_release(t, lid)
