@@ -24,6 +24,7 @@ import pickle
 import statistics
 import threading  # the Executor runs in the host: its workers are host threads
 import time  # the Executor may: it times queue waits for stats()
+import types
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -253,14 +254,18 @@ class KernelExecutor(concurrent.futures.Executor):
             self._settle(items, ran_on, outcomes, started)
 
     def _pickled(self, fn: Callable[..., Any]) -> bytes:
-        """``fn`` pickled once per executor (the bytes are the CPUs' cache key)."""
-        with self._cond:
-            hit = self._functions.get(id(fn))
-            if hit is None or hit[0] is not fn:
+        """``fn`` pickled; a function once per executor (its bytes are the CPUs' cache
+        key), another callable (a bound method, a joblib batch) each time."""
+        if not isinstance(fn, types.FunctionType):
+            return cloudpickle.dumps(fn, pickle.HIGHEST_PROTOCOL)
+        hit = self._functions.get(id(fn))
+        if hit is None or hit[0] is not fn:
+            hit = (fn, cloudpickle.dumps(fn, pickle.HIGHEST_PROTOCOL))
+            with self._cond:
                 if len(self._functions) >= batch.FUNCTIONS:
                     del self._functions[next(iter(self._functions))]
-                hit = self._functions[id(fn)] = (fn, cloudpickle.dumps(fn, pickle.HIGHEST_PROTOCOL))
-            return hit[1]
+                self._functions[id(fn)] = hit
+        return hit[1]
 
     def _settle(
         self, items: list[_Item], cpu: int, outcomes: list[tuple[bool, Any, int]], started: float

@@ -36,9 +36,14 @@ def shutdown_all() -> None:
 
 
 class RumpBackend(AutoBatchingMixin, ParallelBackendBase):
-    """joblib backend whose workers are the CPUs of a rump kernel."""
+    """joblib backend whose workers are the CPUs of a rump kernel.
 
-    supports_retrieve_callback = True
+    It leaves ``supports_retrieve_callback`` off: joblib's main thread then blocks on
+    each batch's future instead of polling every 10 ms, the floor of every call of a
+    backend with the callback (loky's included).  ``return_as="generator"`` needs the
+    callback, so it is not offered."""
+
+    supports_retrieve_callback = False
     supports_timeout = True
 
     def effective_n_jobs(self, n_jobs: int | None) -> int:
@@ -64,8 +69,8 @@ class RumpBackend(AutoBatchingMixin, ParallelBackendBase):
             future.add_done_callback(callback)
         return future
 
-    def retrieve_result_callback(self, future: concurrent.futures.Future) -> Any:
-        return future.result()
+    def retrieve_result(self, out: concurrent.futures.Future, timeout: float | None = None) -> Any:
+        return out.result(timeout)
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
         """A task failed: drop the tasks not started yet (the kernel stays up)."""
