@@ -42,11 +42,18 @@ def test_marked(rump_kernel):
 
 def test_factory(rump_boot):
     assert [rump_boot(1).ncpu, rump_boot().ncpu] == [1, 2]
+
+seen = []
+
+@pytest.mark.parametrize("i", range(2))
+def test_session(rump_kernel_session, i):
+    seen.append(rump_kernel_session.prefix)
+    assert rump_kernel_session.state == "running" and len(set(seen)) == 1
 """,
         "--rump-ncpu",
         "2",
     )
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=5)  # the session kernel is not taken for a leak
     result.stdout.fnmatch_lines(["rumpmp: ncpu=2 lockdebug=*"])
     ini = run(
         "def test_ini(rump_kernel):\n    assert rump_kernel.ncpu == 3\n",
