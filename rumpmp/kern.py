@@ -179,6 +179,13 @@ from rumpmp.rumpkern.svc.prot import (
     rump_sys_setuid,
 )
 from rumpmp.rumpkern.svc.reboot import RB_AUTOBOOT, RB_DUMP, RB_HALT, RB_NOSYNC, cpu_reboot
+from rumpmp.rumpkern.svc.sysctl import (
+    rump_sys___sysctl,
+    sysctl_createv,
+    sysctl_destroyv,
+    sysctl_lookup,
+    sysctl_query,
+)
 from rumpmp.rumpkern.svc.workqueue import (
     WQ_MPSAFE,
     WQ_PERCPU,
@@ -203,6 +210,19 @@ from rumpmp.sys.param import (
     PRI_XCALL,
 )
 from rumpmp.sys.proc import RUMP_RFCFDG, RUMP_RFFDG
+from rumpmp.sys.sysctl import (
+    CTL_CREATE,
+    CTLFLAG_ANYWRITE,
+    CTLFLAG_PERMANENT,
+    CTLFLAG_READONLY,
+    CTLFLAG_READWRITE,
+    CTLTYPE_BOOL,
+    CTLTYPE_INT,
+    CTLTYPE_NODE,
+    CTLTYPE_QUAD,
+    CTLTYPE_STRING,
+    CTLTYPE_STRUCT,
+)
 
 # (isidentifier: pytest, which loads rumpmp as a plugin, may add "@py_builtins" here)
 __all__ = [name for name in dir() if name.isidentifier() and not name.startswith("_")]

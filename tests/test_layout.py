@@ -207,6 +207,22 @@ def test_the_kernel_api_exports_its_section_9_names():
 
 
 KERN_NAMES = [
+    "rump_sys___sysctl",
+    "sysctl_createv",
+    "sysctl_destroyv",
+    "sysctl_lookup",
+    "sysctl_query",
+    "CTL_CREATE",
+    "CTLFLAG_ANYWRITE",
+    "CTLFLAG_PERMANENT",
+    "CTLFLAG_READONLY",
+    "CTLFLAG_READWRITE",
+    "CTLTYPE_BOOL",
+    "CTLTYPE_INT",
+    "CTLTYPE_NODE",
+    "CTLTYPE_QUAD",
+    "CTLTYPE_STRING",
+    "CTLTYPE_STRUCT",
     "CALLOUT_MPSAFE",
     "DELAY",
     "EVCNT_TYPE_INTR",

@@ -25,7 +25,7 @@ from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.intr import xcall
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.sched import kthread, scheduler
-from rumpmp.rumpkern.svc import evcnt, reboot
+from rumpmp.rumpkern.svc import evcnt, reboot, sysctl
 from rumpmp.rumpkern.svc.msgbuf import msgbuf_read
 from rumpmp.rumpkern.svc.prf import RumpPanic, kprintf, panic_info, record_panic
 from rumpmp.sys.lwp import LW_IMPLICIT, LW_WAITER
@@ -122,6 +122,18 @@ class Kernel:
         """(group, name, count) of every event counter, the kernel's own first
         (readable after halt too)."""
         return evcnt.evcnt_list(self._arena)
+
+    def sysctl(self, name: str | tuple[int, ...], value: object = None) -> object:
+        """sysctl(3) from the host: the value of ``name`` (a dotted name or a MIB),
+        set to ``value`` when it is not None (the old value is returned).  The host
+        owns its kernel, so it may set any read-write node."""
+        self._check_running()
+        return sysctl.sysctl_in(self._arena, sysctl._node(name, "name"), value)
+
+    def sysctl_all(self) -> dict[str, object]:
+        """Every leaf of the tree and its value (``sysctl -a``)."""
+        self._check_running()
+        return sysctl.all_in(self._arena)
 
     def kmem_stats(self) -> tuple[int, int, int]:
         """(blocks allocated, bytes in them, heap size) of the kernel heap."""

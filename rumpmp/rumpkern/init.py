@@ -19,8 +19,9 @@ from rumpmp.rumpkern.locking import sleepq
 from rumpmp.rumpkern.locking.sleepq import tsleep
 from rumpmp.rumpkern.mem import kmem, percpu
 from rumpmp.rumpkern.sched import cpu, kthread, lwproc
-from rumpmp.rumpkern.svc import evcnt, msgbuf, select, workqueue
+from rumpmp.rumpkern.svc import evcnt, msgbuf, select, sysctl, workqueue
 from rumpmp.rumpkern.svc.prf import aprint_verbose
+from rumpmp.sys import sysctl as sysctl_layout
 from rumpmp.sys.cpu import CI_STATE, CPU_READY, cpu_word, region
 from rumpmp.sys.param import MAXCPUS, PRI_PGDAEMON
 from rumpmp.sys.proc import REGIONS
@@ -36,6 +37,8 @@ COPYRIGHT = (
     "    The Regents of the University of California.  All rights reserved.\n\n"
 )
 VERSION_BANNER = "rumpmp 0.1 (NetBSD rump kernel, one process per virtual CPU)\n"
+OSTYPE = "NetBSD"  # kern.ostype: the system rumpmp's kernel interfaces follow
+OSRELEASE = "0.1"  # kern.osrelease: rumpmp's own release
 
 DEFAULT_HZ = 100
 DEFAULT_NSLOTS = 4096  # semaphore pool: bounds the named semaphores a kernel creates
@@ -213,6 +216,7 @@ def _regions(p: BootParams) -> list[tuple[str, int]]:
         select.region(p.ncpu),
         percpu.region(p.ncpu),
         evcnt.region(p.ncpu),
+        sysctl_layout.REGION,
         ("kmem", kmem.region_size(p.memlimit)),
     ]
 
@@ -291,6 +295,7 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     softint.softint_startup(arena)
     xcall.xc_init(arena)
     percpu.percpu_init(arena)
+    sysctl.sysctl_init(arena, OSTYPE, OSRELEASE, VERSION_BANNER.strip(), p.memlimit)
     w[_arena.H_BOOT_SLOT] = arena.pool.alloc(0)
 
 
