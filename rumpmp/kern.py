@@ -196,6 +196,7 @@ from rumpmp.rumpkern.svc.workqueue import (
     workqueue_t,
     workqueue_wait,
 )
+from rumpmp.rumpkern.syscall.sysent import rump_syscall
 from rumpmp.sys.param import (
     PRI_BIO,
     PRI_KERNEL,

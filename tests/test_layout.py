@@ -207,6 +207,7 @@ def test_the_kernel_api_exports_its_section_9_names():
 
 
 KERN_NAMES = [
+    "rump_syscall",
     "rump_sys___sysctl",
     "sysctl_createv",
     "sysctl_destroyv",

@@ -19,6 +19,7 @@ from typing import Any, Self
 
 from hypercalls import clock, param, proc, shm, sync, thread
 from hypercalls.intr import hold_interrupts
+from rumpmp.host.process import Process, Syscalls
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import init
 from rumpmp.rumpkern.arena import Arena
@@ -29,6 +30,7 @@ from rumpmp.rumpkern.svc import evcnt, reboot, sysctl
 from rumpmp.rumpkern.svc.msgbuf import msgbuf_read
 from rumpmp.rumpkern.svc.prf import RumpPanic, kprintf, panic_info, record_panic
 from rumpmp.sys.lwp import LW_IMPLICIT, LW_WAITER
+from rumpmp.sys.proc import RUMP_RFCFDG
 
 WATCH_INTERVAL = 0.1
 
@@ -66,6 +68,8 @@ class Kernel:
         self.params = booted.params
         self._pid = param.getpid()  # a forked child must not act on its parent's kernel
         self._panic: RumpPanic | None = None
+        self._host_process: Process | None = None
+        self._process_lock = threading.Lock()  # not _lock: a panic must not wait for it
         self._stopped = False
         self._lock = threading.Lock()  # halt, panic and the watcher may race to stop
         self._watcher = thread.thread_create(self._watch, None, f"{self.prefix}watch")
@@ -122,6 +126,26 @@ class Kernel:
         """(group, name, count) of every event counter, the kernel's own first
         (readable after halt too)."""
         return evcnt.evcnt_list(self._arena)
+
+    @property
+    def sys(self) -> Syscalls:
+        """The system calls as methods, run in the host's own rump process (made at
+        the first call): ``k.sys.getpid()``, ``k.sys.setuid(1000)``, ..."""
+        return self._own_process().sys
+
+    def _own_process(self) -> Process:
+        with self._process_lock:
+            if self._host_process is None:
+                self._check_running()
+                self._host_process = Process(self)
+            return self._host_process
+
+    def process(self, flags: int = RUMP_RFCFDG) -> Process:
+        """A fresh child of the host's process for the host's calls
+        (rump_lwproc_rfork from the host; RUMP_RFCFDG: a clean fd table,
+        RUMP_RFFDG: a copy of the host process's).  ``with k.process() as p:
+        p.sys.getpid()``; the process ends with the block."""
+        return Process(self, flags, parent=self._own_process().pid)
 
     def sysctl(self, name: str | tuple[int, ...], value: object = None) -> object:
         """sysctl(3) from the host: the value of ``name`` (a dotted name or a MIB),

@@ -1,0 +1,84 @@
+"""System calls from the host: ``Kernel.sys`` and ``Kernel.process()``.
+
+A host call runs in a process of the kernel, in an lwp made for the call (so calls
+from several host threads run in parallel, on different CPUs): ``Kernel.sys`` in the
+host's own rump process, made at its first call; ``with k.process() as p:`` in a
+fresh process (``rump_lwproc_rfork`` from the host) with its own credentials, file
+table and pid.  Each call is a method named after the system call, with the
+signature and the return value of Python's ``os`` function of that name where one
+exists; errors are OSError with the errno.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Protocol
+
+from rumpmp.rumpkern.syscall import sysent
+from rumpmp.sys.proc import RUMP_RFCFDG
+
+
+class Kernel(Protocol):
+    """What a Process needs of its kernel (rumpmp.Kernel; named here without
+    importing it, which imports this module)."""
+
+    prefix: str
+
+    @property
+    def state(self) -> str: ...
+
+    def run(self, func: Callable[..., Any], *args: Any) -> Any: ...
+
+
+class Syscalls:
+    """The system calls, as methods, in one process of one kernel."""
+
+    def __init__(self, process: Process) -> None:
+        self._process = process
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        entry = sysent.BY_NAME.get(name)
+        if entry is None:
+            raise AttributeError(f"no system call {name!r}")
+        process = self._process
+
+        def call(*args: Any) -> Any:
+            sysent.check_args(entry, args)
+            return process.kernel.run(sysent.call_in, process.pid, entry.num, args)
+
+        call.__name__ = call.__qualname__ = name
+        call.__doc__ = entry.func.__doc__
+        return call
+
+    def __dir__(self) -> list[str]:
+        return sorted(sysent.BY_NAME)
+
+
+class Process:
+    """A process of the kernel that the host makes calls in; ends with ``release()``
+    (or the ``with`` block).  Calls still running in it finish first."""
+
+    def __init__(self, kernel: Kernel, flags: int = RUMP_RFCFDG, parent: int | None = None) -> None:
+        self.kernel = kernel
+        self.pid, self._holder = kernel.run(sysent.new_process, flags, parent)
+        self.sys = Syscalls(self)
+
+    def release(self) -> None:
+        if self._holder and self.kernel.state == "running":
+            self.kernel.run(sysent.end_process, self._holder)
+        self._holder = 0
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<rumpmp.Process pid {self.pid} of {self.kernel.prefix}>"

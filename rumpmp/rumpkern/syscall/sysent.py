@@ -1,0 +1,127 @@
+"""The system call table (init_sysent.c) and its one dispatcher (rump_syscall).
+
+Each entry has its number, its name, the kernel function that serves it
+(``rump_sys_<name>``), the types of its arguments and whether it is MPSAFE.  The
+dispatcher checks the number and the arguments and turns every failure into an
+errno: ``ENOSYS`` for a number past the table or in a hole, ``EINVAL`` for
+arguments that do not fit, the call's own errno otherwise; nothing else escapes.
+
+``call_in`` runs a call in a given process: the host's calls (``Kernel.sys``) come
+through it, in a fresh lwp of that process made for the call.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rumpmp.rumpkern.sched import lwproc
+from rumpmp.rumpkern.svc import prot, sysctl
+from rumpmp.sys import syscall as N
+
+
+@dataclass(frozen=True)
+class Sysent:
+    num: int
+    name: str
+    func: Callable[..., Any]
+    params: tuple[tuple[str, tuple[type, ...]], ...] = ()
+    mpsafe: bool = True
+
+
+_INT = (int,)
+_ANY = (object,)
+
+SYSENT: dict[int, Sysent] = {
+    e.num: e
+    for e in (
+        Sysent(N.SYS_getpid, "getpid", prot.rump_sys_getpid),
+        Sysent(N.SYS_setuid, "setuid", prot.rump_sys_setuid, (("uid", _INT),)),
+        Sysent(N.SYS_getuid, "getuid", prot.rump_sys_getuid),
+        Sysent(N.SYS_geteuid, "geteuid", prot.rump_sys_geteuid),
+        Sysent(N.SYS_getppid, "getppid", prot.rump_sys_getppid),
+        Sysent(N.SYS_getegid, "getegid", prot.rump_sys_getegid),
+        Sysent(N.SYS_getgid, "getgid", prot.rump_sys_getgid),
+        Sysent(N.SYS_getgroups, "getgroups", prot.rump_sys_getgroups),
+        Sysent(N.SYS_setgroups, "setgroups", prot.rump_sys_setgroups, (("groups", (list, tuple)),)),
+        Sysent(N.SYS_setgid, "setgid", prot.rump_sys_setgid, (("gid", _INT),)),
+        Sysent(
+            N.SYS___sysctl,
+            "__sysctl",
+            sysctl.rump_sys___sysctl,
+            (("name", (str, tuple)), ("new", _ANY)),
+        ),
+    )
+}
+BY_NAME = {e.name: e for e in SYSENT.values()}
+
+
+def check_args(entry: Sysent, args: tuple[Any, ...]) -> None:
+    """TypeError naming the parameter if ``args`` do not fit ``entry``."""
+    if len(args) > len(entry.params):
+        raise TypeError(f"{entry.name}() takes {len(entry.params)} arguments, not {len(args)}")
+    for (name, types), value in zip(entry.params, args, strict=False):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            raise TypeError(
+                f"{entry.name}: {name} must be {_names(types)}, not {type(value).__name__}"
+            )
+
+
+def _names(types: tuple[type, ...]) -> str:
+    return " or ".join("anything" if t is object else t.__name__ for t in types)
+
+
+def rump_syscall(num: int, args: tuple[Any, ...] = ()) -> Any:
+    """Serve system call ``num`` with ``args`` in the calling lwp's process; its
+    result, or OSError with the errno (never another exception)."""
+    entry = SYSENT.get(num) if isinstance(num, int) and not isinstance(num, bool) else None
+    if entry is None:
+        raise OSError(errno.ENOSYS, f"no system call {num!r}")
+    if not isinstance(args, tuple | list):
+        raise OSError(errno.EINVAL, f"{entry.name}: arguments must be a tuple")
+    try:
+        check_args(entry, tuple(args))
+        return entry.func(*args)
+    except OSError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise OSError(errno.EINVAL, f"{entry.name}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a system call answers with an errno, always
+        raise OSError(errno.EIO, f"{entry.name}: {type(e).__name__}: {e}") from None
+
+
+def call_in(pid: int, num: int, args: tuple[Any, ...]) -> Any:
+    """``rump_syscall`` in process ``pid``, in an lwp of its own made for the call."""
+    lwproc.rump_lwproc_newlwp(pid)
+    try:
+        return rump_syscall(num, args)
+    finally:
+        lwproc.rump_lwproc_releaselwp()
+
+
+def new_process(flags: int, parent: int | None) -> tuple[int, int]:
+    """A process for the host, a child of ``parent`` (None: of proc0): its pid and
+    the lwp that keeps it alive between calls."""
+    if parent is not None:
+        lwproc.rump_lwproc_newlwp(parent)
+    in_parent = lwproc.rump_lwproc_curlwp()  # None in the implicit context (proc0)
+    try:
+        lwproc.rump_lwproc_rfork(flags)
+    except BaseException:
+        if in_parent is not None:
+            lwproc.rump_lwproc_releaselwp()
+        raise
+    pid, holder = prot.rump_sys_getpid(), lwproc.rump_lwproc_curlwp()
+    lwproc.rump_lwproc_switch(in_parent)  # the child's lwp waits, idle, for calls
+    if in_parent is not None:
+        lwproc.rump_lwproc_releaselwp()  # the one made in the parent for this
+    assert holder is not None
+    return pid, holder
+
+
+def end_process(holder: int) -> None:
+    """Release the holder lwp: the process ends with it (if no call is in it)."""
+    lwproc.rump_lwproc_switch(holder)
+    lwproc.rump_lwproc_releaselwp()
