@@ -11,7 +11,17 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ["boot", "roundtrip", "locks", "xcall", "callout", "kmem", "torture", "futures"]
+MODULES = [
+    "boot",
+    "roundtrip",
+    "locks",
+    "xcall",
+    "callout",
+    "kmem",
+    "torture",
+    "futures",
+    "syscall",
+]
 
 
 def table(names: list[str]) -> list[str]:
