@@ -165,6 +165,15 @@ from rumpmp.rumpkern.svc.kauth import (
     rump_cred_create,
     rump_cred_put,
 )
+from rumpmp.rumpkern.svc.module import (
+    modinfo_t,
+    module_init_class,
+    rump_component,
+    rump_component_count,
+    rump_module_fini,
+    rump_module_init,
+    rump_sys_modctl,
+)
 from rumpmp.rumpkern.svc.prf import panic, printf
 from rumpmp.rumpkern.svc.prot import (
     rump_sys_getegid,
@@ -197,6 +206,25 @@ from rumpmp.rumpkern.svc.workqueue import (
     workqueue_wait,
 )
 from rumpmp.rumpkern.syscall.sysent import rump_syscall
+from rumpmp.sys.module import (
+    MODCTL_LOAD,
+    MODCTL_STAT,
+    MODCTL_UNLOAD,
+    MODULE_CLASS_ANY,
+    MODULE_CLASS_DRIVER,
+    MODULE_CLASS_MISC,
+    MODULE_CLASS_VFS,
+    MODULE_CMD_FINI,
+    MODULE_CMD_INIT,
+    MODULE_CMD_STAT,
+    RUMP_COMPONENT_DEV,
+    RUMP_COMPONENT_KERN,
+    RUMP_COMPONENT_KERN_VFS,
+    RUMP_COMPONENT_NET,
+    RUMP_COMPONENT_POSTINIT,
+    RUMP_COMPONENT_SYSCALL,
+    RUMP_COMPONENT_VFS,
+)
 from rumpmp.sys.param import (
     PRI_BIO,
     PRI_KERNEL,

@@ -11,10 +11,11 @@ named object is unlinked, and callers get ``RumpPanic`` instead of hanging.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import threading  # the client library may: one host lock guards stopping
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Self
 
 from hypercalls import clock, param, proc, shm, sync, thread
@@ -26,7 +27,7 @@ from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.intr import xcall
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.sched import kthread, scheduler
-from rumpmp.rumpkern.svc import evcnt, reboot, sysctl
+from rumpmp.rumpkern.svc import evcnt, module, reboot, sysctl
 from rumpmp.rumpkern.svc.msgbuf import msgbuf_read
 from rumpmp.rumpkern.svc.prf import RumpPanic, kprintf, panic_info, record_panic
 from rumpmp.sys.lwp import LW_IMPLICIT, LW_WAITER
@@ -402,11 +403,26 @@ def boot(
     hostname: str | None = None,
     lockdebug: bool | None = None,
     hz: int | None = None,
+    components: Iterable[module.rump_component] = (),
 ) -> Kernel:
     """Boot a new, independent kernel.  Unset parameters come from RUMP_NCPU,
-    RUMP_VERBOSE, RUMP_THREADS, RUMP_LOCKDEBUG, RUMP_HZ and the host, as in rump."""
+    RUMP_VERBOSE, RUMP_THREADS, RUMP_LOCKDEBUG, RUMP_HZ and the host, as in rump.
+
+    The components the host provides (entry points ``rumpmp.components``) and
+    ``components`` run, then the modules it provides load (``rumpmp.modules``); one
+    that fails fails the boot with its name, and the kernel is halted."""
+    components = list(components)
+    if not all(isinstance(c, module.rump_component) for c in components):
+        raise TypeError("components must be rump_component objects")
     cleanup()  # what kernels of dead hosts left behind (a SIGKILL of a process group)
-    return Kernel(init.rump__init(ncpu, verbose, threads, hostname, lockdebug, hz))
+    k = Kernel(init.rump__init(ncpu, verbose, threads, hostname, lockdebug, hz))
+    try:
+        k.run(module.components_init, components)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            k.halt()
+        raise
+    return k
 
 
 _default: Kernel | None = None

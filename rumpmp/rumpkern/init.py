@@ -19,8 +19,9 @@ from rumpmp.rumpkern.locking import sleepq
 from rumpmp.rumpkern.locking.sleepq import tsleep
 from rumpmp.rumpkern.mem import kmem, percpu
 from rumpmp.rumpkern.sched import cpu, kthread, lwproc
-from rumpmp.rumpkern.svc import evcnt, msgbuf, select, sysctl, workqueue
+from rumpmp.rumpkern.svc import evcnt, module, msgbuf, select, sysctl, workqueue
 from rumpmp.rumpkern.svc.prf import aprint_verbose
+from rumpmp.sys import module as module_layout
 from rumpmp.sys import sysctl as sysctl_layout
 from rumpmp.sys.cpu import CI_STATE, CPU_READY, cpu_word, region
 from rumpmp.sys.param import MAXCPUS, PRI_PGDAEMON
@@ -217,6 +218,7 @@ def _regions(p: BootParams) -> list[tuple[str, int]]:
         percpu.region(p.ncpu),
         evcnt.region(p.ncpu),
         sysctl_layout.REGION,
+        module_layout.REGION,
         ("kmem", kmem.region_size(p.memlimit)),
     ]
 
@@ -296,6 +298,7 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     xcall.xc_init(arena)
     percpu.percpu_init(arena)
     sysctl.sysctl_init(arena, OSTYPE, OSRELEASE, VERSION_BANNER.strip(), p.memlimit)
+    module.module_init(arena)
     w[_arena.H_BOOT_SLOT] = arena.pool.alloc(0)
 
 

@@ -11,4 +11,5 @@ SYS_getgroups = 79
 SYS_setgroups = 80
 SYS_setgid = 181
 SYS___sysctl = 202
+SYS_modctl = 299
 SYS_MAXSYSCALL = 512

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rumpmp.rumpkern.sched import lwproc
-from rumpmp.rumpkern.svc import prot, sysctl
+from rumpmp.rumpkern.svc import module, prot, sysctl
 from rumpmp.sys import syscall as N
 
 
@@ -53,6 +53,7 @@ SYSENT: dict[int, Sysent] = {
             sysctl.rump_sys___sysctl,
             (("name", (str, tuple)), ("new", _ANY)),
         ),
+        Sysent(N.SYS_modctl, "modctl", module.rump_sys_modctl, (("cmd", _INT), ("arg", _ANY))),
     )
 }
 BY_NAME = {e.name: e for e in SYSENT.values()}
