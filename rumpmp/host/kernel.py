@@ -416,6 +416,8 @@ def boot(
         raise TypeError("components must be rump_component objects")
     cleanup()  # what kernels of dead hosts left behind (a SIGKILL of a process group)
     k = Kernel(init.rump__init(ncpu, verbose, threads, hostname, lockdebug, hz))
+    if not (components or module.provided()):
+        return k  # nothing to run: spare the boot a call into the kernel
     try:
         k.run(module.components_init, components)
     except BaseException:

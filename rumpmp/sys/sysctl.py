@@ -29,6 +29,7 @@ MAXHOSTNAMELEN = 256
 # The tree in the "sysctl" region: a header, then fixed node records.
 S_LOCK = 0  # pool slot of the tree's spin lock
 S_NEXT = 1  # the next number CTL_CREATE gives a top-level node
+S_TOP = 2  # records at and past this index have never been used (scans stop here)
 S_WORDS = 8
 NNODES = 1024
 N_USED = 0

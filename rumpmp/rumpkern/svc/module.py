@@ -115,6 +115,11 @@ def _table(arena: Arena) -> _Table:
     return arena.attached("module", lambda: _Table(arena))
 
 
+def provided() -> bool:
+    """Whether the host provides any module or component (a scan of its path, once)."""
+    return bool(dl.entry_points(MODULES_GROUP) or dl.entry_points(COMPONENTS_GROUP))
+
+
 def _available() -> dict[str, str]:
     """The modules the host provides: name -> entry point value."""
     return dict(dl.entry_points(MODULES_GROUP))

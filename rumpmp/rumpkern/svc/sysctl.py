@@ -57,12 +57,15 @@ class _Tree:
         off = self.rec(i) * 8 + S.N_NAME * 8
         return bytes(self.arena.buf[off : off + S.SYSCTL_NAMELEN]).rstrip(b"\0").decode()
 
+    def column(self, word: int) -> list[int]:
+        """Word ``word`` of every record up to the highest ever used."""
+        first = self.rec(0)
+        return self.w[first + word : self.rec(self.w[self.base + S.S_TOP]) : S.N_WORDS].tolist()
+
     def children(self, parent: int) -> list[int]:
         """Indices of the nodes under record index ``parent - 1`` (0: the top)."""
-        w, first = self.w, self.rec(0)
-        used = w[first + S.N_USED : first + S.NNODES * S.N_WORDS : S.N_WORDS].tolist()
-        parents = w[first + S.N_PARENT : first + S.NNODES * S.N_WORDS : S.N_WORDS].tolist()
-        return [i for i, (u, p) in enumerate(zip(used, parents, strict=True)) if u and p == parent]
+        pairs = zip(self.column(S.N_USED), self.column(S.N_PARENT), strict=True)
+        return [i for i, (u, p) in enumerate(pairs) if u and p == parent]
 
     def child(self, parent: int, key: int | str) -> int:
         """The index of the child numbered (or named) ``key``; ENOENT if none."""
@@ -263,12 +266,11 @@ def _new_record(t: _Tree, parent: Node, name: str, num: int) -> int:
         w[counter] += 1
     elif num < 0 or any(w[t.rec(i) + S.N_NUM] == num for i in siblings):
         raise FileExistsError(errno.EEXIST, f"sysctl_createv: number {num} is taken")
-    first = t.rec(0)
-    used = w[first + S.N_USED : first + S.NNODES * S.N_WORDS : S.N_WORDS].tolist()
-    try:
-        i = used.index(0)
-    except ValueError:
-        raise OSError(errno.ENOMEM, f"sysctl_createv: all {S.NNODES} nodes are in use") from None
+    used, top = t.column(S.N_USED), w[t.base + S.S_TOP]
+    i = used.index(0) if 0 in used else top
+    if i == S.NNODES:
+        raise OSError(errno.ENOMEM, f"sysctl_createv: all {S.NNODES} nodes are in use")
+    w[t.base + S.S_TOP] = max(top, i + 1)
     r = t.rec(i)
     w[r : r + S.N_WORDS] = memoryview(bytes(S.N_WORDS * 8)).cast("q")
     w[r + S.N_PARENT], w[r + S.N_NUM] = p, num
