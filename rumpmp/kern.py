@@ -128,6 +128,20 @@ from rumpmp.rumpkern.sched.lwproc import (
 )
 from rumpmp.rumpkern.sched.scheduler import preempt
 from rumpmp.rumpkern.sched.scheduler import preempt as yield_
+from rumpmp.rumpkern.svc.copy import (
+    UIO_READ,
+    UIO_WRITE,
+    copyin,
+    copyinstr,
+    copyout,
+    copyoutstr,
+    rump_uio_free,
+    rump_uio_getoff,
+    rump_uio_getresid,
+    rump_uio_setup,
+    uio_t,
+    uiomove,
+)
 from rumpmp.rumpkern.svc.evcnt import (
     EVCNT_TYPE_INTR,
     EVCNT_TYPE_MISC,

@@ -207,6 +207,18 @@ def test_the_kernel_api_exports_its_section_9_names():
 
 
 KERN_NAMES = [
+    "UIO_READ",
+    "UIO_WRITE",
+    "copyin",
+    "copyinstr",
+    "copyout",
+    "copyoutstr",
+    "rump_uio_free",
+    "rump_uio_getoff",
+    "rump_uio_getresid",
+    "rump_uio_setup",
+    "uio_t",
+    "uiomove",
     "modinfo_t",
     "module_init_class",
     "rump_component",
