@@ -201,7 +201,19 @@ from rumpmp.rumpkern.svc.prot import (
     rump_sys_setgroups,
     rump_sys_setuid,
 )
-from rumpmp.rumpkern.svc.reboot import RB_AUTOBOOT, RB_DUMP, RB_HALT, RB_NOSYNC, cpu_reboot
+from rumpmp.rumpkern.svc.reboot import (
+    AB_VERBOSE,
+    RB_AUTOBOOT,
+    RB_DUMP,
+    RB_HALT,
+    RB_NOSYNC,
+    cpu_reboot,
+    rump_boot_gethowto,
+    rump_boot_sethowto,
+    rump_getversion,
+    rump_sys_reboot,
+)
+from rumpmp.rumpkern.svc.resource import rump_sys_getrlimit, rump_sys_setrlimit
 from rumpmp.rumpkern.svc.sysctl import (
     rump_sys___sysctl,
     sysctl_createv,
@@ -252,7 +264,13 @@ from rumpmp.sys.param import (
     PRI_USER,
     PRI_XCALL,
 )
-from rumpmp.sys.proc import RUMP_RFCFDG, RUMP_RFFDG
+from rumpmp.sys.proc import (
+    RLIM_INFINITY,
+    RLIMIT_NOFILE,
+    RLIMIT_NPROC,
+    RUMP_RFCFDG,
+    RUMP_RFFDG,
+)
 from rumpmp.sys.sysctl import (
     CTL_CREATE,
     CTLFLAG_ANYWRITE,

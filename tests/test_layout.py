@@ -207,6 +207,16 @@ def test_the_kernel_api_exports_its_section_9_names():
 
 
 KERN_NAMES = [
+    "AB_VERBOSE",
+    "rump_boot_gethowto",
+    "rump_boot_sethowto",
+    "rump_getversion",
+    "rump_sys_reboot",
+    "rump_sys_getrlimit",
+    "rump_sys_setrlimit",
+    "RLIM_INFINITY",
+    "RLIMIT_NOFILE",
+    "RLIMIT_NPROC",
     "UIO_READ",
     "UIO_WRITE",
     "copyin",

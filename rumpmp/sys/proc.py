@@ -14,7 +14,16 @@ P_CRED = 4  # 2 words: heap offset and generation of the process's credential
 P_FDTAB = 6  # id of the file descriptor table: the parent's when shared
 P_FDFROM = 7  # id of the table it was copied from, 0 if it started clean
 P_NEXTLID = 8
-PROC_WORDS = 16
+P_RLIMIT = 16  # RLIM_NLIMITS pairs of words: the soft and the hard limit
+PROC_WORDS = 48
+
+# resource limits (sys/resource.h)
+RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_DATA, RLIMIT_STACK, RLIMIT_CORE, RLIMIT_RSS = 0, 1, 2, 3, 4, 5
+RLIMIT_MEMLOCK, RLIMIT_NPROC, RLIMIT_NOFILE, RLIMIT_SBSIZE, RLIMIT_AS = 6, 7, 8, 9, 10
+RLIM_NLIMITS = 11
+RLIM_INFINITY = 2**63 - 1
+#: Open files a process may have by default (soft) and at most (hard).
+NOFILE_SOFT, NOFILE_HARD = 1024, 32768
 
 SIDL, SACTIVE, SZOMB = 1, 2, 3  # proc states
 

@@ -47,6 +47,8 @@ from rumpmp.sys.lwp import (
     NLWP,
 )
 from rumpmp.sys.proc import (
+    NOFILE_HARD,
+    NOFILE_SOFT,
     NPROC,
     P_CRED,
     P_FDFROM,
@@ -55,9 +57,14 @@ from rumpmp.sys.proc import (
     P_NLWP,
     P_PID,
     P_PPID,
+    P_RLIMIT,
     P_STATE,
     PID_MAX,
     PROC_WORDS,
+    RLIM_INFINITY,
+    RLIM_NLIMITS,
+    RLIMIT_NOFILE,
+    RLIMIT_NPROC,
     RUMP_RFCFDG,
     RUMP_RFFDG,
     SACTIVE,
@@ -111,12 +118,28 @@ def proc_alloc(t: Tables, parent: int, pid: int | None = None, fdflags: int = 0)
         w[p + P_CRED], w[p + P_CRED + 1] = w[parent + P_CRED], w[parent + P_CRED + 1]
         kauth.cred_hold_locked(t.arena, w[p + P_CRED])
         w[p + P_FDTAB] = w[parent + P_FDTAB]
+        limits = slice(p + P_RLIMIT, p + P_RLIMIT + 2 * RLIM_NLIMITS)
+        w[limits] = w[parent + P_RLIMIT : parent + P_RLIMIT + 2 * RLIM_NLIMITS]  # inherited
         if fdflags & (RUMP_RFFDG | RUMP_RFCFDG):
             w[t.hdr + T_NEXTFDTAB] += 1
             w[p + P_FDTAB] = w[t.hdr + T_NEXTFDTAB]
             w[p + P_FDFROM] = w[parent + P_FDTAB] if fdflags & RUMP_RFFDG else 0
+    else:
+        default_limits(w, p)
     w[t.hdr + T_NPROCS] += 1
     return p
+
+
+def default_limits(w: memoryview, p: int) -> None:
+    """proc0's resource limits, which every process inherits: none but the number
+    of open files and of processes."""
+    for resource in range(RLIM_NLIMITS):
+        w[p + P_RLIMIT + 2 * resource] = w[p + P_RLIMIT + 2 * resource + 1] = RLIM_INFINITY
+    w[p + P_RLIMIT + 2 * RLIMIT_NOFILE], w[p + P_RLIMIT + 2 * RLIMIT_NOFILE + 1] = (
+        NOFILE_SOFT,
+        NOFILE_HARD,
+    )
+    w[p + P_RLIMIT + 2 * RLIMIT_NPROC] = w[p + P_RLIMIT + 2 * RLIMIT_NPROC + 1] = NPROC
 
 
 def proc_free(t: Tables, p: int) -> tuple[int, int] | None:

@@ -9,9 +9,12 @@ CPU processes instead.
 
 from __future__ import annotations
 
+import errno
+
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.sched import scheduler
+from rumpmp.rumpkern.svc import kauth
 from rumpmp.rumpkern.svc.prf import kprintf
 
 # reboot(2) flags, NetBSD's values.
@@ -34,6 +37,38 @@ def begin_halt(arena: Arena, howto: int) -> bool:
     for i in range(arena.ncpu):
         arena.pool.unpark(scheduler.spc(arena, i).doorbell)
     return True
+
+
+#: boothowto flags (sys/reboot.h): the verbose boot that RUMP_VERBOSE asks for.
+AB_VERBOSE = 0x00020000
+
+#: rumpmp's release as rump_getversion reports it: 10000 * major + 100 * minor + patch.
+RUMPMP_VERSION = 100
+
+
+def rump_boot_gethowto() -> int:
+    """rump_boot_gethowto(3): the boot flags (AB_VERBOSE when booted verbose)."""
+    return _arena.current().w[_arena.H_BOOTHOWTO]
+
+
+def rump_boot_sethowto(howto: int) -> None:
+    """rump_boot_sethowto(3).  rump sets it before booting; rumpmp takes it from
+    ``boot(verbose=)`` and lets kernel code change it afterwards."""
+    if isinstance(howto, bool) or not isinstance(howto, int):
+        raise TypeError(f"rump_boot_sethowto: howto must be an int, not {type(howto).__name__}")
+    _arena.current().w[_arena.H_BOOTHOWTO] = howto
+
+
+def rump_getversion() -> int:
+    """rump_getversion(3): the kernel's version (rumpmp's release)."""
+    return RUMPMP_VERSION
+
+
+def rump_sys_reboot(howto: int, bootstr: str | None = None) -> None:
+    """reboot(2): halt the kernel; EPERM without root credentials."""
+    if kauth.kauth_cred_geteuid(kauth.kauth_cred_get()):
+        raise PermissionError(errno.EPERM, "reboot: only root halts the kernel")
+    cpu_reboot(howto, bootstr)
 
 
 def cpu_reboot(howto: int, bootstr: str | None = None) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rumpmp.rumpkern.sched import lwproc
-from rumpmp.rumpkern.svc import module, prot, sysctl
+from rumpmp.rumpkern.svc import module, prot, reboot, resource, sysctl
 from rumpmp.sys import syscall as N
 
 
@@ -54,6 +54,19 @@ SYSENT: dict[int, Sysent] = {
             (("name", (str, tuple)), ("new", _ANY)),
         ),
         Sysent(N.SYS_modctl, "modctl", module.rump_sys_modctl, (("cmd", _INT), ("arg", _ANY))),
+        Sysent(N.SYS_getrlimit, "getrlimit", resource.rump_sys_getrlimit, (("resource", _INT),)),
+        Sysent(
+            N.SYS_setrlimit,
+            "setrlimit",
+            resource.rump_sys_setrlimit,
+            (("resource", _INT), ("soft", _INT), ("hard", _INT)),
+        ),
+        Sysent(
+            N.SYS_reboot,
+            "reboot",
+            reboot.rump_sys_reboot,
+            (("howto", _INT), ("bootstr", (str, type(None)))),
+        ),
     )
 }
 BY_NAME = {e.name: e for e in SYSENT.values()}
