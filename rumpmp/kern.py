@@ -188,6 +188,7 @@ from rumpmp.rumpkern.svc.module import (
     rump_module_init,
     rump_sys_modctl,
 )
+from rumpmp.rumpkern.svc.once import RUN_ONCE, once_init, once_t
 from rumpmp.rumpkern.svc.prf import panic, printf
 from rumpmp.rumpkern.svc.prot import (
     rump_sys_getegid,

@@ -207,6 +207,9 @@ def test_the_kernel_api_exports_its_section_9_names():
 
 
 KERN_NAMES = [
+    "RUN_ONCE",
+    "once_init",
+    "once_t",
     "AB_VERBOSE",
     "rump_boot_gethowto",
     "rump_boot_sethowto",
