@@ -51,6 +51,12 @@ from rumpmp.rumpkern.intr.softint import (
     softint_t,
 )
 from rumpmp.rumpkern.intr.xcall import XC_HIGHPRI, xc_broadcast, xc_unicast, xc_wait
+from rumpmp.rumpkern.locking.biglock import (
+    KERNEL_LOCK,
+    KERNEL_LOCKED_P,
+    KERNEL_UNLOCK_ALL,
+    KERNEL_UNLOCK_ONE,
+)
 from rumpmp.rumpkern.locking.condvar import (
     cv_broadcast,
     cv_destroy,

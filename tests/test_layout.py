@@ -207,6 +207,10 @@ def test_the_kernel_api_exports_its_section_9_names():
 
 
 KERN_NAMES = [
+    "KERNEL_LOCK",
+    "KERNEL_LOCKED_P",
+    "KERNEL_UNLOCK_ALL",
+    "KERNEL_UNLOCK_ONE",
     "RUN_ONCE",
     "once_init",
     "once_t",

@@ -50,6 +50,7 @@ H_BOOT_MONO = 17  # host monotonic time (ns) of boot: tick 0
 H_AIODONED = 18  # 3 words: blob of the aiodoned workqueue's handle
 H_PANIC_SLOT = 21  # pool slot whose one post is the panic token (prf.record_panic)
 H_BOOTHOWTO = 22  # boothowto: AB_VERBOSE, ... (rump_boot_gethowto)
+H_GIANT = 23  # pool slot of the big kernel lock
 HEADER_WORDS = 32
 
 # Strings in the header area, after the words.

@@ -15,7 +15,7 @@ from hypercalls import clock, param, proc, rnd, shm
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.intr import callout, softint, xcall
-from rumpmp.rumpkern.locking import sleepq
+from rumpmp.rumpkern.locking import biglock, sleepq
 from rumpmp.rumpkern.locking.sleepq import tsleep
 from rumpmp.rumpkern.mem import kmem, percpu
 from rumpmp.rumpkern.sched import cpu, kthread, lwproc
@@ -300,6 +300,7 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     percpu.percpu_init(arena)
     sysctl.sysctl_init(arena, OSTYPE, OSRELEASE, VERSION_BANNER.strip(), p.memlimit)
     module.module_init(arena)
+    biglock.biglock_init(arena)
     w[_arena.H_BOOT_SLOT] = arena.pool.alloc(0)
 
 

@@ -13,6 +13,8 @@ L_FLAGS = 6
 L_PARK = 7  # pool slot the lwp's thread parks on
 L_RUNQ = 8  # waitq link on a CPU's run queue
 L_NEWQ = 9  # waitq link on a CPU's queue of lwps not yet started
+L_BIGLOCKS = 10  # holds of the big kernel lock
+L_BIGSAVED = 11  # holds let go while the lwp sleeps, taken back when it runs
 L_REPLY = 16  # pool slot to post when the lwp ends, 0 if none
 L_WCHAN = 17
 L_SLEEPQ = 18
@@ -29,6 +31,7 @@ LW_MUSTJOIN = 0x0400
 LW_WAITER = 0x0800  # someone (the host, or kthread_join) collects its result
 LW_CONTEXT = 0x1000  # made by rump_lwproc_*: carried by whichever thread switches to it
 LW_IMPLICIT = 0x2000  # a Kernel.run thread's own lwp: rump_lwproc_curlwp reports None
+LW_BIGLOCK = 0x4000  # not MPSAFE: runs holding the big kernel lock
 
 # Each lwp has an io record in the "lwpio" region: the pickled (func, args) it runs,
 # then its pickled (ok, value) result, each a blob.payload_put buffer, so a small call

@@ -424,6 +424,7 @@ def two_threads_adopt_one_lwp():
     import time
 
     from rumpmp.kern import (
+        KTHREAD_MPSAFE,
         KTHREAD_MUSTJOIN,
         PRI_KTHREAD,
         kmem_zalloc,
@@ -449,7 +450,8 @@ def two_threads_adopt_one_lwp():
             pass
 
     lids = [
-        kthread_create(PRI_KTHREAD, KTHREAD_MUSTJOIN, cpu, adopt, None, "adopt") for cpu in (1, 2)
+        kthread_create(PRI_KTHREAD, KTHREAD_MPSAFE | KTHREAD_MUSTJOIN, cpu, adopt, None, "adopt")
+        for cpu in (1, 2)  # MPSAFE: at the same moment, which the big lock would forbid
     ]
     go[0] = 1
     for lid in lids:

@@ -12,8 +12,8 @@ CPU's hardclock sees the head of its queue due and schedules the CPU's clock
 softint, whose lwp runs every expired handler.  A handler never runs before its
 tick; under load it may run late.  rumpmp differs from NetBSD in that
 ``callout_init`` returns the handle (pickled by reference, usable on every CPU)
-instead of initialising caller storage, and all handlers run MP-safe: there is no
-big kernel lock to take for the ones without CALLOUT_MPSAFE.
+instead of initialising caller storage.  A handler without CALLOUT_MPSAFE runs
+holding the big kernel lock.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.handle import Handle
 from rumpmp.rumpkern.intr import clock, softint
-from rumpmp.rumpkern.locking import lockdebug
+from rumpmp.rumpkern.locking import biglock, lockdebug
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit
 from rumpmp.rumpkern.locking.sleepq import tsleep, wakeup
 from rumpmp.rumpkern.mem import kmem
@@ -386,11 +386,12 @@ def _softclock(_: object) -> None:
         off = _pop_due(arena, cpu, now)
         if off:  # unpickle under the lock: callout_setfunc cannot free it meanwhile
             func, arg = blob_get(arena, off // 8 + C_FUNC, cache=True)
+            mpsafe = w[off // 8 + C_FLAGS] & CALLOUT_MPSAFE
         lock.exit()
         if not off:
             return
         try:
-            ok, e = entry.call(func, arg)
+            ok, e = biglock.call(mpsafe, func, arg)
             if not ok:  # nobody waits for a callout: dmesg says what it raised
                 entry.report(arena, f"callout handler {func!r} on cpu{cpu}", e)  # type: ignore[arg-type]
         finally:

@@ -28,6 +28,7 @@ from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.handle import Handle
+from rumpmp.rumpkern.locking import biglock
 from rumpmp.rumpkern.locking.sleepq import kpause
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
 from rumpmp.rumpkern.sched import kthread
@@ -286,7 +287,7 @@ def _softint_thread(level: int) -> None:
         h = _handle(arena, first - 1)
         if w[h + SH_STATE] == SH_LIVE:
             func, arg = blob_get(arena, h + SH_FUNC, cache=True)
-            ok, e = entry.call(func, arg)
+            ok, e = biglock.call(w[h + SH_FLAGS] & SOFTINT_MPSAFE, func, arg)
             if not ok:  # nobody waits for a softint: dmesg says what it raised
                 entry.report(arena, f"softint handler {func!r} on cpu{cpu}", e)  # type: ignore[arg-type]
             w[evcnt.count_word(arena, cpu, evcnt.EV_SOFTINT + level)] += 1

@@ -18,7 +18,7 @@ from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.entry import KthreadExit
-from rumpmp.rumpkern.locking import lockdebug
+from rumpmp.rumpkern.locking import biglock, lockdebug
 from rumpmp.rumpkern.mem.blob import dumps, payload_drop, payload_get, payload_put
 from rumpmp.rumpkern.sched import lwproc, scheduler
 from rumpmp.rumpkern.sched.proc import Tables, tables
@@ -43,6 +43,7 @@ from rumpmp.sys.lwp import (
     L_REPLY,
     L_STATE,
     LSZOMB,
+    LW_BIGLOCK,
     LW_SYSTEM,
     LW_WAITER,
 )
@@ -293,11 +294,18 @@ def _publish(arena: Arena, lid: int, result: tuple[bool, object]) -> None:
 
 
 def _run_entry(arena: Arena, l: int, cpu: int) -> tuple[bool, object]:
-    """Run the lwp's (func, args) entry; (True, value) or (False, exception)."""
+    """Run the lwp's (func, args) entry; (True, value) or (False, exception).  A
+    thread that is not MPSAFE runs holding the big kernel lock."""
+    giant = arena.w[l + L_FLAGS] & LW_BIGLOCK
+    if giant:
+        biglock.KERNEL_LOCK(1)
     try:
         ok, value = entry.call(_take_entry_and_call, arena, l)
     except KthreadExit as e:
         return True, e.ecode
+    finally:
+        if giant:
+            biglock.KERNEL_UNLOCK_ALL()
     if ok:
         return True, value
     assert isinstance(value, BaseException)

@@ -24,6 +24,7 @@ from rumpmp.sys.lwp import (
     L_REPLY,
     L_STATE,
     LSZOMB,
+    LW_BIGLOCK,
     LW_SYSTEM,
     LW_WAITER,
     NLWP,
@@ -72,6 +73,8 @@ def kthread_create_in(
     if ci is not None and not 0 <= ci < arena.ncpu:
         raise OSError(errno.EINVAL, f"kthread_create: no cpu{ci}")
     lflags = LW_SYSTEM | (LW_WAITER if flags & KTHREAD_MUSTJOIN else 0)
+    if not flags & KTHREAD_MPSAFE:
+        lflags |= LW_BIGLOCK  # it runs holding the big kernel lock
     return lwp_create(arena, name, func, (arg,), pri, -1 if ci is None else ci, lflags)
 
 

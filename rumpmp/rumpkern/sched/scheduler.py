@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from hypercalls import sync, thread, waitq
 from rumpmp.rumpkern.arena import H_LOCKDEBUG, Arena, here, onproc
-from rumpmp.rumpkern.locking import lockdebug
+from rumpmp.rumpkern.locking import biglock, lockdebug
 from rumpmp.rumpkern.sched import perturb
 from rumpmp.rumpkern.sched.proc import Tables, tables
 from rumpmp.rumpkern.svc import evcnt
@@ -154,6 +154,7 @@ def rump_schedule() -> None:
         arena.pool.wait_until(w[t.lwp(lid) + L_PARK], lambda: w[s + SPC_CURLWP] == lid)
     w[t.lwp(lid) + L_STATE] = LSONPROC
     onproc.scheduled = True
+    biglock.retake_after_sleep(arena, t.lwp(lid))
 
 
 def _handoff(sp: _Spc, t: Tables, arena: Arena) -> None:
@@ -176,9 +177,10 @@ def rump_unschedule() -> None:
     if ctx is None:
         onproc.scheduled = False
         return
-    arena, t, sp, _lid = ctx
+    arena, t, sp, lid = ctx
     if arena.w[H_LOCKDEBUG]:
         lockdebug.check_sleep(arena, "rump_unschedule")
+    biglock.release_for_sleep(arena, t.lwp(lid))
     onproc.scheduled = False
     sp.lock.enter_nowrap()
     _handoff(sp, t, arena)

@@ -30,7 +30,7 @@ from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.handle import Handle
-from rumpmp.rumpkern.locking import lockdebug
+from rumpmp.rumpkern.locking import biglock, lockdebug
 from rumpmp.rumpkern.locking.condvar import (
     cv_broadcast,
     cv_destroy,
@@ -53,7 +53,7 @@ from rumpmp.rumpkern.sched import kthread
 from rumpmp.rumpkern.svc.prf import kprintf
 from rumpmp.sys.param import PRI_COUNT, PRI_KTHREAD, PRI_NONE
 
-WQ_MPSAFE = 0x01  # accepted: every rumpmp kernel thread is MP-safe
+WQ_MPSAFE = 0x01  # without it, work items run holding the big kernel lock
 WQ_PERCPU = 0x02
 _WQ_FLAGS = WQ_MPSAFE | WQ_PERCPU
 
@@ -339,7 +339,7 @@ def _worker(arg: tuple[workqueue_t, int]) -> None:
         w[q + Q_GEN] += 1  # odd: a batch runs
         mutex_exit(m)
         for n in waitq.chain(w, batch, N_NEXT):
-            ok, e = entry.call(func, _take_node(arena, n), farg)
+            ok, e = biglock.call(wq.flags & WQ_MPSAFE, func, _take_node(arena, n), farg)
             if not ok:  # nobody waits for a work item: dmesg says what it raised
                 entry.report(arena, f"work item of {wq.name}", e)  # type: ignore[arg-type]
         mutex_enter(m)

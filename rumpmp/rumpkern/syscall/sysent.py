@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rumpmp.rumpkern.locking import biglock
 from rumpmp.rumpkern.sched import lwproc
 from rumpmp.rumpkern.svc import module, prot, reboot, resource, sysctl
 from rumpmp.sys import syscall as N
@@ -53,7 +54,13 @@ SYSENT: dict[int, Sysent] = {
             sysctl.rump_sys___sysctl,
             (("name", (str, tuple)), ("new", _ANY)),
         ),
-        Sysent(N.SYS_modctl, "modctl", module.rump_sys_modctl, (("cmd", _INT), ("arg", _ANY))),
+        Sysent(
+            N.SYS_modctl,
+            "modctl",
+            module.rump_sys_modctl,
+            (("cmd", _INT), ("arg", _ANY)),
+            mpsafe=False,
+        ),
         Sysent(N.SYS_getrlimit, "getrlimit", resource.rump_sys_getrlimit, (("resource", _INT),)),
         Sysent(
             N.SYS_setrlimit,
@@ -97,7 +104,13 @@ def rump_syscall(num: int, args: tuple[Any, ...] = ()) -> Any:
         raise OSError(errno.EINVAL, f"{entry.name}: arguments must be a tuple")
     try:
         check_args(entry, tuple(args))
-        return entry.func(*args)
+        if entry.mpsafe:
+            return entry.func(*args)
+        biglock.KERNEL_LOCK(1)
+        try:
+            return entry.func(*args)
+        finally:
+            biglock.KERNEL_UNLOCK_ONE()
     except OSError:
         raise
     except (TypeError, ValueError) as e:
