@@ -104,3 +104,55 @@ def test_the_host_has_no_big_lock():
     with pytest.raises(OSError) as info:
         biglock.KERNEL_LOCK(1)
     assert info.value.errno == errno.ENXIO
+
+
+def record_locked(buf):
+    buf[0] = 2 if biglock.KERNEL_LOCKED_P() else 1
+
+
+def handlers_hold_it_unless_mpsafe():
+    from rumpmp.kern import (
+        CALLOUT_MPSAFE,
+        SOFTINT_MPSAFE,
+        SOFTINT_NET,
+        WQ_MPSAFE,
+        callout_init,
+        callout_reset,
+        kmem_zalloc,
+        softint_establish,
+        softint_schedule,
+        workqueue_create,
+        workqueue_enqueue,
+        workqueue_wait,
+    )
+    from tests.helpers import kwait_for
+
+    out = {}
+    for name, mpsafe in (("plain", False), ("mpsafe", True)):
+        bufs = [kmem_zalloc(1) for _ in range(3)]
+        callout_reset(callout_init(CALLOUT_MPSAFE if mpsafe else 0), 1, record_locked, bufs[0])
+        sih = softint_establish(
+            SOFTINT_NET | (SOFTINT_MPSAFE if mpsafe else 0), record_locked, bufs[1]
+        )
+        softint_schedule(sih)
+        wq = workqueue_create(
+            f"wq{name}",
+            lambda wk, arg: record_locked(arg),
+            bufs[2],
+            0,
+            0,
+            WQ_MPSAFE if mpsafe else 0,
+        )
+        workqueue_enqueue(wq, 1, None)
+        workqueue_wait(wq, 1)
+        kwait_for(lambda bufs=bufs: all(b[0] for b in bufs), "the handlers")
+        out[name] = [b[0] for b in bufs]
+    return out
+
+
+@pytest.mark.timeout(60)
+def test_callouts_softints_and_work_items_hold_it_unless_mpsafe(rump_kernel):
+    assert rump_kernel.run(handlers_hold_it_unless_mpsafe) == {
+        "plain": [2, 2, 2],
+        "mpsafe": [1, 1, 1],
+    }
