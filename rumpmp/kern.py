@@ -221,6 +221,19 @@ from rumpmp.rumpkern.svc.reboot import (
     rump_sys_reboot,
 )
 from rumpmp.rumpkern.svc.resource import rump_sys_getrlimit, rump_sys_setrlimit
+from rumpmp.rumpkern.svc.signals import (
+    RUMP_SIGMODEL_HOST,
+    RUMP_SIGMODEL_IGNORE,
+    RUMP_SIGMODEL_PANIC,
+    RUMP_SIGMODEL_RAISE,
+    RUMP_SIGMODEL_RECORD,
+    cv_wait_sig,
+    psignal,
+    rump_boot_setsigmodel,
+    rump_sys_kill,
+    sigclear,
+    sigpending,
+)
 from rumpmp.rumpkern.svc.sysctl import (
     rump_sys___sysctl,
     sysctl_createv,

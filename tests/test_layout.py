@@ -207,6 +207,17 @@ def test_the_kernel_api_exports_its_section_9_names():
 
 
 KERN_NAMES = [
+    "RUMP_SIGMODEL_HOST",
+    "RUMP_SIGMODEL_IGNORE",
+    "RUMP_SIGMODEL_PANIC",
+    "RUMP_SIGMODEL_RAISE",
+    "RUMP_SIGMODEL_RECORD",
+    "cv_wait_sig",
+    "psignal",
+    "rump_boot_setsigmodel",
+    "rump_sys_kill",
+    "sigclear",
+    "sigpending",
     "KERNEL_LOCK",
     "KERNEL_LOCKED_P",
     "KERNEL_UNLOCK_ALL",

@@ -51,6 +51,7 @@ H_AIODONED = 18  # 3 words: blob of the aiodoned workqueue's handle
 H_PANIC_SLOT = 21  # pool slot whose one post is the panic token (prf.record_panic)
 H_BOOTHOWTO = 22  # boothowto: AB_VERBOSE, ... (rump_boot_gethowto)
 H_GIANT = 23  # pool slot of the big kernel lock
+H_SIGMODEL = 24  # what a signal does (rump_boot_setsigmodel); 0 is RUMP_SIGMODEL_PANIC
 HEADER_WORDS = 32
 
 # Strings in the header area, after the words.

@@ -19,7 +19,16 @@ from rumpmp.rumpkern.locking import biglock, sleepq
 from rumpmp.rumpkern.locking.sleepq import tsleep
 from rumpmp.rumpkern.mem import kmem, percpu
 from rumpmp.rumpkern.sched import cpu, kthread, lwproc
-from rumpmp.rumpkern.svc import evcnt, module, msgbuf, reboot, select, sysctl, workqueue
+from rumpmp.rumpkern.svc import (
+    evcnt,
+    module,
+    msgbuf,
+    reboot,
+    select,
+    signals,
+    sysctl,
+    workqueue,
+)
 from rumpmp.rumpkern.svc.prf import aprint_verbose
 from rumpmp.sys import module as module_layout
 from rumpmp.sys import sysctl as sysctl_layout
@@ -277,6 +286,7 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     w[_arena.H_STATE] = _arena.BOOTING
     w[_arena.H_VERBOSE] = int(p.verbose)
     w[_arena.H_BOOTHOWTO] = reboot.AB_VERBOSE if p.verbose else 0
+    w[_arena.H_SIGMODEL] = signals.RUMP_SIGMODEL_RAISE
     w[_arena.H_THREADS] = int(p.threads)
     w[_arena.H_HZ] = p.hz
     w[_arena.H_LOCKDEBUG] = int(p.lockdebug)

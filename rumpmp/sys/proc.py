@@ -14,6 +14,7 @@ P_CRED = 4  # 2 words: heap offset and generation of the process's credential
 P_FDTAB = 6  # id of the file descriptor table: the parent's when shared
 P_FDFROM = 7  # id of the table it was copied from, 0 if it started clean
 P_NEXTLID = 8
+P_SIGPEND = 9  # pending signals, a bit each (RUMP_SIGMODEL_RECORD)
 P_RLIMIT = 16  # RLIM_NLIMITS pairs of words: the soft and the hard limit
 PROC_WORDS = 48
 

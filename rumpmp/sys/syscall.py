@@ -1,6 +1,7 @@
 """System call numbers (NetBSD's sys/syscall.h, for the calls rumpmp serves)."""
 
 SYS_getpid = 20
+SYS_kill = 37
 SYS_setuid = 23
 SYS_getuid = 24
 SYS_geteuid = 25

@@ -20,14 +20,15 @@ from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit
 from rumpmp.rumpkern.sched import perturb
-from rumpmp.rumpkern.sched.proc import tables
-from rumpmp.sys.lwp import L_PARK, L_SLEEPQ, L_STATE, L_WCHAN, LSONPROC, LSSLEEP
+from rumpmp.rumpkern.sched.proc import Tables, tables
+from rumpmp.sys.lwp import L_CATCH, L_PARK, L_PID, L_SLEEPQ, L_STATE, L_WCHAN, LSONPROC, LSSLEEP
+from rumpmp.sys.proc import P_SIGPEND
 
 NBUCKETS = 64
 _BUCKET_WORDS = 4  # lock slot, head, tail, pad
 B_LOCK, B_HEAD, B_TAIL = 0, 1, 2  # the lock, then a waitq list of sleeping lwps
 
-PCATCH = 0x100  # accepted, ignored: rumpmp has no signals
+PCATCH = 0x100  # a pending signal (RUMP_SIGMODEL_RECORD) ends the sleep with EINTR
 PNORELOCK = 0x200
 
 REGION = ("sleepq", NBUCKETS * _BUCKET_WORDS * 8)
@@ -64,8 +65,10 @@ class _Bucket:
         self.lock = arena.spin_lock(self.b + B_LOCK)
 
 
-def _sleep(key: int, timo: int, mtx: kmutex_t | None, relock: bool) -> int:
-    """Sleep on channel ``key`` for up to ``timo`` ticks (0: forever); 0 or EWOULDBLOCK."""
+def _sleep(key: int, timo: int, mtx: kmutex_t | None, relock: bool, catch: bool = False) -> int:
+    """Sleep on channel ``key`` for up to ``timo`` ticks (0: forever); 0, EWOULDBLOCK,
+    or with ``catch`` EINTR when a signal is pending for the process (psignal wakes
+    the lwp to look)."""
 
     arena = _arena.current()
     t = tables(arena)
@@ -77,10 +80,12 @@ def _sleep(key: int, timo: int, mtx: kmutex_t | None, relock: bool) -> int:
     waitq.append(w, bucket.b + B_HEAD, l, L_SLEEPQ)
     w[l + L_WCHAN] = key
     w[l + L_STATE] = LSSLEEP
+    w[l + L_CATCH] = int(catch)
     bucket.lock.exit()
     if mtx is not None:
         mutex_exit(mtx)
-    rc = _park_until_woken(arena, l, timo)
+    rc = _park_until_woken(arena, l, timo, t if catch else None)
+    w[l + L_CATCH] = 0
     if rc:
         bucket.lock.enter_nowrap()
         if waitq.remove(w, bucket.b + B_HEAD, l, L_SLEEPQ):
@@ -95,12 +100,14 @@ def _sleep(key: int, timo: int, mtx: kmutex_t | None, relock: bool) -> int:
     return rc
 
 
-def _park_until_woken(arena: Arena, l: int, timo: int) -> int:
+def _park_until_woken(arena: Arena, l: int, timo: int, catching: Tables | None) -> int:
     w = arena.w
     deadline = None
     if timo > 0:
         deadline = clock.monotonic_ns() + timo * 1_000_000_000 // w[_arena.H_HZ]
     while w[l + L_WCHAN]:
+        if catching is not None and signal_pending(catching, l):
+            return errno.EINTR
         remaining = None if deadline is None else (deadline - clock.monotonic_ns()) / 1e9
         if remaining is not None and remaining <= 0:
             return errno.EWOULDBLOCK
@@ -108,20 +115,27 @@ def _park_until_woken(arena: Arena, l: int, timo: int) -> int:
     return 0
 
 
+def signal_pending(t: Tables, l: int) -> bool:
+    """Whether a signal is pending for the process of lwp record ``l``."""
+    return bool(t.w[t.find_proc(t.w[l + L_PID]) + P_SIGPEND])
+
+
 def mtsleep(ident: object, priority: int, wmesg: str, timo: int, mtx: kmutex_t) -> int:
     """mtsleep(9): release ``mtx``, sleep on ``ident`` until wakeup or ``timo`` ticks
     (0: no limit), take ``mtx`` back unless PNORELOCK.  0, or EWOULDBLOCK on timeout."""
-    return _sleep(wchan_key(ident), timo, mtx, not priority & PNORELOCK)
+    return _sleep(wchan_key(ident), timo, mtx, not priority & PNORELOCK, bool(priority & PCATCH))
 
 
 def tsleep(ident: object, priority: int, wmesg: str, timo: int) -> int:
-    """tsleep(9): sleep on ``ident`` until wakeup or ``timo`` ticks; 0 or EWOULDBLOCK."""
-    return _sleep(wchan_key(ident), timo, None, False)
+    """tsleep(9): sleep on ``ident`` until wakeup or ``timo`` ticks; 0, EWOULDBLOCK,
+    or EINTR for a signal with PCATCH."""
+    return _sleep(wchan_key(ident), timo, None, False, bool(priority & PCATCH))
 
 
 def kpause(wmesg: str, intr: bool, timo: int, mtx: kmutex_t | None = None) -> int:
-    """kpause(9): sleep for ``timo`` ticks on a channel nobody wakes; EWOULDBLOCK."""
-    return _sleep(-thread.curlwp(), timo, mtx, True)
+    """kpause(9): sleep for ``timo`` ticks on a channel nobody wakes; EWOULDBLOCK,
+    or EINTR for a signal when ``intr``."""
+    return _sleep(-thread.curlwp(), timo, mtx, True, bool(intr))
 
 
 def wakeup(ident: object) -> None:

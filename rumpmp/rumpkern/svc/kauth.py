@@ -175,9 +175,12 @@ def kauth_cred_free(cred: kauth_cred_t) -> None:
 
 def kauth_cred_get() -> kauth_cred_t:
     """kauth_cred_get(9): the credential of the current process (no reference taken)."""
-
     arena = _arena.current()
-    p = curproc_word(arena)
+    return proc_cred(arena, curproc_word(arena))
+
+
+def proc_cred(arena: Arena, p: int) -> kauth_cred_t:
+    """The credential of the process at word ``p`` (no reference taken)."""
     return _handle(arena, (arena.w[p + P_CRED], arena.w[p + P_CRED + 1]))
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from rumpmp.rumpkern.locking import biglock
 from rumpmp.rumpkern.sched import lwproc
-from rumpmp.rumpkern.svc import module, prot, reboot, resource, sysctl
+from rumpmp.rumpkern.svc import module, prot, reboot, resource, signals, sysctl
 from rumpmp.sys import syscall as N
 
 
@@ -39,6 +39,7 @@ SYSENT: dict[int, Sysent] = {
     e.num: e
     for e in (
         Sysent(N.SYS_getpid, "getpid", prot.rump_sys_getpid),
+        Sysent(N.SYS_kill, "kill", signals.rump_sys_kill, (("pid", _INT), ("sig", _INT))),
         Sysent(N.SYS_setuid, "setuid", prot.rump_sys_setuid, (("uid", _INT),)),
         Sysent(N.SYS_getuid, "getuid", prot.rump_sys_getuid),
         Sysent(N.SYS_geteuid, "geteuid", prot.rump_sys_geteuid),

@@ -1,0 +1,114 @@
+"""Signals, as rump models them (rump's signals.c; rump(3) rump_boot_setsigmodel).
+
+A rump kernel has no user processes to deliver signals to, so what a signal does is
+a kernel-wide choice:
+
+- RUMP_SIGMODEL_PANIC: the kernel panics;
+- RUMP_SIGMODEL_IGNORE: nothing happens;
+- RUMP_SIGMODEL_HOST and RUMP_SIGMODEL_RAISE (the default): the signal is raised in
+  the host process, whose rump processes these are (a remote client's, once the
+  sysproxy server exists, go to that client);
+- RUMP_SIGMODEL_RECORD: it is recorded as pending in the target process, and wakes
+  the process's interruptible sleeps (``tsleep`` with PCATCH, ``kpause`` with
+  ``intr``, ``cv_wait_sig``) with EINTR until ``sigclear`` takes it away.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from hypercalls import proc
+from rumpmp.rumpkern import arena as _arena
+from rumpmp.rumpkern.locking.condvar import cv_timedwait, kcondvar_t
+from rumpmp.rumpkern.locking.mutex import kmutex_t
+from rumpmp.rumpkern.sched.proc import curproc_word, tables
+from rumpmp.rumpkern.svc import kauth
+from rumpmp.rumpkern.svc.prf import panic_in
+from rumpmp.sys.lwp import L_CATCH, L_PARK, L_PID, L_STATE, LSSLEEP, NLWP
+from rumpmp.sys.proc import P_SIGPEND
+
+RUMP_SIGMODEL_PANIC, RUMP_SIGMODEL_IGNORE, RUMP_SIGMODEL_HOST = 0, 1, 2
+RUMP_SIGMODEL_RAISE, RUMP_SIGMODEL_RECORD = 3, 4
+NSIG = 64
+
+
+def rump_boot_setsigmodel(model: int) -> None:
+    """rump_boot_setsigmodel(3): what a signal to a rump process does, kernel-wide."""
+    if model not in range(RUMP_SIGMODEL_RECORD + 1):
+        raise OSError(errno.EINVAL, f"rump_boot_setsigmodel: no model {model!r}")
+    _arena.current().w[_arena.H_SIGMODEL] = model
+
+
+def psignal(pid: int, sig: int) -> None:
+    """psignal(9): send ``sig`` to process ``pid`` under the kernel's signal model."""
+    arena = _arena.current()
+    if not 1 <= sig < NSIG:
+        raise OSError(errno.EINVAL, f"psignal: no signal {sig!r}")
+    t = tables(arena)
+    model = arena.w[_arena.H_SIGMODEL]
+    if model == RUMP_SIGMODEL_PANIC:
+        panic_in(arena, f"signal {sig} to pid {pid}")
+    elif model in (RUMP_SIGMODEL_HOST, RUMP_SIGMODEL_RAISE):
+        proc.kill(arena.w[_arena.H_HOSTPID], sig)
+    elif model == RUMP_SIGMODEL_RECORD:
+        t.lock.enter_nowrap()
+        try:
+            p = t.find_proc(pid)
+            arena.w[p + P_SIGPEND] |= 1 << sig
+            parks = [
+                arena.w[t.lwp(lid) + L_PARK]
+                for lid in range(1, NLWP + 1)
+                if arena.w[t.lwp(lid) + L_PID] == pid
+                and arena.w[t.lwp(lid) + L_STATE] == LSSLEEP
+                and arena.w[t.lwp(lid) + L_CATCH]
+            ]
+        finally:
+            t.lock.exit()
+        for park in parks:  # each sleeper looks at the pending set and ends its sleep
+            arena.pool.unpark(park)
+
+
+def rump_sys_kill(pid: int, sig: int) -> None:
+    """kill(2): ``sig`` to process ``pid`` (0 checks that it exists).  ESRCH for no
+    such process, EINVAL for a bad signal, EPERM unless root or the same user."""
+    arena = _arena.current()
+    if isinstance(sig, bool) or not isinstance(sig, int) or not 0 <= sig < NSIG:
+        raise OSError(errno.EINVAL, f"kill: no signal {sig!r}")
+    t = tables(arena)
+    t.lock.enter_nowrap()
+    try:
+        their_uid = kauth.kauth_cred_getuid(kauth.proc_cred(arena, t.find_proc(pid)))
+    finally:
+        t.lock.exit()
+    if kauth.kauth_cred_geteuid(kauth.kauth_cred_get()) not in (0, their_uid):
+        raise PermissionError(errno.EPERM, f"kill: not allowed to signal pid {pid}")
+    if sig:
+        psignal(pid, sig)
+
+
+def sigpending() -> set[int]:
+    """The signals pending for the calling process (RUMP_SIGMODEL_RECORD)."""
+    arena = _arena.current()
+    bits = arena.w[curproc_word(arena) + P_SIGPEND]
+    return {sig for sig in range(1, NSIG) if bits & (1 << sig)}
+
+
+def sigclear(sig: int) -> None:
+    """Take ``sig`` off the calling process's pending set (it has been handled)."""
+    arena = _arena.current()
+    t = tables(arena)
+    t.lock.enter_nowrap()
+    try:
+        arena.w[curproc_word(arena) + P_SIGPEND] &= ~(1 << sig)
+    finally:
+        t.lock.exit()
+
+
+def cv_wait_sig(cv: kcondvar_t, mtx: kmutex_t) -> int:
+    """cv_wait_sig(9): as cv_wait, but a pending signal ends the wait with EINTR
+    (looked at every tick: condvar waits are not on the sleep queues)."""
+    while True:
+        if sigpending():
+            return errno.EINTR
+        if cv_timedwait(cv, mtx, 1) == 0:
+            return 0
