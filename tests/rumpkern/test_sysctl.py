@@ -27,6 +27,15 @@ def test_the_boot_nodes(rump_kernel):
     assert k.sysctl((1, 10)) == k.hostname  # by MIB: CTL_KERN, KERN_HOSTNAME
 
 
+def test_the_schedulers_counters_are_nodes_read_when_asked(rump_kernel):
+    k = rump_kernel
+    before = k.sysctl("kern.sched.cpu2.started")
+    k.run(lambda: None, cpu=2)
+    assert k.sysctl("kern.sched.cpu2.started") == before + 1 == k.sched_stats()[2]["started"]
+    with pytest.raises(PermissionError):
+        k.sysctl("kern.sched.cpu2.started", 0)
+
+
 def read_hostname(_, __):
     return kern.rump_sys___sysctl("kern.hostname")
 

@@ -372,6 +372,16 @@ def user_lwps_running(arena: Arena, cpu: int) -> int:
     return n
 
 
+#: The counters kern.sched.cpuN shows.
+STAT_KEYS = ("nswtch", "fast", "slow", "steals", "started")
+
+
+def sysctl_stat(arena: Arena, arg: tuple[int, str]) -> int:
+    """The value of the sysctl node kern.sched.cpuN.<key>."""
+    cpu, key = arg
+    return stats(arena, cpu)[key]
+
+
 def stats(arena: Arena, cpu: int) -> dict[str, int]:
     """The scheduler counters of one CPU."""
     sp = spc(arena, cpu)

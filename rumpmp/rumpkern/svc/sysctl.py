@@ -17,13 +17,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from hypercalls import sync, thread
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.mem import kmem
+from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
+from rumpmp.rumpkern.sched import scheduler
 from rumpmp.rumpkern.svc import kauth
 from rumpmp.sys import sysctl as S
 from rumpmp.sys.proc import NPROC
@@ -155,6 +157,9 @@ def _read(t: _Tree, i: int) -> object:
     ctype = w[r + S.N_TYPE]
     if ctype == S.CTLTYPE_NODE:
         raise IsADirectoryError(errno.EISDIR, f"sysctl: {t.full_name(i)} is a node")
+    if w[r + S.N_FUNC + 1]:  # computed when read (the kernel's own counters)
+        handler, arg = blob_get(t.arena, r + S.N_FUNC, cache=True)
+        return handler(t.arena, arg)
     if ctype == S.CTLTYPE_BOOL:
         return bool(w[r + S.N_VALUE])
     if ctype in _LIMITS:
@@ -198,9 +203,12 @@ def createv_in(
     size: int | None = None,
     num: int = S.CTL_CREATE,
     data_off: int | None = None,
+    handler: Callable[[Arena, Any], object] | None = None,
+    handler_arg: object = None,
 ) -> Mib:
     """sysctl_createv on a given kernel; ``data_off`` places a string or struct in
-    arena bytes the node does not own (the hostname)."""
+    arena bytes the node does not own (the hostname); a read-only node with a
+    ``handler`` (a module-level function) has the value ``handler(arena, arg)``."""
     if (
         not isinstance(name, str)
         or not name
@@ -227,6 +235,8 @@ def createv_in(
                 w[r + S.N_LEN] = bytes(arena.buf[data_off : data_off + room]).find(b"\0")
             if stored is not None:
                 _store(t, i, stored)
+            if handler is not None:
+                blob_put(arena, (handler, handler_arg), r + S.N_FUNC)
             w[r + S.N_USED] = 1
             return _mib_of(t, i)
     except BaseException:
@@ -318,6 +328,8 @@ def sysctl_destroyv(node: Node) -> None:
         if t.children(i + 1):
             raise OSError(errno.ENOTEMPTY, f"sysctl_destroyv: {t.full_name(i)} has children")
         w[r + S.N_USED] = 0
+        if w[r + S.N_FUNC + 1]:
+            blob_free(arena, r + S.N_FUNC)
         owned = w[r + S.N_GEN] > 0 and (w[r + S.N_DATA], w[r + S.N_SIZE], w[r + S.N_GEN])
     if owned:
         off, size, gen = owned
@@ -424,3 +436,11 @@ def sysctl_init(arena: Arena, ostype: str, osrelease: str, version: str, memlimi
     create("hw", "ncpuonline", S.CTLTYPE_INT, S.HW_NCPUONLINE, arena.ncpu)
     create("hw", "physmem", S.CTLTYPE_INT, S.HW_PHYSMEM, min(memlimit, 2**31 - 1))
     create("hw", "physmem64", S.CTLTYPE_QUAD, S.HW_PHYSMEM64, memlimit)
+    create("kern", "sched", node, S.CTL_CREATE, flags=perm)
+    for cpu in range(arena.ncpu):
+        create("kern.sched", f"cpu{cpu}", node, S.CTL_CREATE, flags=perm)
+        for key in scheduler.STAT_KEYS:
+            create(
+                f"kern.sched.cpu{cpu}", key, S.CTLTYPE_QUAD, S.CTL_CREATE,
+                handler=scheduler.sysctl_stat, handler_arg=(cpu, key),
+            )  # fmt: skip
