@@ -234,6 +234,12 @@ from rumpmp.rumpkern.svc.signals import (
     sigclear,
     sigpending,
 )
+from rumpmp.rumpkern.svc.specificdata import (
+    lwp_getspecific,
+    lwp_setspecific,
+    lwp_specific_key_create,
+    lwp_specific_key_delete,
+)
 from rumpmp.rumpkern.svc.sysctl import (
     rump_sys___sysctl,
     sysctl_createv,

@@ -207,6 +207,10 @@ def test_the_kernel_api_exports_its_section_9_names():
 
 
 KERN_NAMES = [
+    "lwp_getspecific",
+    "lwp_setspecific",
+    "lwp_specific_key_create",
+    "lwp_specific_key_delete",
     "RUMP_SIGMODEL_HOST",
     "RUMP_SIGMODEL_IGNORE",
     "RUMP_SIGMODEL_PANIC",

@@ -26,6 +26,7 @@ from rumpmp.rumpkern.svc import (
     reboot,
     select,
     signals,
+    specificdata,
     sysctl,
     workqueue,
 )
@@ -228,6 +229,7 @@ def _regions(p: BootParams) -> list[tuple[str, int]]:
         evcnt.region(p.ncpu),
         sysctl_layout.REGION,
         module_layout.REGION,
+        specificdata.REGION,
         ("kmem", kmem.region_size(p.memlimit)),
     ]
 
@@ -311,6 +313,7 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     sysctl.sysctl_init(arena, OSTYPE, OSRELEASE, VERSION_BANNER.strip(), p.memlimit)
     module.module_init(arena)
     biglock.biglock_init(arena)
+    specificdata.specificdata_init(arena)
     w[_arena.H_BOOT_SLOT] = arena.pool.alloc(0)
 
 

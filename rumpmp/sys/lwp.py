@@ -16,6 +16,7 @@ L_NEWQ = 9  # waitq link on a CPU's queue of lwps not yet started
 L_BIGLOCKS = 10  # holds of the big kernel lock
 L_BIGSAVED = 11  # holds let go while the lwp sleeps, taken back when it runs
 L_CATCH = 12  # 1 while it sleeps interruptibly (PCATCH): a signal wakes it
+L_SPECIFIC = 13  # 2 words: offset and generation of its lwp-specific data, 0 if none
 L_REPLY = 16  # pool slot to post when the lwp ends, 0 if none
 L_WCHAN = 17
 L_SLEEPQ = 18

@@ -22,7 +22,7 @@ from rumpmp.rumpkern.locking import biglock, lockdebug
 from rumpmp.rumpkern.mem.blob import dumps, payload_drop, payload_get, payload_put
 from rumpmp.rumpkern.sched import lwproc, scheduler
 from rumpmp.rumpkern.sched.proc import Tables, tables
-from rumpmp.rumpkern.svc import evcnt, reboot
+from rumpmp.rumpkern.svc import evcnt, reboot, specificdata
 from rumpmp.rumpkern.svc.msgbuf import msgbuf_write
 from rumpmp.rumpkern.svc.prf import panic
 from rumpmp.sys.cpu import (
@@ -248,6 +248,7 @@ def _run_lwp(arena: Arena, cpu: int, lid: int, slot: int) -> bool:
     try:
         scheduler.rump_schedule()
         result = _run_entry(arena, l, cpu)
+        specificdata.lwp_specific_exit(arena, l)
         if w[l + L_FLAGS] & LW_WAITER:
             _publish(arena, lid, result)
     except hypercalls.sync.Shutdown:

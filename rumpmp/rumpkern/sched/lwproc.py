@@ -25,7 +25,7 @@ from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.sched import scheduler
 from rumpmp.rumpkern.sched.proc import Tables, tables
-from rumpmp.rumpkern.svc import kauth
+from rumpmp.rumpkern.svc import kauth, specificdata
 from rumpmp.rumpkern.svc.prf import panic_in
 from rumpmp.sys.lwp import (
     L_BOUND,
@@ -348,6 +348,7 @@ def rump_lwproc_releaselwp() -> None:
     arena, t, lid = _current()
     if not t.w[t.lwp(lid) + L_FLAGS] & LW_CONTEXT:
         panic_in(arena, "rump_lwproc_releaselwp: no lwp context to release")
+    specificdata.lwp_specific_exit(arena, t.lwp(lid))  # as the lwp, before it goes
     switch_home(arena)
     lwp_release(t, lid)
 
