@@ -185,6 +185,7 @@ from rumpmp.rumpkern.svc.kauth import (
     rump_cred_create,
     rump_cred_put,
 )
+from rumpmp.rumpkern.svc.ksyms import ksyms_getval, rump_kernelfsym_load
 from rumpmp.rumpkern.svc.module import (
     modinfo_t,
     module_init_class,
@@ -197,6 +198,7 @@ from rumpmp.rumpkern.svc.module import (
 from rumpmp.rumpkern.svc.once import RUN_ONCE, once_init, once_t
 from rumpmp.rumpkern.svc.prf import panic, printf
 from rumpmp.rumpkern.svc.prot import (
+    rump_allbetsareoff_setid,
     rump_sys_getegid,
     rump_sys_geteuid,
     rump_sys_getgid,

@@ -52,6 +52,7 @@ H_PANIC_SLOT = 21  # pool slot whose one post is the panic token (prf.record_pan
 H_BOOTHOWTO = 22  # boothowto: AB_VERBOSE, ... (rump_boot_gethowto)
 H_GIANT = 23  # pool slot of the big kernel lock
 H_SIGMODEL = 24  # what a signal does (rump_boot_setsigmodel); 0 is RUMP_SIGMODEL_PANIC
+H_KSYMS = 25  # 3 words: blob of the kernel symbol table (size -1 while it is loaded)
 HEADER_WORDS = 32
 
 # Strings in the header area, after the words.

@@ -103,3 +103,42 @@ def test_boot_flags_and_version(rump_boot):
     quiet, verbose = rump_boot(1, verbose=False), rump_boot(1, verbose=True)
     assert quiet.xc_unicast(0, flags, None, None, 0) == (0, 0x4, 100)
     assert verbose.xc_unicast(0, flags, None, None, 0)[0] == kern.AB_VERBOSE
+
+
+def load_symbols(_, __):
+    out = []
+    try:
+        kern.ksyms_getval("rump_init")
+    except OSError as e:
+        out.append(errno.errorcode[e.errno])
+    kern.rump_kernelfsym_load({"rump_init": 0x1000, "hz": 100})
+    try:
+        kern.rump_kernelfsym_load({"again": 1})
+    except OSError as e:
+        out.append(errno.errorcode[e.errno])
+    return out
+
+
+def test_the_symbol_table_loads_once_and_every_cpu_resolves_against_it(rump_kernel):
+    k = rump_kernel
+    assert k.xc_unicast(0, load_symbols, None, None, 0) == ["ENOENT", "EBUSY"]
+    assert k.xc_broadcast(0, lambda *_: kern.ksyms_getval("rump_init")) == [0x1000] * 4
+    with pytest.raises(FileNotFoundError):
+        k.run(kern.ksyms_getval, "nope")
+
+
+def take_ids(pid, lid):
+    kern.rump_lwproc_rfork(kern.RUMP_RFCFDG)
+    try:
+        kern.rump_allbetsareoff_setid(pid, lid)
+        return kern.rump_sys_getpid(), kern.rump_lwproc_curlwp() is not None
+    except OSError as e:
+        return errno.errorcode[e.errno]
+    finally:
+        kern.rump_lwproc_releaselwp()
+
+
+def test_allbetsareoff_setid_gives_a_process_a_clients_pid(rump_kernel):
+    assert rump_kernel.run(take_ids, 4242, 7) == (4242, True)
+    assert rump_kernel.run(take_ids, 1, 1) == "EBUSY"  # initproc has it
+    assert rump_kernel.run(take_ids, 0, 1) == "EINVAL"

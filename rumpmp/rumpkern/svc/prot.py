@@ -12,10 +12,12 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 
+from hypercalls import thread
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.sched.proc import curproc_word, tables
 from rumpmp.rumpkern.svc import kauth
 from rumpmp.rumpkern.svc.kauth import kauth_cred_get, kauth_cred_t
+from rumpmp.sys.lwp import L_LID, L_PID, L_STATE, NLWP
 from rumpmp.sys.proc import P_CRED, P_PID, P_PPID
 
 
@@ -127,3 +129,31 @@ def rump_sys_setgroups(groups: list[int]) -> None:
     if kauth.kauth_cred_geteuid(kauth_cred_get()) != 0:
         raise PermissionError(errno.EPERM, "operation not permitted: setgroups")
     _replace_cred(lambda c: kauth.kauth_cred_setgroups(c, list(groups)))
+
+
+def rump_allbetsareoff_setid(pid: int, lid: int) -> None:
+    """rump_allbetsareoff_setid(3): give the calling lwp's process the pid ``pid``
+    and the lwp the lid ``lid`` (the sysproxy server makes a client's process carry
+    the client's ids).  EBUSY if another process has that pid."""
+    arena = _arena.current()
+    for value, what in ((pid, "pid"), (lid, "lid")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise OSError(errno.EINVAL, f"rump_allbetsareoff_setid: bad {what} {value!r}")
+    t = tables(arena)
+    t.lock.enter_nowrap()
+    try:
+        p = curproc_word(arena)
+        try:
+            other = t.find_proc(pid)
+        except ProcessLookupError:
+            other = p
+        if other != p:
+            raise OSError(errno.EBUSY, f"rump_allbetsareoff_setid: pid {pid} is in use")
+        old = arena.w[p + P_PID]
+        arena.w[p + P_PID] = pid
+        for l in range(1, NLWP + 1):  # the process's lwps name it by its pid
+            if arena.w[t.lwp(l) + L_STATE] and arena.w[t.lwp(l) + L_PID] == old:
+                arena.w[t.lwp(l) + L_PID] = pid
+        arena.w[t.lwp(thread.curlwp()) + L_LID] = lid
+    finally:
+        t.lock.exit()
