@@ -10,6 +10,7 @@ Kernel-side code (what runs inside ``Kernel.run``) imports NetBSD-named function
 from ``rumpmp.kern``.
 """
 
+from rumpmp.host.daemon import rump_daemonize_begin, rump_daemonize_done
 from rumpmp.host.kernel import Kernel, KernelHalted, boot, rump_init
 from rumpmp.rumpkern.entry import KernelCodeExit
 from rumpmp.rumpkern.init import EPROGMISMATCH
@@ -27,5 +28,7 @@ __all__ = [
     "KernelHalted",
     "RumpPanic",
     "boot",
+    "rump_daemonize_begin",
+    "rump_daemonize_done",
     "rump_init",
 ]

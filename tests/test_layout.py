@@ -42,7 +42,10 @@ ALLOWED = {
     # the Executor's workers are host threads; it times queue waits
     "rumpmp/futures/executor.py": {"threading", "time"},
     "rumpmp/futures/joblib_backend.py": {"os"},  # the host's CPUs, for n_jobs=-1
-    "rumpmp/testing/plugin.py": {"os", "time"},  # xdist worker id; waits for a new kernel
+    "rumpmp/testing/plugin.py": {"os", "time"},
+    "rumpmp/host/daemon.py": {
+        "os"
+    },  # forks; the parent exits with the child's word  # xdist worker id; waits for a new kernel
 }
 
 
@@ -191,6 +194,8 @@ PUBLIC = [
     "KernelHalted",
     "RumpPanic",
     "boot",
+    "rump_daemonize_begin",
+    "rump_daemonize_done",
     "rump_init",
 ]
 
