@@ -35,6 +35,8 @@ from rumpmp.rumpkern.svc import evcnt
 from rumpmp.rumpkern.svc.evcnt import EV_FAST, EV_NSWTCH, EV_SLOW, EV_STARTED, EV_STEALS
 from rumpmp.sys.cpu import cpu_word
 from rumpmp.sys.lwp import (
+    L_BIGLOCKS,
+    L_BIGSAVED,
     L_BOUND,
     L_CPU,
     L_FLAGS,
@@ -152,9 +154,11 @@ def rump_schedule() -> None:
         sp.lock.exit()
         # The unscheduler hands the CPU over explicitly (and posts our park slot).
         arena.pool.wait_until(w[t.lwp(lid) + L_PARK], lambda: w[s + SPC_CURLWP] == lid)
-    w[t.lwp(lid) + L_STATE] = LSONPROC
+    l = t.lwp(lid)
+    w[l + L_STATE] = LSONPROC
     onproc.scheduled = True
-    biglock.retake_after_sleep(arena, t.lwp(lid))
+    if w[l + L_BIGSAVED]:  # it slept holding the big lock: take it back
+        biglock.retake_after_sleep(arena, l)
 
 
 def _handoff(sp: _Spc, t: Tables, arena: Arena) -> None:
@@ -180,7 +184,8 @@ def rump_unschedule() -> None:
     arena, t, sp, lid = ctx
     if arena.w[H_LOCKDEBUG]:
         lockdebug.check_sleep(arena, "rump_unschedule")
-    biglock.release_for_sleep(arena, t.lwp(lid))
+    if arena.w[t.lwp(lid) + L_BIGLOCKS]:  # the big lock is not held across a sleep
+        biglock.release_for_sleep(arena, t.lwp(lid))
     onproc.scheduled = False
     sp.lock.enter_nowrap()
     _handoff(sp, t, arena)
