@@ -13,7 +13,7 @@ import sys
 from rumpmp.host.kernel import Kernel, boot, cleanup
 from rumpmp.rumpkern import init
 from rumpmp.rumpkern.svc.prf import RumpPanic
-from rumpmp.torture import cli as torture_cli
+from rumpmp.torture import args as torture_args
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--wait", action="store_true", help="stay up until SIGINT or SIGTERM")
     b.add_argument("--timings", action="store_true", help="print each boot phase's duration")
     b.add_argument("--evcnt", action="store_true", help="print the event counters before halting")
-    torture_cli.add_parser(sub)
+    torture_args.add_parser(sub)
     sub.add_parser(
         "cleanup",
         help="unlink objects left by dead kernels",
@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "boot":
         return _boot(args)
     if args.command == "stress":
+        from rumpmp.torture import cli as torture_cli  # noqa: PLC0415 - loaded only to stress
+
         return torture_cli.main(args, parser.error)
     return _cleanup()
 

@@ -6,6 +6,16 @@ acquisition for a violation, and returns a ``Result``; ``self_check()`` runs the
 deliberately broken lock, which must fail.
 """
 
-from rumpmp.torture.driver import TYPES, Counts, Failure, Params, Result, Snapshot, run, self_check
+from typing import Any
 
 __all__ = ["TYPES", "Counts", "Failure", "Params", "Result", "Snapshot", "run", "self_check"]
+
+
+def __getattr__(name: str) -> Any:
+    """The suite loads when first used (``python -m rumpmp boot`` parses the stress
+    options without it)."""
+    if name in __all__:
+        from rumpmp.torture import driver  # noqa: PLC0415 - loaded on first use
+
+        return getattr(driver, name)
+    raise AttributeError(f"module 'rumpmp.torture' has no attribute {name!r}")

@@ -1,7 +1,8 @@
-"""``python -m rumpmp stress``: the torture suite's command line.
+"""``python -m rumpmp stress``: running the torture suite from the command line.
 
 Runs one torture test (or, with ``--campaign N``, N seeds) and reports as Linux's
-locktorture does.  As a command-line entry point it writes to stdio with ``sys``.
+locktorture does; its options are in ``args``.  As a command-line entry point it
+writes to stdio with ``sys``.
 """
 
 from __future__ import annotations
@@ -15,74 +16,12 @@ from dataclasses import fields
 from typing import Any, NoReturn, TextIO
 
 from rumpmp.torture import campaign
-from rumpmp.torture.driver import TYPES, Params, Result, Snapshot, run, self_check
+from rumpmp.torture.driver import Params, Result, Snapshot, run, self_check
 
 NOT_CHECKED = (
     "rumpmp stress: warning: the busted self-check has not run in this session, so nothing "
     "shows the checkers can fail; add --self-check"
 )
-
-
-def add_parser(sub: Any) -> None:
-    """The ``stress`` subcommand of ``python -m rumpmp``."""
-    s = sub.add_parser(
-        "stress",
-        help="lock torture: hammer a lock or service from every CPU and check it",
-        description="Torture one kind of kernel lock or service from writer and reader lwps "
-        "on every CPU, check every acquisition, and report as Linux's locktorture does. "
-        "Exit status 0 on SUCCESS, 1 on FAILURE, 2 on bad usage.",
-    )
-    s.add_argument(
-        "--type",
-        default="mutex",
-        type=_types,
-        help=f"torture type: {', '.join(TYPES)} (a comma list takes turns in a campaign)",
-    )
-    s.add_argument("--ncpu", type=int, default=4, help="virtual CPUs (default 4)")
-    s.add_argument("--nwriters", type=int, help="writer lwps (default 2 per CPU; rw, cv: 1)")
-    s.add_argument("--nreaders", type=int, help="reader lwps (rw, cv; default 1 per CPU)")
-    s.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
-    s.add_argument("--stat-interval", type=float, default=0.0, help="seconds between stats lines")
-    s.add_argument("--long-hold", type=int, default=100, help="ms of an occasional long hold")
-    s.add_argument("--nested", type=int, default=0, help="extra locks taken in order inside")
-    s.add_argument("--lockdebug", action="store_true", help="boot with LOCKDEBUG")
-    s.add_argument("--seed", type=int, help="perturbation seed (default: random, printed)")
-    s.add_argument(
-        "--stutter", type=float, default=0.0, help="stop all torture lwps S of every 2S seconds"
-    )
-    s.add_argument(
-        "--shuffle",
-        type=float,
-        default=0.0,
-        help="move the CPU processes between host cores every S seconds",
-    )
-    s.add_argument(
-        "--freeze",
-        type=float,
-        default=0.0,
-        help="SIGSTOP a random CPU for a few ticks every S seconds",
-    )
-    s.add_argument(
-        "--no-perturb", dest="perturb", action="store_false", help="no seeded perturbation"
-    )
-    s.add_argument("--json", metavar="FILE", help="write the result as JSON ('-': stdout only)")
-    s.add_argument(
-        "--self-check", action="store_true", help="first prove the checkers fail a broken lock"
-    )
-    s.add_argument("--campaign", type=int, metavar="N", help="run N seeds, each on a fresh kernel")
-    s.add_argument(
-        "--ray", metavar="ADDRESS", help="campaign runs as Ray tasks ('local' starts one)"
-    )
-
-
-def _types(text: str) -> list[str]:
-    names = [t.strip() for t in text.split(",")]
-    bad = [t for t in names if t not in TYPES]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown type {bad[0] if bad else text!r} (one of {', '.join(TYPES)})"
-        )
-    return names
 
 
 def _params(args: argparse.Namespace, type_: str, seed: int | None) -> Params:

@@ -21,7 +21,7 @@ from rumpmp.host.kernel import Kernel, boot
 from rumpmp.torture import layout as L
 from rumpmp.torture import lwps
 
-TYPES = tuple(lwps.TYPES)
+TYPES = L.TYPES
 #: Types with readers as well as writers.
 READER_TYPES = ("rw", "cv")
 #: The most torture lwps a run may have (the shared words are sized for it).

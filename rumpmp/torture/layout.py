@@ -5,6 +5,9 @@ counts it in its lwp's record and keeps the first one: what it saw and what it
 expected.
 """
 
+#: The torture types (``--type``), in the order the help lists them.
+TYPES = ("mutex", "spin", "rw", "cv", "sleepq", "xcall", "callout", "kmem", "busted")
+
 H_STOP = 0  # the host asks every torture lwp to finish
 H_PAUSE = 1  # stutter: torture lwps idle while this is set
 H_NLWPS = 2

@@ -440,7 +440,7 @@ class KmemChurner(_Lwp):
 
 # -- the types ---------------------------------------------------------------------------
 
-#: type -> (writer class, reader class or None)
+#: type -> (writer class, reader class or None), for each of layout.TYPES
 TYPES: dict[str, tuple[type[_Lwp], type[_Lwp] | None]] = {
     "mutex": (Exclusive, None),
     "spin": (Exclusive, None),

@@ -18,6 +18,7 @@ import rumpmp
 from hypercalls import shm
 from rumpmp import torture
 from rumpmp.rumpkern.sched import perturb
+from rumpmp.torture import driver
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -71,7 +72,7 @@ def test_the_busted_lock_fails_and_names_what_was_seen(no_leak):
     assert not r.success
     assert r.writes.fail > 0 and "!!!" in r.writes.line("busted", "Writes")
     kinds = {f.what for f in r.failures}
-    assert kinds <= {torture.driver.L.WHAT[1], torture.driver.L.WHAT[2]}
+    assert kinds <= {driver.L.WHAT[1], driver.L.WHAT[2]}
     assert all(0 <= f.cpu < 4 and f.lwp > 0 for f in r.failures)
 
 
@@ -284,6 +285,12 @@ def test_a_campaign_runs_as_ray_tasks_on_a_local_ray():
 # -- the Python API -----------------------------------------------------------------------
 
 
+def test_every_type_has_its_lwps():
+    from rumpmp.torture import lwps
+
+    assert tuple(lwps.TYPES) == torture.TYPES
+
+
 def test_run_checks_its_parameters():
     with pytest.raises(ValueError, match="type"):
         torture.run("nope")
@@ -298,7 +305,7 @@ def test_run_checks_its_parameters():
 def test_the_kernel_is_halted_even_when_the_host_gives_up(monkeypatch, no_leak):
     """A Ctrl-C in the middle of a run still halts its kernel."""
     seen: list[rumpmp.Kernel] = []
-    real_boot = torture.driver.boot
+    real_boot = driver.boot
 
     def boot(*args, **kwargs):
         seen.append(real_boot(*args, **kwargs))
@@ -307,7 +314,7 @@ def test_the_kernel_is_halted_even_when_the_host_gives_up(monkeypatch, no_leak):
     def interrupt(_snapshot):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(torture.driver, "boot", boot)
+    monkeypatch.setattr(driver, "boot", boot)
     with pytest.raises(KeyboardInterrupt):
         torture.run("mutex", ncpu=2, duration=5, on_tick=interrupt)
     assert seen[0].state == "halted"
