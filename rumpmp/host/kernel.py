@@ -16,11 +16,10 @@ import errno
 import threading  # the client library may: one host lock guards stopping
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from hypercalls import clock, param, proc, shm, sync, thread
 from hypercalls.intr import hold_interrupts
-from rumpmp.host.process import Process, Syscalls
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import init
 from rumpmp.rumpkern.arena import Arena
@@ -32,6 +31,9 @@ from rumpmp.rumpkern.svc.msgbuf import msgbuf_read
 from rumpmp.rumpkern.svc.prf import RumpPanic, kprintf, panic_info, record_panic
 from rumpmp.sys.lwp import LW_IMPLICIT, LW_WAITER
 from rumpmp.sys.proc import RUMP_RFCFDG
+
+if TYPE_CHECKING:  # loaded with the first system call: a boot does not need them
+    from rumpmp.host.process import Process, Syscalls
 
 WATCH_INTERVAL = 0.1
 
@@ -135,6 +137,8 @@ class Kernel:
         return self._own_process().sys
 
     def _own_process(self) -> Process:
+        from rumpmp.host.process import Process  # noqa: PLC0415 - loaded with the first call
+
         with self._process_lock:
             if self._host_process is None:
                 self._check_running()
@@ -146,6 +150,8 @@ class Kernel:
         (rump_lwproc_rfork from the host; RUMP_RFCFDG: a clean fd table,
         RUMP_RFFDG: a copy of the host process's).  ``with k.process() as p:
         p.sys.getpid()``; the process ends with the block."""
+        from rumpmp.host.process import Process  # noqa: PLC0415 - loaded with the first call
+
         return Process(self, flags, parent=self._own_process().pid)
 
     def sysctl(self, name: str | tuple[int, ...], value: object = None) -> object:
