@@ -44,7 +44,7 @@ N_LEN = 8  # ... and how many of them hold the value
 N_GEN = 9  # the kmem buffer's generation (-1: storage the node does not own)
 N_NEXT = 10  # the next number CTL_CREATE gives a child
 N_NAME = 11  # SYSCTL_NAMELEN bytes: 4 words
-N_FUNC = 15  # 3 words: blob of (handler, arg) for a node whose value is computed
-N_WORDS = 18
+N_FUNC = 15  # a node whose value is computed: 1 + the index of its handler (sysctl.py)
+N_WORDS = 16
 
 REGION = ("sysctl", (S_WORDS + NNODES * N_WORDS) * 8)

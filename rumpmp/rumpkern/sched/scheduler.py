@@ -381,10 +381,11 @@ def user_lwps_running(arena: Arena, cpu: int) -> int:
 STAT_KEYS = ("nswtch", "fast", "slow", "steals", "started")
 
 
-def sysctl_stat(arena: Arena, arg: tuple[int, str]) -> int:
-    """The value of the sysctl node kern.sched.cpuN.<key>."""
-    cpu, key = arg
-    return stats(arena, cpu)[key]
+def sysctl_stat(arena: Arena, arg: int) -> int:
+    """The value of the sysctl node kern.sched.cpuN.<key>: ``arg`` is 16 * N plus
+    the key's index in STAT_KEYS."""
+    cpu, k = divmod(arg, 16)
+    return stats(arena, cpu)[STAT_KEYS[k]]
 
 
 def stats(arena: Arena, cpu: int) -> dict[str, int]:

@@ -24,7 +24,6 @@ from hypercalls import sync, thread
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.mem import kmem
-from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
 from rumpmp.rumpkern.sched import scheduler
 from rumpmp.rumpkern.svc import kauth
 from rumpmp.sys import sysctl as S
@@ -32,6 +31,10 @@ from rumpmp.sys.proc import NPROC
 
 Mib = tuple[int, ...]
 Node = str | Mib
+
+#: The functions that compute handler nodes: (arena, the node's value) -> what it reads.
+_HANDLERS: tuple[Callable[[Arena, int], object], ...] = (scheduler.sysctl_stat,)
+_SCHED_STAT = 1  # kern.sched.cpuN.<counter>: value = 16 * cpu + the counter's index
 
 _LIMITS = {S.CTLTYPE_INT: (-(2**31), 2**31 - 1), S.CTLTYPE_QUAD: (-(2**63), 2**63 - 1)}
 _TYPE_NAMES = {
@@ -157,9 +160,8 @@ def _read(t: _Tree, i: int) -> object:
     ctype = w[r + S.N_TYPE]
     if ctype == S.CTLTYPE_NODE:
         raise IsADirectoryError(errno.EISDIR, f"sysctl: {t.full_name(i)} is a node")
-    if w[r + S.N_FUNC + 1]:  # computed when read (the kernel's own counters)
-        handler, arg = blob_get(t.arena, r + S.N_FUNC, cache=True)
-        return handler(t.arena, arg)
+    if w[r + S.N_FUNC]:  # computed when read (the kernel's own counters)
+        return _HANDLERS[w[r + S.N_FUNC] - 1](t.arena, w[r + S.N_VALUE])
     if ctype == S.CTLTYPE_BOOL:
         return bool(w[r + S.N_VALUE])
     if ctype in _LIMITS:
@@ -203,12 +205,11 @@ def createv_in(
     size: int | None = None,
     num: int = S.CTL_CREATE,
     data_off: int | None = None,
-    handler: Callable[[Arena, Any], object] | None = None,
-    handler_arg: object = None,
+    handler: int = 0,
 ) -> Mib:
     """sysctl_createv on a given kernel; ``data_off`` places a string or struct in
     arena bytes the node does not own (the hostname); a read-only node with a
-    ``handler`` (a module-level function) has the value ``handler(arena, arg)``."""
+    ``handler`` (1 + an index in _HANDLERS) has the value ``handler(arena, value)``."""
     if (
         not isinstance(name, str)
         or not name
@@ -235,8 +236,7 @@ def createv_in(
                 w[r + S.N_LEN] = bytes(arena.buf[data_off : data_off + room]).find(b"\0")
             if stored is not None:
                 _store(t, i, stored)
-            if handler is not None:
-                blob_put(arena, (handler, handler_arg), r + S.N_FUNC)
+            w[r + S.N_FUNC] = handler
             w[r + S.N_USED] = 1
             return _mib_of(t, i)
     except BaseException:
@@ -328,8 +328,6 @@ def sysctl_destroyv(node: Node) -> None:
         if t.children(i + 1):
             raise OSError(errno.ENOTEMPTY, f"sysctl_destroyv: {t.full_name(i)} has children")
         w[r + S.N_USED] = 0
-        if w[r + S.N_FUNC + 1]:
-            blob_free(arena, r + S.N_FUNC)
         owned = w[r + S.N_GEN] > 0 and (w[r + S.N_DATA], w[r + S.N_SIZE], w[r + S.N_GEN])
     if owned:
         off, size, gen = owned
@@ -414,8 +412,8 @@ def sysctl_init(arena: Arena, ostype: str, osrelease: str, version: str, memlimi
 
     def create(
         parent: Node, name: str, ctype: int, num: int, value: object = None, **kw: Any
-    ) -> None:
-        createv_in(arena, parent, name, ctype, kw.pop("flags", ro), value, num=num, **kw)
+    ) -> Mib:
+        return createv_in(arena, parent, name, ctype, kw.pop("flags", ro), value, num=num, **kw)
 
     create("", "kern", node, S.CTL_KERN, flags=perm)
     create("kern", "ostype", S.CTLTYPE_STRING, S.KERN_OSTYPE, ostype)
@@ -436,11 +434,8 @@ def sysctl_init(arena: Arena, ostype: str, osrelease: str, version: str, memlimi
     create("hw", "ncpuonline", S.CTLTYPE_INT, S.HW_NCPUONLINE, arena.ncpu)
     create("hw", "physmem", S.CTLTYPE_INT, S.HW_PHYSMEM, min(memlimit, 2**31 - 1))
     create("hw", "physmem64", S.CTLTYPE_QUAD, S.HW_PHYSMEM64, memlimit)
-    create("kern", "sched", node, S.CTL_CREATE, flags=perm)
+    sched = create((S.CTL_KERN,), "sched", node, S.CTL_CREATE, flags=perm)
     for cpu in range(arena.ncpu):
-        create("kern.sched", f"cpu{cpu}", node, S.CTL_CREATE, flags=perm)
-        for key in scheduler.STAT_KEYS:
-            create(
-                f"kern.sched.cpu{cpu}", key, S.CTLTYPE_QUAD, S.CTL_CREATE,
-                handler=scheduler.sysctl_stat, handler_arg=(cpu, key),
-            )  # fmt: skip
+        mib = create(sched, f"cpu{cpu}", node, S.CTL_CREATE, flags=perm)
+        for k, key in enumerate(scheduler.STAT_KEYS):
+            create(mib, key, S.CTLTYPE_QUAD, S.CTL_CREATE, cpu * 16 + k, handler=_SCHED_STAT)
