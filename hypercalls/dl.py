@@ -31,11 +31,6 @@ def entry_points(group: str) -> list[tuple[str, str]]:
     return _found[group]
 
 
-def forget() -> None:
-    """Scan again at the next call (distributions installed since)."""
-    _found.clear()
-
-
 def load(value: str) -> Any:
     """The object an entry point names ("module:attribute" or "module")."""
     module, _, attribute = value.partition(":")

@@ -41,6 +41,7 @@ from rumpmp.sys.lwp import (
     L_FLAGS,
     L_PARK,
     L_REPLY,
+    L_SPECIFIC,
     L_STATE,
     LSZOMB,
     LW_BIGLOCK,
@@ -248,7 +249,8 @@ def _run_lwp(arena: Arena, cpu: int, lid: int, slot: int) -> bool:
     try:
         scheduler.rump_schedule()
         result = _run_entry(arena, l, cpu)
-        specificdata.lwp_specific_exit(arena, l)
+        if w[l + L_SPECIFIC]:  # it set lwp-specific data: destructors run now
+            specificdata.lwp_specific_exit(arena, l)
         if w[l + L_FLAGS] & LW_WAITER:
             _publish(arena, lid, result)
     except hypercalls.sync.Shutdown:

@@ -36,6 +36,7 @@ from rumpmp.sys.lwp import (
     L_PARK,
     L_PID,
     L_PRI,
+    L_SPECIFIC,
     L_STATE,
     LSIDL,
     LSONPROC,
@@ -348,7 +349,8 @@ def rump_lwproc_releaselwp() -> None:
     arena, t, lid = _current()
     if not t.w[t.lwp(lid) + L_FLAGS] & LW_CONTEXT:
         panic_in(arena, "rump_lwproc_releaselwp: no lwp context to release")
-    specificdata.lwp_specific_exit(arena, t.lwp(lid))  # as the lwp, before it goes
+    if t.w[t.lwp(lid) + L_SPECIFIC]:  # its destructors run as the lwp, before it goes
+        specificdata.lwp_specific_exit(arena, t.lwp(lid))
     switch_home(arena)
     lwp_release(t, lid)
 
