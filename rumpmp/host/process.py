@@ -45,7 +45,13 @@ class Syscalls:
 
         def call(*args: Any) -> Any:
             sysent.check_args(entry, args)
-            return process.kernel.run(sysent.call_in, process.pid, entry.num, args)
+            result = process.kernel.run(sysent.call_in, process.pid, entry.num, args)
+            if entry.fills is None:
+                return result
+            result, contents = result  # the kernel filled copies: fill the caller's
+            for buf, data in zip(args[entry.fills], contents, strict=True):
+                memoryview(buf).cast("B")[: len(data)] = data
+            return result
 
         call.__name__ = call.__qualname__ = name
         call.__doc__ = entry.func.__doc__

@@ -24,18 +24,20 @@ from rumpmp.rumpkern.svc import (
     module,
     msgbuf,
     reboot,
-    select,
     signals,
     specificdata,
     sysctl,
     workqueue,
 )
 from rumpmp.rumpkern.svc.prf import aprint_verbose
+from rumpmp.sys import file as file_layout
 from rumpmp.sys import module as module_layout
 from rumpmp.sys import sysctl as sysctl_layout
+from rumpmp.sys import vnode as vnode_layout
 from rumpmp.sys.cpu import CI_STATE, CPU_READY, cpu_word, region
 from rumpmp.sys.param import MAXCPUS, PRI_PGDAEMON
 from rumpmp.sys.proc import REGIONS
+from rumpmp.vfs import descrip, memfs, select, vnode
 
 #: NetBSD's EPROGMISMATCH (Linux has no such errno; this is NetBSD's number).
 EPROGMISMATCH = 74
@@ -230,6 +232,8 @@ def _regions(p: BootParams) -> list[tuple[str, int]]:
         sysctl_layout.REGION,
         module_layout.REGION,
         specificdata.REGION,
+        *file_layout.REGIONS,
+        *vnode_layout.REGIONS,
         ("kmem", kmem.region_size(p.memlimit)),
     ]
 
@@ -314,6 +318,9 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     module.module_init(arena)
     biglock.biglock_init(arena)
     specificdata.specificdata_init(arena)
+    descrip.fd_sys_init(arena)
+    vnode.vfs_init(arena)
+    memfs.memfs_init(arena)
     w[_arena.H_BOOT_SLOT] = arena.pool.alloc(0)
 
 

@@ -11,10 +11,10 @@ P_STATE = 1  # 0: free slot
 P_NLWP = 2
 P_PPID = 3
 P_CRED = 4  # 2 words: heap offset and generation of the process's credential
-P_FDTAB = 6  # id of the file descriptor table: the parent's when shared
-P_FDFROM = 7  # id of the table it was copied from, 0 if it started clean
+P_FDTAB = 6  # number of its file descriptor table: the parent's when shared
 P_NEXTLID = 8
 P_SIGPEND = 9  # pending signals, a bit each (RUMP_SIGMODEL_RECORD)
+P_CWD = 10  # 2 words: the working directory's node and generation (0: the root)
 P_RLIMIT = 16  # RLIM_NLIMITS pairs of words: the soft and the hard limit
 PROC_WORDS = 48
 
@@ -37,7 +37,6 @@ T_LOCK = 0
 T_NEXTPID = 1
 T_NPROCS = 2
 T_NLWPS = 3
-T_NEXTFDTAB = 4
 TABLE_HDR = 64
 
 REGIONS = [

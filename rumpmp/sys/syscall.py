@@ -1,6 +1,57 @@
-"""System call numbers (NetBSD's sys/syscall.h, for the calls rumpmp serves)."""
+"""System call numbers (NetBSD's sys/syscall.h, for the calls rumpmp serves; a
+call NetBSD has under a versioned name, such as __stat50, has that number)."""
 
+SYS_read = 3
+SYS_write = 4
+SYS_open = 5
+SYS_close = 6
+SYS_link = 9
+SYS_unlink = 10
+SYS_chdir = 12
+SYS_fchdir = 13
+SYS_chmod = 15
+SYS_chown = 16
 SYS_getpid = 20
+SYS_unmount = 22
+SYS_access = 33
+SYS_dup = 41
+SYS_pipe = 42
+SYS_ioctl = 54
+SYS_symlink = 57
+SYS_readlink = 58
+SYS_dup2 = 90
+SYS_fcntl = 92
+SYS_fsync = 95
+SYS_readv = 120
+SYS_writev = 121
+SYS_fchown = 123
+SYS_fchmod = 124
+SYS_rename = 128
+SYS_mkdir = 136
+SYS_rmdir = 137
+SYS_pread = 173
+SYS_pwrite = 174
+SYS_lseek = 199
+SYS_truncate = 200
+SYS_ftruncate = 201
+SYS_poll = 209
+SYS_lchown = 275
+SYS_getcwd = 296
+SYS_kqueue = 344
+SYS_statvfs = 357
+SYS_getdents = 390
+SYS_mount = 410
+SYS_select = 417
+SYS_utimes = 420
+SYS_kevent = 435
+SYS_pollts = 437
+SYS_stat = 439
+SYS_fstat = 440
+SYS_lstat = 441
+SYS_pipe2 = 453
+SYS_dup3 = 454
+#: rumpmp's own: a directory's names in one call (os.listdir); NetBSD has no such call.
+SYS_listdir = 500
 SYS_kill = 37
 SYS_setuid = 23
 SYS_getuid = 24

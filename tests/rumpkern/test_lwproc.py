@@ -10,7 +10,7 @@ import pytest
 import rumpmp
 from rumpmp.rumpkern.arena import current
 from rumpmp.rumpkern.sched.proc import tables
-from rumpmp.sys.proc import P_FDFROM, P_FDTAB, P_NLWP, PID_MAX, T_NEXTPID
+from rumpmp.sys.proc import P_NLWP, PID_MAX, T_NEXTPID
 
 
 def makelwp():
@@ -211,34 +211,46 @@ def rfork_tables():
     from rumpmp.kern import (
         RUMP_RFCFDG,
         RUMP_RFFDG,
+        rump_lwproc_curlwp,
+        rump_lwproc_newproc,
         rump_lwproc_rfork,
         rump_lwproc_switch,
-        rump_sys_getpid,
+        rump_sys_close,
+        rump_sys_pipe,
+        rump_sys_read,
+        rump_sys_write,
     )
+    from rumpmp.vfs.descrip import open_fds
 
-    t = tables(current())
-
-    def fd(pid):
-        p = t.find_proc(pid)
-        return t.w[p + P_FDTAB], t.w[p + P_FDFROM]
-
-    parent = fd(0)
-    fdtabs = {}
+    rump_lwproc_newproc()
+    parent = rump_lwproc_curlwp()
+    r, w = rump_sys_pipe()
+    seen = {}
     for name, flags in (("share", 0), ("copy", RUMP_RFFDG), ("clean", RUMP_RFCFDG)):
         rump_lwproc_rfork(flags)
-        fdtabs[name] = fd(rump_sys_getpid())
-        rump_lwproc_switch(None)
+        fds = open_fds(current())
+        if fds:  # the child's descriptors name the parent's files: write through them
+            rump_sys_write(w, name.encode())
+        made = rump_sys_pipe()  # new descriptors: in the parent's table only if shared
+        rump_lwproc_switch(parent)
+        seen[name] = (fds, len(open_fds(current())) == 4)
+        for fd in made if seen[name][1] else ():
+            rump_sys_close(fd)
+    data = rump_sys_read(r, 100)
     with pytest.raises(OSError) as info:
         rump_lwproc_rfork(RUMP_RFFDG | RUMP_RFCFDG)
-    return parent, fdtabs, info.value.errno
+    return (r, w), seen, data, info.value.errno
 
 
 @pytest.mark.timeout(60)
 def test_rfork_shares_copies_or_cleans_the_fd_table(rump_kernel):
-    (ptab, _), fdtabs, err = rump_kernel.run(rfork_tables)
-    assert fdtabs["share"][0] == ptab
-    assert fdtabs["copy"][0] not in (ptab, fdtabs["clean"][0]) and fdtabs["copy"][1] == ptab
-    assert fdtabs["clean"][0] != ptab and fdtabs["clean"][1] == 0
+    """rump_lwproc(3): 0 shares the table, RUMP_RFFDG copies it (the files are
+    shared, the table is not), RUMP_RFCFDG starts clean."""
+    fds, seen, data, err = rump_kernel.run(rfork_tables)
+    assert seen["share"] == (list(fds), True)
+    assert seen["copy"] == (list(fds), False)
+    assert seen["clean"] == ([], False)
+    assert data == b"sharecopy"  # both children wrote into the parent's pipe
     assert err == errno.EINVAL
 
 

@@ -43,7 +43,11 @@ class krwlock_t(Handle):
 
 def rw_init(name: str | None = None) -> krwlock_t:
     """rw_init(9): a new, unheld reader/writer lock."""
-    arena = _arena.current()
+    return rw_init_in(_arena.current(), name)
+
+
+def rw_init_in(arena: Arena, name: str | None = None) -> krwlock_t:
+    """A new reader/writer lock on a given kernel (the host uses it at boot)."""
     slot = sync.RWLock(arena.pool).slot
     return krwlock_t(arena, lockdebug.new_record(arena, slot), name)
 

@@ -220,6 +220,11 @@ def _kbuf_rebuild(prefix: str, offset: int, size: int, gen: int) -> KBuf:
     return _make_kbuf(Arena.attach(prefix), offset, size, gen)
 
 
+def kbuf_at(arena: Arena, offset: int, size: int, gen: int) -> KBuf:
+    """The buffer a record keeps as (offset, generation): what ``kmem_free`` takes."""
+    return _make_kbuf(arena, offset, size, gen)
+
+
 # -- kmem(9) ----------------------------------------------------------------------
 
 

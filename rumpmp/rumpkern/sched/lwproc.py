@@ -19,6 +19,7 @@ proc0 that ``rump_lwproc_curlwp`` reports as None), as rump's host threads do.
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
 
 from hypercalls import sync, thread
 from rumpmp.rumpkern import arena as _arena
@@ -36,6 +37,7 @@ from rumpmp.sys.lwp import (
     L_PARK,
     L_PID,
     L_PRI,
+    L_PROCW,
     L_SPECIFIC,
     L_STATE,
     LSIDL,
@@ -52,7 +54,7 @@ from rumpmp.sys.proc import (
     NOFILE_SOFT,
     NPROC,
     P_CRED,
-    P_FDFROM,
+    P_CWD,
     P_FDTAB,
     P_NEXTLID,
     P_NLWP,
@@ -70,11 +72,11 @@ from rumpmp.sys.proc import (
     RUMP_RFFDG,
     SACTIVE,
     T_LOCK,
-    T_NEXTFDTAB,
     T_NEXTPID,
     T_NLWPS,
     T_NPROCS,
 )
+from rumpmp.vfs import descrip
 
 
 def procinit(arena: Arena) -> None:
@@ -97,12 +99,13 @@ def _alloc_pid(t: Tables) -> int:
     raise OSError(errno.EAGAIN, "no free pid")
 
 
-def proc_alloc(t: Tables, parent: int, pid: int | None = None, fdflags: int = 0) -> int:
+def proc_alloc(t: Tables, parent: int, pid: int | None = None) -> int:
     """Allocate a process (caller holds proc_lock); returns its word index.
 
     The child shares its parent's credential (word index ``parent``; -1 for proc0,
-    which gets root's from ``kauth.kauth_init``).  Its fd table is the parent's, a
-    copy of it (RUMP_RFFDG) or a clean one (RUMP_RFCFDG).
+    which gets root's from ``kauth.kauth_init``) and names its parent's fd table and
+    working directory: ``descrip.fd_fork`` takes its references to them, or gives it
+    a table of its own, once proc_lock is dropped.
     """
     w = t.w
     for slot in range(NPROC):
@@ -119,12 +122,9 @@ def proc_alloc(t: Tables, parent: int, pid: int | None = None, fdflags: int = 0)
         w[p + P_CRED], w[p + P_CRED + 1] = w[parent + P_CRED], w[parent + P_CRED + 1]
         kauth.cred_hold_locked(t.arena, w[p + P_CRED])
         w[p + P_FDTAB] = w[parent + P_FDTAB]
+        w[p + P_CWD], w[p + P_CWD + 1] = w[parent + P_CWD], w[parent + P_CWD + 1]
         limits = slice(p + P_RLIMIT, p + P_RLIMIT + 2 * RLIM_NLIMITS)
         w[limits] = w[parent + P_RLIMIT : parent + P_RLIMIT + 2 * RLIM_NLIMITS]  # inherited
-        if fdflags & (RUMP_RFFDG | RUMP_RFCFDG):
-            w[t.hdr + T_NEXTFDTAB] += 1
-            w[p + P_FDTAB] = w[t.hdr + T_NEXTFDTAB]
-            w[p + P_FDFROM] = w[parent + P_FDTAB] if fdflags & RUMP_RFFDG else 0
     else:
         default_limits(w, p)
     w[t.hdr + T_NPROCS] += 1
@@ -143,18 +143,32 @@ def default_limits(w: memoryview, p: int) -> None:
     w[p + P_RLIMIT + 2 * RLIMIT_NPROC] = w[p + P_RLIMIT + 2 * RLIMIT_NPROC + 1] = NPROC
 
 
-def proc_free(t: Tables, p: int) -> tuple[int, int] | None:
-    """Collect a process whose last lwp has gone (caller holds proc_lock).
+@dataclass
+class Leftovers:
+    """What a process held that is let go once proc_lock is dropped (it may block):
+    its credential if that was the last reference, its fd table and its working
+    directory."""
 
-    Returns its credential if that was the last reference: the caller frees it with
-    ``kauth.cred_free_record`` once proc_lock is dropped (freeing may block).
-    """
+    cred: tuple[int, int] | None
+    fdtab: int
+    cwd: int
+
+    def release(self, arena: Arena) -> None:
+        if self.cred:
+            kauth.cred_free_record(arena, self.cred)
+        descrip.fd_exit(arena, self.fdtab, self.cwd)
+
+
+def proc_free(t: Tables, p: int) -> Leftovers:
+    """Collect a process whose last lwp has gone (caller holds proc_lock); what it
+    leaves the caller to release."""
     w = t.w
     dead = kauth.cred_rele_locked(t.arena, w[p + P_CRED], w[p + P_CRED + 1])
+    left = Leftovers(dead, w[p + P_FDTAB], w[p + P_CWD])
     w[p + P_PID] = 0
     w[p + P_STATE] = 0
     w[t.hdr + T_NPROCS] -= 1
-    return dead
+    return left
 
 
 def lwp_alloc(t: Tables, p: int, name: str, pri: int = 0, bound: int = -1, flags: int = 0) -> int:
@@ -171,6 +185,7 @@ def lwp_alloc(t: Tables, p: int, name: str, pri: int = 0, bound: int = -1, flags
     w[p + P_NEXTLID] += 1
     w[l + L_LID] = w[p + P_NEXTLID]
     w[l + L_PID] = w[p + P_PID]
+    w[l + L_PROCW] = p
     w[l + L_PRI] = pri
     w[l + L_BOUND] = bound
     w[l + L_CPU] = bound
@@ -181,10 +196,10 @@ def lwp_alloc(t: Tables, p: int, name: str, pri: int = 0, bound: int = -1, flags
     return i + 1
 
 
-def lwp_free(t: Tables, lid: int) -> tuple[int, int] | None:
+def lwp_free(t: Tables, lid: int) -> Leftovers | None:
     """Release an lwp; its process is collected with its last lwp (holds proc_lock).
 
-    Returns a credential to free after dropping the lock, as ``proc_free`` does.
+    Returns what the process leaves to release after dropping the lock.
     """
     w = t.w
     l = t.lwp(lid)
@@ -206,11 +221,11 @@ def lwp_release(t: Tables, lid: int) -> None:
     free what that left behind."""
     t.lock.enter_nowrap()
     try:
-        dead = lwp_free(t, lid)
+        left = lwp_free(t, lid)
     finally:
         t.lock.exit()
-    if dead:
-        kauth.cred_free_record(t.arena, dead)
+    if left:
+        left.release(t.arena)
 
 
 def proc0_init(arena: Arena) -> None:
@@ -221,7 +236,7 @@ def proc0_init(arena: Arena) -> None:
     try:
         p0 = proc_alloc(t, -1, pid=0)
         t.w[p0 + P_CRED], t.w[p0 + P_CRED + 1] = root
-        t.w[p0 + P_FDTAB] = t.w[t.hdr + T_NEXTFDTAB] = 1
+        t.w[p0 + P_FDTAB] = descrip.PROC0_FDTAB
         lwp0 = lwp_alloc(t, p0, "lwp0", flags=LW_SYSTEM)
         t.w[t.lwp(lwp0) + L_STATE] = LSONPROC  # lwp0 is the host's boot context
         proc_alloc(t, p0, pid=1)
@@ -288,14 +303,19 @@ def rump_lwproc_rfork(flags: int) -> None:
     t.lock.enter_nowrap()
     try:
         parent = t.find_proc(t.w[t.lwp(lid) + L_PID])
-        p = proc_alloc(t, parent, fdflags=flags)
+        p = proc_alloc(t, parent)
         try:
             new = _new_context(arena, t, p)
         except OSError:
-            proc_free(t, p)
+            proc_free(t, p)  # nothing to release: it took no references yet
             raise
     finally:
         t.lock.exit()
+    try:
+        descrip.fd_fork(arena, p, flags)
+    except OSError:
+        lwp_release(t, new)
+        raise
     _switch(arena, t, new)
 
 

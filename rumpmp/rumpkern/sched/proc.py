@@ -13,7 +13,16 @@ import errno
 
 from hypercalls import sync, thread
 from rumpmp.rumpkern.arena import Arena
-from rumpmp.sys.lwp import IO_ENTRY, IO_RESULT, IO_WORDS, L_NAME, L_PID, LWP_WORDS, NAME_LEN
+from rumpmp.sys.lwp import (
+    IO_ENTRY,
+    IO_RESULT,
+    IO_WORDS,
+    L_NAME,
+    L_PID,
+    L_PROCW,
+    LWP_WORDS,
+    NAME_LEN,
+)
 from rumpmp.sys.proc import NPROC, P_PID, P_STATE, PROC_WORDS, SACTIVE, T_LOCK, TABLE_HDR
 
 
@@ -70,4 +79,8 @@ def tables(arena: Arena) -> Tables:
 def curproc_word(arena: Arena) -> int:
     """Word index of the current lwp's process."""
     t = tables(arena)
-    return t.find_proc(t.w[t.lwp(thread.curlwp()) + L_PID])
+    l = t.lwp(thread.curlwp())
+    p, pid = t.w[l + L_PROCW], t.w[l + L_PID]
+    if p and t.w[p + P_PID] == pid and t.w[p + P_STATE] == SACTIVE:
+        return p  # the hint lwp_alloc left, still this lwp's process
+    return t.find_proc(pid)

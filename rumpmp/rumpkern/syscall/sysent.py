@@ -21,6 +21,7 @@ from rumpmp.rumpkern.locking import biglock
 from rumpmp.rumpkern.sched import lwproc
 from rumpmp.rumpkern.svc import module, prot, reboot, resource, signals, sysctl
 from rumpmp.sys import syscall as N
+from rumpmp.vfs import sys_generic, vfs_syscalls
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,100 @@ class Sysent:
     func: Callable[..., Any]
     params: tuple[tuple[str, tuple[type, ...]], ...] = ()
     mpsafe: bool = True
+    #: The index of a parameter whose buffers the call fills (readv): a host call
+    #: gets their contents back and copies them into its own.
+    fills: int | None = None
 
 
 _INT = (int,)
 _ANY = (object,)
+_STR = (str,)
+_BYTES = (bytes, bytearray, memoryview)
+_LIST = (list, tuple)
+_TIME = (int, float, type(None))
+_FD = (("fd", _INT),)
+_PATH = (("path", _STR),)
+
+
+def _file_calls() -> list[Sysent]:
+    """The file layer's calls (rumpmp.vfs)."""
+    G, S = sys_generic, vfs_syscalls
+    return [
+        Sysent(N.SYS_read, "read", G.rump_sys_read, (*_FD, ("size", _INT))),
+        Sysent(N.SYS_write, "write", G.rump_sys_write, (*_FD, ("data", _BYTES))),
+        Sysent(N.SYS_pread, "pread", G.rump_sys_pread, (*_FD, ("size", _INT), ("offset", _INT))),
+        Sysent(
+            N.SYS_pwrite, "pwrite", G.rump_sys_pwrite, (*_FD, ("data", _BYTES), ("offset", _INT))
+        ),
+        Sysent(N.SYS_readv, "readv", G.rump_sys_readv, (*_FD, ("buffers", _LIST)), fills=1),
+        Sysent(N.SYS_writev, "writev", G.rump_sys_writev, (*_FD, ("buffers", _LIST))),
+        Sysent(N.SYS_close, "close", G.rump_sys_close, _FD),
+        Sysent(N.SYS_dup, "dup", G.rump_sys_dup, _FD),
+        Sysent(N.SYS_dup2, "dup2", G.rump_sys_dup2, (*_FD, ("newfd", _INT))),
+        Sysent(N.SYS_dup3, "dup3", G.rump_sys_dup3, (*_FD, ("newfd", _INT), ("flags", _INT))),
+        Sysent(N.SYS_fcntl, "fcntl", G.rump_sys_fcntl, (*_FD, ("cmd", _INT), ("arg", _INT))),
+        Sysent(N.SYS_ioctl, "ioctl", G.rump_sys_ioctl, (*_FD, ("cmd", _INT), ("arg", _INT))),
+        Sysent(N.SYS_fstat, "fstat", G.rump_sys_fstat, _FD),
+        Sysent(N.SYS_pipe, "pipe", G.rump_sys_pipe),
+        Sysent(N.SYS_pipe2, "pipe2", G.rump_sys_pipe2, (("flags", _INT),)),
+        Sysent(N.SYS_kqueue, "kqueue", G.rump_sys_kqueue),
+        Sysent(
+            N.SYS_kevent,
+            "kevent",
+            G.rump_sys_kevent,
+            (
+                ("kq", _INT),
+                ("changes", (*_LIST, type(None))),
+                ("nevents", _INT),
+                ("timeout", _TIME),
+            ),
+        ),
+        Sysent(N.SYS_poll, "poll", G.rump_sys_poll, (("fds", _LIST), ("timeout", _INT))),
+        Sysent(N.SYS_pollts, "pollts", G.rump_sys_pollts, (("fds", _LIST), ("timeout", _TIME))),
+        Sysent(
+            N.SYS_select,
+            "select",
+            G.rump_sys_select,
+            (("rlist", _LIST), ("wlist", _LIST), ("xlist", _LIST), ("timeout", _TIME)),
+        ),
+        Sysent(N.SYS_open, "open", S.rump_sys_open, (*_PATH, ("flags", _INT), ("mode", _INT))),
+        Sysent(N.SYS_mkdir, "mkdir", S.rump_sys_mkdir, (*_PATH, ("mode", _INT))),
+        Sysent(N.SYS_rmdir, "rmdir", S.rump_sys_rmdir, _PATH),
+        Sysent(N.SYS_unlink, "unlink", S.rump_sys_unlink, _PATH),
+        Sysent(N.SYS_rename, "rename", S.rump_sys_rename, (("src", _STR), ("dst", _STR))),
+        Sysent(N.SYS_link, "link", S.rump_sys_link, (("src", _STR), ("dst", _STR))),
+        Sysent(N.SYS_symlink, "symlink", S.rump_sys_symlink, (("target", _STR), *_PATH)),
+        Sysent(N.SYS_readlink, "readlink", S.rump_sys_readlink, _PATH),
+        Sysent(N.SYS_stat, "stat", S.rump_sys_stat, _PATH),
+        Sysent(N.SYS_lstat, "lstat", S.rump_sys_lstat, _PATH),
+        Sysent(N.SYS_chmod, "chmod", S.rump_sys_chmod, (*_PATH, ("mode", _INT))),
+        Sysent(N.SYS_fchmod, "fchmod", S.rump_sys_fchmod, (*_FD, ("mode", _INT))),
+        Sysent(N.SYS_chown, "chown", S.rump_sys_chown, (*_PATH, ("uid", _INT), ("gid", _INT))),
+        Sysent(N.SYS_lchown, "lchown", S.rump_sys_lchown, (*_PATH, ("uid", _INT), ("gid", _INT))),
+        Sysent(N.SYS_fchown, "fchown", S.rump_sys_fchown, (*_FD, ("uid", _INT), ("gid", _INT))),
+        Sysent(
+            N.SYS_utimes, "utimes", S.rump_sys_utimes, (*_PATH, ("times", (*_LIST, type(None))))
+        ),
+        Sysent(N.SYS_truncate, "truncate", S.rump_sys_truncate, (*_PATH, ("length", _INT))),
+        Sysent(N.SYS_ftruncate, "ftruncate", S.rump_sys_ftruncate, (*_FD, ("length", _INT))),
+        Sysent(N.SYS_fsync, "fsync", S.rump_sys_fsync, _FD),
+        Sysent(N.SYS_lseek, "lseek", S.rump_sys_lseek, (*_FD, ("offset", _INT), ("whence", _INT))),
+        Sysent(N.SYS_getdents, "getdents", S.rump_sys_getdents, (*_FD, ("count", _INT))),
+        Sysent(N.SYS_listdir, "listdir", S.rump_sys_listdir, _PATH),
+        Sysent(N.SYS_chdir, "chdir", S.rump_sys_chdir, _PATH),
+        Sysent(N.SYS_fchdir, "fchdir", S.rump_sys_fchdir, _FD),
+        Sysent(N.SYS_getcwd, "getcwd", S.rump_sys_getcwd),
+        Sysent(N.SYS_access, "access", S.rump_sys_access, (*_PATH, ("mode", _INT))),
+        Sysent(N.SYS_statvfs, "statvfs", S.rump_sys_statvfs, _PATH),
+        Sysent(
+            N.SYS_mount,
+            "mount",
+            S.rump_sys_mount,
+            (("fstype", _STR), *_PATH, ("flags", _INT), ("size", _INT)),
+        ),
+        Sysent(N.SYS_unmount, "unmount", S.rump_sys_unmount, (*_PATH, ("flags", _INT))),
+    ]
+
 
 SYSENT: dict[int, Sysent] = {
     e.num: e
@@ -75,6 +166,7 @@ SYSENT: dict[int, Sysent] = {
             reboot.rump_sys_reboot,
             (("howto", _INT), ("bootstr", (str, type(None)))),
         ),
+        *_file_calls(),
     )
 }
 BY_NAME = {e.name: e for e in SYSENT.values()}
@@ -121,12 +213,15 @@ def rump_syscall(num: int, args: tuple[Any, ...] = ()) -> Any:
 
 
 def call_in(pid: int, num: int, args: tuple[Any, ...]) -> Any:
-    """``rump_syscall`` in process ``pid``, in an lwp of its own made for the call."""
+    """``rump_syscall`` in process ``pid``, in an lwp of its own made for the call.
+    For a call that fills buffers, (its result, the buffers' contents)."""
     lwproc.rump_lwproc_newlwp(pid)
     try:
-        return rump_syscall(num, args)
+        result = rump_syscall(num, args)
     finally:
         lwproc.rump_lwproc_releaselwp()
+    fills = SYSENT[num].fills
+    return result if fills is None else (result, [bytes(b) for b in args[fills]])
 
 
 def new_process(flags: int, parent: int | None) -> tuple[int, int]:

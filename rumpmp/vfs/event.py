@@ -1,0 +1,204 @@
+"""kqueue(2) and kevent(2) (kern_event.c): EVFILT_READ and EVFILT_WRITE on pipes and
+files, EVFILT_TIMER; EV_ADD, EV_DELETE, EV_ENABLE, EV_DISABLE, EV_ONESHOT, EV_CLEAR.
+
+A kqueue is a record of the "kqueue" region whose knotes, keyed by (ident, filter),
+are a blob in the kernel heap under the kqueue's object lock.  A filter asks the
+object for its state (``pipe.pipe_state``, ``vnode.file_state``) and records the
+waiter on the object's selinfo when it is not ready, so kevent waits exactly as
+poll does (``select.selwait``) and is woken from any CPU.  EV_CLEAR reports an
+event once per change of the object: a knote keeps the object's notification
+count as it last reported it.  Timers keep their next deadline in the knote; a
+waiting kevent sleeps no longer than the nearest one.
+
+Knotes name descriptors; the caller (``sys_generic``) resolves them to files.  A
+knote whose descriptor has been closed goes away, as NetBSD's knote_fdclose does.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+
+from hypercalls import clock
+from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
+from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
+from rumpmp.sys import file as F
+from rumpmp.vfs import objlock, pipe, vnode
+
+#: What a descriptor names, as a filter needs it: (file type, object, end or 0,
+#: offset), or None for a closed descriptor.
+Resolve = Callable[[int], "tuple[int, int, int, int] | None"]
+Kevent = tuple[int, int, int, int, int, object]  # ident, filter, flags, fflags, data, udata
+
+# a knote: [flags, fflags, data, udata, last seq, next deadline ns, period ns]
+_FLAGS, _FFLAGS, _DATA, _UDATA, _SEQ, _DEADLINE, _PERIOD = range(7)
+FILTERS = (F.EVFILT_READ, F.EVFILT_WRITE, F.EVFILT_TIMER)
+
+
+def _rec(arena: Arena, kq: int) -> int:
+    return arena.region_word("kqueue") + kq * F.KQ_WORDS
+
+
+def kqueue_create(arena: Arena) -> int:
+    """A new kqueue with no knotes; its number.  ENFILE when the table is full."""
+    w = arena.w
+    lock = arena.spin_lock(arena.region_word("file") + F.FH_LOCK)
+    lock.enter_nowrap()
+    try:
+        for kq in range(F.NKQUEUE):
+            r = _rec(arena, kq)
+            if not w[r + F.KQ_STATE]:
+                w[r : r + F.KQ_WORDS] = memoryview(bytes(F.KQ_WORDS * 8)).cast("q")
+                w[r + F.KQ_STATE] = 1
+                return kq
+        raise OSError(errno.ENFILE, "kqueue table full")
+    finally:
+        lock.exit()
+
+
+def kqueue_close(arena: Arena, kq: int) -> None:
+    """Its last file closed: the kqueue and its knotes go."""
+    r = _rec(arena, kq)
+    if arena.w[r + F.KQ_NOTES]:
+        blob_free(arena, r + F.KQ_NOTES)
+    arena.w[r + F.KQ_STATE] = 0
+
+
+def _load(arena: Arena, r: int) -> dict[tuple[int, int], list]:
+    return blob_get(arena, r + F.KQ_NOTES) if arena.w[r + F.KQ_NOTES] else {}
+
+
+def _store(arena: Arena, r: int, notes: dict[tuple[int, int], list]) -> None:
+    if arena.w[r + F.KQ_NOTES]:
+        blob_free(arena, r + F.KQ_NOTES)
+    if notes:
+        blob_put(arena, notes, r + F.KQ_NOTES)
+
+
+def _error(change: tuple, err: int) -> Kevent:
+    return (change[0], change[1], F.EV_ERROR, 0, err, change[5])
+
+
+def kevent_register(
+    arena: Arena, kq: int, changes: list[tuple], resolve: Resolve
+) -> list[tuple[tuple, int]]:
+    """Apply ``changes`` (kevent tuples); the (change, errno) of each that failed."""
+    failed = []
+    lock = objlock.objlock(arena, objlock.KQUEUE, kq)
+    r = _rec(arena, kq)
+    mutex_enter(lock)
+    try:
+        notes = _load(arena, r)
+        for change in changes:
+            err = _apply(notes, change, resolve)
+            if err:
+                failed.append((change, err))
+        _store(arena, r, notes)
+    finally:
+        mutex_exit(lock)
+    return failed
+
+
+def _apply(notes: dict[tuple[int, int], list], change: tuple, resolve: Resolve) -> int:
+    ident, filt, flags, fflags, data, udata = change
+    key = (ident, filt)
+    if filt not in FILTERS:
+        return errno.EINVAL
+    if filt != F.EVFILT_TIMER and resolve(ident) is None:
+        return errno.EBADF
+    if flags & F.EV_ADD:
+        note = notes.get(key)
+        if note is None:
+            period = data * 1_000_000 if filt == F.EVFILT_TIMER else 0
+            if filt == F.EVFILT_TIMER and period <= 0:
+                return errno.EINVAL
+            deadline = clock.monotonic_ns() + period if period else 0
+            note = notes[key] = [0, fflags, 0, udata, -1, deadline, period]
+        note[_FLAGS] = flags & (F.EV_ONESHOT | F.EV_CLEAR) | note[_FLAGS] & F.EV_DISABLE
+        note[_UDATA], note[_FFLAGS] = udata, fflags
+    elif key not in notes:
+        return errno.ENOENT
+    if flags & F.EV_DELETE:
+        del notes[key]
+    elif flags & F.EV_DISABLE:
+        notes[key][_FLAGS] |= F.EV_DISABLE
+    elif flags & F.EV_ENABLE:
+        notes[key][_FLAGS] &= ~F.EV_DISABLE
+    return 0
+
+
+def _filter(
+    arena: Arena, key: tuple[int, int], note: list, resolve: Resolve, now: int, record: bool
+) -> tuple[bool, int, int, int]:
+    """(fires, data, extra flags, seq) of one knote."""
+    ident, filt = key
+    if filt == F.EVFILT_TIMER:
+        if now < note[_DEADLINE]:
+            return False, 0, 0, 0
+        return True, 1 + (now - note[_DEADLINE]) // note[_PERIOD], 0, 0
+    target = resolve(ident)
+    if target is None:
+        return False, 0, 0, -2  # closed: the caller drops the knote
+    ftype, obj, end, offset = target
+    if ftype == F.DTYPE_PIPE:
+        want_end = pipe.READ_END if filt == F.EVFILT_READ else pipe.WRITE_END
+        if end != want_end:
+            return False, 0, 0, 0
+        ready, data, eof, seq = pipe.pipe_state(arena, obj, end, record)
+        return ready, data, F.EV_EOF if eof else 0, seq
+    if ftype == F.DTYPE_VNODE:
+        if filt == F.EVFILT_WRITE:
+            return True, 0, 0, 0
+        data, seq = vnode.file_state(arena, obj, offset, record)
+        return data > 0, data, 0, seq
+    return False, 0, 0, 0
+
+
+def kevent_scan(
+    arena: Arena, kq: int, nevents: int, resolve: Resolve, record: bool
+) -> tuple[list[Kevent], int | None]:
+    """Up to ``nevents`` events that fire now, and the nearest timer deadline (ns,
+    None if no timer).  With ``record``, waits on every object not ready."""
+    lock = objlock.objlock(arena, objlock.KQUEUE, kq)
+    r = _rec(arena, kq)
+    mutex_enter(lock)
+    notes = _load(arena, r)
+    mutex_exit(lock)
+    now = clock.monotonic_ns()
+    fired: dict[tuple[int, int], tuple[int, int, int]] = {}
+    gone = []
+    for key, note in notes.items():
+        if note[_FLAGS] & F.EV_DISABLE or len(fired) >= nevents:
+            continue
+        fires, data, extra, seq = _filter(arena, key, note, resolve, now, record)
+        if seq == -2:
+            gone.append(key)
+        elif fires and not (note[_FLAGS] & F.EV_CLEAR and seq == note[_SEQ]):
+            fired[key] = (data, extra, seq)
+    events: list[Kevent] = []
+    mutex_enter(lock)
+    try:
+        notes = _load(arena, r)  # as it is now: another lwp may have changed it
+        for key in gone:
+            notes.pop(key, None)
+        for key, (data, extra, seq) in fired.items():
+            kn = notes.get(key)
+            if kn is None:
+                continue
+            events.append((key[0], key[1], kn[_FLAGS] | extra, kn[_FFLAGS], data, kn[_UDATA]))
+            kn[_SEQ] = seq
+            if key[1] == F.EVFILT_TIMER:
+                kn[_DEADLINE] += data * kn[_PERIOD]
+            if kn[_FLAGS] & F.EV_ONESHOT:
+                del notes[key]
+        if fired or gone:
+            _store(arena, r, notes)
+        timers = [
+            n[_DEADLINE]
+            for k, n in notes.items()
+            if k[1] == F.EVFILT_TIMER and not n[_FLAGS] & F.EV_DISABLE
+        ]
+    finally:
+        mutex_exit(lock)
+    return events, min(timers) if timers else None

@@ -1,0 +1,30 @@
+"""The file layer's object locks: a fixed set of mutexes, shared by number.
+
+Pipes, kqueues, open files and descriptor tables each need a mutex, and there may
+be thousands of them; a kernel's semaphores are a bounded resource, so each object
+uses the mutex its number picks among NOBJLOCKS made at boot.  Code never holds two
+of them at once.
+"""
+
+from __future__ import annotations
+
+from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_init_in
+from rumpmp.rumpkern.mem.blob import blob_get, blob_put
+from rumpmp.sys.file import FH_LOCKS, NOBJLOCKS
+
+#: Which set an object's number picks its lock in: a pipe and a file with the same
+#: number need not share one.
+PIPE, KQUEUE, FILE, FDTAB = 0, 1, 2, 3
+
+
+def objlock_init(arena: Arena) -> None:
+    """Make the locks (the host, at boot)."""
+    locks = [mutex_init_in(arena, name=f"objlock{i}") for i in range(NOBJLOCKS)]
+    blob_put(arena, locks, arena.region_word("file") + FH_LOCKS)
+
+
+def objlock(arena: Arena, kind: int, number: int) -> kmutex_t:
+    """The mutex of object ``number`` of a kind."""
+    locks = blob_get(arena, arena.region_word("file") + FH_LOCKS, cache=True)
+    return locks[(number * 4 + kind) % NOBJLOCKS]
