@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from rumpmp.rumpkern.syscall import sysent
-from rumpmp.sys.proc import RUMP_RFCFDG
+from rumpmp.sys.proc import RUMP_RFCFDG, RUMP_RFFDG
 
 
 class Kernel(Protocol):
@@ -69,6 +69,12 @@ class Process:
         self.kernel = kernel
         self.pid, self._holder = kernel.run(sysent.new_process, flags, parent)
         self.sys = Syscalls(self)
+
+    def fork(self, flags: int = RUMP_RFFDG) -> Process:
+        """A child of this process (rump_lwproc_rfork): with RUMP_RFFDG (the
+        default) its descriptors name this process's open files, RUMP_RFCFDG gives
+        it none, 0 shares this process's table."""
+        return Process(self.kernel, flags, self.pid)
 
     def release(self) -> None:
         if self._holder and self.kernel.state == "running":

@@ -24,7 +24,9 @@ from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit
 from rumpmp.rumpkern.locking.rwlock import RW_READER, rw_enter, rw_exit
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.sched.proc import curproc_word
+from rumpmp.rumpkern.svc import sysctl
 from rumpmp.sys import file as F
+from rumpmp.sys import sysctl as S
 from rumpmp.sys.proc import (
     NOFILE_HARD,
     P_CWD,
@@ -46,7 +48,9 @@ def fd_sys_init(arena: Arena) -> None:
     proc0 and initproc share table PROC0_FDTAB."""
     h = arena.region_word("file")
     arena.w[h + F.FH_LOCK] = sync.Mutex(arena.pool, sync.MTX_SPIN).slot
-    arena.w[h + F.FH_MAXFILES] = F.NFILE
+    rw = S.CTLFLAG_READWRITE | S.CTLFLAG_PERMANENT
+    sysctl.createv_in(arena, "kern", "maxfiles", S.CTLTYPE_INT, rw, F.NFILE, num=S.KERN_MAXFILES)
+    arena.w[h + F.FH_MAXFILES] = sysctl.value_word(arena, "kern.maxfiles")
     objlock.objlock_init(arena)
     arena.w[_tab(arena, PROC0_FDTAB) + F.FT_REFS] = 2
 
@@ -70,7 +74,7 @@ def falloc(arena: Arena, ftype: int, flag: int, data: int, data2: int = 0) -> in
     lock = _files_lock(arena)
     lock.enter_nowrap()
     try:
-        if w[h + F.FH_NOPEN] >= w[h + F.FH_MAXFILES]:
+        if w[h + F.FH_NOPEN] >= min(w[w[h + F.FH_MAXFILES]], F.NFILE):
             raise OSError(errno.ENFILE, "file table full (kern.maxfiles)")
         f = w[h + F.FH_FREE] - 1
         if f >= 0:

@@ -401,6 +401,15 @@ def all_in(arena: Arena) -> dict[str, Any]:
 # -- boot ------------------------------------------------------------------------------------
 
 
+def value_word(arena: Arena, node: Node) -> int:
+    """The word that holds an int node's value: a subsystem that owns a tunable
+    (kern.maxfiles) reads it there, without a lookup per use."""
+    t = _tree(arena)
+    with _held(t):
+        i, _ = t.find(node)
+        return t.rec(i) + S.N_VALUE
+
+
 def sysctl_init(arena: Arena, ostype: str, osrelease: str, version: str, memlimit: int) -> None:
     """The tree's lock and the nodes every kernel has (the host, before the CPUs start)."""
     w = arena.w
