@@ -50,3 +50,10 @@ def kwait_for(cond, what: str) -> None:
             return
         kpause("wait", False, 1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def errno_of(call, *args) -> int:
+    """The errno of the OSError ``call(*args)`` raises (failing if it raises none)."""
+    with pytest.raises(OSError) as info:
+        call(*args)
+    return info.value.errno

@@ -19,14 +19,9 @@ from rumpmp.kern import (
     PIPE_BUF,
     RUMP_SIGMODEL_RECORD,
 )
+from tests.helpers import errno_of
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _errno(call, *args) -> int:
-    with pytest.raises(OSError) as info:
-        call(*args)
-    return info.value.errno
 
 
 def test_pipe2_basic_nonblock_cloexec_einval(rump_kernel):
@@ -38,8 +33,8 @@ def test_pipe2_basic_nonblock_cloexec_einval(rump_kernel):
     r2, w2 = s.pipe2(O_NONBLOCK | O_CLOEXEC)
     assert s.fcntl(r2, F_GETFL, 0) & O_NONBLOCK and s.fcntl(w2, F_GETFL, 0) & O_NONBLOCK
     assert s.fcntl(r2, F_GETFD, 0) == s.fcntl(w2, F_GETFD, 0) == FD_CLOEXEC
-    assert _errno(s.read, r2, 1) == errno.EAGAIN
-    assert _errno(s.pipe2, O_APPEND) == errno.EINVAL
+    assert errno_of(s.read, r2, 1) == errno.EAGAIN
+    assert errno_of(s.pipe2, O_APPEND) == errno.EINVAL
     st = s.fstat(r)
     assert st.st_mode & 0o170000 == 0o010000  # S_IFIFO
 
@@ -55,7 +50,7 @@ def test_nonblocking_write_fills_then_eagain(rump_kernel):
             assert e.errno == errno.EAGAIN
             break
     assert total == 65536  # the whole buffer, then EAGAIN
-    assert _errno(s.write, w, b"y") == errno.EAGAIN
+    assert errno_of(s.write, w, b"y") == errno.EAGAIN
     assert len(s.read(r, 100)) == 100
     assert s.write(w, b"y" * 100) == 100
 
@@ -70,7 +65,7 @@ def test_end_of_file_and_epipe(rump_kernel):
     assert s.read(r, 10) == b""
     r, w = s.pipe()
     s.close(r)
-    assert _errno(s.write, w, b"x") == errno.EPIPE
+    assert errno_of(s.write, w, b"x") == errno.EPIPE
 
 
 def sigpipe_recorded():
