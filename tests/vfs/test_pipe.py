@@ -114,6 +114,7 @@ def pingpong(rounds):
     """Two kthreads on CPUs 0 and 1 bounce a byte: each read blocks until the other
     CPU writes."""
     from rumpmp.kern import (
+        KTHREAD_MPSAFE,
         KTHREAD_MUSTJOIN,
         PRI_KTHREAD,
         kthread_create,
@@ -125,7 +126,9 @@ def pingpong(rounds):
 
     a_r, a_w = rump_sys_pipe()
     b_r, b_w = rump_sys_pipe()
-    lid = kthread_create(PRI_KTHREAD, KTHREAD_MUSTJOIN, 1, _pingpong, (a_r, b_w, rounds), "pong")
+    lid = kthread_create(
+        PRI_KTHREAD, KTHREAD_MUSTJOIN | KTHREAD_MPSAFE, 1, _pingpong, (a_r, b_w, rounds), "pong"
+    )
     for i in range(rounds):
         rump_sys_write(a_w, bytes([i % 256]))
         assert rump_sys_read(b_r, 1) == bytes([i % 256])
@@ -154,6 +157,7 @@ def many_writers(nwriters, ncpu, nrec):
     """``nwriters`` kthreads on ``ncpu`` CPUs write PIPE_BUF records into one pipe
     while this lwp reads it in odd-sized pieces."""
     from rumpmp.kern import (
+        KTHREAD_MPSAFE,
         KTHREAD_MUSTJOIN,
         PRI_KTHREAD,
         kthread_create,
@@ -164,7 +168,9 @@ def many_writers(nwriters, ncpu, nrec):
 
     r, w = rump_sys_pipe()
     lids = [
-        kthread_create(PRI_KTHREAD, KTHREAD_MUSTJOIN, i % ncpu, _writer, (w, i, nrec), f"w{i}")
+        kthread_create(
+            PRI_KTHREAD, KTHREAD_MUSTJOIN | KTHREAD_MPSAFE, i % ncpu, _writer, (w, i, nrec), f"w{i}"
+        )
         for i in range(nwriters)
     ]
     want = nwriters * nrec * PIPE_BUF

@@ -84,6 +84,7 @@ def poll_woken_from_other_cpu(how):
     """t_poll:poll_3way in spirit: a waiter blocks, a kthread on another CPU writes
     a little later; the waiter wakes with the data."""
     from rumpmp.kern import (
+        KTHREAD_MPSAFE,
         KTHREAD_MUSTJOIN,
         PRI_KTHREAD,
         kthread_create,
@@ -98,7 +99,9 @@ def poll_woken_from_other_cpu(how):
     r, w = rump_sys_pipe()
     kq = rump_sys_kqueue()
     rump_sys_kevent(kq, [(r, EVFILT_READ, EV_ADD, 0, 0, "r")], 0, 0)
-    lid = kthread_create(PRI_KTHREAD, KTHREAD_MUSTJOIN, 1, _late_writer, (w, 5), "late")
+    lid = kthread_create(
+        PRI_KTHREAD, KTHREAD_MUSTJOIN | KTHREAD_MPSAFE, 1, _late_writer, (w, 5), "late"
+    )
     if how == "poll":
         got = rump_sys_poll([(r, POLLIN)], 10_000)
     elif how == "select":
@@ -130,6 +133,7 @@ def race_wakeups(how, tries):
     scan or as it goes to sleep.  A lost wake-up sleeps to the wait's 5 s bound (and
     then finds the data): a wait that long is counted lost."""
     from rumpmp.kern import (
+        KTHREAD_MPSAFE,
         KTHREAD_MUSTJOIN,
         PRI_KTHREAD,
         kthread_create,
@@ -147,7 +151,9 @@ def race_wakeups(how, tries):
     data_r, data_w = rump_sys_pipe()
     kq = rump_sys_kqueue()
     rump_sys_kevent(kq, [(data_r, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, None)], 0, 0)
-    lid = kthread_create(PRI_KTHREAD, KTHREAD_MUSTJOIN, 3, _racer, (go_r, data_w, tries), "racer")
+    lid = kthread_create(
+        PRI_KTHREAD, KTHREAD_MUSTJOIN | KTHREAD_MPSAFE, 3, _racer, (go_r, data_w, tries), "racer"
+    )
     lost = 0
     for _ in range(tries):
         rump_sys_write(go_w, b"g")
