@@ -175,6 +175,8 @@ def _walk(arena: Arena, path: str, follow: bool, parent: bool, cred: Cred) -> tu
     while i < len(comps):
         name, last = comps[i], i == len(comps) - 1
         if last and parent:
+            if arena.w[rec(arena, node) + V.V_TYPE] != V.VDIR:
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory")
             return node, gen, name
         child, cgen = lookup(arena, node, gen, name, cred)
         r = rec(arena, child)
