@@ -21,6 +21,7 @@ MODULES = [
     "torture",
     "futures",
     "syscall",
+    "files",
 ]
 
 

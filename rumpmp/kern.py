@@ -103,7 +103,15 @@ from rumpmp.rumpkern.locking.rwlock import (
     rw_write_held,
 )
 from rumpmp.rumpkern.locking.sleepq import PCATCH, PNORELOCK, kpause, mtsleep, tsleep, wakeup
-from rumpmp.rumpkern.mem.kmem import KM_NOSLEEP, KM_SLEEP, KBuf, kmem_alloc, kmem_free, kmem_zalloc
+from rumpmp.rumpkern.mem.kmem import (
+    KM_NOSLEEP,
+    KM_SLEEP,
+    KBuf,
+    kmem_alloc,
+    kmem_free,
+    kmem_roundup_size,
+    kmem_zalloc,
+)
 from rumpmp.rumpkern.mem.percpu import (
     percpu_alloc,
     percpu_foreach,

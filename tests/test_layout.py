@@ -212,6 +212,7 @@ def test_the_kernel_api_exports_its_section_9_names():
 
 
 KERN_NAMES = [
+    "kmem_roundup_size",
     "O_RDONLY",
     "O_WRONLY",
     "O_RDWR",

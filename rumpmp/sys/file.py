@@ -40,6 +40,7 @@ F_OFFSET = 3
 F_DATA = 4  # the vnode, pipe or kqueue number it opens
 F_DATA2 = 5  # a pipe: which end (0 read, 1 write)
 F_NEXT = 6  # next free record while free
+F_GEN = 7  # bumped each time the record is handed out
 FILE_WORDS = 8
 
 # the "file" region header
@@ -62,7 +63,9 @@ FT_NSLOTS = 3
 FT_LOW = 4  # no free descriptor below this one (fd_alloc starts here)
 FDTAB_WORDS = 8
 NDFILE = 32  # slots of a new table; it doubles up to RLIMIT_NOFILE
-#: A descriptor slot holds (file number + 1) | FD_CLOEXEC << FD_FLAGSHIFT; 0 is free.
+#: A descriptor slot holds (file number + 1) | the file's generation << FD_GENSHIFT |
+#: FD_CLOEXEC << FD_FLAGSHIFT; 0 is free.
+FD_GENSHIFT = 16
 FD_FLAGSHIFT = 40
 
 # select/poll: each object's selinfo is SI_WORDS words in its record

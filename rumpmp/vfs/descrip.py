@@ -8,10 +8,15 @@ NetBSD's do.  The file closes what it opens when its count reaches zero.
 
 A descriptor table ("fdtab" region) belongs to one process, or to several that
 share it (rfork without flags).  Its slots are an array of words in the kernel heap,
-doubled as descriptors are added, each holding a file number and FD_CLOEXEC; a
-process may not have descriptors at or past its RLIMIT_NOFILE (EMFILE).  A call that
-uses a descriptor holds the file (``fd_getfile``) until it is done (``fd_putfile``),
-so a close in another lwp never frees a file under it.
+doubled as descriptors are added, each holding a file number, the file's generation
+and FD_CLOEXEC; a process may not have descriptors at or past its RLIMIT_NOFILE
+(EMFILE).  A call that uses a descriptor holds the file (``fd_getfile``) until it
+is done (``fd_putfile``), so a close in another lwp never frees a file under it.
+
+``fd_getfile`` reads the slot without the table's lock, as NetBSD's does: the hold
+is taken only if the file record still has the generation the slot names (under the
+file table's lock), so a slot read while another lwp closed or reused it costs a
+retry under the lock, never a hold on the wrong file.
 """
 
 from __future__ import annotations
@@ -83,8 +88,10 @@ def falloc(arena: Arena, ftype: int, flag: int, data: int, data2: int = 0) -> in
             f = w[h + F.FH_HIGH]
             w[h + F.FH_HIGH] += 1
         r = frec(arena, f)
+        gen = w[r + F.F_GEN] + 1
         w[r : r + F.FILE_WORDS] = memoryview(bytes(F.FILE_WORDS * 8)).cast("q")
         w[r + F.F_TYPE], w[r + F.F_FLAG], w[r + F.F_COUNT] = ftype, flag, 1
+        w[r + F.F_GEN] = gen
         w[r + F.F_DATA], w[r + F.F_DATA2] = data, data2
         w[h + F.FH_NOPEN] += 1
         return f
@@ -123,6 +130,35 @@ def _hold(arena: Arena, f: int) -> None:
     lock.exit()
 
 
+def _hold_if(arena: Arena, f: int, gen: int) -> bool:
+    """Hold file ``f`` if it is open with generation ``gen`` (low bits)."""
+    if not 0 <= f < F.NFILE:
+        return False
+    w, r = arena.w, frec(arena, f)
+    lock = _files_lock(arena)
+    lock.enter_nowrap()
+    ok = bool(w[r + F.F_TYPE]) and w[r + F.F_COUNT] > 0 and w[r + F.F_GEN] & _GEN_MASK == gen
+    if ok:
+        w[r + F.F_COUNT] += 1
+    lock.exit()
+    return ok
+
+
+_FILE_MASK = (1 << F.FD_GENSHIFT) - 1
+_GEN_MASK = (1 << (F.FD_FLAGSHIFT - F.FD_GENSHIFT)) - 1
+
+
+def _file_of(entry: int) -> int:
+    """The file number a descriptor slot names."""
+    return (entry & _FILE_MASK) - 1
+
+
+def _entry(arena: Arena, f: int, cloexec: bool) -> int:
+    """The slot value for file ``f``."""
+    gen = arena.w[frec(arena, f) + F.F_GEN] & _GEN_MASK
+    return (f + 1) | gen << F.FD_GENSHIFT | int(cloexec) << F.FD_FLAGSHIFT
+
+
 # -- descriptor tables -------------------------------------------------------------------------------
 
 
@@ -156,6 +192,11 @@ def _new_table(arena: Arena) -> int:
         lock.exit()
 
 
+def _slot(arena: Arena, t: int, fd: int) -> int:
+    slots = _slots(arena, t)
+    return slots[fd] if 0 <= fd < len(slots) else 0
+
+
 def _grow(arena: Arena, t: int, want: int) -> None:
     """Make the table hold at least ``want`` slots (the caller holds its lock)."""
     w = arena.w
@@ -166,11 +207,12 @@ def _grow(arena: Arena, t: int, want: int) -> None:
     buf = kmem.kmem_zalloc_in(arena, new_n * 8, kmem.KM_NOSLEEP)
     if buf is None:
         raise OSError(errno.ENOMEM, "no memory for the descriptor table")
-    if n:
-        old = kmem.kbuf_at(arena, w[t + F.FT_BUF], n * 8, w[t + F.FT_GEN])
+    old = kmem.kbuf_at(arena, w[t + F.FT_BUF], n * 8, w[t + F.FT_GEN]) if n else None
+    if old is not None:
         buf[: n * 8] = old[:]
-        kmem.kmem_free_in(arena, old, n * 8)
     w[t + F.FT_BUF], w[t + F.FT_GEN], w[t + F.FT_NSLOTS] = buf.offset, buf.gen, new_n
+    if old is not None:  # after the switch: a lockless reader rechecks the new array
+        kmem.kmem_free_in(arena, old, n * 8)
 
 
 def _curtab(arena: Arena) -> tuple[int, int]:
@@ -203,7 +245,7 @@ def fd_alloc(arena: Arena, f: int, low: int = 0, cloexec: bool = False) -> int:
         if fd >= len(slots):
             _grow(arena, t, fd + 1)
             slots = _slots(arena, t)
-        slots[fd] = (f + 1) | (int(cloexec) << F.FD_FLAGSHIFT)
+        slots[fd] = _entry(arena, f, cloexec)
         if start == w[t + F.FT_LOW] and fd == start:
             w[t + F.FT_LOW] = fd + 1
         return fd
@@ -217,6 +259,12 @@ def fd_getfile(arena: Arena, fd: int) -> int:
         raise TypeError(f"fd must be int, not {type(fd).__name__}")
     tab, _ = _curtab(arena)
     t = _tab(arena, tab)
+    entry = _slot(arena, t, fd)  # without the lock: checked below
+    f = _file_of(entry)
+    if entry and _hold_if(arena, f, entry >> F.FD_GENSHIFT & _GEN_MASK):
+        if _slot(arena, t, fd) == entry:  # still the table's: not a slot of a freed array
+            return f
+        closef(arena, f)
     lock = _table_lock(arena, tab)
     mutex_enter(lock)
     try:
@@ -224,7 +272,7 @@ def fd_getfile(arena: Arena, fd: int) -> int:
         entry = slots[fd] if 0 <= fd < len(slots) else 0
         if not entry:
             raise OSError(errno.EBADF, f"bad file descriptor {fd}")
-        f = (entry & ((1 << F.FD_FLAGSHIFT) - 1)) - 1
+        f = _file_of(entry)
         _hold(arena, f)
         return f
     finally:
@@ -262,7 +310,7 @@ def _replace(arena: Arena, fd: int, value: int, must_exist: bool) -> int:
             w[t + F.FT_LOW] = fd
         if value and fd == w[t + F.FT_LOW]:
             w[t + F.FT_LOW] = fd + 1
-        return (old & ((1 << F.FD_FLAGSHIFT) - 1)) - 1
+        return _file_of(old)
     finally:
         mutex_exit(lock)
 
@@ -293,7 +341,7 @@ def fd_flags(arena: Arena, fd: int, cloexec: bool | None = None) -> int:
 def fd_dup2(arena: Arena, f: int, newfd: int, cloexec: bool) -> None:
     """Make ``newfd`` name held file ``f`` (the hold becomes the descriptor's),
     closing what it named."""
-    old = _replace(arena, newfd, (f + 1) | (int(cloexec) << F.FD_FLAGSHIFT), must_exist=False)
+    old = _replace(arena, newfd, _entry(arena, f, cloexec), must_exist=False)
     if old >= 0:
         closef(arena, old)
 
@@ -355,7 +403,7 @@ def _copy_table(arena: Arena, src: int, dst: int) -> None:
     entries = list(_slots(arena, s))
     for v in entries:
         if v:
-            _hold(arena, (v & ((1 << F.FD_FLAGSHIFT) - 1)) - 1)
+            _hold(arena, _file_of(v))
     w[d + F.FT_LOW] = w[s + F.FT_LOW]
     mutex_exit(lock)
     try:
@@ -364,7 +412,7 @@ def _copy_table(arena: Arena, src: int, dst: int) -> None:
     except OSError:
         for v in entries:
             if v:
-                closef(arena, (v & ((1 << F.FD_FLAGSHIFT) - 1)) - 1)
+                closef(arena, _file_of(v))
         fd_exit(arena, dst, 0)
         raise
     _slots(arena, d)[: len(entries)] = memoryview(bytes(8 * len(entries))).cast("q")
@@ -385,7 +433,7 @@ def fd_exit(arena: Arena, tab: int, cwd: int) -> None:
     mutex_enter(lock)
     w[t + F.FT_REFS] -= 1
     last = not w[t + F.FT_REFS] and tab != PROC0_FDTAB
-    files = [(v & ((1 << F.FD_FLAGSHIFT) - 1)) - 1 for v in _slots(arena, t) if v] if last else []
+    files = [_file_of(v) for v in _slots(arena, t) if v] if last else []
     buf = (w[t + F.FT_BUF], w[t + F.FT_NSLOTS], w[t + F.FT_GEN]) if last else None
     mutex_exit(lock)
     for f in files:

@@ -26,5 +26,7 @@ def objlock_init(arena: Arena) -> None:
 
 def objlock(arena: Arena, kind: int, number: int) -> kmutex_t:
     """The mutex of object ``number`` of a kind."""
-    locks = blob_get(arena, arena.region_word("file") + FH_LOCKS, cache=True)
-    return locks[(number * 4 + kind) % NOBJLOCKS]
+    locks = arena.cache.get("objlocks")
+    if locks is None:
+        locks = arena.cache["objlocks"] = blob_get(arena, arena.region_word("file") + FH_LOCKS)
+    return locks[(number * 4 + kind) % NOBJLOCKS]  # type: ignore[index]

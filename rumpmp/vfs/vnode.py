@@ -209,9 +209,9 @@ def set_data_size(arena: Arena, node: int, size: int, shrink: bool = False) -> N
     w, r = arena.w, rec(arena, node)
     cap = w[r + V.V_CAP]
     if shrink:
-        new_cap = max(size, 64) if size else 0
+        new_cap = kmem.kmem_roundup_size(size) if size else 0
     elif size > cap:
-        new_cap = max(size, 2 * cap, 64)
+        new_cap = kmem.kmem_roundup_size(max(size, 2 * cap))
     else:
         return
     if new_cap == cap:

@@ -25,6 +25,7 @@ import cloudpickle
 from hypercalls import param, shm
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.mem.kmem import KM_NOSLEEP, _make_kbuf, heap_size, kmem_alloc_in, kmem_free_in
+from rumpmp.sys.vnode import Stat, Statvfs
 
 #: Blobs from this size on travel in a segment of their own.
 SEGMENT_MIN = 1 << 20
@@ -58,8 +59,9 @@ def _put_bytes(arena: Arena, data: bytes) -> Ref:
     return ref
 
 
-#: Types whose pickles never name a class or function the other side might lack.
-_PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes})
+#: Types whose pickles never name a class or function the other side might lack
+#: (rumpmp's own result structures are importable everywhere).
+_PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes, Stat, Statvfs})
 
 
 _SEQUENCES = frozenset({tuple, list})

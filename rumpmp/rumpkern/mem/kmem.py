@@ -220,6 +220,12 @@ def _kbuf_rebuild(prefix: str, offset: int, size: int, gen: int) -> KBuf:
     return _make_kbuf(Arena.attach(prefix), offset, size, gen)
 
 
+def kmem_roundup_size(size: int) -> int:
+    """kmem_roundup_size(9): the bytes an allocation of ``size`` really gets (its
+    block less the header), which a caller that may grow can use whole."""
+    return (1 << _order_for(size)) - _BLK_HDR
+
+
 def kbuf_at(arena: Arena, offset: int, size: int, gen: int) -> KBuf:
     """The buffer a record keeps as (offset, generation): what ``kmem_free`` takes."""
     return _make_kbuf(arena, offset, size, gen)
