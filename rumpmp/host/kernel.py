@@ -187,14 +187,26 @@ class Kernel:
         or by Ctrl-C, is detached: its lwp runs on, frees itself when it ends, and
         its result is dropped.
         """
+        return self._run(func, args, cpu, timeout)
+
+    def _run(
+        self,
+        func: Callable[..., Any],
+        args: tuple,
+        cpu: int | None,
+        timeout: float | None,
+        pid: int = 0,
+    ) -> Any:
+        """``run``, in an lwp of process ``pid`` (``Process.run`` and its calls)."""
         self._check_running()
         bound = -1 if cpu is None else self._cpu_index(cpu, "cpu")
         deadline = _deadline(timeout)
         arena = self._arena
         name = getattr(func, "__name__", "run")
+        flags = LW_WAITER | LW_IMPLICIT
         with hold_interrupts() as hold:
             try:
-                lid = kthread.lwp_create(arena, name, func, args, 0, bound, LW_WAITER | LW_IMPLICIT)
+                lid = kthread.lwp_create(arena, name, func, args, 0, bound, flags, pid)
                 try:
                     kthread.wait_lwp(arena, lid, deadline, hold.check)
                 except BaseException as e:  # a timeout, Ctrl-C: leave the lwp to itself

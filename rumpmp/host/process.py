@@ -30,6 +30,15 @@ class Kernel(Protocol):
 
     def run(self, func: Callable[..., Any], *args: Any) -> Any: ...
 
+    def _run(
+        self,
+        func: Callable[..., Any],
+        args: tuple,
+        cpu: int | None,
+        timeout: float | None,
+        pid: int,
+    ) -> Any: ...
+
 
 class Syscalls:
     """The system calls, as methods, in one process of one kernel."""
@@ -45,7 +54,7 @@ class Syscalls:
 
         def call(*args: Any) -> Any:
             sysent.check_args(entry, args)
-            result = process.kernel.run(sysent.call_in, process.pid, entry.num, args)
+            result = process.run(sysent.serve, entry.num, args)
             if entry.fills is None:
                 return result
             result, contents = result  # the kernel filled copies: fill the caller's
@@ -69,6 +78,17 @@ class Process:
         self.kernel = kernel
         self.pid, self._holder = kernel.run(sysent.new_process, flags, parent)
         self.sys = Syscalls(self)
+
+    def run(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        cpu: int | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """``Kernel.run`` in this process: ``func(*args)`` in a new lwp of it, with
+        its credentials, descriptors and working directory."""
+        return self.kernel._run(func, args, cpu, timeout, self.pid)
 
     def fork(self, flags: int = RUMP_RFFDG) -> Process:
         """A child of this process (rump_lwproc_rfork): with RUMP_RFFDG (the

@@ -41,14 +41,22 @@ _FAKEABLE = ("vrele", "cachegc", "nfssilly", "unpgc", "pmf", "xcall", "pdaemon",
 
 
 def lwp_create(
-    arena: Arena, name: str, func: Callable, args: tuple, pri: int, bound: int, lflags: int
+    arena: Arena,
+    name: str,
+    func: Callable,
+    args: tuple,
+    pri: int,
+    bound: int,
+    lflags: int,
+    pid: int = 0,
 ) -> int:
-    """A new lwp of proc0 that will run ``func(*args)``, placed on a CPU; its id.
-    Nothing is left behind if ``func`` or ``args`` cannot be pickled."""
+    """A new lwp of process ``pid`` (proc0 by default) that will run ``func(*args)``,
+    placed on a CPU; its id.  ESRCH if there is no such process.  Nothing is left
+    behind if ``func`` or ``args`` cannot be pickled."""
     t = tables(arena)
     t.lock.enter_nowrap()
     try:
-        lid = lwproc.lwp_alloc(t, t.find_proc(0), name, pri, bound, lflags)
+        lid = lwproc.lwp_alloc(t, t.find_proc(pid), name, pri, bound, lflags)
     finally:
         t.lock.exit()
     try:

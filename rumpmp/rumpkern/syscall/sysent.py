@@ -6,8 +6,9 @@ dispatcher checks the number and the arguments and turns every failure into an
 errno: ``ENOSYS`` for a number past the table or in a hole, ``EINVAL`` for
 arguments that do not fit, the call's own errno otherwise; nothing else escapes.
 
-``call_in`` runs a call in a given process: the host's calls (``Kernel.sys``) come
-through it, in a fresh lwp of that process made for the call.
+``serve`` answers a caller in another address space (the host's ``Kernel.sys``
+runs it in an lwp of the caller's process); ``call_in`` switches kernel code to a
+given process for one call.
 """
 
 from __future__ import annotations
@@ -212,16 +213,21 @@ def rump_syscall(num: int, args: tuple[Any, ...] = ()) -> Any:
         raise OSError(errno.EIO, f"{entry.name}: {type(e).__name__}: {e}") from None
 
 
-def call_in(pid: int, num: int, args: tuple[Any, ...]) -> Any:
-    """``rump_syscall`` in process ``pid``, in an lwp of its own made for the call.
-    For a call that fills buffers, (its result, the buffers' contents)."""
-    lwproc.rump_lwproc_newlwp(pid)
-    try:
-        result = rump_syscall(num, args)
-    finally:
-        lwproc.rump_lwproc_releaselwp()
+def serve(num: int, args: tuple[Any, ...]) -> Any:
+    """``rump_syscall`` for a caller in another address space (the host, a remote
+    client): for a call that fills buffers, (its result, the buffers' contents)."""
+    result = rump_syscall(num, args)
     fills = SYSENT[num].fills
     return result if fills is None else (result, [bytes(b) for b in args[fills]])
+
+
+def call_in(pid: int, num: int, args: tuple[Any, ...]) -> Any:
+    """``serve`` in process ``pid``, in an lwp context of its own made for the call."""
+    lwproc.rump_lwproc_newlwp(pid)
+    try:
+        return serve(num, args)
+    finally:
+        lwproc.rump_lwproc_releaselwp()
 
 
 def new_process(flags: int, parent: int | None) -> tuple[int, int]:
