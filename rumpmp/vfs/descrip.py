@@ -42,7 +42,7 @@ from rumpmp.sys.proc import (
     RUMP_RFFDG,
 )
 from rumpmp.sys.vnode import S_IFIFO, Stat
-from rumpmp.vfs import event, objlock, pipe, vnode
+from rumpmp.vfs import event, objlock, pipe, table, vnode
 
 #: The table proc0 and initproc share.
 PROC0_FDTAB = 1
@@ -177,19 +177,12 @@ def _table_lock(arena: Arena, tab: int) -> kmutex_t:
 
 
 def _new_table(arena: Arena) -> int:
-    w = arena.w
-    lock = _files_lock(arena)
-    lock.enter_nowrap()
-    try:
-        for tab in range(PROC0_FDTAB + 1, F.NFDTAB):
-            t = _tab(arena, tab)
-            if not w[t + F.FT_REFS]:
-                w[t : t + F.FDTAB_WORDS] = memoryview(bytes(F.FDTAB_WORDS * 8)).cast("q")
-                w[t + F.FT_REFS] = 1
-                return tab
+    base = _tab(arena, 0)
+    lock_word = arena.region_word("file") + F.FH_LOCK
+    tab = table.claim(arena, lock_word, base, F.FDTAB_WORDS, F.NFDTAB, PROC0_FDTAB + 1)
+    if tab < 0:
         raise OSError(errno.EAGAIN, "no free descriptor table")
-    finally:
-        lock.exit()
+    return tab  # claimed with FT_REFS 1
 
 
 def _slot(arena: Arena, t: int, fd: int) -> int:

@@ -24,7 +24,7 @@ from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
 from rumpmp.sys import file as F
-from rumpmp.vfs import objlock, pipe, vnode
+from rumpmp.vfs import objlock, pipe, table, vnode
 
 #: What a descriptor names, as a filter needs it: (file type, object, end or 0,
 #: offset), or None for a closed descriptor.
@@ -42,19 +42,11 @@ def _rec(arena: Arena, kq: int) -> int:
 
 def kqueue_create(arena: Arena) -> int:
     """A new kqueue with no knotes; its number.  ENFILE when the table is full."""
-    w = arena.w
-    lock = arena.spin_lock(arena.region_word("file") + F.FH_LOCK)
-    lock.enter_nowrap()
-    try:
-        for kq in range(F.NKQUEUE):
-            r = _rec(arena, kq)
-            if not w[r + F.KQ_STATE]:
-                w[r : r + F.KQ_WORDS] = memoryview(bytes(F.KQ_WORDS * 8)).cast("q")
-                w[r + F.KQ_STATE] = 1
-                return kq
+    lock_word = arena.region_word("file") + F.FH_LOCK
+    kq = table.claim(arena, lock_word, _rec(arena, 0), F.KQ_WORDS, F.NKQUEUE)
+    if kq < 0:
         raise OSError(errno.ENFILE, "kqueue table full")
-    finally:
-        lock.exit()
+    return kq
 
 
 def kqueue_close(arena: Arena, kq: int) -> None:

@@ -25,7 +25,7 @@ from rumpmp.rumpkern.svc.module import rump_component
 from rumpmp.sys import vnode as V
 from rumpmp.sys.file import FH_RENAME
 from rumpmp.sys.module import RUMP_COMPONENT_KERN_VFS
-from rumpmp.vfs import namei, vnode
+from rumpmp.vfs import namei, table, vnode
 from rumpmp.vfs.namei import Cred
 from rumpmp.vfs.vnode import mount_rec, rec
 
@@ -46,18 +46,11 @@ def memfs_init(arena: Arena) -> None:
 
 def _new_mount(arena: Arena, covered: int, limit: int) -> int:
     w = arena.w
-    lock = arena.spin_lock(arena.region_word("vnode") + V.VH_LOCK)
-    lock.enter_nowrap()
-    try:
-        for m in range(V.NMOUNT):
-            r = mount_rec(arena, m)
-            if not w[r + V.M_STATE]:
-                w[r + V.M_STATE] = 1
-                break
-        else:
-            raise OSError(errno.ENOSPC, "mount table full")
-    finally:
-        lock.exit()
+    lock_word = arena.region_word("vnode") + V.VH_LOCK
+    m = table.claim(arena, lock_word, mount_rec(arena, 0), V.MOUNT_WORDS, V.NMOUNT, zero=False)
+    if m < 0:
+        raise OSError(errno.ENOSPC, "mount table full")
+    r = mount_rec(arena, m)  # not zeroed: M_LOCK keeps its slot
     w[r + V.M_COVERED], w[r + V.M_LIMIT] = covered, limit
     w[r + V.M_USED] = w[r + V.M_NODES] = w[r + V.M_FLAGS] = 0
     root = vnode.node_alloc(arena, m, V.VDIR, 0o755, 0, 0)

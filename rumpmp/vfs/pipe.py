@@ -41,7 +41,7 @@ from rumpmp.sys.file import (
     POLLRDNORM,
     POLLWRNORM,
 )
-from rumpmp.vfs import objlock
+from rumpmp.vfs import objlock, table
 from rumpmp.vfs.select import selnotify, selrecord
 
 READ_END, WRITE_END = 0, 1
@@ -58,22 +58,11 @@ def pipe_create(arena: Arena) -> int:
     if buf is None:
         raise OSError(errno.ENOMEM, "pipe: no memory for the buffer")
     w = arena.w
-    lock = arena.spin_lock(arena.region_word("file") + FH_LOCK)
-    lock.enter_nowrap()
-    try:
-        for n in range(NPIPE):
-            p = _rec(arena, n)
-            if not w[p + PI_STATE]:
-                w[p : p + PIPE_WORDS] = memoryview(bytes(PIPE_WORDS * 8)).cast("q")
-                w[p + PI_STATE] = 1
-                break
-        else:
-            n = -1
-    finally:
-        lock.exit()
+    n = table.claim(arena, arena.region_word("file") + FH_LOCK, _rec(arena, 0), PIPE_WORDS, NPIPE)
     if n < 0:
         kmem.kmem_free_in(arena, buf, PIPE_SIZE)
         raise OSError(errno.ENFILE, "pipe: the pipe table is full")
+    p = _rec(arena, n)
     w[p + PI_BUF], w[p + PI_GEN] = buf.offset, buf.gen
     w[p + PI_READERS] = w[p + PI_WRITERS] = 1
     return n
