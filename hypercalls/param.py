@@ -56,3 +56,8 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def machine() -> str:
+    """The host's machine name (``uname -m``): what the sysproxy banner reports."""
+    return os.uname().machine

@@ -75,6 +75,23 @@ def ignore_group_signals() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+#: Set by a process that is becoming a daemon (rump_daemonize_begin): its CPUs,
+#: forked before it lets go of its terminal, must not hold the terminal either.
+DAEMON_ENV = "RUMPMP_DAEMON"
+
+
+def detach_stdio_if_daemon() -> None:
+    """In a CPU of a daemon: standard input, output and error go to /dev/null, so
+    that whoever waits for the daemon's output (a shell's ``$(...)``) is not kept
+    waiting by the CPUs' copies of it."""
+    if os.environ.get(DAEMON_ENV) != "1":
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
 def spawn(target: Callable[..., object], args: tuple, name: str) -> multiprocess.Process:
     """Fork a child process running ``target(*args)``."""
     p = _ctx.Process(target=target, args=args, name=name, daemon=True)

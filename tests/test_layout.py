@@ -46,6 +46,13 @@ ALLOWED = {
     "rumpmp/host/daemon.py": {
         "os"
     },  # forks; the parent exits with the child's word  # xdist worker id; waits for a new kernel
+    # the sysproxy server runs in the host: a thread per connection, cookie expiry
+    "rumpmp/sp/server.py": {"threading", "time"},
+    # the server command waits for signals; the tools write to stdio
+    "rumpmp/host/spcli.py": {"os", "signal", "sys", "threading"},
+    # the client library is a host program's: it forks, execs, raises signals in
+    # itself, names its program, and waits between reconnections
+    "rumpmp/rumpclient/__init__.py": {"os", "signal", "sys", "threading", "time"},
 }
 
 
@@ -179,6 +186,20 @@ def test_only_the_host_side_imports_the_host_side():
     for name, deps in graph.items():
         if name.startswith(("rumpmp.rumpkern", "rumpmp.sys")):
             assert not any(d.startswith("rumpmp.host") for d in deps), (name, deps)
+
+
+def test_the_client_library_reaches_no_kernel_code():
+    """rumpclient boots nothing and needs no kernel: what it imports, all the way
+    down, is the protocol, the layouts and the host layer."""
+    graph = import_graph()
+    seen, todo = set(), ["rumpmp.rumpclient"]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += graph.get(name, ())
+    assert not [m for m in seen if m.startswith(("rumpmp.rumpkern", "rumpmp.host", "rumpmp.vfs"))]
+    assert "rumpmp.sp.wire" in seen and "rumpmp.sp.server" not in seen
 
 
 # -- the public surface ---------------------------------------------------------------

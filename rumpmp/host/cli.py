@@ -1,4 +1,5 @@
-"""The command line: ``python -m rumpmp boot``, ``stress`` and ``cleanup``.
+"""The command line: ``python -m rumpmp boot``, ``stress``, ``cleanup``, and the
+sysproxy server and tools (``server``, ``halt``, ``sysctl``, ``ps``: ``spcli``).
 
 As the CLI entry point this module may touch the host directly: it waits for
 SIGINT/SIGTERM with ``signal`` for ``boot --wait``.
@@ -10,6 +11,7 @@ import argparse
 import signal  # the CLI may: --wait sleeps until SIGINT or SIGTERM
 import sys
 
+from rumpmp.host import spcli
 from rumpmp.host.kernel import Kernel, boot, cleanup
 from rumpmp.rumpkern import init
 from rumpmp.rumpkern.svc.prf import RumpPanic
@@ -52,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         help="unlink objects left by dead kernels",
         description="Unlink the shared memory and semaphores of kernels whose host died.",
     )
+    spcli.add_parsers(sub)
     return p
 
 
@@ -124,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         from rumpmp.torture import cli as torture_cli  # noqa: PLC0415 - loaded only to stress
 
         return torture_cli.main(args, parser.error)
+    if args.command in ("server", "halt", "sysctl", "ps"):
+        return getattr(spcli, args.command)(args)
     return _cleanup()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os  # the host side may: it forks, and the parent exits with the child's word
 
+from hypercalls import proc
 from rumpmp.host import kernel as kernel_
 
 _pipe: list[int] = []  # the child's write end while it is between begin and done
@@ -34,6 +35,7 @@ def rump_daemonize_begin() -> None:
         os._exit(int.from_bytes(word, "little") if len(word) == 4 else 1)
     os.close(r)
     os.setsid()
+    os.environ[proc.DAEMON_ENV] = "1"  # its CPUs let go of the terminal at once
     _pipe.append(w)
 
 

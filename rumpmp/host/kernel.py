@@ -34,6 +34,7 @@ from rumpmp.sys.proc import RUMP_RFCFDG
 
 if TYPE_CHECKING:  # loaded with the first system call: a boot does not need them
     from rumpmp.host.process import Process, Syscalls
+    from rumpmp.sp.server import Server
 
 WATCH_INTERVAL = 0.1
 
@@ -72,6 +73,7 @@ class Kernel:
         self._pid = param.getpid()  # a forked child must not act on its parent's kernel
         self._panic: RumpPanic | None = None
         self._host_process: Process | None = None
+        self._servers: list[Server] = []
         self._process_lock = threading.Lock()  # not _lock: a panic must not wait for it
         self._stopped = False
         self._lock = threading.Lock()  # halt, panic and the watcher may race to stop
@@ -153,6 +155,24 @@ class Kernel:
         from rumpmp.host.process import Process  # noqa: PLC0415 - loaded with the first call
 
         return Process(self, flags, parent=self._own_process().pid)
+
+    def listen(self, url: str, **options: Any) -> Server:
+        """rump_init_server(3): serve this kernel's system calls to other programs
+        at ``url`` (``unix://path``, ``unix:///abs/path``, ``tcp://127.0.0.1:port``,
+        ``tcp://[::1]:port``) until ``close()`` or the kernel halts.  ``options`` are
+        ``rumpmp.sp.server.Options``'s: ``mode`` (0o600), ``listen_any``, ``token``,
+        ``root_clients``, and the per-client limits."""
+        from rumpmp.sp.server import Options, Server  # noqa: PLC0415 - loaded when used
+
+        self._check_running()
+        server = Server(self, url, Options(**options))
+        self._servers.append(server)
+        if server.listener.path:
+            paths = self._arena.get_str(_arena.SOCKETS_OFF, _arena.SOCKETS_LEN).split()
+            text = "\n".join([*paths, server.listener.path])
+            if len(text.encode()) < _arena.SOCKETS_LEN:
+                self._arena.set_str(_arena.SOCKETS_OFF, _arena.SOCKETS_LEN, text)
+        return server
 
     def sysctl(self, name: str | tuple[int, ...], value: object = None) -> object:
         """sysctl(3) from the host: the value of ``name`` (a dotted name or a MIB),
@@ -348,6 +368,8 @@ class Kernel:
         """Unlink every named object of this kernel and unmap it; dmesg, state and
         the counters stay readable from a private copy."""
         self._stopped = True
+        for server in self._servers:  # first: their sockets go, no new client comes
+            server.close()
         self._arena.pool.shutdown()
         shm.unlink_prefix(self.prefix)
         if self._booted.lifeline:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from rumpmp.rumpkern.syscall import sysent
 from rumpmp.sys.proc import RUMP_RFCFDG, RUMP_RFFDG
+from rumpmp.sys.syscall import FILLS
 
 
 class Kernel(Protocol):
@@ -55,10 +56,11 @@ class Syscalls:
         def call(*args: Any) -> Any:
             sysent.check_args(entry, args)
             result = process.run(sysent.serve, entry.num, args)
-            if entry.fills is None:
+            fills = FILLS.get(entry.num)
+            if fills is None:
                 return result
             result, contents = result  # the kernel filled copies: fill the caller's
-            for buf, data in zip(args[entry.fills], contents, strict=True):
+            for buf, data in zip(args[fills], contents, strict=True):
                 memoryview(buf).cast("B")[: len(data)] = data
             return result
 

@@ -53,6 +53,7 @@ H_BOOTHOWTO = 22  # boothowto: AB_VERBOSE, ... (rump_boot_gethowto)
 H_GIANT = 23  # pool slot of the big kernel lock
 H_SIGMODEL = 24  # what a signal does (rump_boot_setsigmodel); 0 is RUMP_SIGMODEL_PANIC
 H_KSYMS = 25  # 3 words: blob of the kernel symbol table (size -1 while it is loaded)
+H_SPRAISE = 28  # pool slot the sysproxy server parks on for signals to its clients
 HEADER_WORDS = 32
 
 # Strings in the header area, after the words.
@@ -60,7 +61,11 @@ HOSTNAME_OFF = HEADER_WORDS * 8
 HOSTNAME_LEN = 256
 PANICSTR_OFF = HOSTNAME_OFF + HOSTNAME_LEN
 PANICSTR_LEN = 512
-REGION_TABLE_OFF = PANICSTR_OFF + PANICSTR_LEN
+#: The sysproxy server's unix socket files, a line each: whoever cleans up after the
+#: host (its CPUs, if it dies) removes them too.
+SOCKETS_OFF = PANICSTR_OFF + PANICSTR_LEN
+SOCKETS_LEN = 512
+REGION_TABLE_OFF = SOCKETS_OFF + SOCKETS_LEN
 MAX_REGIONS = 32
 _REGION = struct.Struct("<16sqq")  # name, offset, size
 

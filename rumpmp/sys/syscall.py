@@ -68,3 +68,8 @@ SYS___sysctl = 202
 SYS_reboot = 208
 SYS_modctl = 299
 SYS_MAXSYSCALL = 512
+
+#: Calls that fill buffers their caller passes, and which argument holds them: a
+#: caller in another address space (the host, a remote client) gets the contents
+#: back with the result and copies them into its own buffers.
+FILLS = {SYS_readv: 1}

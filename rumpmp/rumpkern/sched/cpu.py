@@ -13,7 +13,7 @@ import pickle
 import traceback
 
 import hypercalls
-from hypercalls import clock, param, proc, shm, thread
+from hypercalls import clock, param, proc, shm, sp, thread
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
@@ -71,6 +71,7 @@ def cpus_bootstrap(arena: Arena) -> None:
 def cpu_main(prefix: str, cpu: int, lifeline_fd: int, percpu_init: list) -> None:
     """Body of a vCPU process: attach, initialise, report ready, run lwps until halt."""
     proc.ignore_group_signals()  # the lifeline, not a group signal, ends a CPU
+    proc.detach_stdio_if_daemon()
     arena = Arena.attach(prefix)
     _arena.here.arena, _arena.here.cpu = arena, cpu
     proc.watch_parent(lifeline_fd, lambda: _host_died(prefix))
@@ -106,7 +107,14 @@ def cpu_main(prefix: str, cpu: int, lifeline_fd: int, percpu_init: list) -> None
 def _host_died(prefix: str) -> None:
     """The host is gone: nobody else will clean up, so this CPU does, then exits.
     (Every CPU does; the teardown keeps the others from creating objects after.)"""
-    Arena.attach(prefix).pool.teardown(lambda: shm.unlink_prefix(prefix))
+    arena = Arena.attach(prefix)
+    sockets = arena.get_str(_arena.SOCKETS_OFF, _arena.SOCKETS_LEN).split()
+
+    def clean_up() -> None:
+        shm.unlink_prefix(prefix)
+        sp.unlink_sockets(sockets)
+
+    arena.pool.teardown(clean_up)
     proc.exit(hypercalls.PANIC)
 
 

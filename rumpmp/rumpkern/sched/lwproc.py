@@ -50,9 +50,11 @@ from rumpmp.sys.lwp import (
     NLWP,
 )
 from rumpmp.sys.proc import (
+    COMM_LEN,
     NOFILE_HARD,
     NOFILE_SOFT,
     NPROC,
+    P_COMM,
     P_CRED,
     P_CWD,
     P_FDTAB,
@@ -239,8 +241,10 @@ def proc0_init(arena: Arena) -> None:
         t.w[p0 + P_FDTAB] = descrip.PROC0_FDTAB
         lwp0 = lwp_alloc(t, p0, "lwp0", flags=LW_SYSTEM)
         t.w[t.lwp(lwp0) + L_STATE] = LSONPROC  # lwp0 is the host's boot context
-        proc_alloc(t, p0, pid=1)
+        p1 = proc_alloc(t, p0, pid=1)
         t.w[t.hdr + T_NEXTPID] = 1
+        arena.set_str(p0 * 8 + P_COMM * 8, COMM_LEN, "system")
+        arena.set_str(p1 * 8 + P_COMM * 8, COMM_LEN, "init")
     finally:
         t.lock.exit()
 

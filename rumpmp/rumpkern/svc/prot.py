@@ -14,11 +14,22 @@ from collections.abc import Callable
 
 from hypercalls import thread
 from rumpmp.rumpkern import arena as _arena
+from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.sched.proc import curproc_word, tables
 from rumpmp.rumpkern.svc import kauth
 from rumpmp.rumpkern.svc.kauth import kauth_cred_get, kauth_cred_t
 from rumpmp.sys.lwp import L_LID, L_PID, L_STATE, NLWP
-from rumpmp.sys.proc import P_CRED, P_PID, P_PPID
+from rumpmp.sys.proc import (
+    COMM_LEN,
+    NPROC,
+    P_COMM,
+    P_CRED,
+    P_PID,
+    P_PPID,
+    P_RTIME,
+    P_STATE,
+    SACTIVE,
+)
 
 
 def rump_sys_getpid() -> int:
@@ -129,6 +140,33 @@ def rump_sys_setgroups(groups: list[int]) -> None:
     if kauth.kauth_cred_geteuid(kauth_cred_get()) != 0:
         raise PermissionError(errno.EPERM, "operation not permitted: setgroups")
     _replace_cred(lambda c: kauth.kauth_cred_setgroups(c, list(groups)))
+
+
+def proc_setcomm(name: str) -> None:
+    """Name the calling process (what ``ps`` shows; a remote client's process
+    carries the client's address and program)."""
+    arena = _arena.current()
+    arena.set_str(curproc_word(arena) * 8 + P_COMM * 8, COMM_LEN, name)
+
+
+def proc2(arena: Arena, _: int) -> list[tuple[int, int, int, int, str, float]]:
+    """kern.proc2 (computed when read): (pid, ppid, uid, gid, name, seconds its
+    system calls ran) of every process."""
+    t = tables(arena)
+    w = arena.w
+    out = []
+    t.lock.enter_nowrap()
+    try:
+        for slot in range(NPROC):
+            p = t.proc(slot)
+            if w[p + P_STATE] == SACTIVE:
+                cred = kauth.proc_cred(arena, p)
+                name = arena.get_str(p * 8 + P_COMM * 8, COMM_LEN)
+                ids = kauth.kauth_cred_geteuid(cred), kauth.kauth_cred_getegid(cred)
+                out.append((w[p + P_PID], w[p + P_PPID], *ids, name, w[p + P_RTIME] / 1e9))
+    finally:
+        t.lock.exit()
+    return out
 
 
 def rump_allbetsareoff_setid(pid: int, lid: int) -> None:

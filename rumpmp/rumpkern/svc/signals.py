@@ -6,8 +6,8 @@ a kernel-wide choice:
 - RUMP_SIGMODEL_PANIC: the kernel panics;
 - RUMP_SIGMODEL_IGNORE: nothing happens;
 - RUMP_SIGMODEL_HOST and RUMP_SIGMODEL_RAISE (the default): the signal is raised in
-  the host process, whose rump processes these are (a remote client's, once the
-  sysproxy server exists, go to that client);
+  the host process, whose rump processes these are; under RAISE a remote client's
+  process's signal goes to that client instead (the sysproxy server sends it);
 - RUMP_SIGMODEL_RECORD: it is recorded as pending in the target process, and wakes
   the process's interruptible sleeps (``tsleep`` with PCATCH, ``kpause`` with
   ``intr``, ``cv_wait_sig``) with EINTR until ``sigclear`` takes it away.
@@ -19,13 +19,14 @@ import errno
 
 from hypercalls import proc
 from rumpmp.rumpkern import arena as _arena
+from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.locking.condvar import cv_timedwait, kcondvar_t
 from rumpmp.rumpkern.locking.mutex import kmutex_t
 from rumpmp.rumpkern.sched.proc import curproc_word, tables
 from rumpmp.rumpkern.svc import kauth
 from rumpmp.rumpkern.svc.prf import panic_in
 from rumpmp.sys.lwp import L_CATCH, L_PARK, L_PID, L_STATE, LSSLEEP, NLWP
-from rumpmp.sys.proc import P_SIGPEND
+from rumpmp.sys.proc import P_SIGPEND, P_SPCLIENT, P_SPRAISE
 
 RUMP_SIGMODEL_PANIC, RUMP_SIGMODEL_IGNORE, RUMP_SIGMODEL_HOST = 0, 1, 2
 RUMP_SIGMODEL_RAISE, RUMP_SIGMODEL_RECORD = 3, 4
@@ -44,28 +45,59 @@ def psignal(pid: int, sig: int) -> None:
     arena = _arena.current()
     if not 1 <= sig < NSIG:
         raise OSError(errno.EINVAL, f"psignal: no signal {sig!r}")
-    t = tables(arena)
     model = arena.w[_arena.H_SIGMODEL]
     if model == RUMP_SIGMODEL_PANIC:
         panic_in(arena, f"signal {sig} to pid {pid}")
+    elif model == RUMP_SIGMODEL_RAISE and _remote(arena, pid):
+        _raise_remote(arena, pid, sig)
     elif model in (RUMP_SIGMODEL_HOST, RUMP_SIGMODEL_RAISE):
         proc.kill(arena.w[_arena.H_HOSTPID], sig)
     elif model == RUMP_SIGMODEL_RECORD:
-        t.lock.enter_nowrap()
-        try:
-            p = t.find_proc(pid)
-            arena.w[p + P_SIGPEND] |= 1 << sig
-            parks = [
-                arena.w[t.lwp(lid) + L_PARK]
-                for lid in range(1, NLWP + 1)
-                if arena.w[t.lwp(lid) + L_PID] == pid
-                and arena.w[t.lwp(lid) + L_STATE] == LSSLEEP
-                and arena.w[t.lwp(lid) + L_CATCH]
-            ]
-        finally:
-            t.lock.exit()
-        for park in parks:  # each sleeper looks at the pending set and ends its sleep
-            arena.pool.unpark(park)
+        interrupt(pid, sig)
+
+
+def _remote(arena: Arena, pid: int) -> bool:
+    """Whether process ``pid`` is a remote client's (the sysproxy server's)."""
+    try:
+        return bool(arena.w[tables(arena).find_proc(pid) + P_SPCLIENT])
+    except ProcessLookupError:
+        return False
+
+
+def _raise_remote(arena: Arena, pid: int, sig: int) -> None:
+    """RUMP_SIGMODEL_RAISE for a remote client's process: the signal waits in
+    P_SPRAISE for the server, which sends it to the client (rumpuser_sp_raise)."""
+    t = tables(arena)
+    t.lock.enter_nowrap()
+    try:
+        arena.w[t.find_proc(pid) + P_SPRAISE] |= 1 << sig
+    finally:
+        t.lock.exit()
+    if arena.w[_arena.H_SPRAISE]:
+        arena.pool.unpark(arena.w[_arena.H_SPRAISE])
+
+
+def interrupt(pid: int, sig: int) -> None:
+    """Record ``sig`` as pending for process ``pid`` and end its interruptible
+    sleeps with EINTR (RUMP_SIGMODEL_RECORD; the sysproxy server does this to the
+    process of a client that has gone)."""
+    arena = _arena.current()
+    t = tables(arena)
+    t.lock.enter_nowrap()
+    try:
+        p = t.find_proc(pid)
+        arena.w[p + P_SIGPEND] |= 1 << sig
+        parks = [
+            arena.w[t.lwp(lid) + L_PARK]
+            for lid in range(1, NLWP + 1)
+            if arena.w[t.lwp(lid) + L_PID] == pid
+            and arena.w[t.lwp(lid) + L_STATE] == LSSLEEP
+            and arena.w[t.lwp(lid) + L_CATCH]
+        ]
+    finally:
+        t.lock.exit()
+    for park in parks:  # each sleeper looks at the pending set and ends its sleep
+        arena.pool.unpark(park)
 
 
 def rump_sys_kill(pid: int, sig: int) -> None:

@@ -25,7 +25,7 @@ from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.sched import scheduler
-from rumpmp.rumpkern.svc import kauth
+from rumpmp.rumpkern.svc import kauth, prot
 from rumpmp.sys import sysctl as S
 from rumpmp.sys.proc import NPROC
 
@@ -33,8 +33,9 @@ Mib = tuple[int, ...]
 Node = str | Mib
 
 #: The functions that compute handler nodes: (arena, the node's value) -> what it reads.
-_HANDLERS: tuple[Callable[[Arena, int], object], ...] = (scheduler.sysctl_stat,)
+_HANDLERS: tuple[Callable[[Arena, int], object], ...] = (scheduler.sysctl_stat, prot.proc2)
 _SCHED_STAT = 1  # kern.sched.cpuN.<counter>: value = 16 * cpu + the counter's index
+_PROC2 = 2  # kern.proc2: every process, as a list
 
 _LIMITS = {S.CTLTYPE_INT: (-(2**31), 2**31 - 1), S.CTLTYPE_QUAD: (-(2**63), 2**63 - 1)}
 _TYPE_NAMES = {
@@ -354,8 +355,15 @@ def sysctl_in(arena: Arena, node: Node, new: object = None) -> object:
 def rump_sys___sysctl(name: Node, new: object = None) -> object:
     """__sysctl(2) on a MIB or a dotted name: the old value, after setting ``new``
     when given.  ENOENT for no such node, ENOTDIR below a leaf, EISDIR for a node,
-    EPERM for a read-only node or a non-root writer, EINVAL for a bad value."""
-    return sysctl_in(_arena.current(), _node(name, "name"), new)
+    EPERM for a read-only node or a non-root writer, EINVAL for a bad value.  A MIB
+    ending in CTL_QUERY lists the children of the node before it, as
+    ``sysctl_query`` does."""
+    node = _node(name, "name")
+    if isinstance(node, tuple) and node and node[-1] == S.CTL_QUERY:
+        if new is not None:
+            raise OSError(errno.EINVAL, "sysctl: a query takes no new value")
+        return query_in(_arena.current(), node[:-1])
+    return sysctl_in(_arena.current(), node, new)
 
 
 def sysctl_lookup(name: str) -> Mib:
@@ -448,3 +456,4 @@ def sysctl_init(arena: Arena, ostype: str, osrelease: str, version: str, memlimi
         mib = create(sched, f"cpu{cpu}", node, S.CTL_CREATE, flags=perm)
         for k, key in enumerate(scheduler.STAT_KEYS):
             create(mib, key, S.CTLTYPE_QUAD, S.CTL_CREATE, cpu * 16 + k, handler=_SCHED_STAT)
+    create("kern", "proc2", S.CTLTYPE_STRUCT, S.KERN_PROC2, b"\0", handler=_PROC2)

@@ -18,10 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hypercalls import clock
+from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.locking import biglock
 from rumpmp.rumpkern.sched import lwproc
+from rumpmp.rumpkern.sched.proc import curproc_word
 from rumpmp.rumpkern.svc import module, prot, reboot, resource, signals, sysctl
 from rumpmp.sys import syscall as N
+from rumpmp.sys.proc import P_RTIME
 from rumpmp.vfs import sys_generic, vfs_syscalls
 
 
@@ -32,9 +36,6 @@ class Sysent:
     func: Callable[..., Any]
     params: tuple[tuple[str, tuple[type, ...]], ...] = ()
     mpsafe: bool = True
-    #: The index of a parameter whose buffers the call fills (readv): a host call
-    #: gets their contents back and copies them into its own.
-    fills: int | None = None
 
 
 _INT = (int,)
@@ -57,7 +58,7 @@ def _file_calls() -> list[Sysent]:
         Sysent(
             N.SYS_pwrite, "pwrite", G.rump_sys_pwrite, (*_FD, ("data", _BYTES), ("offset", _INT))
         ),
-        Sysent(N.SYS_readv, "readv", G.rump_sys_readv, (*_FD, ("buffers", _LIST)), fills=1),
+        Sysent(N.SYS_readv, "readv", G.rump_sys_readv, (*_FD, ("buffers", _LIST))),
         Sysent(N.SYS_writev, "writev", G.rump_sys_writev, (*_FD, ("buffers", _LIST))),
         Sysent(N.SYS_close, "close", G.rump_sys_close, _FD),
         Sysent(N.SYS_dup, "dup", G.rump_sys_dup, _FD),
@@ -215,9 +216,15 @@ def rump_syscall(num: int, args: tuple[Any, ...] = ()) -> Any:
 
 def serve(num: int, args: tuple[Any, ...]) -> Any:
     """``rump_syscall`` for a caller in another address space (the host, a remote
-    client): for a call that fills buffers, (its result, the buffers' contents)."""
-    result = rump_syscall(num, args)
-    fills = SYSENT[num].fills
+    client): for a call that fills buffers, (its result, the buffers' contents).
+    The time it takes counts as its process's (kern.proc2)."""
+    start = clock.monotonic_ns()
+    try:
+        result = rump_syscall(num, args)
+    finally:
+        arena = _arena.current()
+        arena.w[curproc_word(arena) + P_RTIME] += clock.monotonic_ns() - start
+    fills = N.FILLS.get(num)
     return result if fills is None else (result, [bytes(b) for b in args[fills]])
 
 

@@ -1,0 +1,220 @@
+"""The sysproxy transport (rumpuser_sp's sockets): addresses, listening, connecting,
+and reading exactly what a frame says, for the server and the client library.
+
+Addresses are URLs as rump_sp(7) writes them: ``unix://relative/path``,
+``unix:///absolute/path``, ``tcp://127.0.0.1:port``, ``tcp://[::1]:port``.  A unix
+socket is created with the mode asked for (0600 by default); TCP binds a loopback
+address unless ``any_address`` allows another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import os
+import socket
+import stat
+import struct
+import threading
+
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def parse_url(url: str) -> tuple[int, str | tuple[str, int]]:
+    """(address family, address) of a sysproxy URL; ValueError naming what is wrong."""
+    if not isinstance(url, str):
+        raise TypeError(f"url must be str, not {type(url).__name__}")
+    scheme, sep, rest = url.partition("://")
+    if not sep or not rest:
+        raise ValueError(f"{url!r}: not a URL (unix://PATH or tcp://HOST:PORT)")
+    if scheme == "unix":
+        return socket.AF_UNIX, rest  # "unix:///abs" leaves "/abs"; "unix://rel" leaves "rel"
+    if scheme != "tcp":
+        raise ValueError(f"{url!r}: unknown scheme {scheme!r} (unix or tcp)")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{url!r}: a TCP address is HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        return socket.AF_INET6, (host[1:-1], int(port))
+    if ":" in host:
+        raise ValueError(f"{url!r}: an IPv6 address goes in brackets")
+    return socket.AF_INET, (host, int(port))
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Conn:
+    """One connection: whole frames in and out, the peer's credentials."""
+
+    def __init__(self, sock: socket.socket, peer: str) -> None:
+        self.sock = sock
+        self.peer = peer
+        # Reentrant: a signal handler that calls in the middle of a caller's call
+        # sends its own frame whole before the caller sends (frames never interleave).
+        self._send_lock = threading.RLock()
+
+    def send(self, data: bytes) -> None:
+        """Send ``data`` whole (frames from several threads never interleave)."""
+        with self._send_lock:
+            self.sock.sendall(data)
+
+    def recv_exact(self, n: int) -> bytes:
+        """Exactly ``n`` bytes; EOFError if the peer closes first."""
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = self.sock.recv_into(view[got:], n - got)
+            if not k:
+                raise EOFError("connection closed by the peer")
+            got += k
+        return bytes(buf)
+
+    def recv_line(self, limit: int) -> bytes:
+        """One line, its newline included; ValueError past ``limit`` bytes."""
+        line = bytearray()
+        while not line.endswith(b"\n"):
+            if len(line) >= limit:
+                raise ValueError("line too long")
+            k = self.sock.recv(1)
+            if not k:
+                raise EOFError("connection closed by the peer")
+            line += k
+        return bytes(line)
+
+    def peer_cred(self) -> tuple[int, int, int] | None:
+        """(pid, uid, gid) of a unix-socket peer (SO_PEERCRED); None over TCP."""
+        if self.sock.family != socket.AF_UNIX:
+            return None
+        raw = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        pid, uid, gid = _PEERCRED.unpack(raw)
+        return pid, uid, gid
+
+    def release(self) -> None:
+        """Close this process's descriptor of a connection another process shares
+        (a forked child's copy of its parent's) without ending the connection."""
+        os.close(self.sock.detach())
+
+    def shutdown(self) -> None:
+        """End the connection both ways (a thread blocked reading it wakes)."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.shutdown()
+        self.sock.close()
+
+
+class Listener:
+    """A listening socket; ``close`` also removes a unix socket's file."""
+
+    def __init__(self, sock: socket.socket, path: str | None, url: str) -> None:
+        self.sock = sock
+        self.path = path
+        self.url = url
+
+    def accept(self) -> Conn:
+        """The next connection; OSError once the listener is closed."""
+        sock, addr = self.sock.accept()
+        if sock.family == socket.AF_UNIX:
+            return Conn(sock, "unix")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return Conn(sock, f"tcp:{addr[0]}:{addr[1]}")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        if self.path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+
+def listen(url: str, mode: int = 0o600, any_address: bool = False) -> Listener:
+    """Listen at ``url``.  A unix socket's file gets ``mode`` (a stale one left by a
+    dead server is replaced; EADDRINUSE if a server answers there); a TCP address
+    must be loopback unless ``any_address``."""
+    family, address = parse_url(url)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if family == socket.AF_UNIX:
+            assert isinstance(address, str)
+            path = os.path.abspath(address)
+            _remove_stale(path)
+            old = os.umask(0o777 & ~mode)  # the file is born with the mode: no window
+            try:
+                sock.bind(path)
+            finally:
+                os.umask(old)
+            os.chmod(path, mode)
+        else:
+            assert isinstance(address, tuple)
+            if not any_address and not is_loopback(address[0]):
+                raise PermissionError(
+                    errno.EACCES, f"{url}: not a loopback address (listening on others is opt-in)"
+                )
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            path = None
+        sock.listen(256)
+    except BaseException:
+        sock.close()
+        raise
+    return Listener(sock, path, url)
+
+
+def _remove_stale(path: str) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise FileExistsError(errno.EEXIST, f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)  # nobody listens: a dead server's
+        return
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, f"{path}: a server is listening there")
+
+
+def unlink_sockets(paths: list[str]) -> None:
+    """Remove socket files a server left (its host died)."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)
+
+
+def connect(url: str, timeout: float | None = None) -> Conn:
+    """A connection to the server at ``url``."""
+    family, address = parse_url(url)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(address)
+        sock.settimeout(None)
+        if family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return Conn(sock, url)
+
+
+def adopt(fd: int, url: str) -> Conn:
+    """The connection at descriptor ``fd``, left by the program that exec'd this one."""
+    sock = socket.socket(fileno=fd)
+    os.set_inheritable(fd, False)
+    return Conn(sock, url)

@@ -1,0 +1,368 @@
+"""The client library (rumpclient(3)): a running kernel's system calls from another
+program, over the sysproxy protocol (``rumpmp.sp.wire``).  It boots nothing and
+needs no kernel in this process.
+
+::
+
+    from rumpmp import rumpclient
+
+    c = rumpclient.connect("unix:///tmp/kern")  # or $RUMP_SERVER
+    print(c.sys.getpid(), c.sysctl("kern.hostname"))
+
+``c.sys.<name>(...)`` are the calls ``Kernel.sys`` has, with the same arguments,
+results and errors (OSError with the errno, TypeError naming a parameter); a
+connection is safe to share between threads, whose calls run in parallel in the
+client's one rump process.  ``prefork``/``fork_init``/``fork_cancel``/``fork`` and
+``exec`` carry the rump process across ``os.fork`` and ``os.execve`` as
+rumpclient(3) does; ``setconnretry`` says what happens when the server goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from hypercalls import sp
+from rumpmp.sp import wire
+from rumpmp.sys import syscall as N
+
+RETRYCONN_INFTIME, RETRYCONN_ONCE, RETRYCONN_DIE = -1, -2, -3
+#: Where ``exec`` leaves the connection for the program it starts.
+EXEC_ENV = "RUMPMP_CLIENT_EXECFD"
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class ForkHandle:
+    """What ``prefork`` returns: the server's cookie for the child's connection."""
+
+    url: str
+    cookie: bytes
+    secret: bytes | None
+
+
+def _read_secret(token_file: str | None) -> bytes | None:
+    path = token_file or os.environ.get("RUMP_TOKEN_FILE")
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        secret = f.readline().strip()
+    if not secret:
+        raise ValueError(f"{path}: the first line must hold the token")
+    return secret
+
+
+class _Waiter:
+    """A caller waiting for its reply.  The reader thread releases ``done`` (which
+    never blocks it) rather than setting an Event, whose lock a signal handler
+    interrupting the caller could be holding."""
+
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.reply: tuple[int, int, bytes] | None = None  # class, union, body
+
+
+class Client:
+    """A connection to a rump kernel's sysproxy server, and the rump process it is."""
+
+    def __init__(
+        self,
+        url: str,
+        secret: bytes | None,
+        fork: ForkHandle | None = None,
+        exec_fd: int | None = None,
+    ) -> None:
+        self.url = url
+        self._secret = secret
+        self._reqno = itertools.count(1)
+        self._lock = threading.RLock()  # a signal handler's call may come in under it
+        self._waiters: dict[int, _Waiter] = {}
+        self._retry: float = 0.0
+        self._conn: sp.Conn | None = None
+        self.pid = self.uid = self.gid = -1
+        self.sys = _Syscalls(self)
+        if exec_fd is None:
+            self._connect(fork)
+        else:
+            self._resume(exec_fd)
+
+    # -- connecting ---------------------------------------------------------------------
+
+    def _connect(self, fork: ForkHandle | None = None) -> None:
+        conn = sp.connect(self.url, CONNECT_TIMEOUT)
+        try:
+            _, _, self.system, nonce = wire.parse_banner(conn.recv_line(wire.MAX_BANNER))
+            kind = wire.HANDSHAKE_FORK if fork else wire.HANDSHAKE_GUEST
+            what: object = fork.cookie if fork else _program()
+            answer = wire.proof(self._secret, nonce, kind) if self._secret else None
+            conn.send(wire.frame(wire.REQ, wire.HANDSHAKE, 0, kind, wire.encode((what, answer))))
+            cls, union, body = _read_reply(conn)
+        except wire.WireError as e:
+            conn.close()
+            raise OSError(errno.EPROTO, f"{self.url}: {e}") from None
+        except EOFError:
+            conn.close()
+            raise OSError(errno.ECONNRESET, f"{self.url}: the server hung up") from None
+        except BaseException:
+            conn.close()
+            raise
+        self._adopt(conn, cls, union, body)
+
+    def _resume(self, fd: int) -> None:
+        """After ``exec``: take over the connection the old program left at ``fd``
+        (EXEC handshake: the server keeps the process, closing FD_CLOEXEC files)."""
+        conn = sp.adopt(fd, self.url)
+        try:
+            conn.send(
+                wire.frame(
+                    wire.REQ, wire.HANDSHAKE, 0, wire.HANDSHAKE_EXEC, wire.encode(_program())
+                )
+            )
+            cls, union, body = _read_reply(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._adopt(conn, cls, union, body)
+
+    def _adopt(self, conn: sp.Conn, cls: int, union: int, body: bytes) -> None:
+        if cls == wire.ERROR:
+            conn.close()
+            _, message = wire.decode(body)
+            raise OSError(union, f"{self.url}: {message}")
+        ids = wire.decode(body)
+        if ids is not None:  # an EXEC handshake keeps the ids it had
+            self.pid, self.uid, self.gid = ids
+        self._conn = conn
+        threading.Thread(target=self._reader, args=(conn,), name="rumpclient", daemon=True).start()
+
+    def _reader(self, conn: sp.Conn) -> None:
+        """Route responses to their callers; RAISE a signal in this process."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())  # for the callers
+        try:
+            while True:
+                body_len, reqno, cls, ftype, union = wire.parse_header(
+                    conn.recv_exact(wire.HEADER_SIZE)
+                )
+                body = conn.recv_exact(body_len)
+                if cls == wire.REQ and ftype == wire.RAISE:
+                    os.kill(os.getpid(), union)  # rumpclient raises the signal in itself
+                    continue
+                with self._lock:
+                    waiter = self._waiters.pop(reqno, None)
+                if waiter is not None:
+                    waiter.reply = (cls, union, body)
+                    waiter.done.release()
+        except (EOFError, OSError, wire.WireError):
+            pass
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+            waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():  # their calls end with ENOTCONN
+            waiter.done.release()
+
+    def setconnretry(self, policy: float) -> None:
+        """rumpclient_setconnretry(3): when the server has gone, a call reconnects
+        for up to ``policy`` seconds, forever (RETRYCONN_INFTIME), once
+        (RETRYCONN_ONCE), or the program exits (RETRYCONN_DIE).  By default (0) it
+        fails with ENOTCONN.  A reconnection is a new rump process."""
+        if policy not in (RETRYCONN_INFTIME, RETRYCONN_ONCE, RETRYCONN_DIE) and policy < 0:
+            raise ValueError(f"setconnretry: bad policy {policy!r}")
+        self._retry = policy
+
+    def _connection(self) -> sp.Conn:
+        conn = self._conn
+        if conn is not None:
+            return conn
+        if self._retry == RETRYCONN_DIE:
+            os._exit(1)
+        if not self._retry:
+            raise OSError(errno.ENOTCONN, f"{self.url}: not connected to the server")
+        deadline = None if self._retry == RETRYCONN_INFTIME else time.monotonic() + self._retry
+        while True:
+            try:
+                self._connect()
+                assert self._conn is not None
+                return self._conn
+            except OSError:
+                if self._retry == RETRYCONN_ONCE or (
+                    deadline is not None and time.monotonic() > deadline
+                ):
+                    raise OSError(errno.ENOTCONN, f"{self.url}: cannot reconnect") from None
+                time.sleep(0.1)  # a retry interval, as rumpclient's
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def _request(self, ftype: int, union: int, payload: Any) -> tuple[int, int, bytes]:
+        conn = self._connection()
+        data = wire.encode(payload)
+        waiter = _Waiter()
+        # A signal handler may make calls too (h_sigcli): signals wait while this
+        # thread holds the locks, or a handler's frame could land inside this one's.
+        with _signals_held():
+            reqno = next(self._reqno)
+            with self._lock:
+                self._waiters[reqno] = waiter
+            try:
+                conn.send(wire.frame(wire.REQ, ftype, reqno, union, data))
+            except OSError:
+                with self._lock:
+                    self._waiters.pop(reqno, None)
+                raise OSError(errno.ENOTCONN, f"{self.url}: the server has gone") from None
+        waiter.done.acquire()
+        if waiter.reply is None:
+            raise OSError(errno.ENOTCONN, f"{self.url}: the server went during the call")
+        return waiter.reply
+
+    def syscall(self, num: int, args: tuple[Any, ...]) -> Any:
+        """System call ``num`` with ``args`` in the server's kernel."""
+        fills = N.FILLS.get(num)
+        sent = tuple(args)
+        if fills is not None and fills < len(args):  # buffers to fill travel as sizes
+            sent = (*args[:fills], [len(memoryview(b).cast("B")) for b in args[fills]])
+            sent += tuple(args[fills + 1 :])
+        cls, union, body = self._request(wire.SYSCALL, num, sent)
+        value = wire.decode(body)
+        if cls == wire.ERROR:
+            kind, message = value
+            if kind == "type":
+                raise TypeError(message)
+            raise OSError(union, message)
+        if fills is None:
+            return value
+        value, contents = value
+        for buf, data in zip(args[fills], contents, strict=True):
+            memoryview(buf).cast("B")[: len(data)] = data
+        return value
+
+    def sysctl(self, name: str | tuple[int, ...], value: object = None) -> object:
+        """sysctl(3), as ``Kernel.sysctl``: the value of ``name``, set to ``value``
+        when given (the old value is returned)."""
+        return self.syscall(N.SYS___sysctl, (name, value))
+
+    # -- fork and exec ------------------------------------------------------------------------
+
+    def prefork(self) -> ForkHandle:
+        """rumpclient_prefork(3): a cookie for the child's connection (call it
+        before ``os.fork``)."""
+        cls, union, body = self._request(wire.PREFORK, 0, None)
+        if cls == wire.ERROR:
+            raise OSError(union, wire.decode(body)[1])
+        return ForkHandle(self.url, wire.decode(body), self._secret)
+
+    def fork_cancel(self, handle: ForkHandle) -> None:
+        """rumpclient_fork_cancel(3): the fork did not happen.  The cookie is left
+        to expire; nothing else holds it."""
+
+    def fork(self) -> tuple[int, Client]:
+        """rumpclient_fork(3) and ``os.fork``: (0, the child's client) in the child,
+        (the child's pid, this client) in the parent."""
+        handle = self.prefork()
+        pid = os.fork()
+        if pid == 0:
+            return 0, fork_init(handle, inherited=self)
+        return pid, self
+
+    def exec(self, path: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """rumpclient_exec(3): ``os.execve`` keeping this rump process: the new
+        program's ``connect()`` takes over the connection, and the server closes the
+        process's FD_CLOEXEC descriptors."""
+        conn = self._connection()
+        fd = conn.sock.fileno()
+        os.set_inheritable(fd, True)
+        env = dict(os.environ if env is None else env)
+        env[EXEC_ENV] = f"{fd} {self.url}"
+        os.execve(path, argv, env)
+
+    def close(self) -> None:
+        """End the connection; the server lets the rump process go."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<rumpclient {self.url} pid {self.pid}>"
+
+
+class _Syscalls:
+    """The system calls as methods, by their names in ``rumpmp.sys.syscall``."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        num = getattr(N, f"SYS_{name}", None)
+        if not isinstance(num, int) or (name.startswith("_") and name != "__sysctl"):
+            raise AttributeError(f"no system call {name!r}")
+        client = self._client
+
+        def call(*args: Any) -> Any:
+            return client.syscall(num, args)
+
+        call.__name__ = call.__qualname__ = name
+        return call
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold every signal back from the main thread (where Python's handlers run)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _program() -> str:
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+
+
+def _read_reply(conn: sp.Conn) -> tuple[int, int, bytes]:
+    body_len, _, cls, _, union = wire.parse_header(conn.recv_exact(wire.HEADER_SIZE))
+    return cls, union, conn.recv_exact(body_len)
+
+
+def connect(url: str | None = None, token_file: str | None = None) -> Client:
+    """rumpclient_init(3): a connection to the server at ``url`` (default
+    $RUMP_SERVER), proving a token (``token_file`` or $RUMP_TOKEN_FILE) to a TCP
+    server that wants one.  A program started by ``Client.exec`` takes over its
+    parent's connection instead."""
+    inherited = os.environ.pop(EXEC_ENV, None)
+    if inherited:
+        fd, _, exec_url = inherited.partition(" ")
+        return Client(exec_url, _read_secret(token_file), exec_fd=int(fd))
+    url = url or os.environ.get("RUMP_SERVER")
+    if not url:
+        raise OSError(errno.EINVAL, "no server: give a URL or set RUMP_SERVER")
+    return Client(url, _read_secret(token_file))
+
+
+def fork_init(handle: ForkHandle, inherited: Client | None = None) -> Client:
+    """rumpclient_fork_init(3), in the child: its own connection, to a rump process
+    with a copy of the parent's descriptors.  ``inherited``: the parent's client,
+    whose connection the child lets go without ending it."""
+    if inherited is not None and inherited._conn is not None:
+        inherited._conn.release()  # the parent's connection: closed here, not ended
+        inherited._conn = None
+    return Client(handle.url, handle.secret, fork=handle)

@@ -1,0 +1,227 @@
+"""Client programs for the sysproxy tests, ports of NetBSD's
+tests/rump/rumpkern/h_client: ``python -m tests.sp.clients NAME [ARGS]`` with
+RUMP_SERVER set.  Each exits 0 when all went as the test expects."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sys
+import threading
+import time
+
+from rumpmp import rumpclient
+from rumpmp.kern import O_CREAT, O_RDWR
+
+HOSTNAME_BASE = "rumpclient"
+
+
+def simple() -> None:
+    """h_simplecli: connect, a few calls."""
+    c = rumpclient.connect()
+    assert c.sys.getpid() == c.pid > 1
+    assert c.sysctl("kern.ostype") == "NetBSD"
+    print(c.pid, c.uid, c.gid, flush=True)
+
+
+def _stress_client(quit_flag: list[bool]) -> None:
+    c = rumpclient.connect()
+    mypid = c.sys.getpid()
+    c.sysctl("kern.hostname", f"{HOSTNAME_BASE}{mypid}")
+
+    def client() -> None:
+        while not quit_flag[0]:
+            name = c.sysctl("kern.hostname")
+            assert isinstance(name, str) and name.startswith(HOSTNAME_BASE), name
+            assert c.sys.getpid() == mypid
+
+    threads = [threading.Thread(target=client) for _ in range(7)]
+    for t in threads:
+        t.start()
+    client()
+    for t in threads:
+        t.join()
+
+
+def _stress_child() -> None:
+    quit_flag = [False]
+    signal.signal(signal.SIGUSR1, lambda *_: quit_flag.__setitem__(0, True))
+    try:
+        _stress_client(quit_flag)
+    except BaseException as e:  # noqa: BLE001 - the child reports and fails
+        print(f"client {os.getpid()}: {e!r}", file=sys.stderr, flush=True)
+        os._exit(1)
+    os._exit(0)
+
+
+def stress(rounds: str, how: str = "usr1") -> None:
+    """h_stresscli: 32 clients of 8 threads each; every 100 ms one is sent SIGUSR1
+    (it quits cleanly) or SIGKILL, and a new one takes its place."""
+    nclients = 32
+    thesig = signal.SIGKILL if how == "kill" else signal.SIGUSR1
+    clients: list[int] = []
+    for _ in range(int(rounds) * 10):
+        while len(clients) < nclients:
+            pid = os.fork()
+            if pid == 0:
+                _stress_child()
+            clients.append(pid)
+        time.sleep(0.1)  # the interval between kills, as h_stresscli's usleep
+        victim = clients.pop(0)
+        os.kill(victim, thesig)
+        _, status = os.waitpid(victim, 0)
+        if thesig == signal.SIGUSR1:
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"status {status:#x}"
+        else:
+            assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == thesig
+    for pid in clients:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def _wait_child(pid: int) -> None:
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status:#x}"
+
+
+def fork_simple() -> None:
+    """h_forkcli simple: the child's process has the parent's descriptors."""
+    c = rumpclient.connect()
+    pid1 = c.sys.getpid()
+    fd = c.sys.open("/forkfile", O_CREAT | O_RDWR, 0o600)
+    assert c.sys.write(fd, b"1234") == 4
+    pid, child = c.fork()
+    if pid == 0:
+        try:
+            pid2 = child.sys.getpid()
+            assert pid2 > 1 and pid2 != pid1
+            assert child.sys.write(fd, b"5678") == 4
+            child.sys.close(fd)
+        except BaseException as e:  # noqa: BLE001
+            print(f"child: {e!r}", file=sys.stderr, flush=True)
+            os._exit(1)
+        os._exit(0)
+    assert c.sys.write(fd, b"abcd") == 4
+    _wait_child(pid)
+    assert c.sys.write(fd, b"efgh") == 4
+    assert c.sys.fstat(fd).st_size == 16  # one file, one offset for both processes
+
+
+TESTSTR = b"i am your fatherrrrrrr"
+
+
+def fork_pipecomm() -> None:
+    """h_forkcli pipecomm: a pipe made before the fork joins parent and child."""
+    c = rumpclient.connect()
+    r, w = c.sys.pipe()
+    pid, child = c.fork()
+    if pid == 0:
+        try:
+            assert child.sys.read(r, len(TESTSTR)) == TESTSTR
+        except BaseException as e:  # noqa: BLE001
+            print(f"child: {e!r}", file=sys.stderr, flush=True)
+            os._exit(1)
+        os._exit(0)
+    assert c.sys.write(w, TESTSTR) == len(TESTSTR)
+    _wait_child(pid)
+
+
+def fork_fakeauth() -> None:
+    """h_forkcli fakeauth: a forged cookie is refused (ESRCH), and so is a real one
+    the second time."""
+    c = rumpclient.connect()
+    handle = c.prefork()
+    forged = rumpclient.ForkHandle(
+        handle.url, bytes([handle.cookie[0] ^ 1]) + handle.cookie[1:], None
+    )
+    try:
+        rumpclient.fork_init(forged)
+    except OSError as e:
+        assert e.errno == errno.ESRCH, e
+    else:
+        raise AssertionError("a forged cookie was accepted")
+    rumpclient.fork_init(handle).close()
+    try:
+        rumpclient.fork_init(handle)
+    except OSError as e:
+        assert e.errno == errno.ESRCH
+    else:
+        raise AssertionError("a cookie was accepted twice")
+
+
+def sigsafe() -> None:
+    """h_sigcli: a SIGALRM every 10 ms whose handler makes a call while the main
+    program is in the middle of its own, 2,000 times over."""
+    c = rumpclient.connect()
+    hostname = c.sysctl("kern.hostname")
+    handled = [0]
+
+    def handler(*_: object) -> None:
+        assert c.sysctl("kern.hostname") == hostname
+        handled[0] += 1
+
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.01, 0.01)
+    for _ in range(2000):
+        assert c.sysctl("kern.hostname") == hostname
+    signal.setitimer(signal.ITIMER_REAL, 0, 0)
+    assert handled[0] > 0
+    print(handled[0], flush=True)
+
+
+def signal_raise() -> None:
+    """t_sp signal: a signal the kernel sends the client's process (kill(2) on its
+    own pid) is raised in the client (RUMP_SIGMODEL_RAISE)."""
+    c = rumpclient.connect()
+    got = threading.Event()
+    signal.signal(signal.SIGUSR2, lambda *_: got.set())
+    c.sys.kill(c.pid, signal.SIGUSR2)
+    deadline = time.monotonic() + 10
+    while not got.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the handler runs between these: a bounded wait for it
+    assert got.is_set(), "the signal never came"
+
+
+def exec_child(keep_fd: str, gone_fd: str) -> None:
+    """After ``exec``: the same rump process, its FD_CLOEXEC descriptor closed."""
+    c = rumpclient.connect()
+    keep, gone = int(keep_fd), int(gone_fd)
+    assert c.sys.fstat(keep).st_size == 4
+    try:
+        c.sys.fstat(gone)
+    except OSError as e:
+        assert e.errno == errno.EBADF
+    else:
+        raise AssertionError("an FD_CLOEXEC descriptor survived exec")
+    print(c.sys.getpid(), flush=True)
+
+
+def exec_parent() -> None:
+    from rumpmp.kern import F_SETFD, FD_CLOEXEC
+
+    c = rumpclient.connect()
+    keep = c.sys.open("/execfile", O_CREAT | O_RDWR, 0o600)
+    c.sys.write(keep, b"kept")
+    gone = c.sys.dup(keep)
+    c.sys.fcntl(gone, F_SETFD, FD_CLOEXEC)
+    print(c.sys.getpid(), flush=True)
+    argv = [sys.executable, "-m", "tests.sp.clients", "exec_child", str(keep), str(gone)]
+    c.exec(sys.executable, argv)
+
+
+def wait_forever() -> None:
+    """Connect, say so, then call until the server goes (ENOTCONN)."""
+    c = rumpclient.connect()
+    print("connected", flush=True)
+    while True:
+        try:
+            c.sys.getpid()
+        except OSError as e:
+            print(f"errno {e.errno}", flush=True)
+            return
+        time.sleep(0.02)  # a polling client, not a synchronisation
+
+
+if __name__ == "__main__":
+    globals()[sys.argv[1]](*sys.argv[2:])

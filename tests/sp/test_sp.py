@@ -1,0 +1,429 @@
+"""The sysproxy server and its client library (issue 15).  Ports of NetBSD's
+tests/rump/rumpkern/t_sp.sh (basic, stress_short, stress_killer, fork_simple,
+fork_pipecomm, fork_fakeauth, sigsafe, signal), run by the client programs in
+``tests/sp/clients.py``; plus the security defaults and a fuzzer."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from hypercalls import shm
+from rumpmp import rumpclient
+from rumpmp.kern import O_CREAT, O_RDONLY, O_WRONLY
+from rumpmp.sp import wire
+from tests.helpers import assert_no_leak, errno_of, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+pytestmark = pytest.mark.timeout(120)
+
+
+def run_client(url: str, *args: str, timeout: float = 90, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RUMP_SERVER": url, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "tests.sp.clients", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
+
+
+@pytest.fixture
+def served(rump_kernel, tmp_path):
+    url = f"unix://{tmp_path}/sock"
+    server = rump_kernel.listen(url)
+    yield rump_kernel, url
+    server.close()
+
+
+def _nprocs(k) -> int:
+    return len(k.sysctl("kern.proc2"))
+
+
+# -- t_sp ----------------------------------------------------------------------------------
+
+
+def test_basic(served):
+    _, url = served
+    r = run_client(url, "simple")
+    assert r.returncode == 0, r.stderr
+    pid, uid, gid = (int(x) for x in r.stdout.split())
+    assert pid > 1 and (uid, gid) == (os.getuid(), os.getgid())
+
+
+def test_calls_files_and_errors_from_another_program(served):
+    k, url = served
+    c = rumpclient.connect(url)
+    fd = c.sys.open("/remote", O_CREAT | O_WRONLY, 0o644)
+    assert c.sys.write(fd, b"over the wire") == 13
+    c.sys.close(fd)
+    fd = k.sys.open("/remote", O_RDONLY)
+    assert k.sys.read(fd, 100) == b"over the wire"
+    assert c.sys.stat("/remote").st_size == 13
+    assert c.sys.listdir("/") == ["remote"]
+    bufs = [bytearray(4), bytearray(20)]
+    fd = c.sys.open("/remote", O_RDONLY)
+    assert c.sys.readv(fd, bufs) == 13 and bufs[0] == b"over"
+    assert errno_of(c.sys.read, 99, 1) == errno.EBADF
+    assert errno_of(c.sysctl, "kern.nope") == errno.ENOENT
+    with pytest.raises(TypeError, match="path must be str"):
+        c.sys.open(5, 0)
+    with pytest.raises(AttributeError):
+        c.sys.nosuchcall  # noqa: B018
+    c.close()
+
+
+@pytest.mark.rump(ncpu=4)
+def test_stress_short(served):
+    """t_sp:stress_short: 32 clients x 8 threads; each checks its pid and the
+    hostname prefix on every call; one quits every 100 ms and is replaced."""
+    k, url = served
+    baseline = _nprocs(k)
+    r = run_client(url, "stress", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    wait_for(lambda: _nprocs(k) == baseline, 30, "the clients' processes to go")
+
+
+@pytest.mark.rump(ncpu=4)
+def test_stress_killer(served):
+    """t_sp:stress_killer: a client SIGKILLed every 100 ms; the server stays
+    healthy and its process count returns to the baseline."""
+    k, url = served
+    baseline = _nprocs(k)
+    r = run_client(url, "stress", "1", "kill")
+    assert r.returncode == 0, r.stderr[-2000:]
+    wait_for(lambda: _nprocs(k) == baseline, 30, "the killed clients' processes to go")
+    assert run_client(url, "simple").returncode == 0
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(600)
+def test_stress_long(served):
+    """t_sp:stress_long: ten times stress_short's rounds."""
+    _, url = served
+    r = run_client(url, "stress", "10", timeout=500)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("case", ["fork_simple", "fork_pipecomm", "fork_fakeauth"])
+def test_fork(served, case):
+    """t_sp:fork_simple, fork_pipecomm, fork_fakeauth."""
+    _, url = served
+    r = run_client(url, case)
+    assert r.returncode == 0, r.stderr
+
+
+def test_sigsafe(served):
+    """t_sp:sigsafe: calls from a signal handler during calls."""
+    _, url = served
+    r = run_client(url, "sigsafe")
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) > 0
+
+
+def test_signal_goes_to_the_client(served):
+    """t_sp:signal: under RUMP_SIGMODEL_RAISE the client gets its process's signal,
+    not the server."""
+    _, url = served
+    r = run_client(url, "signal_raise")
+    assert r.returncode == 0, r.stderr
+
+
+def test_exec_keeps_the_process_and_closes_cloexec(served):
+    _, url = served
+    r = run_client(url, "exec_parent")
+    assert r.returncode == 0, r.stderr
+    before, after = r.stdout.split()
+    assert before == after
+
+
+# -- safer than rump --------------------------------------------------------------------------
+
+
+def test_unix_socket_is_owner_only(served, rump_kernel, tmp_path):
+    _, url = served
+    path = url.removeprefix("unix://")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    rump_kernel.listen(f"unix://{tmp_path}/open", mode=0o666).close()
+
+
+def _as_user(uid: int, gid: int, fn) -> str:
+    """``fn()`` in a forked child running as ``uid``/``gid`` (the test's Python may
+    not be executable by them); its result, as text, through a pipe."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            os.write(w, str(fn()).encode())
+        except BaseException as e:  # noqa: BLE001 - the parent reads what went wrong
+            os.write(w, f"error {e!r}".encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    return out
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to run a client as another user")
+def test_a_client_runs_with_its_own_ids(rump_kernel):
+    """SO_PEERCRED: a unix-socket client has its own uid and gid in the kernel, not
+    root's, so it may not set kern.hostname."""
+    where = tempfile.mkdtemp(prefix="rumpsp-", dir="/tmp")  # a directory others may enter
+    os.chmod(where, 0o755)
+    url = f"unix://{where}/sock"
+    server = rump_kernel.listen(url, mode=0o666)
+
+    def client() -> str:
+        c = rumpclient.connect(url)
+        try:
+            c.sysctl("kern.hostname", "mine")
+        except PermissionError as e:
+            return f"{c.uid} {c.gid} {c.sys.getuid()} {e.errno}"
+        return "set it"
+
+    try:
+        assert _as_user(1000, 100, client) == f"1000 100 1000 {errno.EPERM}"
+    finally:
+        server.close()
+        os.rmdir(where)
+
+
+def test_root_clients_restores_rumps_way(rump_kernel, tmp_path):
+    url = f"unix://{tmp_path}/sock"
+    rump_kernel.listen(url, root_clients=True)
+    c = rumpclient.connect(url)
+    assert (c.uid, c.gid) == (0, 0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tcp_binds_loopback_and_wants_the_token(rump_kernel, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s3cret\nuid=0 gid=0\n")
+    from rumpmp.sp.server import load_token
+
+    with pytest.raises(PermissionError):
+        rump_kernel.listen(f"tcp://192.0.2.1:{_free_port()}")  # not loopback
+    with pytest.raises(ValueError, match="token"):
+        rump_kernel.listen(f"tcp://127.0.0.1:{_free_port()}", listen_any=True)
+    url = f"tcp://127.0.0.1:{_free_port()}"
+    rump_kernel.listen(url, token=load_token(str(token)))
+    with pytest.raises(OSError) as info:
+        rumpclient.connect(url)  # no token
+    assert info.value.errno == errno.EACCES
+    wrong = tmp_path / "wrong"
+    wrong.write_text("guess\n")
+    assert errno_of(rumpclient.connect, url, str(wrong)) == errno.EACCES
+    c = rumpclient.connect(url, str(token))
+    assert (c.uid, c.gid) == (0, 0) and c.sys.getpid() == c.pid
+
+
+def test_tcp_without_a_grant_is_nobody(rump_kernel):
+    url = f"tcp://[::1]:{_free_port()}"
+    try:
+        rump_kernel.listen(url)
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    c = rumpclient.connect(url)
+    assert (c.uid, c.gid) == (32767, 32767)
+    assert errno_of(c.sysctl, "kern.hostname", "x") == errno.EPERM
+
+
+def test_per_client_limits(rump_kernel, tmp_path):
+    url = f"unix://{tmp_path}/sock"
+    rump_kernel.listen(url, max_files=8)
+    c = rumpclient.connect(url)
+    fds = []
+    with pytest.raises(OSError) as info:
+        while True:
+            fds.extend(c.sys.pipe())
+    assert info.value.errno == errno.EMFILE and len(fds) == 8
+    other = rumpclient.connect(url)
+    assert other.sys.pipe() == (0, 1)  # another client notices nothing
+
+
+def test_a_version_mismatch_is_a_clear_error(tmp_path):
+    path = tmp_path / "fake"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(path))
+    srv.listen(1)
+
+    def answer():
+        conn, _ = srv.accept()
+        conn.sendall(b"RUMPSP-9.0-NetBSD-0.1/x86_64 " + b"00" * wire.NONCE_BYTES + b"\n")
+        conn.close()
+
+    import threading
+
+    threading.Thread(target=answer, daemon=True).start()
+    with pytest.raises(OSError, match=r"protocol 9\.0"):
+        rumpclient.connect(f"unix://{path}")
+    srv.close()
+
+
+# -- malformed frames ----------------------------------------------------------------------------
+
+
+def _raw(url: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(url.removeprefix("unix://"))
+    s.settimeout(5)
+    line = b""
+    while not line.endswith(b"\n"):
+        line += s.recv(1)
+    return s
+
+
+def _closed(s: socket.socket) -> bool:
+    """Whether the server ends the connection (within the socket's timeout)."""
+    try:
+        while s.recv(4096):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_an_oversized_length_closes_the_connection_unread(served):
+    _, url = served
+    s = _raw(url)
+    s.sendall(struct.pack("<QQHHI", 1 << 40, 1, wire.REQ, wire.HANDSHAKE, 0))
+    assert _closed(s)  # nothing was read or allocated for the 1 TiB it claimed
+
+
+def test_100000_random_and_mutated_frames_leave_the_server_up(served):
+    """A seeded fuzzer: random bytes, and valid frames with bytes flipped, lengths
+    changed and types swapped, before and after the handshake.  Each malformed
+    frame costs its connection; the server answers a good client afterwards."""
+    k, url = served
+    rnd = random.Random(15)
+    good = rumpclient.connect(url)
+    handshake = wire.frame(wire.REQ, wire.HANDSHAKE, 0, 0, wire.encode(("fuzz", None)))
+    call = wire.frame(wire.REQ, wire.SYSCALL, 7, 20, wire.encode(()))
+    sent = 0
+    while sent < 100_000:
+        s = _raw(url)
+        if rnd.random() < 0.5:
+            s.sendall(handshake)
+        try:
+            for _ in range(200):
+                base = rnd.choice([call, handshake, bytes(rnd.getrandbits(8) for _ in range(30))])
+                frame = bytearray(base)
+                for _ in range(rnd.randint(1, 4)):
+                    frame[rnd.randrange(len(frame))] = rnd.getrandbits(8)
+                s.sendall(frame)
+                sent += 1
+        except OSError:
+            pass  # the server closed this one, as it should
+        s.close()
+    assert good.sys.getpid() == good.pid  # the server is up, and so is this client
+    assert rumpclient.connect(url).sys.getpid() > 1
+    assert k.state == "running"
+
+
+# -- the server program ---------------------------------------------------------------------------
+
+
+def _server(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rumpmp", "server", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def test_server_daemonizes_once_listening_and_halts_on_sigterm(tmp_path):
+    sock = tmp_path / "srv"
+    url = f"unix://{sock}"
+    before = shm.list_prefix("rmp-")
+    r = subprocess.run(
+        [sys.executable, "-m", "rumpmp", "server", "-c", "2", url],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr  # the parent returns only once the server listens
+    c = rumpclient.connect(url)
+    assert c.sysctl("hw.ncpu") == 2
+    out = subprocess.run(
+        [sys.executable, "-m", "rumpmp", "ps"], cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, "RUMP_SERVER": url}, timeout=60,
+    )  # fmt: skip
+    assert out.stdout.startswith("  PID") and "init" in out.stdout, out.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "rumpmp", "halt"], cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, "RUMP_SERVER": url}, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: not sock.exists(), 30, "the server to remove its socket")
+    wait_for(lambda: shm.list_prefix("rmp-") == before, 30, "the server to unlink its objects")
+    assert errno_of(c.sys.getpid) == errno.ENOTCONN
+
+
+def test_server_failure_reaches_the_parent(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "rumpmp", "server", "tcp://192.0.2.1:1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode != 0 and "loopback" in r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "rumpmp", "server", "--listen-any", "tcp://0.0.0.0:1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2 and "--token-file" in r.stderr
+
+
+def test_sigterm_halts_cleanly(tmp_path):
+    sock = tmp_path / "fg"
+    before = shm.list_prefix("rmp-")
+    p = _server("-s", "-c", "2", f"unix://{sock}")
+    assert "serving" in p.stdout.readline()
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(60) == 0
+    assert not sock.exists()
+    assert shm.list_prefix("rmp-") == before
+
+
+def test_a_killed_server_leaves_its_clients_with_enotconn(tmp_path):
+    sock = tmp_path / "dies"
+    url = f"unix://{sock}"
+    p = _server("-s", "-c", "2", url)
+    assert "serving" in p.stdout.readline()
+    c = rumpclient.connect(url)
+    assert c.sys.getpid() > 1
+    prefix = next(
+        name.rsplit(".", 1)[0] + "." for name in shm.list_prefix("rmp-")
+        if f"rmp-{p.pid}-" in name
+    )  # fmt: skip
+    p.kill()
+    p.wait(30)
+    assert errno_of(c.sys.getpid) == errno.ENOTCONN  # not a hang
+    wait_for(lambda: not sock.exists(), 30, "the CPUs to remove the dead server's socket")
+    wait_for(lambda: shm.list_prefix(prefix) == [], 30, "the CPUs to clean up")
+    assert_no_leak(prefix)
