@@ -22,6 +22,7 @@ MODULES = [
     "futures",
     "syscall",
     "files",
+    "sp",
 ]
 
 

@@ -61,12 +61,20 @@ class Conn:
         # sends its own frame whole before the caller sends (frames never interleave).
         self._send_lock = threading.RLock()
 
-    def send(self, data: bytes) -> None:
-        """Send ``data`` whole (frames from several threads never interleave)."""
+    def send(self, parts: list[bytes]) -> None:
+        """Send ``parts`` (a frame's header and body) whole, in order, without
+        joining them; frames from several threads never interleave."""
+        views = [memoryview(p).cast("B") for p in parts if len(p)]
         with self._send_lock:
-            self.sock.sendall(data)
+            while views:
+                sent = self.sock.sendmsg(views)
+                while views and sent >= len(views[0]):
+                    sent -= len(views[0])
+                    views.pop(0)
+                if views and sent:
+                    views[0] = views[0][sent:]
 
-    def recv_exact(self, n: int) -> bytes:
+    def recv_exact(self, n: int) -> bytearray:
         """Exactly ``n`` bytes; EOFError if the peer closes first."""
         buf = bytearray(n)
         view = memoryview(buf)
@@ -76,7 +84,7 @@ class Conn:
             if not k:
                 raise EOFError("connection closed by the peer")
             got += k
-        return bytes(buf)
+        return buf
 
     def recv_line(self, limit: int) -> bytes:
         """One line, its newline included; ValueError past ``limit`` bytes."""

@@ -71,7 +71,7 @@ class _Waiter:
     def __init__(self) -> None:
         self.done = threading.Lock()
         self.done.acquire()
-        self.reply: tuple[int, int, bytes] | None = None  # class, union, body
+        self.reply: tuple[int, int, bytearray] | None = None  # class, union, body
 
 
 class Client:
@@ -136,7 +136,7 @@ class Client:
             raise
         self._adopt(conn, cls, union, body)
 
-    def _adopt(self, conn: sp.Conn, cls: int, union: int, body: bytes) -> None:
+    def _adopt(self, conn: sp.Conn, cls: int, union: int, body: bytearray) -> None:
         if cls == wire.ERROR:
             conn.close()
             _, message = wire.decode(body)
@@ -205,7 +205,7 @@ class Client:
 
     # -- calls ------------------------------------------------------------------------------
 
-    def _request(self, ftype: int, union: int, payload: Any) -> tuple[int, int, bytes]:
+    def _request(self, ftype: int, union: int, payload: Any) -> tuple[int, int, bytearray]:
         conn = self._connection()
         data = wire.encode(payload)
         waiter = _Waiter()
@@ -338,7 +338,7 @@ def _program() -> str:
     return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
 
 
-def _read_reply(conn: sp.Conn) -> tuple[int, int, bytes]:
+def _read_reply(conn: sp.Conn) -> tuple[int, int, bytearray]:
     body_len, _, cls, _, union = wire.parse_header(conn.recv_exact(wire.HEADER_SIZE))
     return cls, union, conn.recv_exact(body_len)
 

@@ -147,7 +147,7 @@ class Client:
         finally:
             self.server._drop(self)
 
-    def _read_frame(self) -> tuple[int, int, int, int, bytes]:
+    def _read_frame(self) -> tuple[int, int, int, int, bytearray]:
         body_len, reqno, cls, ftype, union = wire.parse_header(
             self.conn.recv_exact(wire.HEADER_SIZE)
         )
@@ -156,7 +156,7 @@ class Client:
     def _handshake(self) -> None:
         srv = self.server
         nonce = rnd.getrandom(wire.NONCE_BYTES)
-        self.conn.send(wire.banner(*srv.system, nonce))
+        self.conn.send([wire.banner(*srv.system, nonce)])
         reqno, cls, ftype, kind, body = self._read_frame()
         if (cls, ftype) != (wire.REQ, wire.HANDSHAKE) or kind not in (
             wire.HANDSHAKE_GUEST,
@@ -237,7 +237,7 @@ class Client:
         else:
             raise wire.WireError(f"unexpected {wire.TYPE_NAMES[ftype]} request")
 
-    def _syscall(self, reqno: int, num: int, body: bytes) -> None:
+    def _syscall(self, reqno: int, num: int, body: bytearray) -> None:
         opts = self.server.options
         with self.lock:
             if self.inflight >= opts.max_inflight:
@@ -255,7 +255,7 @@ class Client:
 
     # -- a worker thread -----------------------------------------------------------------
 
-    def _serve(self, reqno: int, num: int, body: bytes) -> None:
+    def _serve(self, reqno: int, num: int, body: bytearray) -> None:
         try:
             result = self._call(num, body)
         except TypeError as e:  # an argument of the wrong type: the client raises TypeError
@@ -271,7 +271,7 @@ class Client:
                 self.inflight -= 1
                 self.held -= len(body)
 
-    def _call(self, num: int, body: bytes) -> bytes:
+    def _call(self, num: int, body: bytearray) -> bytes:
         try:
             args = wire.decode(body)
         except wire.WireError as e:
@@ -296,7 +296,7 @@ class Client:
         body = wire.encode((kind, message[:200]))
         self._send(wire.frame(wire.ERROR, ftype, reqno, err, body))
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: list[bytes]) -> None:
         with contextlib.suppress(OSError):  # the client went: its connection is ending
             self.conn.send(data)
 

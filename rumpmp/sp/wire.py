@@ -64,12 +64,13 @@ class WireError(ValueError):
 # -- frames -------------------------------------------------------------------------------
 
 
-def frame(cls: int, ftype: int, reqno: int, union: int = 0, body: bytes = b"") -> bytes:
-    """One frame, ready to send."""
-    return HEADER.pack(HEADER_SIZE + len(body), reqno, cls, ftype, union & 0xFFFFFFFF) + body
+def frame(cls: int, ftype: int, reqno: int, union: int = 0, body: bytes = b"") -> list[bytes]:
+    """One frame, ready to send: its header and its body (sent together, not
+    joined: a body may be megabytes)."""
+    return [HEADER.pack(HEADER_SIZE + len(body), reqno, cls, ftype, union & 0xFFFFFFFF), body]
 
 
-def parse_header(raw: bytes) -> tuple[int, int, int, int, int]:
+def parse_header(raw: bytes | bytearray) -> tuple[int, int, int, int, int]:
     """(body length, request number, class, type, union) of a header; WireError for
     a length out of bounds or an unknown class or type."""
     length, reqno, cls, ftype, union = HEADER.unpack(raw)
@@ -131,44 +132,44 @@ def encode(value: Any) -> bytes:
     """The encoding of plain data: None, bool, int, float, str, bytes-like, and
     lists and tuples of them (and the Stat and Statvfs results); TypeError for
     anything else."""
-    out = bytearray()
+    out: list[bytes | memoryview] = []
     _encode(value, out, 0)
-    return bytes(out)
+    return b"".join(out)
 
 
-def _encode(v: Any, out: bytearray, depth: int) -> None:
+def _encode(v: Any, out: list[bytes | memoryview], depth: int) -> None:
     if depth > MAX_DEPTH:
         raise TypeError("value nested too deep")
     if v is None:
-        out += b"N"
+        out.append(b"N")
     elif v is True or v is False:
-        out += b"T" if v else b"F"
+        out.append(b"T" if v else b"F")
     elif isinstance(v, int):
         if -(1 << 63) <= v < 1 << 63:
-            out += b"i" + _I64.pack(v)
+            out += (b"i", _I64.pack(v))
         else:
             raw = v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True)
-            out += b"I" + _U32.pack(len(raw)) + raw
+            out += (b"I", _U32.pack(len(raw)), raw)
     elif isinstance(v, float):
-        out += b"f" + _F64.pack(v)
+        out += (b"f", _F64.pack(v))
     elif isinstance(v, str):
         raw = v.encode("utf-8", "surrogatepass")
-        out += b"s" + _U32.pack(len(raw)) + raw
+        out += (b"s", _U32.pack(len(raw)), raw)
     elif isinstance(v, bytes | bytearray | memoryview):
-        raw = bytes(v)
-        out += b"b" + _U32.pack(len(raw)) + raw
+        view = memoryview(v).cast("B")
+        out += (b"b", _U32.pack(len(view)), view)  # joined once, not copied here
     elif type(v) in _TAG_OF:
-        out += _TAG_OF[type(v)]
+        out.append(_TAG_OF[type(v)])
         _encode(tuple(v), out, depth + 1)
     elif isinstance(v, list | tuple):
-        out += (b"l" if isinstance(v, list) else b"t") + _U32.pack(len(v))
+        out += ((b"l" if isinstance(v, list) else b"t"), _U32.pack(len(v)))
         for item in v:
             _encode(item, out, depth + 1)
     else:
         raise TypeError(f"cannot send a {type(v).__name__} to or from a rump kernel")
 
 
-def decode(raw: bytes) -> Any:
+def decode(raw: bytes | bytearray) -> Any:
     """The value ``encode`` made; WireError for anything malformed, truncated, too
     deep or followed by more bytes."""
     value, end = _decode(memoryview(raw), 0, 0)

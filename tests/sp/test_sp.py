@@ -323,8 +323,8 @@ def test_100000_random_and_mutated_frames_leave_the_server_up(served):
     k, url = served
     rnd = random.Random(15)
     good = rumpclient.connect(url)
-    handshake = wire.frame(wire.REQ, wire.HANDSHAKE, 0, 0, wire.encode(("fuzz", None)))
-    call = wire.frame(wire.REQ, wire.SYSCALL, 7, 20, wire.encode(()))
+    handshake = b"".join(wire.frame(wire.REQ, wire.HANDSHAKE, 0, 0, wire.encode(("fuzz", None))))
+    call = b"".join(wire.frame(wire.REQ, wire.SYSCALL, 7, 20, wire.encode(())))
     sent = 0
     while sent < 100_000:
         s = _raw(url)

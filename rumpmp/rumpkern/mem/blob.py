@@ -27,8 +27,10 @@ from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.mem.kmem import KM_NOSLEEP, _make_kbuf, heap_size, kmem_alloc_in, kmem_free_in
 from rumpmp.sys.vnode import Stat, Statvfs
 
-#: Blobs from this size on travel in a segment of their own.
-SEGMENT_MIN = 1 << 20
+#: Blobs from this size on (or an eighth of the heap, if less) travel in a segment
+#: of their own: making one costs a millisecond or more, copying through the heap
+#: far less.
+SEGMENT_MIN = 16 << 20
 
 _serial = itertools.count(1)
 
@@ -44,7 +46,7 @@ def _put_bytes(arena: Arena, data: bytes) -> Ref:
     if len(data) < min(SEGMENT_MIN, heap_size(arena) // 8):
         buf = kmem_alloc_in(arena, len(data), KM_NOSLEEP)
         if buf is not None:
-            buf[:] = data
+            memoryview(buf).cast("B")[:] = data  # one memcpy
             return buf.offset, len(data), buf.gen
     ref = (param.getpid(), len(data), -next(_serial))
     name = _segment_name(arena, ref)
@@ -153,12 +155,19 @@ def blob_free(arena: Arena, w_index: int) -> None:
 # heap this way.
 
 _IN_BLOB = -1
+_RAW_BLOB = -2  # the blob is a value of type bytes itself, not a pickle
+#: Bytes values from this size on skip pickle (a read's data: a copy, not three).
+RAW_MIN = 4096
 
 
-def payload_put(arena: Arena, word: int, capacity: int, data: bytes) -> None:
-    """Store the pickle ``data`` in the payload buffer at ``word``."""
+def payload_put(arena: Arena, word: int, capacity: int, data: bytes, raw: bool = False) -> None:
+    """Store the pickle ``data`` in the payload buffer at ``word`` (with ``raw``,
+    ``data`` is a bytes value to store as it is, in a blob)."""
     w = arena.w
-    if len(data) <= capacity - 8:
+    if raw:
+        w[word + 1], w[word + 2], w[word + 3] = _put_bytes(arena, data)
+        w[word] = _RAW_BLOB
+    elif len(data) <= capacity - 8:
         start = word * 8 + 8
         arena.buf[start : start + len(data)] = data
         w[word] = len(data)
@@ -168,8 +177,10 @@ def payload_put(arena: Arena, word: int, capacity: int, data: bytes) -> None:
 
 
 def payload_get(arena: Arena, word: int) -> Any:
-    """Unpickle the payload at ``word``."""
+    """Unpickle the payload at ``word`` (a raw one is its bytes)."""
     n = arena.w[word]
+    if n == _RAW_BLOB:
+        return _bytes_of(arena, blob_ref(arena, word + 1))
     if n == _IN_BLOB:
         return pickle.loads(_bytes_of(arena, blob_ref(arena, word + 1)))
     start = word * 8 + 8
@@ -178,6 +189,11 @@ def payload_get(arena: Arena, word: int) -> Any:
 
 def payload_drop(arena: Arena, word: int) -> None:
     """Empty the payload buffer at ``word`` (freeing its blob, if it has one)."""
-    if arena.w[word] == _IN_BLOB:
+    if arena.w[word] in (_IN_BLOB, _RAW_BLOB):
         blob_free_ref(arena, blob_ref(arena, word + 1))
     arena.w[word] = 0
+
+
+def payload_is_raw(arena: Arena, word: int) -> bool:
+    """Whether the payload at ``word`` was stored raw (``payload_put(raw=True)``)."""
+    return arena.w[word] == _RAW_BLOB

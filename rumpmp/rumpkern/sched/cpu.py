@@ -19,7 +19,7 @@ from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.entry import KthreadExit
 from rumpmp.rumpkern.locking import biglock, lockdebug
-from rumpmp.rumpkern.mem.blob import dumps, payload_drop, payload_get, payload_put
+from rumpmp.rumpkern.mem.blob import RAW_MIN, dumps, payload_drop, payload_get, payload_put
 from rumpmp.rumpkern.sched import lwproc, scheduler
 from rumpmp.rumpkern.sched.proc import Tables, tables
 from rumpmp.rumpkern.svc import evcnt, reboot, specificdata
@@ -295,7 +295,13 @@ def _exit_lwp(arena: Arena, t: Tables, lid: int) -> None:
 
 
 def _publish(arena: Arena, lid: int, result: tuple[bool, object]) -> None:
-    """Store the result for the waiter; a result that cannot be pickled becomes an error."""
+    """Store the result for the waiter; a result that cannot be pickled becomes an error.
+    A large bytes value (what a read returns) goes as it is: ``kthread.collect``
+    knows a raw payload is a successful one."""
+    ok, value = result
+    if ok and type(value) is bytes and len(value) >= RAW_MIN:
+        payload_put(arena, tables(arena).result(lid), IO_PAYLOAD_BYTES, value, raw=True)
+        return
     try:
         data = dumps(result)
     except Exception as e:  # noqa: BLE001 - the waiter must learn what went wrong

@@ -14,7 +14,13 @@ from collections.abc import Callable
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.entry import KthreadExit
-from rumpmp.rumpkern.mem.blob import dumps, payload_drop, payload_get, payload_put
+from rumpmp.rumpkern.mem.blob import (
+    dumps,
+    payload_drop,
+    payload_get,
+    payload_is_raw,
+    payload_put,
+)
 from rumpmp.rumpkern.sched import lwproc, scheduler
 from rumpmp.rumpkern.sched.proc import tables
 from rumpmp.rumpkern.svc.prf import kprintf, panic_in
@@ -134,7 +140,8 @@ def collect(arena: Arena, lid: int) -> tuple[bool, object]:
     t = tables(arena)
     result: tuple[bool, object] = (True, None)
     if arena.w[t.result(lid)]:
-        result = payload_get(arena, t.result(lid))
+        value = payload_get(arena, t.result(lid))
+        result = (True, value) if payload_is_raw(arena, t.result(lid)) else value
         payload_drop(arena, t.result(lid))
     lwproc.lwp_release(t, lid)
     return result
