@@ -335,7 +335,11 @@ def _signals_held() -> Iterator[None]:
 
 
 def _program() -> str:
-    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    """This program's name, as ps shows it (a package run with -m by its name)."""
+    path = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+    if os.path.basename(path) == "__main__.py":
+        return os.path.basename(os.path.dirname(path))
+    return os.path.basename(path)
 
 
 def _read_reply(conn: sp.Conn) -> tuple[int, int, bytearray]:

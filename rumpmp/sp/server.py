@@ -174,7 +174,7 @@ class Client:
             self.process = self._make_process(kind, what)
             pid = self.process.run(
                 spkern.client_setup,
-                f"{self.conn.peer} {what if isinstance(what, str) else 'fork'}"[:63],
+                f"{self._address()} {what if isinstance(what, str) else 'fork'}"[:63],
                 self.uid,
                 self.gid,
                 srv.options.max_files,
@@ -186,6 +186,11 @@ class Client:
         self.conn.send(
             wire.frame(wire.RESP, wire.HANDSHAKE, reqno, 0, wire.encode((pid, self.uid, self.gid)))
         )
+
+    def _address(self) -> str:
+        """The client's address as ps shows it (a unix-socket peer by its pid)."""
+        cred = self.conn.peer_cred()
+        return f"unix:{cred[0]}" if cred else self.conn.peer
 
     def _authenticated(self, nonce: bytes, kind: int, answer: object) -> bool:
         token = self.server.options.token
@@ -232,7 +237,7 @@ class Client:
             if not isinstance(name, str):
                 raise wire.WireError("an EXEC handshake names the new program")
             assert self.process is not None
-            self.process.run(spkern.client_exec, f"{self.conn.peer} {name}"[:63])
+            self.process.run(spkern.client_exec, f"{self._address()} {name}"[:63])
             self.conn.send(wire.frame(wire.RESP, wire.HANDSHAKE, reqno, 0, wire.encode(None)))
         else:
             raise wire.WireError(f"unexpected {wire.TYPE_NAMES[ftype]} request")

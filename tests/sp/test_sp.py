@@ -427,3 +427,67 @@ def test_a_killed_server_leaves_its_clients_with_enotconn(tmp_path):
     wait_for(lambda: not sock.exists(), 30, "the CPUs to remove the dead server's socket")
     wait_for(lambda: shm.list_prefix(prefix) == [], 30, "the CPUs to clean up")
     assert_no_leak(prefix)
+
+
+def test_in_flight_limit_is_eagain_and_others_go_on(rump_kernel, tmp_path):
+    """A client with max_inflight calls asleep in the kernel gets EAGAIN for one
+    more; another client notices nothing; the sleepers finish once woken."""
+    import threading
+
+    url = f"unix://{tmp_path}/sock"
+    rump_kernel.listen(url, max_inflight=2)
+    c = rumpclient.connect(url)
+    r, w = c.sys.pipe()
+    helper = rumpclient.fork_init(c.prefork())  # a process with a copy of c's descriptors
+    got = []
+    readers = [threading.Thread(target=lambda: got.append(c.sys.read(r, 1))) for _ in range(2)]
+    for t in readers:
+        t.start()
+
+    def at_limit() -> bool:
+        try:
+            c.sys.getpid()
+        except OSError as e:
+            return e.errno == errno.EAGAIN
+        return False
+
+    wait_for(at_limit, 30, "both reads to be asleep in the kernel")
+    assert rumpclient.connect(url).sys.getpid() > 1
+    assert helper.sys.write(w, b"xy") == 2
+    for t in readers:
+        t.join(30)
+    assert sorted(got) == [b"x", b"y"]
+    assert c.sys.getpid() == c.pid
+
+
+def test_connretry(rump_boot, tmp_path):
+    """setconnretry: by default a call after the server has gone fails with
+    ENOTCONN; with a retry it connects again (a new process) when it is back."""
+    url = f"unix://{tmp_path}/sock"
+    k1 = rump_boot(2)
+    k1.listen(url)
+    c = rumpclient.connect(url)
+    k1.halt()
+    wait_for(lambda: errno_of(c.sys.getpid) == errno.ENOTCONN, 30, "the call to fail")
+    k2 = rump_boot(2)
+    k2.sysctl("kern.hostname", "second")
+    k2.listen(url)
+    assert errno_of(c.sys.getpid) == errno.ENOTCONN  # no retry by default
+    c.setconnretry(10)
+    assert c.sysctl("kern.hostname") == "second"  # reconnected, to the new kernel
+    assert c.sys.getpid() == c.pid > 1
+    with pytest.raises(ValueError):
+        c.setconnretry(-5)
+
+
+def test_memlimit_and_modules_options(tmp_path):
+    sock = tmp_path / "opts"
+    url = f"unix://{sock}"
+    p = _server("-s", "-c", "1", "-r", "16m", url)
+    try:
+        assert "serving" in p.stdout.readline()
+        c = rumpclient.connect(url)
+        assert c.sysctl("hw.physmem64") == 16 << 20
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(60) == 0
