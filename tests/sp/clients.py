@@ -210,6 +210,14 @@ def exec_parent() -> None:
     c.exec(sys.executable, argv)
 
 
+def block_in_read() -> None:
+    """Sleep in the kernel, in a read of an empty pipe, until killed."""
+    c = rumpclient.connect()
+    r, _ = c.sys.pipe()
+    print(c.pid, flush=True)
+    c.sys.read(r, 1)
+
+
 def wait_forever() -> None:
     """Connect, say so, then call until the server goes (ENOTCONN)."""
     c = rumpclient.connect()

@@ -110,6 +110,23 @@ def test_stress_killer(served):
     assert run_client(url, "simple").returncode == 0
 
 
+def test_a_client_gone_mid_call_releases_its_process(served):
+    """A client killed while its call sleeps in the kernel: the server wakes the
+    sleeper (the call ends) and the process goes; nothing is left behind."""
+    k, url = served
+    baseline = _nprocs(k)
+    env = {**os.environ, "RUMP_SERVER": url, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen(
+        [sys.executable, "-m", "tests.sp.clients", "block_in_read"],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    pid = int(p.stdout.readline())
+    assert any(row[0] == pid for row in k.sysctl("kern.proc2"))
+    p.kill()
+    p.wait(30)
+    wait_for(lambda: _nprocs(k) == baseline, 30, "the dead client's process to go")
+
+
 @pytest.mark.soak
 @pytest.mark.timeout(600)
 def test_stress_long(served):
