@@ -29,44 +29,27 @@ import errno
 import hmac
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
 from hypercalls import param, rnd, sp
+from rumpmp.host import process
+from rumpmp.host.process import Process
 from rumpmp.rumpkern.arena import H_SPRAISE, Arena
 from rumpmp.rumpkern.syscall import sysent
 from rumpmp.sp import spkern, wire
 from rumpmp.sys.proc import RUMP_RFCFDG, RUMP_RFFDG
 from rumpmp.sys.syscall import FILLS
 
-if TYPE_CHECKING:
-    from rumpmp.host.process import Process
 
+class Kernel(process.Kernel, Protocol):
+    """What the server needs of its kernel: what a Process does, and the arena and
+    sysctl (rumpmp.Kernel, named without importing it: its ``listen`` imports this)."""
 
-class Kernel(Protocol):
-    """What the server needs of its kernel (rumpmp.Kernel, named here without
-    importing it: its ``listen`` imports this module)."""
-
-    prefix: str
     _arena: Arena
 
-    @property
-    def state(self) -> str: ...
-
     def sysctl(self, name: str, value: object = None) -> object: ...
-
-    def run(self, func: Callable[..., Any], *args: Any) -> Any: ...
-
-    def _run(
-        self,
-        func: Callable[..., Any],
-        args: tuple,
-        cpu: int | None,
-        timeout: float | None,
-        pid: int,
-    ) -> Any: ...
 
 
 #: The uid and gid of a TCP client whose token grants nothing more (NetBSD's nobody).
@@ -219,8 +202,6 @@ class Client:
             self.uid, self.gid = (token.uid, token.gid) if token else (NOBODY, NOBODY)
         if not isinstance(what, str):
             raise wire.WireError("a GUEST handshake names the client's program")
-        from rumpmp.host.process import Process  # noqa: PLC0415 - with the first client
-
         return Process(srv.kernel, RUMP_RFCFDG, INITPROC)
 
     def _one_frame(self) -> None:

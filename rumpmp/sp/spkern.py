@@ -9,19 +9,20 @@ from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.sched.proc import curproc_word, tables
 from rumpmp.rumpkern.svc import prot, resource, signals
-from rumpmp.sys.proc import NPROC, P_PID, P_SPCLIENT, P_SPRAISE, P_STATE, RLIMIT_NOFILE, SACTIVE
+from rumpmp.sys.proc import P_PID, P_SPCLIENT, P_SPRAISE, RLIMIT_NOFILE
 from rumpmp.vfs import descrip
 
 SIGKILL = 9
 
 
 def client_setup(name: str, uid: int, gid: int, nofile: int) -> int:
-    """Make the calling process a client's: its name, its open-files limit and
-    (unless root) the client's ids; its pid."""
+    """Make the calling process a client's: its name, its open-files limit and the
+    client's ids (a forked client's process has them from its parent already);
+    its pid."""
     arena = _arena.current()
     prot.proc_setcomm(name)
     resource.rump_sys_setrlimit(RLIMIT_NOFILE, nofile, nofile)
-    if (uid, gid) != (0, 0):
+    if (prot.rump_sys_geteuid(), prot.rump_sys_getegid()) != (uid, gid):
         prot.rump_sys_setgroups([])
         prot.rump_sys_setgid(gid)
         prot.rump_sys_setuid(uid)
@@ -50,10 +51,9 @@ def take_raised(arena: Arena) -> list[tuple[int, int]]:
     out = []
     t.lock.enter_nowrap()
     try:
-        for slot in range(NPROC):
-            p = t.proc(slot)
+        for p in t.active():
             bits = w[p + P_SPRAISE]
-            if bits and w[p + P_STATE] == SACTIVE and w[p + P_SPCLIENT]:
+            if bits and w[p + P_SPCLIENT]:
                 w[p + P_SPRAISE] = 0
                 out += [(w[p + P_PID], sig) for sig in range(1, 64) if bits & (1 << sig)]
     finally:

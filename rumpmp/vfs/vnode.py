@@ -278,7 +278,7 @@ def file_state(arena: Arena, node: int, offset: int, record: bool) -> tuple[int,
     of a file; with ``record``, waits for the next write if there are none."""
     w, r = arena.w, rec(arena, node)
     lock = vlock(arena, node)
-    rw_enter(lock, RW_WRITER)
+    rw_enter(lock, RW_WRITER)  # for writing: selrecord changes the selinfo
     try:
         data = max(0, w[r + V.V_SIZE] - offset)
         if record and not data:

@@ -211,14 +211,15 @@ def test_a_client_runs_with_its_own_ids(rump_kernel):
 
     def client() -> str:
         c = rumpclient.connect(url)
+        child = rumpclient.fork_init(c.prefork())  # a forked client keeps the ids
         try:
             c.sysctl("kern.hostname", "mine")
         except PermissionError as e:
-            return f"{c.uid} {c.gid} {c.sys.getuid()} {e.errno}"
+            return f"{c.uid} {c.gid} {c.sys.getuid()} {child.sys.getuid()} {e.errno}"
         return "set it"
 
     try:
-        assert _as_user(1000, 100, client) == f"1000 100 1000 {errno.EPERM}"
+        assert _as_user(1000, 100, client) == f"1000 100 1000 1000 {errno.EPERM}"
     finally:
         server.close()
         os.rmdir(where)

@@ -10,6 +10,7 @@ that anything may look an lwp or process up without importing that logic.
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
 
 from hypercalls import sync, thread
 from rumpmp.rumpkern.arena import Arena
@@ -57,6 +58,14 @@ class Tables:
     def lid_of(self, l: int) -> int:
         """The curlwp id of the lwp record at word ``l`` (0 for none)."""
         return (l - self.lwps) // LWP_WORDS + 1 if l else 0
+
+    def active(self) -> Iterator[int]:
+        """Word index of every live process (the caller holds proc_lock)."""
+        w = self.w
+        for slot in range(NPROC):
+            p = self.procs + slot * PROC_WORDS
+            if w[p + P_STATE] == SACTIVE:
+                yield p
 
     def find_proc(self, pid: int) -> int:
         """Word index of the live process ``pid``; ESRCH if there is none."""

@@ -21,14 +21,11 @@ from rumpmp.rumpkern.svc.kauth import kauth_cred_get, kauth_cred_t
 from rumpmp.sys.lwp import L_LID, L_PID, L_STATE, NLWP
 from rumpmp.sys.proc import (
     COMM_LEN,
-    NPROC,
     P_COMM,
     P_CRED,
     P_PID,
     P_PPID,
     P_RTIME,
-    P_STATE,
-    SACTIVE,
 )
 
 
@@ -157,13 +154,11 @@ def proc2(arena: Arena, _: int) -> list[tuple[int, int, int, int, str, float]]:
     out = []
     t.lock.enter_nowrap()
     try:
-        for slot in range(NPROC):
-            p = t.proc(slot)
-            if w[p + P_STATE] == SACTIVE:
-                cred = kauth.proc_cred(arena, p)
-                name = arena.get_str(p * 8 + P_COMM * 8, COMM_LEN)
-                ids = kauth.kauth_cred_geteuid(cred), kauth.kauth_cred_getegid(cred)
-                out.append((w[p + P_PID], w[p + P_PPID], *ids, name, w[p + P_RTIME] / 1e9))
+        for p in t.active():
+            cred = kauth.proc_cred(arena, p)
+            name = arena.get_str(p * 8 + P_COMM * 8, COMM_LEN)
+            ids = kauth.kauth_cred_geteuid(cred), kauth.kauth_cred_getegid(cred)
+            out.append((w[p + P_PID], w[p + P_PPID], *ids, name, w[p + P_RTIME] / 1e9))
     finally:
         t.lock.exit()
     return out
