@@ -369,6 +369,7 @@ from rumpmp.sys.sysctl import (
 from rumpmp.sys.vnode import (
     F_OK,
     R_OK,
+    RUMP_ETFS_REG,
     S_IFDIR,
     S_IFIFO,
     S_IFLNK,
@@ -379,6 +380,7 @@ from rumpmp.sys.vnode import (
     Stat,
     Statvfs,
 )
+from rumpmp.vfs.etfs import rump_pub_etfs_register, rump_pub_etfs_remove
 from rumpmp.vfs.sys_generic import (
     rump_sys_close,
     rump_sys_dup,

@@ -233,6 +233,9 @@ def test_the_kernel_api_exports_its_section_9_names():
 
 
 KERN_NAMES = [
+    "RUMP_ETFS_REG",
+    "rump_pub_etfs_register",
+    "rump_pub_etfs_remove",
     "kmem_roundup_size",
     "O_RDONLY",
     "O_WRONLY",

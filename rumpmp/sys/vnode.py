@@ -47,7 +47,13 @@ V_MOUNTED = 15  # mount number + 1 of a file system mounted on it, 0 if none
 V_USE = 16  # open files and working directories that hold it
 V_VERS = 17  # a directory's version: bumped by every change to its entries
 V_SEL = 18  # selinfo (SI_WORDS): kevent on a file waits here for writes
-VNODE_WORDS = 24
+V_FLAGS = 24  # VN_ETFS
+V_HOST = 25  # 3 words: blob of an etfs node's host path
+VNODE_WORDS = 32
+VN_ETFS = 0x1  # its data is a host file's (rump_pub_etfs_register)
+
+# rump_pub_etfs_register types (rump.h)
+RUMP_ETFS_REG, RUMP_ETFS_BLK, RUMP_ETFS_CHR, RUMP_ETFS_DIR, RUMP_ETFS_DIR_SUBDIRS = range(5)
 
 # the "vnode" region header
 VH_LOCK = 0  # pool slot of the node table's spin lock

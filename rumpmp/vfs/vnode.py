@@ -22,12 +22,12 @@ import errno
 import pickle
 from collections.abc import Iterable
 
-from hypercalls import sync
+from hypercalls import hostfile, sync
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.intr.clock import NS, nanotime
 from rumpmp.rumpkern.locking.rwlock import RW_WRITER, krwlock_t, rw_enter, rw_exit, rw_init_in
 from rumpmp.rumpkern.mem import kmem
-from rumpmp.rumpkern.mem.blob import blob_get, blob_put
+from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
 from rumpmp.sys import vnode as V
 from rumpmp.sys.vnode import Stat
 from rumpmp.vfs.select import selnotify, selrecord
@@ -137,6 +137,10 @@ def node_alloc(arena: Arena, mount: int, vtype: int, mode: int, uid: int, gid: i
 def _node_free(arena: Arena, node: int) -> None:
     w, h, r = arena.w, arena.region_word("vnode"), rec(arena, node)
     set_data_size(arena, node, 0, shrink=True)
+    path = host_path(arena, node)
+    if path is not None:  # an etfs node: its mapping goes (other CPUs close at exit)
+        hostfile.forget(path)
+        blob_free(arena, r + V.V_HOST)
     _mount_count(arena, w[r + V.V_MOUNT], V.M_NODES, -1)
     lock = _table_lock(arena)
     lock.enter_nowrap()
@@ -232,9 +236,27 @@ def set_data_size(arena: Arena, node: int, size: int, shrink: bool = False) -> N
     w[r + V.V_CAP] = new_cap
 
 
+def host_path(arena: Arena, node: int) -> str | None:
+    """The host file an etfs node maps (rump_pub_etfs_register), None for others."""
+    r = rec(arena, node)
+    if not arena.w[r + V.V_FLAGS] & V.VN_ETFS:
+        return None
+    return blob_get(arena, r + V.V_HOST, cache=True)
+
+
+def _host_size(arena: Arena, node: int, path: str) -> int:
+    """An etfs node's size, as its host file has it now (kept in V_SIZE too)."""
+    size, _ = hostfile.getfileinfo(path)
+    arena.w[rec(arena, node) + V.V_SIZE] = size
+    return size
+
+
 def read_data(arena: Arena, node: int, offset: int, size: int) -> bytes:
     """Up to ``size`` bytes from ``offset`` (the caller holds the node's lock)."""
     w, r = arena.w, rec(arena, node)
+    path = host_path(arena, node)
+    if path is not None:
+        return hostfile.pread(path, size, offset)
     end = min(w[r + V.V_SIZE], offset + size)
     base = w[r + V.V_DATA]
     w[r + V.V_ATIME] = now_ns()
@@ -245,6 +267,12 @@ def write_data(arena: Arena, node: int, offset: int, data: bytes | memoryview) -
     """Write ``data`` at ``offset``, zero-filling any gap after the old end (the
     caller holds the node's lock for writing); ENOSPC when nothing fits."""
     w, r = arena.w, rec(arena, node)
+    path = host_path(arena, node)
+    if path is not None:
+        n = hostfile.pwrite(path, data, offset)
+        _host_size(arena, node, path)
+        selnotify(arena, r + V.V_SEL)
+        return n
     end = offset + len(data)
     set_data_size(arena, node, end)
     base, old = w[r + V.V_DATA], w[r + V.V_SIZE]
@@ -260,6 +288,12 @@ def write_data(arena: Arena, node: int, offset: int, data: bytes | memoryview) -
 def truncate(arena: Arena, node: int, size: int) -> None:
     """Set the file's size; new bytes are zeros (the caller holds the lock)."""
     w, r = arena.w, rec(arena, node)
+    path = host_path(arena, node)
+    if path is not None:
+        hostfile.truncate(path, size)
+        _host_size(arena, node, path)
+        selnotify(arena, r + V.V_SEL)
+        return
     old = w[r + V.V_SIZE]
     if size > old:
         set_data_size(arena, node, size)
@@ -336,7 +370,11 @@ def getattr_(arena: Arena, node: int) -> Stat:
     w, r = arena.w, rec(arena, node)
     a, m, c = w[r + V.V_ATIME], w[r + V.V_MTIME], w[r + V.V_CTIME]
     vtype = w[r + V.V_TYPE]
-    size = len(dir_entries(arena, node)) if vtype == V.VDIR else w[r + V.V_SIZE]
+    path = host_path(arena, node)
+    if path is not None:
+        size = _host_size(arena, node, path)
+    else:
+        size = len(dir_entries(arena, node)) if vtype == V.VDIR else w[r + V.V_SIZE]
     return Stat(
         st_mode=V.VTTOIF[vtype] | w[r + V.V_MODE],
         st_ino=node,
