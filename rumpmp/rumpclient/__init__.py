@@ -257,14 +257,17 @@ class Client:
     def prefork(self) -> ForkHandle:
         """rumpclient_prefork(3): a cookie for the child's connection (call it
         before ``os.fork``)."""
-        cls, union, body = self._request(wire.PREFORK, 0, None)
+        cls, union, body = self._request(wire.PREFORK, 0, None)  # None: a new cookie
         if cls == wire.ERROR:
             raise OSError(union, wire.decode(body)[1])
         return ForkHandle(self.url, wire.decode(body), self._secret)
 
     def fork_cancel(self, handle: ForkHandle) -> None:
-        """rumpclient_fork_cancel(3): the fork did not happen.  The cookie is left
-        to expire; nothing else holds it."""
+        """rumpclient_fork_cancel(3): the fork did not happen; the server drops the
+        cookie (a ``fork_init`` with it then fails with ESRCH)."""
+        cls, union, body = self._request(wire.PREFORK, 0, handle.cookie)
+        if cls == wire.ERROR:
+            raise OSError(union, wire.decode(body)[1])
 
     def fork(self) -> tuple[int, Client]:
         """rumpclient_fork(3) and ``os.fork``: (0, the child's client) in the child,

@@ -211,8 +211,13 @@ class Client:
         if ftype == wire.SYSCALL:
             self._syscall(reqno, union, body)
         elif ftype == wire.PREFORK:
-            cookie = self.server._new_cookie(self)
-            self.conn.send(wire.frame(wire.RESP, wire.PREFORK, reqno, 0, wire.encode(cookie)))
+            cancel = wire.decode(body) if body else None
+            answer: bytes | bool
+            if cancel is None:  # a new cookie
+                answer = self.server._new_cookie(self)
+            else:  # fork_cancel: the cookie is dropped (one of this client's only)
+                answer = self.server._cancel_cookie(self, cancel)
+            self.conn.send(wire.frame(wire.RESP, wire.PREFORK, reqno, 0, wire.encode(answer)))
         elif ftype == wire.HANDSHAKE and union == wire.HANDSHAKE_EXEC:
             name = wire.decode(body)
             if not isinstance(name, str):
@@ -392,6 +397,17 @@ class Server:
                     del self._cookies[c]
             self._cookies[cookie] = _Cookie(client.process, now + COOKIE_LIFETIME)
         return cookie
+
+    def _cancel_cookie(self, client: Client, cookie: object) -> bool:
+        """Drop ``client``'s fork cookie; whether it was there."""
+        if not isinstance(cookie, bytes):
+            return False
+        with self._lock:
+            for c, held in list(self._cookies.items()):
+                if hmac.compare_digest(c, cookie) and held.process is client.process:
+                    del self._cookies[c]
+                    return True
+        return False
 
     def _take_cookie(self, cookie: object) -> Process | None:
         """The process a fork cookie names, once (compared in constant time)."""

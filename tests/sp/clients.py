@@ -142,12 +142,19 @@ def fork_fakeauth() -> None:
     else:
         raise AssertionError("a forged cookie was accepted")
     rumpclient.fork_init(handle).close()
-    try:
-        rumpclient.fork_init(handle)
-    except OSError as e:
-        assert e.errno == errno.ESRCH
-    else:
-        raise AssertionError("a cookie was accepted twice")
+    for used in (handle, _cancelled(c)):
+        try:
+            rumpclient.fork_init(used)
+        except OSError as e:
+            assert e.errno == errno.ESRCH
+        else:
+            raise AssertionError("a used or cancelled cookie was accepted")
+
+
+def _cancelled(c: rumpclient.Client) -> rumpclient.ForkHandle:
+    handle = c.prefork()
+    c.fork_cancel(handle)
+    return handle
 
 
 def sigsafe() -> None:
