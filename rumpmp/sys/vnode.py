@@ -63,7 +63,7 @@ VH_LOCKS = 4  # 3 words: blob of the vnode rwlocks (stripes by node number)
 VH_NODES = 7  # nodes in use
 VNODE_HDR = 16
 NVNODE = 16384
-NVLOCKS = 128
+NVLOCKS = 32
 
 # mounts ("mount" region): a record per mounted file system
 NMOUNT = 16
@@ -87,7 +87,7 @@ NC_NODE = 2
 NC_NGEN = 3
 NC_NAME = 4  # 32 bytes: length byte, then the name
 NC_WORDS = 8
-NC_LOCKS = 16  # spin locks, by bucket; their slots are in the region's first words
+NC_LOCKS = 4  # spin locks, by bucket; their slots are in the region's first words
 NC_HDR = 16
 
 REGIONS = [

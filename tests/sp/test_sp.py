@@ -5,6 +5,7 @@ fork_pipecomm, fork_fakeauth, sigsafe, signal), run by the client programs in
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
@@ -388,20 +389,21 @@ def test_server_daemonizes_once_listening_and_halts_on_sigterm(tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr  # the parent returns only once the server listens
     c = rumpclient.connect(url)
-    assert c.sysctl("hw.ncpu") == 2
-    out = subprocess.run(
-        [sys.executable, "-m", "rumpmp", "ps"], cwd=ROOT, capture_output=True, text=True,
-        env={**os.environ, "RUMP_SERVER": url}, timeout=60,
-    )  # fmt: skip
-    assert out.stdout.startswith("  PID") and "init" in out.stdout, out.stderr
-    r = subprocess.run(
-        [sys.executable, "-m", "rumpmp", "halt"], cwd=ROOT, capture_output=True, text=True,
-        env={**os.environ, "RUMP_SERVER": url}, timeout=60,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    wait_for(lambda: not sock.exists(), 30, "the server to remove its socket")
-    wait_for(lambda: shm.list_prefix("rmp-") == before, 30, "the server to unlink its objects")
-    assert errno_of(c.sys.getpid) == errno.ENOTCONN
+    daemon, _, _ = c._conn.peer_cred()  # the server's pid: killed below if the test fails
+    try:
+        assert c.sysctl("hw.ncpu") == 2
+        tool = {"cwd": ROOT, "capture_output": True, "text": True, "timeout": 60}
+        env = {**os.environ, "RUMP_SERVER": url}
+        out = subprocess.run([sys.executable, "-m", "rumpmp", "ps"], env=env, **tool)
+        assert out.stdout.startswith("  PID") and "init" in out.stdout, out.stderr
+        r = subprocess.run([sys.executable, "-m", "rumpmp", "halt"], env=env, **tool)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: not sock.exists(), 30, "the server to remove its socket")
+        wait_for(lambda: shm.list_prefix("rmp-") == before, 30, "the server to unlink its objects")
+        assert errno_of(c.sys.getpid) == errno.ENOTCONN
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon, signal.SIGKILL)
 
 
 def test_server_failure_reaches_the_parent(tmp_path):
@@ -421,9 +423,12 @@ def test_sigterm_halts_cleanly(tmp_path):
     sock = tmp_path / "fg"
     before = shm.list_prefix("rmp-")
     p = _server("-s", "-c", "2", f"unix://{sock}")
-    assert "serving" in p.stdout.readline()
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(60) == 0
+    try:
+        assert "serving" in p.stdout.readline()
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(60) == 0
+    finally:
+        p.kill()
     assert not sock.exists()
     assert shm.list_prefix("rmp-") == before
 
@@ -432,7 +437,11 @@ def test_a_killed_server_leaves_its_clients_with_enotconn(tmp_path):
     sock = tmp_path / "dies"
     url = f"unix://{sock}"
     p = _server("-s", "-c", "2", url)
-    assert "serving" in p.stdout.readline()
+    try:
+        assert "serving" in p.stdout.readline()
+    except BaseException:
+        p.kill()
+        raise
     c = rumpclient.connect(url)
     assert c.sys.getpid() > 1
     prefix = next(
