@@ -26,6 +26,7 @@ HOST_MODULES = {
     "select",
     "sys",
     "ctypes",
+    "_signal",
 }
 
 #: Host-side modules, which run in the host rather than on a CPU, may touch the host
@@ -52,7 +53,7 @@ ALLOWED = {
     "rumpmp/host/spcli.py": {"os", "signal", "sys", "threading"},
     # the client library is a host program's: it forks, execs, raises signals in
     # itself, names its program, and waits between reconnections
-    "rumpmp/rumpclient/__init__.py": {"os", "signal", "sys", "threading", "time"},
+    "rumpmp/rumpclient/__init__.py": {"os", "signal", "_signal", "sys", "threading", "time"},
 }
 
 
