@@ -68,14 +68,28 @@ def _read(arena: Arena, f: int, size: int, offset: int | None) -> bytes:
         raise IsADirectoryError(errno.EISDIR, "is a directory")
     if offset is not None:
         return _locked(arena, data, RW_READER, lambda: vnode.read_data(arena, data, offset, size))
+
+    def read_at(off: int) -> tuple[bytes, int]:
+        out = vnode.read_data(arena, data, off, size)
+        return out, off + len(out)
+
+    return _at_offset(arena, f, data, RW_READER, read_at)
+
+
+def _at_offset(arena: Arena, f: int, node: int, op: int, io: Callable[[int], tuple[T, int]]) -> T:
+    """``io(offset)`` at file ``f``'s offset, under the node's lock; the offset then
+    moves to where ``io`` says.  One call at a time moves a file's offset."""
     r = descrip.frec(arena, f)
     lock = objlock.objlock(arena, objlock.FILE, f)
-    mutex_enter(lock)  # one call at a time moves a file's offset
+    mutex_enter(lock)
     try:
-        off = arena.w[r + F.F_OFFSET]
-        out = _locked(arena, data, RW_READER, lambda: vnode.read_data(arena, data, off, size))
-        arena.w[r + F.F_OFFSET] = off + len(out)
-        return out
+
+        def body() -> T:
+            result, moved = io(arena.w[r + F.F_OFFSET])
+            arena.w[r + F.F_OFFSET] = moved
+            return result
+
+        return _locked(arena, node, op, body)
     finally:
         mutex_exit(lock)
 
@@ -106,21 +120,13 @@ def _write(arena: Arena, f: int, data: Any, offset: int | None) -> int:
         raise OSError(errno.EINVAL, "not writable")
     if offset is not None:
         return _locked(arena, obj, RW_WRITER, lambda: vnode.write_data(arena, obj, offset, view))
-    r = descrip.frec(arena, f)
-    lock = objlock.objlock(arena, objlock.FILE, f)
-    mutex_enter(lock)
-    try:
 
-        def body() -> int:
-            at = arena.w[vnode.rec(arena, obj) + V.V_SIZE] if flag & F.O_APPEND else off
-            n = vnode.write_data(arena, obj, at, view)
-            arena.w[r + F.F_OFFSET] = at + n
-            return n
+    def write_at(off: int) -> tuple[int, int]:
+        at = arena.w[vnode.rec(arena, obj) + V.V_SIZE] if flag & F.O_APPEND else off
+        n = vnode.write_data(arena, obj, at, view)
+        return n, at + n
 
-        off = arena.w[r + F.F_OFFSET]
-        return _locked(arena, obj, RW_WRITER, body)
-    finally:
-        mutex_exit(lock)
+    return _at_offset(arena, f, obj, RW_WRITER, write_at)
 
 
 def rump_sys_read(fd: int, size: int) -> bytes:
