@@ -77,6 +77,9 @@ def server(args: argparse.Namespace) -> int:
         kernel = boot(args.ncpu, verbose=args.verbose or None)
     except OSError as e:
         return _failed(args, e)
+    stop = threading.Event()  # set by SIGINT/SIGTERM: handled before anyone can send them
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         for name in args.modules:
             kernel.sys.modctl(1, name)  # MODCTL_LOAD
@@ -94,7 +97,7 @@ def server(args: argparse.Namespace) -> int:
         print(f"rumpmp: serving {kernel.ncpu} CPUs at {args.url}", flush=True)
     else:
         daemon.rump_daemonize_done(0)
-    _serve_until_signal(kernel)
+    _serve_until(kernel, stop)
     return 0
 
 
@@ -106,18 +109,12 @@ def _failed(args: argparse.Namespace, e: BaseException) -> int:
     return 1
 
 
-def _serve_until_signal(kernel: Kernel) -> None:
-    """Until SIGINT/SIGTERM (halt cleanly) or a remote halt (then exit, unless it
-    was RB_HALT: rump's server stays, halted, until a signal)."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    halted_only = False
+def _serve_until(kernel: Kernel, stop: threading.Event) -> None:
+    """Until SIGINT/SIGTERM (``stop``: halt cleanly) or a remote halt (then exit,
+    unless it was RB_HALT: rump's server stays, halted, until a signal)."""
     while not stop.wait(0.2):
-        if kernel.state != "running":
-            halted_only = bool(kernel._arena.w[H_HOWTO] & RB_HALT)
-            if not halted_only:
-                break
+        if kernel.state != "running" and not kernel._arena.w[H_HOWTO] & RB_HALT:
+            break
     kernel.halt()
 
 

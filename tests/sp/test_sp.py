@@ -518,3 +518,23 @@ def test_memlimit_and_modules_options(tmp_path):
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(60) == 0
+
+
+def test_halt_h_halts_the_kernel_but_keeps_the_server(tmp_path):
+    """rump.halt -h (RB_HALT): the kernel halts, the server process stays (as rump's
+    does) until a signal; without -h it exits."""
+    url = f"unix://{tmp_path}/h"
+    p = _server("-s", "-c", "1", url)
+    try:
+        assert "serving" in p.stdout.readline()
+        tool = {"cwd": ROOT, "capture_output": True, "text": True, "timeout": 60}
+        env = {**os.environ, "RUMP_SERVER": url}
+        r = subprocess.run([sys.executable, "-m", "rumpmp", "halt", "-h"], env=env, **tool)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: not (tmp_path / "h").exists(), 30, "the halted kernel's socket to go")
+        with pytest.raises(subprocess.TimeoutExpired):
+            p.wait(1.0)  # still there a second later: a bounded check, not a sync
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(60) == 0
+    finally:
+        p.kill()
