@@ -66,6 +66,16 @@ def thrinit(
     hooks.threads = threads
 
 
+_no_spin = threading.local()
+
+
+def never_spin() -> None:
+    """The calling thread's hot waits block at once: one thread among many of a
+    process (the sysproxy server's workers) only takes the GIL from the others by
+    spinning."""
+    _no_spin.on = True
+
+
 def set_curlwp(lwp: int) -> None:
     """Bind the kernel's lwp id to the calling thread (0 unbinds)."""
     _tls.curlwp = lwp
@@ -141,7 +151,7 @@ def spin_until(
     process spins only while it has nothing else to run."""
     if ready():
         return True
-    if not (worth_it or hooks.worth_spinning)():
+    if getattr(_no_spin, "on", False) or not (worth_it or hooks.worth_spinning)():
         return False
     deadline = time.monotonic_ns() + budget_ns
     while time.monotonic_ns() < deadline:
