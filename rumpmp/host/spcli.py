@@ -25,6 +25,16 @@ from rumpmp.sys.sysctl import CTL_QUERY
 RB_HALT, RB_NOSYNC, RB_DUMP = 0x8, 0x4, 0x100
 
 
+def _mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file mode (octal, like 0660)")
+    return mode
+
+
 def add_parsers(sub: Any) -> None:
     s = sub.add_parser(
         "server",
@@ -39,7 +49,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("-r", dest="memlimit", help="the kernel's memory (bytes, or k/m/g)")
     s.add_argument("-v", dest="verbose", action="store_true", help="boot verbosely")
     s.add_argument("-s", dest="foreground", action="store_true", help="stay in the foreground")
-    s.add_argument("--mode", type=lambda t: int(t, 8), default=0o600, help="socket mode (0600)")
+    s.add_argument("--mode", type=_mode, default=0o600, help="the socket's mode (0600)")
     s.add_argument("--listen-any", action="store_true", help="allow a non-loopback address")
     s.add_argument("--token-file", help="TCP clients must prove they hold this token")
     s.add_argument("--root-clients", action="store_true", help="every client is root (rump's way)")

@@ -102,7 +102,10 @@ class Client:
     # -- connecting ---------------------------------------------------------------------
 
     def _connect(self, fork: ForkHandle | None = None) -> None:
-        conn = sp.connect(self.url, CONNECT_TIMEOUT)
+        try:
+            conn = sp.connect(self.url, CONNECT_TIMEOUT)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot connect to {self.url}: {e.strerror or e}") from None
         try:
             _, _, self.system, nonce = wire.parse_banner(conn.recv_line(wire.MAX_BANNER))
             kind = wire.HANDSHAKE_FORK if fork else wire.HANDSHAKE_GUEST
