@@ -538,3 +538,19 @@ def test_halt_h_halts_the_kernel_but_keeps_the_server(tmp_path):
         assert p.wait(60) == 0
     finally:
         p.kill()
+
+
+def test_memory_limit_and_cookie_expiry(rump_kernel, tmp_path, monkeypatch):
+    """A request bigger than the client's memory limit gets ENOMEM (and the client
+    goes on); a fork cookie older than its lifetime is refused (ESRCH)."""
+    from rumpmp.sp import server as server_
+
+    monkeypatch.setattr(server_, "COOKIE_LIFETIME", 0.0)
+    url = f"unix://{tmp_path}/sock"
+    rump_kernel.listen(url, max_memory=64 << 10)
+    c = rumpclient.connect(url)
+    fd = c.sys.open("/big", O_CREAT | O_WRONLY, 0o644)
+    assert errno_of(c.sys.write, fd, b"x" * (128 << 10)) == errno.ENOMEM
+    assert c.sys.write(fd, b"x" * (32 << 10)) == 32 << 10
+    handle = c.prefork()  # expired as soon as it is made
+    assert errno_of(rumpclient.fork_init, handle) == errno.ESRCH
