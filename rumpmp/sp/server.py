@@ -28,8 +28,8 @@ import contextlib
 import errno
 import hmac
 import queue
-import threading
-import time
+import threading  # the server runs in the host: a thread per connection, worker threads
+import time  # fork cookies expire
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
