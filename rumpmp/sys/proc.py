@@ -15,11 +15,11 @@ P_FDTAB = 6  # number of its file descriptor table: the parent's when shared
 P_NEXTLID = 8
 P_SIGPEND = 9  # pending signals, a bit each (RUMP_SIGMODEL_RECORD)
 P_CWD = 10  # 2 words: the working directory's node and generation (0: the root)
+P_SPRAISE = 15  # signals for the sysproxy server to send to its client, a bit each
 P_RLIMIT = 16  # RLIM_NLIMITS pairs of words: the soft and the hard limit
 P_COMM = 38  # COMM_LEN bytes: its name (a remote client's: its address and program)
 P_RTIME = 46  # nanoseconds its system calls have run
 P_SPCLIENT = 47  # 1 for a remote client's process (the sysproxy server's)
-P_SPRAISE = 15  # signals for the server to send to that client, a bit each
 PROC_WORDS = 48
 COMM_LEN = 64
 

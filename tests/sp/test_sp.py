@@ -368,6 +368,15 @@ def test_100000_random_and_mutated_frames_leave_the_server_up(served):
 # -- the server program ---------------------------------------------------------------------------
 
 
+def _rumpmp(*args: str, url: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m rumpmp ARGS`` to its end (the tools with RUMP_SERVER=url)."""
+    env = {**os.environ, "RUMP_SERVER": url} if url else None
+    return subprocess.run(
+        [sys.executable, "-m", "rumpmp", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
 def _server(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "rumpmp", "server", *args],
@@ -383,20 +392,15 @@ def test_server_daemonizes_once_listening_and_halts_on_sigterm(tmp_path):
     sock = tmp_path / "srv"
     url = f"unix://{sock}"
     before = shm.list_prefix("rmp-")
-    r = subprocess.run(
-        [sys.executable, "-m", "rumpmp", "server", "-c", "2", url],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    r = _rumpmp("server", "-c", "2", url)
     assert r.returncode == 0, r.stderr  # the parent returns only once the server listens
     c = rumpclient.connect(url)
     daemon, _, _ = c._conn.peer_cred()  # the server's pid: killed below if the test fails
     try:
         assert c.sysctl("hw.ncpu") == 2
-        tool = {"cwd": ROOT, "capture_output": True, "text": True, "timeout": 60}
-        env = {**os.environ, "RUMP_SERVER": url}
-        out = subprocess.run([sys.executable, "-m", "rumpmp", "ps"], env=env, **tool)
+        out = _rumpmp("ps", url=url)
         assert out.stdout.startswith("  PID") and "init" in out.stdout, out.stderr
-        r = subprocess.run([sys.executable, "-m", "rumpmp", "halt"], env=env, **tool)
+        r = _rumpmp("halt", url=url)
         assert r.returncode == 0, r.stderr
         wait_for(lambda: not sock.exists(), 30, "the server to remove its socket")
         wait_for(lambda: shm.list_prefix("rmp-") == before, 30, "the server to unlink its objects")
@@ -407,15 +411,9 @@ def test_server_daemonizes_once_listening_and_halts_on_sigterm(tmp_path):
 
 
 def test_server_failure_reaches_the_parent(tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "rumpmp", "server", "tcp://192.0.2.1:1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    r = _rumpmp("server", "tcp://192.0.2.1:1")
     assert r.returncode != 0 and "loopback" in r.stderr
-    r = subprocess.run(
-        [sys.executable, "-m", "rumpmp", "server", "--listen-any", "tcp://0.0.0.0:1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    r = _rumpmp("server", "--listen-any", "tcp://0.0.0.0:1")
     assert r.returncode == 2 and "--token-file" in r.stderr
 
 
@@ -527,9 +525,7 @@ def test_halt_h_halts_the_kernel_but_keeps_the_server(tmp_path):
     p = _server("-s", "-c", "1", url)
     try:
         assert "serving" in p.stdout.readline()
-        tool = {"cwd": ROOT, "capture_output": True, "text": True, "timeout": 60}
-        env = {**os.environ, "RUMP_SERVER": url}
-        r = subprocess.run([sys.executable, "-m", "rumpmp", "halt", "-h"], env=env, **tool)
+        r = _rumpmp("halt", "-h", url=url)
         assert r.returncode == 0, r.stderr
         wait_for(lambda: not (tmp_path / "h").exists(), 30, "the halted kernel's socket to go")
         with pytest.raises(subprocess.TimeoutExpired):
