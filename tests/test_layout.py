@@ -35,6 +35,7 @@ ALLOWED = {
     "rumpmp/__main__.py": {"sys"},  # the entry point exits with main()'s status
     "rumpmp/host/cli.py": {"signal", "sys"},  # waits for SIGINT/SIGTERM, writes to stdio
     "rumpmp/host/kernel.py": {"threading"},  # one host lock guards stopping a kernel
+    "rumpmp/host/hostlwp.py": {"threading"},  # each host thread keeps its own lwps
     "rumpmp/rumpkern/mem/kmem.py": {"ctypes"},  # KBufs are ctypes arrays over the arena
     # the torture driver runs in the host: it moves, stops and continues CPU processes
     "rumpmp/torture/driver.py": {"os", "signal", "time"},

@@ -2,8 +2,8 @@
 
 The host process is a client of the kernels it boots.  It enters a kernel the way a
 remote client would, by handing it requests, with shared memory as the transport:
-``run`` places a new lwp carrying the pickled call on a CPU and parks until that lwp
-publishes its result.  A watcher thread per kernel turns the death of any CPU into
+``run`` hands the call to the calling thread's own lwp, parked in a CPU process
+(``rumpmp.host.hostlwp``), and parks until that lwp publishes its result.  A watcher thread per kernel turns the death of any CPU into
 a kernel panic within a fraction of a second: the other CPUs are stopped, every
 named object is unlinked, and callers get ``RumpPanic`` instead of hanging.
 """
@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any, Self
 
 from hypercalls import clock, param, proc, shm, sync, thread
 from hypercalls.intr import hold_interrupts
+from rumpmp.host.hostlwp import HostLwps
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import init
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.intr import xcall
 from rumpmp.rumpkern.mem import kmem
+from rumpmp.rumpkern.mem.blob import PickledFunctions
 from rumpmp.rumpkern.sched import kthread, scheduler
 from rumpmp.rumpkern.svc import evcnt, module, reboot, sysctl
 from rumpmp.rumpkern.svc.msgbuf import msgbuf_read
@@ -37,6 +39,7 @@ if TYPE_CHECKING:  # loaded with the first system call: a boot does not need the
     from rumpmp.sp.server import Server
 
 WATCH_INTERVAL = 0.1
+SPAWNED = LW_WAITER | LW_IMPLICIT  # an lwp made for one host call (Kernel._spawn)
 
 
 class KernelHalted(OSError):
@@ -74,6 +77,8 @@ class Kernel:
         self._panic: RumpPanic | None = None
         self._host_process: Process | None = None
         self._servers: list[Server] = []
+        self._functions = PickledFunctions()
+        self._lwps = HostLwps(self._arena)
         self._process_lock = threading.Lock()  # not _lock: a panic must not wait for it
         self._stopped = False
         self._lock = threading.Lock()  # halt, panic and the watcher may race to stop
@@ -200,12 +205,16 @@ class Kernel:
         cpu: int | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """Run ``func(*args)`` in a new lwp on CPU ``cpu`` (any if None) and return its
-        result, or raise its exception.  The call travels with cloudpickle.
+        """Run ``func(*args)`` in the calling thread's lwp of proc0 and return its
+        result, or raise its exception.  The thread's lwp is made at its first call,
+        on CPU ``cpu`` if given (one lwp per CPU asked for) or where the kernel
+        places it, and kept for its later calls.  The function is pickled once (a
+        function of ``__main__`` by value, with the globals it uses as they are at
+        its first call), the arguments at each call.
 
         After ``timeout`` seconds TimeoutError is raised.  A call given up that way,
-        or by Ctrl-C, is detached: its lwp runs on, frees itself when it ends, and
-        its result is dropped.
+        or by Ctrl-C, is detached: its lwp runs on, ends when the call does, and its
+        result is dropped; the thread's next call gets a new lwp.
         """
         return self._run(func, args, cpu, timeout)
 
@@ -217,19 +226,36 @@ class Kernel:
         timeout: float | None,
         pid: int = 0,
     ) -> Any:
-        """``run``, in an lwp of process ``pid`` (``Process.run`` and its calls)."""
+        """``run``, in the calling thread's lwp of process ``pid`` (``Process.run``)."""
         self._check_running()
         bound = -1 if cpu is None else self._cpu_index(cpu, "cpu")
         deadline = _deadline(timeout)
-        arena = self._arena
-        name = getattr(func, "__name__", "run")
-        flags = LW_WAITER | LW_IMPLICIT
+        call = (self._functions.pickle(func), args, None)
         with hold_interrupts() as hold:
             try:
-                lid = kthread.lwp_create(arena, name, func, args, 0, bound, flags, pid)
+                ok, value = self._lwps.call(pid, bound, call, deadline, hold.check)
+            except sync.Shutdown:
+                self._check_running()
+                raise
+        if ok:
+            return value
+        assert isinstance(value, BaseException)
+        raise value
+
+    def _spawn(self, func: Callable[..., Any], args: tuple, pid: int) -> Any:
+        """Run ``func(*args)`` in a new lwp of process ``pid`` made for the call, on
+        the least loaded CPU.  For a host thread that calls into many processes in
+        turn (the sysproxy server's workers), where keeping an lwp in each would
+        fill the lwp table."""
+        self._check_running()
+        arena = self._arena
+        name = getattr(func, "__name__", "run")
+        with hold_interrupts() as hold:
+            try:
+                lid = kthread.lwp_create(arena, name, func, args, 0, -1, SPAWNED, pid)
                 try:
-                    kthread.wait_lwp(arena, lid, deadline, hold.check)
-                except BaseException as e:  # a timeout, Ctrl-C: leave the lwp to itself
+                    kthread.wait_lwp(arena, lid, None, hold.check)
+                except BaseException as e:  # Ctrl-C: leave the lwp to itself
                     if not isinstance(e, sync.Shutdown):  # (the kernel is going anyway)
                         kthread.detach(arena, lid)
                     raise
@@ -241,6 +267,11 @@ class Kernel:
             return value
         assert isinstance(value, BaseException)
         raise value
+
+    def _release_lwps(self, pid: int) -> None:
+        """End every host thread's lwp in process ``pid`` (its release)."""
+        with hold_interrupts():
+            self._lwps.release(pid)
 
     def xc_broadcast(
         self,

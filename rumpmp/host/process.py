@@ -1,8 +1,9 @@
 """System calls from the host: ``Kernel.sys`` and ``Kernel.process()``.
 
-A host call runs in a process of the kernel, in an lwp made for the call (so calls
-from several host threads run in parallel, on different CPUs): ``Kernel.sys`` in the
-host's own rump process, made at its first call; ``with k.process() as p:`` in a
+A host call runs in a process of the kernel, in the calling thread's own lwp of that
+process (``rumpmp.host.hostlwp``: calls from several host threads run in parallel,
+each thread's lwp on its own CPU where it can): ``Kernel.sys`` in the host's own rump
+process, made at its first call; ``with k.process() as p:`` in a
 fresh process (``rump_lwproc_rfork`` from the host) with its own credentials, file
 table and pid.  Each call is a method named after the system call, with the
 signature and the return value of Python's ``os`` function of that name where one
@@ -39,6 +40,10 @@ class Kernel(Protocol):
         timeout: float | None,
         pid: int,
     ) -> Any: ...
+
+    def _spawn(self, func: Callable[..., Any], args: tuple, pid: int) -> Any: ...
+
+    def _release_lwps(self, pid: int) -> None: ...
 
 
 class Syscalls:
@@ -88,9 +93,13 @@ class Process:
         cpu: int | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """``Kernel.run`` in this process: ``func(*args)`` in a new lwp of it, with
-        its credentials, descriptors and working directory."""
+        """``Kernel.run`` in this process: ``func(*args)`` in the calling thread's
+        lwp of it, with its credentials, descriptors and working directory."""
         return self.kernel._run(func, args, cpu, timeout, self.pid)
+
+    def _spawn(self, func: Callable[..., Any], *args: Any) -> Any:
+        """``run`` in an lwp made for this one call (``Kernel._spawn``)."""
+        return self.kernel._spawn(func, args, self.pid)
 
     def fork(self, flags: int = RUMP_RFFDG) -> Process:
         """A child of this process (rump_lwproc_rfork): with RUMP_RFFDG (the
@@ -99,7 +108,10 @@ class Process:
         return Process(self.kernel, flags, self.pid)
 
     def release(self) -> None:
+        """End the process: its host threads' lwps first (calls in progress in
+        them finish), then the lwp that held it."""
         if self._holder and self.kernel.state == "running":
+            self.kernel._release_lwps(self.pid)
             self.kernel.run(sysent.end_process, self._holder)
         self._holder = 0
 

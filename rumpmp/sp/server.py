@@ -278,7 +278,7 @@ class Client:
             args = (*args[:fills], _buffers(args[fills]), *args[fills + 1 :])
         sysent.check_args(entry, args)
         assert self.process is not None
-        result = self.process.run(sysent.serve, num, args)
+        result = self.process._spawn(sysent.serve, num, args)  # a worker serves many clients
         try:
             return wire.encode(result)
         except TypeError as e:  # not the client's fault

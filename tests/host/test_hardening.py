@@ -151,13 +151,14 @@ def interrupt_host_then_wait(host_pid, flag):
 
 @pytest.mark.timeout(60)
 def test_ctrl_c_in_run_detaches_the_call_and_later_results_are_right(rump_kernel):
-    flag = rump_kernel.run(kern.kmem_zalloc, 8)
+    flag = rump_kernel.run(kern.kmem_zalloc, 8, cpu=1)  # this thread's lwp on cpu1 is made
     load = sum(s["load"] for s in rump_kernel.sched_stats())
     with pytest.raises(KeyboardInterrupt):
         rump_kernel.run(interrupt_host_then_wait, os.getpid(), flag, cpu=1)
     flag[0] = 1  # the abandoned lwp returns 1 now: nobody may see it
-    for i in range(20):
+    for i in range(20):  # in a new lwp of this thread on cpu1
         assert rump_kernel.run(lambda i=i: i, cpu=1, timeout=30) == i
+    # The detached lwp ends: one lwp of this thread is left on cpu1, as before.
     wait_for(lambda: sum(s["load"] for s in rump_kernel.sched_stats()) == load, 10, "the lwp to go")
 
 

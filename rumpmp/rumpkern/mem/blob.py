@@ -17,7 +17,8 @@ from __future__ import annotations
 import errno
 import itertools
 import pickle
-from collections.abc import Iterable
+import types
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import cloudpickle
@@ -93,6 +94,48 @@ def dumps(obj: object) -> bytes:
     if _plain(obj):
         return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
     return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+# -- functions: pickled once by the caller, unpickled once by each CPU ----------------
+
+#: How many functions each cache keeps; a full cache starts over (a clear is atomic,
+#: so threads sharing a cache need no lock).
+FUNCTIONS = 256
+
+#: Functions that cannot change once made: their pickle can be kept and reused.
+_FUNCTION_TYPES = (types.FunctionType, types.BuiltinFunctionType)
+
+
+class PickledFunctions:
+    """The caller's side: each function's pickle, made at its first call.  A
+    function travels by reference when its module can be imported, by value (with
+    the globals it uses, as they were then) when it was made in ``__main__``; other
+    callables (bound methods, partials) are pickled at each call, as they may
+    change."""
+
+    def __init__(self) -> None:
+        self._pickles: dict[int, tuple[Callable[..., Any], bytes]] = {}
+
+    def pickle(self, func: Callable[..., Any]) -> bytes:
+        if type(func) not in _FUNCTION_TYPES:
+            return dumps(func)
+        hit = self._pickles.get(id(func))
+        if hit is None or hit[0] is not func:  # (holding func keeps its id from reuse)
+            if len(self._pickles) >= FUNCTIONS:
+                self._pickles.clear()
+            hit = self._pickles[id(func)] = (func, dumps(func))
+        return hit[1]
+
+
+def unpickled_function(arena: Arena, data: bytes) -> Callable[..., Any]:
+    """The CPU's side: the function pickled as ``data``, unpickled once per process."""
+    cache: dict[bytes, Callable[..., Any]] = arena.attached("functions", dict)
+    func = cache.get(data)
+    if func is None:
+        if len(cache) >= FUNCTIONS:
+            cache.clear()
+        func = cache[data] = pickle.loads(data)
+    return func
 
 
 def blob_put(arena: Arena, obj: object, w_index: int) -> None:

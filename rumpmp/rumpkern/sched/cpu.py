@@ -19,8 +19,8 @@ from rumpmp.rumpkern import entry
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.entry import KthreadExit
 from rumpmp.rumpkern.locking import biglock, lockdebug
-from rumpmp.rumpkern.mem.blob import RAW_MIN, dumps, payload_drop, payload_get, payload_put
-from rumpmp.rumpkern.sched import lwproc, scheduler
+from rumpmp.rumpkern.mem.blob import payload_drop, payload_get
+from rumpmp.rumpkern.sched import kthread, lwproc, scheduler
 from rumpmp.rumpkern.sched.proc import Tables, tables
 from rumpmp.rumpkern.svc import evcnt, reboot, specificdata
 from rumpmp.rumpkern.svc.msgbuf import msgbuf_write
@@ -37,7 +37,6 @@ from rumpmp.sys.cpu import (
     cpu_word,
 )
 from rumpmp.sys.lwp import (
-    IO_PAYLOAD_BYTES,
     L_FLAGS,
     L_PARK,
     L_REPLY,
@@ -260,7 +259,7 @@ def _run_lwp(arena: Arena, cpu: int, lid: int, slot: int) -> bool:
         if w[l + L_SPECIFIC]:  # it set lwp-specific data: destructors run now
             specificdata.lwp_specific_exit(arena, l)
         if w[l + L_FLAGS] & LW_WAITER:
-            _publish(arena, lid, result)
+            kthread.publish(arena, t.result(lid), result)
     except hypercalls.sync.Shutdown:
         return False  # the kernel is going down around us
     finally:
@@ -292,22 +291,6 @@ def _exit_lwp(arena: Arena, t: Tables, lid: int) -> None:
         return
     payload_drop(arena, t.result(lid))  # published before the waiter left: nobody reads it
     lwproc.lwp_release(t, lid)
-
-
-def _publish(arena: Arena, lid: int, result: tuple[bool, object]) -> None:
-    """Store the result for the waiter; a result that cannot be pickled becomes an error.
-    A large bytes value (what a read returns) goes as it is: ``kthread.collect``
-    knows a raw payload is a successful one."""
-    ok, value = result
-    if ok and type(value) is bytes and len(value) >= RAW_MIN:
-        payload_put(arena, tables(arena).result(lid), IO_PAYLOAD_BYTES, value, raw=True)
-        return
-    try:
-        data = dumps(result)
-    except Exception as e:  # noqa: BLE001 - the waiter must learn what went wrong
-        error = RuntimeError(f"result could not be pickled: {e!r}")
-        data = dumps((False, error))
-    payload_put(arena, tables(arena).result(lid), IO_PAYLOAD_BYTES, data)
 
 
 def _run_entry(arena: Arena, l: int, cpu: int) -> tuple[bool, object]:

@@ -15,6 +15,7 @@ from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.entry import KthreadExit
 from rumpmp.rumpkern.mem.blob import (
+    RAW_MIN,
     dumps,
     payload_drop,
     payload_get,
@@ -55,14 +56,17 @@ def lwp_create(
     bound: int,
     lflags: int,
     pid: int = 0,
+    reply: int = 0,
 ) -> int:
     """A new lwp of process ``pid`` (proc0 by default) that will run ``func(*args)``,
-    placed on a CPU; its id.  ESRCH if there is no such process.  Nothing is left
-    behind if ``func`` or ``args`` cannot be pickled."""
+    placed on a CPU; its id.  ``reply`` is the park slot it posts when it ends.
+    ESRCH if there is no such process.  Nothing is left behind if ``func`` or
+    ``args`` cannot be pickled."""
     t = tables(arena)
     t.lock.enter_nowrap()
     try:
         lid = lwproc.lwp_alloc(t, t.find_proc(pid), name, pri, bound, lflags)
+        t.w[t.lwp(lid) + L_REPLY] = reply
     finally:
         t.lock.exit()
     try:
@@ -135,14 +139,37 @@ def wait_lwp(
     arena.pool.park_spinning(me, ended, deadline, poll, f"lwp {lid}")
 
 
+def publish(arena: Arena, word: int, result: tuple[bool, object]) -> None:
+    """Store an lwp's (ok, value) in the payload buffer at ``word`` for its waiter;
+    a result that cannot be pickled becomes an error.  A large bytes value (what a
+    read returns) goes as it is: ``take_result`` knows a raw payload is a successful
+    one."""
+    ok, value = result
+    if ok and type(value) is bytes and len(value) >= RAW_MIN:
+        payload_put(arena, word, IO_PAYLOAD_BYTES, value, raw=True)
+        return
+    try:
+        data = dumps(result)
+    except Exception as e:  # noqa: BLE001 - the waiter must learn what went wrong
+        data = dumps((False, RuntimeError(f"result could not be pickled: {e!r}")))
+    payload_put(arena, word, IO_PAYLOAD_BYTES, data)
+
+
+def take_result(arena: Arena, word: int) -> tuple[bool, object]:
+    """The (ok, value) ``publish`` stored at ``word``, which is emptied; (True, None)
+    if nothing was."""
+    if not arena.w[word]:
+        return True, None
+    value = payload_get(arena, word)
+    result: tuple[bool, object] = (True, value) if payload_is_raw(arena, word) else value
+    payload_drop(arena, word)
+    return result
+
+
 def collect(arena: Arena, lid: int) -> tuple[bool, object]:
     """Take the (ok, value) an ended LW_WAITER lwp published, and free the lwp."""
     t = tables(arena)
-    result: tuple[bool, object] = (True, None)
-    if arena.w[t.result(lid)]:
-        value = payload_get(arena, t.result(lid))
-        result = (True, value) if payload_is_raw(arena, t.result(lid)) else value
-        payload_drop(arena, t.result(lid))
+    result = take_result(arena, t.result(lid))
     lwproc.lwp_release(t, lid)
     return result
 

@@ -33,7 +33,6 @@ from rumpmp.sys.lwp import (
     L_CPU,
     L_FLAGS,
     L_LID,
-    L_NAME,
     L_PARK,
     L_PID,
     L_PRI,
@@ -46,7 +45,6 @@ from rumpmp.sys.lwp import (
     LW_IMPLICIT,
     LW_SYSTEM,
     LWP_WORDS,
-    NAME_LEN,
     NLWP,
 )
 from rumpmp.sys.proc import (
@@ -194,7 +192,7 @@ def lwp_alloc(t: Tables, p: int, name: str, pri: int = 0, bound: int = -1, flags
     w[l + L_FLAGS] = flags
     w[p + P_NLWP] += 1
     w[t.hdr + T_NLWPS] += 1
-    t.arena.set_str(l * 8 + L_NAME * 8, NAME_LEN, name)
+    t.set_lwp_name(i + 1, name)
     return i + 1
 
 

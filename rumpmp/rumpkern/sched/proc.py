@@ -77,8 +77,10 @@ class Tables:
         raise ProcessLookupError(errno.ESRCH, f"no process {pid}")
 
     def lwp_name(self, lid: int) -> str:
-        off = self.lwp(lid) * 8 + L_NAME * 8
-        return self.arena.get_str(off, NAME_LEN)
+        return self.arena.get_str(self.lwp(lid) * 8 + L_NAME * 8, NAME_LEN)
+
+    def set_lwp_name(self, lid: int, name: str) -> None:
+        self.arena.set_str(self.lwp(lid) * 8 + L_NAME * 8, NAME_LEN, name)
 
 
 def tables(arena: Arena) -> Tables:

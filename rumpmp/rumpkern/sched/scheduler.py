@@ -47,6 +47,7 @@ from rumpmp.sys.lwp import (
     L_STATE,
     LSONPROC,
     LSRUN,
+    LW_HOSTCALL,
     LW_SYSTEM,
 )
 from rumpmp.sys.param import PRI_COUNT
@@ -241,9 +242,16 @@ def runnable(sp: _Spc) -> int:
     return w[s + SPC_NRUN] + w[s + SPC_NNEW] + (1 if w[s + SPC_CURLWP] else 0)
 
 
-def _least_loaded(arena: Arena) -> int:
-    loads = [runnable(spc(arena, cpu)) for cpu in range(arena.ncpu)]
-    return loads.index(min(loads))
+def _least_loaded(arena: Arena, residents: bool) -> int:
+    """The first CPU with the fewest runnable lwps; with ``residents``, among those the
+    one with the fewest lwps of users living there (host threads' lwps: they wait
+    between calls, so runnable lwps alone would pile them on one CPU)."""
+
+    def load(cpu: int) -> tuple[int, int]:
+        sp = spc(arena, cpu)
+        return runnable(sp), sp.w[sp.s + SPC_LOAD] - sp.w[sp.s + SPC_NSYSTEM] if residents else 0
+
+    return min(range(arena.ncpu), key=load)
 
 
 def setrunnable_new(arena: Arena, lid: int) -> int:
@@ -255,7 +263,7 @@ def setrunnable_new(arena: Arena, lid: int) -> int:
     t = tables(arena)
     l = t.lwp(lid)
     bound = arena.w[l + L_BOUND]
-    cpu = bound if bound >= 0 else _least_loaded(arena)
+    cpu = bound if bound >= 0 else _least_loaded(arena, bool(arena.w[l + L_FLAGS] & LW_HOSTCALL))
     sp = spc(arena, cpu)
     system = _is_system(t, lid)
     sp.lock.enter_nowrap()

@@ -13,7 +13,7 @@ import errno
 
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.sched import scheduler
+from rumpmp.rumpkern.sched import hostcall, scheduler
 from rumpmp.rumpkern.svc import kauth
 from rumpmp.rumpkern.svc.prf import kprintf
 
@@ -36,6 +36,7 @@ def begin_halt(arena: Arena, howto: int) -> bool:
     arena.w[_arena.H_STATE] = _arena.HALTING
     for i in range(arena.ncpu):
         arena.pool.unpark(scheduler.spc(arena, i).doorbell)
+    hostcall.wake_all(arena)  # host threads' lwps leave instead of waiting for calls
     return True
 
 
