@@ -15,11 +15,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import threading
 from collections.abc import Callable, Sequence
 
 import multiprocess
 from multiprocess.connection import wait as _wait_sentinels
+
+from hypercalls import thread
 
 _ctx = multiprocess.get_context("fork")
 
@@ -102,7 +103,7 @@ def spawn(target: Callable[..., object], args: tuple, name: str) -> multiprocess
 def watch_parent(lifeline_fd: int, on_death: Callable[[], None]) -> None:
     """In a child: call ``on_death()`` from a thread when the host's lifeline breaks."""
 
-    def watch() -> None:
+    def watch(_: object) -> None:
         while True:
             try:
                 if not os.read(lifeline_fd, 1):
@@ -113,7 +114,7 @@ def watch_parent(lifeline_fd: int, on_death: Callable[[], None]) -> None:
                 break
         on_death()
 
-    threading.Thread(target=watch, name="lifeline", daemon=True).start()
+    thread.thread_create(watch, None, "lifeline")
 
 
 def wait_any(procs: Sequence[multiprocess.Process], timeout: float) -> list[int]:

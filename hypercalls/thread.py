@@ -102,13 +102,21 @@ class ThreadExit(BaseException):
     """Raised by ``thread_exit`` to unwind the calling host thread."""
 
 
+class Teardown(Exception):
+    """Base of what a thread gets when the host objects it uses are torn down around
+    it (its kernel halted, panicked or lost its host): not an error of the thread, so
+    a thread of ``thread_create`` ends on it quietly."""
+
+
 def thread_create(
     func: Callable[..., object], arg: object, name: str, joinable: bool = True
 ) -> threading.Thread:
-    """Start a host thread running ``func(arg)`` (rumpuser_thread_create)."""
+    """Start a host thread running ``func(arg)`` (rumpuser_thread_create).  It ends
+    quietly on ``thread_exit`` or a ``Teardown``; anything else it raises is
+    printed, as Python prints what ends a thread."""
 
     def body() -> None:
-        with contextlib.suppress(ThreadExit):
+        with contextlib.suppress(ThreadExit, Teardown):
             func(arg)
 
     t = threading.Thread(target=body, name=name, daemon=True)

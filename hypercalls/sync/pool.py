@@ -31,7 +31,7 @@ import posix_ipc
 from _multiprocess import SemLock
 
 from hypercalls import shm, waitq
-from hypercalls.thread import hooks, local, owner_token, spin_until
+from hypercalls.thread import Teardown, hooks, local, owner_token, spin_until
 
 T = TypeVar("T")
 
@@ -54,7 +54,7 @@ _W_QUEUED = 1  # slot of the object it waits on, 0 once granted / woken
 _W_TOKEN = 2  # the waiter's owner token (for rwlock writers)
 
 
-class Shutdown(OSError):
+class Shutdown(OSError, Teardown):
     """The pool has been shut down (the kernel halted or panicked)."""
 
     def __init__(self, prefix: str) -> None:
@@ -240,8 +240,12 @@ class SyncPool:
         slot = getattr(self._tls, "park", 0)
         if slot:
             self._tls.park = 0
-            self._parks.discard(slot)
-            self.free(slot)
+            self.free_park_slot(slot)
+
+    def free_park_slot(self, slot: int) -> None:
+        """Give back the park slot of a thread that has ended."""
+        self._parks.discard(slot)
+        self.free(slot)
 
     def park_spinning(
         self,

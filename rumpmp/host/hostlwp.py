@@ -126,13 +126,22 @@ class HostLwp:
 
 
 class _ThreadLwps(dict[tuple[int, int], HostLwp]):
-    """One host thread's lwps in one kernel, by (pid, CPU or -1).  They are retired
-    when the thread ends (its thread-local storage goes, and this with it)."""
+    """One host thread's lwps in one kernel, by (pid, CPU or -1).  When the thread
+    ends (its thread-local storage goes, and this with it) they are retired and the
+    thread's park slot is given back."""
+
+    def __init__(self, arena: Arena) -> None:
+        super().__init__()
+        self.arena = arena
+        self.slot = arena.pool.park_slot()
 
     def __del__(self) -> None:
-        for lwp in self.values():
-            with contextlib.suppress(Exception):  # the kernel may be gone already
+        if self.arena.state != _arena.RUNNING:
+            return  # the kernel has gone, and everything with it
+        with contextlib.suppress(Exception):  # it may be going right now
+            for lwp in self.values():
                 lwp.retire()
+            self.arena.pool.free_park_slot(self.slot)
 
 
 class HostLwps:
@@ -151,7 +160,7 @@ class HostLwps:
         -1 for wherever it is): its (ok, value)."""
         mine: _ThreadLwps | None = getattr(self._mine, "lwps", None)
         if mine is None:
-            mine = self._mine.lwps = _ThreadLwps()
+            mine = self._mine.lwps = _ThreadLwps(self.arena)
         lwp = mine.get((pid, cpu))
         if lwp is not None:
             result = lwp.call(call, deadline, poll)

@@ -649,3 +649,48 @@ def test_rump_variables_that_are_not_numbers_name_themselves(monkeypatch, var):
     )
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1 and var in out.stderr
+
+
+# -- 18. a quiet teardown: the kernel's own threads end without a word -------------------
+
+TEARDOWN_SCRIPT = """
+import os, signal, sys, threading, rumpmp
+from rumpmp import kern
+k = rumpmp.boot(4)
+for cpu in range(4):
+    k.run(kern.cpu_index, cpu=cpu)  # lwps of this thread parked on every CPU
+t = threading.Thread(target=lambda: (k.sys.getpid(), k.run(kern.cpu_index)))
+t.start()
+t.join()
+print(*k.cpu_pids(), flush=True)
+how = sys.argv[1]
+if how == "halt":
+    k.halt()
+elif how == "panic":
+    try:
+        k.run(kern.panic, "on purpose")
+    except rumpmp.RumpPanic:
+        pass
+elif how == "_exit":
+    os._exit(0)
+else:
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["halt", "panic", "_exit", "SIGKILL"])
+def test_no_cpu_prints_a_traceback_when_its_kernel_goes(how):
+    """Issue 20: the CPUs' lwp, idle, clock and lifeline threads meet the kernel's
+    teardown (Shutdown) and end without a traceback on the terminal."""
+    host = subprocess.Popen(
+        [sys.executable, "-c", TEARDOWN_SCRIPT, how],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pids = host.stdout.readline().split()
+    assert len(pids) == 4
+    _, err = host.communicate(timeout=50)  # stderr's end: the CPUs have exited too
+    assert "Traceback" not in err, err
+    assert "Exception in thread" not in err, err
