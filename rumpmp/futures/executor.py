@@ -1,16 +1,19 @@
 """``KernelExecutor``: a concurrent.futures Executor whose workers are a kernel's CPUs.
 
-Host side.  Tasks wait in one queue; each CPU has ``DEPTH`` host threads that take
-the next tasks as soon as the CPU can run more (so the least loaded CPU gets them)
-and run them in one lwp on that CPU with ``Kernel.run``.  A thread takes as many
-queued tasks at once as its share of the queue (up to ``BATCH_MAX``), so thousands
-of tiny tasks travel in a few dozen calls while a lone task goes at once.
+Host side.  Each CPU has a worker thread of the kernel (``rumpmp.futures.worker``)
+taking tasks off a queue in the kernel heap (``rumpmp.futures.layout``).  ``submit``
+writes the task into a free record and queues it: no call into the kernel, no host
+thread in between.  ``Future.result`` waits on the task's record itself and the
+worker posts the waiting thread; tasks nobody waits for are collected by one host
+thread, which sets their futures (done-callbacks and ``as_completed`` rely on it) and
+gives their records back.  Tasks beyond the records wait in the host, in order.
 
-A CPU that dies panics its kernel.  The tasks that were running on that CPU fail with
-``CPUDied``; the tasks running on the other CPUs, which the halt cut short, go back
-to the front of the queue (so they may run twice), and queued tasks are kept.  With
-``on_cpu_death="restart"`` a fresh kernel is booted and the work goes on; with
-``"break"`` every pending future fails and later submits raise, as a
+A CPU that dies panics its kernel.  Each task's state is in its record: the task
+that was running on the dead CPU fails with ``CPUDied``; tasks done keep their
+results; tasks queued, taken but not started, or running on another CPU (the panic
+cut those short: they may run twice) go back to the queue, in order.  With
+``on_cpu_death="restart"`` a fresh kernel is booted and the work goes on there;
+with ``"break"`` every pending future fails and later submits raise, as a
 ProcessPoolExecutor does.
 """
 
@@ -20,32 +23,59 @@ import collections
 import concurrent.futures
 import contextlib
 import itertools
-import pickle
 import statistics
-import threading  # the Executor runs in the host: its workers are host threads
-import time  # the Executor may: it times queue waits for stats()
-import types
+import threading  # the Executor runs in the host: its collector is a host thread
+import time  # the Executor may: it stamps tasks for stats() and restart records
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-import cloudpickle
-
-from rumpmp.futures import batch
+from hypercalls import clock, sync, waitq
+from hypercalls.intr import hold_interrupts
+from rumpmp.futures import worker
+from rumpmp.futures.layout import (
+    DONE,
+    ENTRY_BYTES,
+    FREE,
+    NTASKS,
+    Q_ASLEEP,
+    Q_COLLECTOR,
+    Q_DONE,
+    Q_QUEUED,
+    Q_TASKS,
+    Q_WORKERS,
+    QUEUED,
+    RUNNING,
+    T_CPU,
+    T_ENTRY,
+    T_LISTED,
+    T_NEXT,
+    T_NS,
+    T_POSTED,
+    T_RESULT,
+    T_SEQ,
+    T_START,
+    T_STATE,
+    T_WAITER,
+    WK_IDLE,
+    WK_PARK,
+    WK_WORDS,
+    task_word,
+)
 from rumpmp.host.kernel import Kernel, KernelHalted, boot
+from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.mem.blob import PickledFunctions, dumps, payload_drop, payload_put
+from rumpmp.rumpkern.mem.kmem import KBuf
+from rumpmp.rumpkern.sched.kthread import read_result
 from rumpmp.rumpkern.svc.prf import RumpPanic
 
-#: Host threads per CPU: one waits for its lwp while the other hands over the next.
-DEPTH = 2
-#: The most tasks one kernel call carries, and the longest a batch should take to run
-#: (tasks that take long go one at a time: a CPU that dies then takes only them down).
-BATCH_MAX = 512
-BATCH_SECONDS = 0.002
 #: map() cuts its items into about this many chunks per CPU.
 MAP_CHUNKS_PER_CPU = 2
 #: How many recent tasks stats() summarises.
 SAMPLES = 10_000
+#: The longest the collector sleeps without looking at the executor's state (s).
+COLLECTOR_POLL = 0.1
 POLICIES = ("restart", "break")
 
 
@@ -58,18 +88,56 @@ class CPUDied(BrokenProcessPool):
         self.cpu, self.cause, self.task = cpu, cause, task
 
 
-@dataclass
+class _Future(concurrent.futures.Future):
+    """A task's future: ``result`` and ``exception`` wait on the task's record."""
+
+    def __init__(self, executor: KernelExecutor, item: _Item) -> None:
+        super().__init__()
+        self._executor, self._item = executor, item
+
+    def result(self, timeout: float | None = None) -> Any:
+        return super().result(self._executor._wait(self._item, timeout))
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return super().exception(self._executor._wait(self._item, timeout))
+
+    def cancel(self) -> bool:
+        """Cancel the task if it has not been taken by a worker yet."""
+        if not self.done() and not self._executor._unqueue(self._item):
+            return False
+        return super().cancel()
+
+
+@dataclass(eq=False)
 class _Item:
-    future: concurrent.futures.Future
     fn: Callable[..., Any]
     args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    queued: float = field(default_factory=time.monotonic)
-    started: bool = False  # its future is running (a requeued item stays so)
+    kwargs: dict[str, Any] | None  # None for none: the task then pickles as plain data
+    seq: int
+    future: _Future = field(init=False)
+    queued: int = field(default_factory=clock.monotonic_ns)
+    record: int = 0  # word of its task record, 0 while it waits in the host
+    settled: bool = False  # its outcome is taken (by a waiter, the collector or a stop)
+    waited: bool = False  # a host thread waits on its record
 
     def describe(self) -> str:
         name = getattr(self.fn, "__qualname__", None) or repr(self.fn)
         return f"{name}{self.args!r}"[:200]
+
+
+@dataclass
+class _Queue:
+    """The task queue in one kernel."""
+
+    kernel: Kernel
+    arena: Arena
+    buf: KBuf
+    workers: list[int]
+    q: int = 0  # word of its header
+
+    def __post_init__(self) -> None:
+        self.q = self.buf.offset // 8
+        self.lock = worker.queue_lock(self.arena, self.q)
 
 
 class KernelExecutor(concurrent.futures.Executor):
@@ -94,56 +162,59 @@ class KernelExecutor(concurrent.futures.Executor):
         self._own = kernel is None
         self._policy = on_cpu_death if self._own else "break"
         self._initializer, self._initargs = initializer, initargs
-        self._kernel = kernel if kernel is not None else boot(max_workers)
-        self._generation = 0
-        self._cond = threading.Condition()
-        self._queue: collections.deque[_Item] = collections.deque()
+        self._lock = threading.Lock()
+        self._items: dict[int, _Item] = {}  # by record
+        self._free: list[int] = []
+        self._backlog: collections.deque[_Item] = collections.deque()
+        self._seq = itertools.count()
+        self._functions = PickledFunctions()
         self._shutdown = False
         self._broken: BrokenProcessPool | None = None
-        self._tasks_per_cpu = [0] * self._kernel.ncpu
+        self._down = False  # the kernel stopped under the executor: the collector acts
+        self._ending: BaseException | None = None  # why what is left fails, once it does
+        self._generation = 0
+        self._tasks_per_cpu: list[int] = []
         self._waits: collections.deque[float] = collections.deque(maxlen=SAMPLES)
         self._runs: collections.deque[float] = collections.deque(maxlen=SAMPLES)
         self._deaths: list[dict[str, Any]] = []
-        self._functions: dict[int, tuple[Callable[..., Any], bytes]] = {}
-        self._task_seconds = 0.0  # a moving average of one task's run time
+        self._undelivered: list[tuple[_Item, tuple[bool, object]]] = []
+        k = kernel if kernel is not None else boot(max_workers)
         try:
-            self._initialize()
+            self._queue, self._free = self._open(k)
         except BaseException:
             if self._own:
-                self._kernel.halt()
+                k.halt()
             raise
-        self._threads = [
-            threading.Thread(
-                target=self._worker, args=(cpu,), name=f"rumpmp-executor-cpu{cpu}", daemon=True
-            )
-            for cpu in range(self._kernel.ncpu)
-            for _ in range(DEPTH)
-        ]
-        self._alive = len(self._threads)
-        for t in self._threads:
-            t.start()
+        self._collector = threading.Thread(
+            target=self._collect, name="rumpmp-executor", daemon=True
+        )
+        self._collector.start()
 
     @property
     def kernel(self) -> Kernel:
         """The kernel the tasks run on now (a new one after a restart)."""
-        return self._kernel
+        return self._queue.kernel
 
     # -- the Executor interface ----------------------------------------------------------
 
-    def submit(
-        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> concurrent.futures.Future:
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> _Future:
         if not callable(fn):
             raise TypeError(f"submit: fn must be callable, not {type(fn).__name__}")
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        with self._cond:
+        item = _Item(fn, args, kwargs or None, next(self._seq))
+        item.future = _Future(self, item)
+        with self._lock:
             if self._broken is not None:
                 raise self._broken
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            self._queue.append(_Item(future, fn, args, kwargs))
-            self._cond.notify()
-        return future
+            if self._backlog or not self._free or self._down:
+                self._backlog.append(item)
+                return item.future
+            r = item.record = self._free.pop()
+            self._items[r] = item
+            queue = self._queue
+        self._place(queue, item, r)
+        return item.future
 
     def map(
         self,
@@ -159,22 +230,29 @@ class KernelExecutor(concurrent.futures.Executor):
         of each chunk."""
         if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError("chunksize must be an int of at least 1")
-        items = list(zip(*iterables, strict=False))
+        star = len(iterables) != 1
+        items = list(zip(*iterables, strict=False)) if star else list(iterables[0])
         if chunksize == 1:
-            chunksize = max(1, -(-len(items) // (MAP_CHUNKS_PER_CPU * self._kernel.ncpu)))
+            chunksize = max(1, -(-len(items) // (MAP_CHUNKS_PER_CPU * self.kernel.ncpu)))
         chunks = [items[i : i + chunksize] for i in range(0, len(items), chunksize)]
-        results = super().map(batch.starmap, itertools.repeat(fn), chunks, timeout=timeout)
-        return _unchunk(results)
+        pickled = self._functions.pickle(fn)  # the chunks then pickle as plain data
+        results = super().map(
+            worker.map_chunk,
+            itertools.repeat(pickled),
+            chunks,
+            itertools.repeat(star),
+            timeout=timeout,
+        )
+        return itertools.chain.from_iterable(_unchunk(results))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        with self._cond:
+        with self._lock:
             self._shutdown = True
-            self._cond.notify_all()
         if cancel_futures:
             self.cancel_pending()
+        self._wake_collector()
         if wait:
-            for t in self._threads:
-                t.join()
+            self._collector.join()
 
     @property
     def usable(self) -> bool:
@@ -182,145 +260,365 @@ class KernelExecutor(concurrent.futures.Executor):
         return not self._shutdown and self._broken is None
 
     def cancel_pending(self) -> int:
-        """Cancel the tasks that have not started; how many were."""
-        with self._cond:  # a requeued task is running already: it stays
-            drop = [item for item in self._queue if not item.started]
-            self._queue = collections.deque(item for item in self._queue if item.started)
-        return sum(item.future.cancel() for item in drop)
+        """Cancel the tasks no worker has taken yet; how many were."""
+        with self._lock:
+            items = [*self._backlog, *self._items.values()]
+        return sum(item.future.cancel() for item in items)
 
     def stats(self) -> dict[str, Any]:
         """Tasks run per CPU, queue wait and run time (ms: median, p99), CPU deaths."""
-        with self._cond:
+        with self._lock:
             waits, runs = list(self._waits), list(self._runs)
             return {
                 "tasks_per_cpu": list(self._tasks_per_cpu),
-                "queued": len(self._queue),
+                "queued": len(self._backlog) + len(self._items),
                 "queue_wait_ms": _summary(waits),
                 "run_time_ms": _summary(runs),
                 "cpu_deaths": list(self._deaths),
                 "kernels": self._generation + 1,
             }
 
-    # -- the workers -------------------------------------------------------------------------
+    # -- a kernel's queue -------------------------------------------------------------------
 
-    def _initialize(self) -> None:
+    def _open(self, kernel: Kernel) -> tuple[_Queue, list[int]]:
+        """Set a kernel up for the executor: the initializer on every CPU, a task
+        queue and its workers.  The queue, and its records (all free)."""
         if self._initializer is not None:
-            self._kernel.xc_broadcast(0, batch.initialize, self._initializer, self._initargs)
+            kernel.xc_broadcast(0, worker.initialize, self._initializer, self._initargs)
+        buf, lids = kernel.run(worker.new_queue)
+        queue = _Queue(kernel, kernel._arena, buf, lids)
+        kernel._add_stop_hook(self._stopped)
+        self._tasks_per_cpu = self._tasks_per_cpu or [0] * kernel.ncpu
+        return queue, [task_word(queue.q, i) for i in reversed(range(NTASKS))]
 
-    def _take(self) -> list[_Item] | None:
-        """The next tasks for one kernel call (None: shut down and drained)."""
-        with self._cond:
-            while not self._queue:
-                if self._shutdown or self._broken is not None:
-                    return None
-                self._cond.wait()
-            # Until a task has been timed, one at a time.
-            by_time = BATCH_SECONDS / self._task_seconds if self._task_seconds else 1
-            share = max(1, int(min(BATCH_MAX, by_time, len(self._queue) // len(self._threads))))
-            items: list[_Item] = []
-            while self._queue and len(items) < share:
-                item = self._queue.popleft()
-                if item.started or item.future.set_running_or_notify_cancel():
-                    item.started = True
-                    items.append(item)
-            return items
+    def _close(self) -> None:
+        """The executor is done: halt its kernel, or end its queue in the user's."""
+        kernel = self._queue.kernel
+        if kernel.state != "running":
+            return
+        if self._own:
+            kernel.halt()
+        else:
+            kernel._remove_stop_hook(self._stopped)
+            with contextlib.suppress(RumpPanic, KernelHalted):
+                kernel.run(worker.end_queue, self._queue.buf, self._queue.workers)
 
-    def _worker(self, cpu: int) -> None:
+    # -- tasks in records ----------------------------------------------------------------------
+
+    def _place(self, queue: _Queue, item: _Item, r: int) -> None:
+        """Write ``item`` into record ``r`` and queue it; wake a worker waiting for work."""
+        arena, w, q = queue.arena, queue.arena.w, queue.q
         try:
-            self._serve(cpu)
+            data = dumps((self._functions.pickle(item.fn), item.args, item.kwargs))
+        except Exception as e:  # noqa: BLE001 - e.g. an argument that cannot be pickled
+            self._finish(queue, item, r, (False, e))
+            return
+        wake = 0
+        try:
+            with hold_interrupts():
+                w[r + T_WAITER] = w[r + T_LISTED] = w[r + T_POSTED] = 0
+                w[r + T_SEQ] = item.seq
+                payload_put(arena, r + T_ENTRY, ENTRY_BYTES, data)
+                queue.lock.enter_nowrap()
+                w[r + T_STATE] = QUEUED
+                waitq.append(w, q + Q_TASKS, r, T_NEXT)
+                w[q + Q_QUEUED] += 1
+                for cpu in range(arena.ncpu):
+                    wk = q + Q_WORKERS + cpu * WK_WORDS
+                    if w[wk + WK_IDLE]:
+                        w[wk + WK_IDLE] = 0
+                        wake = w[wk + WK_PARK]
+                        break
+                queue.lock.exit()
+            if wake:
+                arena.pool.unpark(wake)
+        except sync.Shutdown:
+            pass  # the kernel stopped: _stopped has put the task back, or failed it
+
+    def _wait(self, item: _Item, timeout: float | None) -> float | None:
+        """Wait for ``item``'s task on its record (its worker posts this thread) and
+        take its outcome; the time left of ``timeout`` for the future's own wait (the
+        task may wait in the host, or another thread may wait on its record)."""
+        if item.settled:
+            return timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            r, queue = item.record, self._queue
+            if not r or item.settled or item.waited or self._down:
+                return timeout
+            item.waited = True
+        arena, w = queue.arena, queue.arena.w
+        try:
+            with hold_interrupts() as hold:
+                me = arena.pool.park_slot()
+                queue.lock.enter_nowrap()
+                # Is the record still this task's?  (If it is free or holds the next
+                # task, the collector took this one.)  The state is read first: a task
+                # is numbered (T_SEQ) before it is queued.
+                state = w[r + T_STATE]
+                mine = state != FREE and w[r + T_SEQ] == item.seq
+                listed = state == DONE  # done before anyone waited: on the done list
+                if mine and not listed:
+                    w[r + T_WAITER] = me
+                queue.lock.exit()
+                if not mine:
+                    return _left(deadline)
+                if not listed:
+                    self._await_post(queue, r, me, deadline, hold.check)
+        except sync.Shutdown:
+            return _left(deadline)  # the kernel stopped: _stopped has settled or requeued it
         finally:
-            with self._cond:
-                self._alive -= 1
-                last = not self._alive
-            if last and self._own and self._kernel.state == "running":
-                self._kernel.halt()  # the last worker out halts the executor's kernel
+            item.waited = False
+        self._finish(queue, item, r, None, give_back=not listed)
+        return _left(deadline)
 
-    def _serve(self, cpu: int) -> None:
-        while (items := self._take()) is not None:
-            if not items:
-                continue
-            kernel, generation = self._kernel, self._generation
-            started = time.monotonic()
-            try:
-                tasks = [(self._pickled(i.fn), i.args, i.kwargs) for i in items]
-                ran_on, outcomes = kernel.run(batch.run_batch, tasks, cpu=cpu)
-            except (RumpPanic, KernelHalted) as e:
-                self._cpu_died(cpu, items, generation, e)
-                continue
-            except BaseException as e:  # noqa: BLE001 - e.g. a task that cannot be pickled
-                for item in items:
-                    item.future.set_exception(e)
-                continue
-            self._settle(items, ran_on, outcomes, started)
-
-    def _pickled(self, fn: Callable[..., Any]) -> bytes:
-        """``fn`` pickled; a function once per executor (its bytes are the CPUs' cache
-        key), another callable (a bound method, a joblib batch) each time."""
-        if not isinstance(fn, types.FunctionType):
-            return cloudpickle.dumps(fn, pickle.HIGHEST_PROTOCOL)
-        hit = self._functions.get(id(fn))
-        if hit is None or hit[0] is not fn:
-            hit = (fn, cloudpickle.dumps(fn, pickle.HIGHEST_PROTOCOL))
-            with self._cond:
-                if len(self._functions) >= batch.FUNCTIONS:
-                    del self._functions[next(iter(self._functions))]
-                self._functions[id(fn)] = hit
-        return hit[1]
-
-    def _settle(
-        self, items: list[_Item], cpu: int, outcomes: list[tuple[bool, Any, int]], started: float
+    def _await_post(
+        self, queue: _Queue, r: int, me: int, deadline: float | None, poll: Callable[[], None]
     ) -> None:
-        with self._cond:
-            self._tasks_per_cpu[cpu] += len(items)
-            self._waits.extend((started - i.queued) * 1e3 for i in items)
-            self._runs.extend(ns / 1e6 for _, _, ns in outcomes)
-            mean = sum(ns for _, _, ns in outcomes) / len(outcomes) / 1e9
-            old = self._task_seconds
-            self._task_seconds = max(1e-7, mean if not old else old + (mean - old) * 0.2)
-        for item, (ok, value, _) in zip(items, outcomes, strict=True):
-            if ok:
-                item.future.set_result(value)
-            else:
-                item.future.set_exception(value)
+        """Wait until task ``r``'s worker has posted this thread; a wait given up (a
+        timeout, Ctrl-C) leaves the task to the collector, unless it is done."""
+        w = queue.arena.w
+        ns = None if deadline is None else int(deadline * 1e9)  # (monotonic, as clock's)
 
-    def _cpu_died(self, cpu: int, items: list[_Item], generation: int, e: Exception) -> None:
-        """The kernel went down under a call: fail the dead CPU's tasks, put the others
-        back, and restart or break (once per kernel)."""
-        dead = e.cpu if isinstance(e, RumpPanic) else -1
-        cause = e.cause if isinstance(e, RumpPanic) else str(e)
-        with self._cond:
-            if cpu == dead or self._policy == "break" or self._shutdown:
-                for item in items:
-                    item.future.set_exception(CPUDied(dead, cause, item.describe()))
-            else:
-                self._queue.extendleft(reversed(items))
-            if generation != self._generation or self._broken is not None:
-                return  # another worker has dealt with this kernel already
-            self._deaths.append({"cpu": dead, "cause": cause, "at": time.time()})
-            if self._policy == "break" or self._shutdown:
-                self._break(CPUDied(dead, cause, "the pool"))
-                return
-            self._restart()
+        def posted() -> bool:
+            return bool(w[r + T_POSTED])
 
-    def _restart(self) -> None:
-        """Replace the dead kernel (called with the lock held: workers wait for it)."""
-        with contextlib.suppress(RumpPanic, KernelHalted):
-            self._kernel.halt()
         try:
-            self._kernel = boot(self._kernel.ncpu)
-            self._generation += 1
-            self._initialize()
-        except BaseException as e:  # noqa: BLE001 - no kernel to go on with: the pool is broken
-            self._break(BrokenProcessPool(f"could not restart the kernel: {e}"))
-        self._cond.notify_all()
+            queue.arena.pool.wait_until(me, posted, ns, poll, "task")
+        except (TimeoutError, KeyboardInterrupt):
+            queue.lock.enter_nowrap()
+            done = w[r + T_STATE] == DONE
+            if not done:
+                w[r + T_WAITER] = 0
+            queue.lock.exit()
+            if not done:
+                raise
+            queue.arena.pool.wait_until(me, posted)  # the worker saw this thread: it posts
 
-    def _break(self, why: BrokenProcessPool) -> None:
-        self._broken = why
-        while self._queue:
-            item = self._queue.popleft()
-            if item.started or item.future.set_running_or_notify_cancel():
-                item.future.set_exception(why)
-        self._cond.notify_all()
+    def _finish(
+        self,
+        queue: _Queue,
+        item: _Item,
+        r: int,
+        outcome: tuple[bool, object] | None,
+        give_back: bool = True,
+    ) -> None:
+        """Take task ``r``'s outcome (``outcome``, or what its record holds) unless it
+        was taken already, deliver it to ``item``'s future, and with ``give_back``
+        return the record (to the next task waiting in the host, if any)."""
+        with self._lock:
+            if self._items.get(r) is not item or queue is not self._queue:
+                return  # the kernel stopped meanwhile: _stopped took it
+            if not item.settled:
+                item.settled = True
+                if outcome is None:
+                    outcome = read_result(queue.arena, r + T_RESULT)  # (plain reads)
+                    self._count(queue.arena.w, r, item)
+            else:
+                outcome = None
+            following = None
+            if give_back:
+                del self._items[r]
+                queue.arena.w[r + T_STATE] = FREE
+                if self._backlog and not self._down:
+                    following = self._backlog.popleft()
+                    following.record = r
+                    self._items[r] = following
+                else:
+                    self._free.append(r)
+        if outcome is not None:
+            with contextlib.suppress(sync.Shutdown), hold_interrupts():
+                payload_drop(queue.arena, r + T_RESULT)
+            _deliver(item, outcome)
+        if following is not None:
+            self._place(queue, following, r)
+
+    def _count(self, w: memoryview, r: int, item: _Item) -> None:
+        """Stats of a task that ran (holding the lock)."""
+        self._tasks_per_cpu[w[r + T_CPU]] += 1
+        self._waits.append((w[r + T_START] - item.queued) / 1e6)
+        self._runs.append(w[r + T_NS] / 1e6)
+
+    def _unqueue(self, item: _Item) -> bool:
+        """Take a task no worker has taken off the queue (or out of the backlog);
+        False if it has been taken (or is done)."""
+        with self._lock:
+            if item.settled:
+                return False
+            if not item.record:
+                with contextlib.suppress(ValueError):
+                    self._backlog.remove(item)
+                    return True
+                return False
+            r, queue = item.record, self._queue
+        w, q = queue.arena.w, queue.q
+        try:
+            with hold_interrupts():
+                queue.lock.enter_nowrap()
+                queued = w[r + T_STATE] == QUEUED and w[r + T_SEQ] == item.seq
+                if queued:
+                    waitq.remove(w, q + Q_TASKS, r, T_NEXT)
+                    w[q + Q_QUEUED] -= 1
+                    w[r + T_STATE] = FREE
+                queue.lock.exit()
+        except sync.Shutdown:
+            return False
+        if queued:
+            with self._lock:
+                item.settled = True
+            with contextlib.suppress(sync.Shutdown), hold_interrupts():
+                payload_drop(queue.arena, r + T_ENTRY)
+            self._finish(queue, item, r, None, give_back=True)
+        return queued
+
+    # -- the collector ------------------------------------------------------------------------
+
+    def _collect(self) -> None:
+        """The collector thread: settle tasks nobody waits for, restart or break when
+        the kernel stops under the executor, and close it once shut down and idle."""
+        while True:
+            with self._lock:
+                queue, down = self._queue, self._down
+                idle = not self._items and not self._backlog
+                if self._shutdown and idle and not down:
+                    break
+            if down:
+                if not self._recover():
+                    break
+                continue
+            try:
+                self._collect_done(queue)
+            except sync.Shutdown:
+                continue  # the kernel is stopping: _stopped sets _down
+        self._close()
+
+    def _collect_done(self, queue: _Queue) -> None:
+        """Settle what is on the done list, or sleep until something is."""
+        arena, w, q = queue.arena, queue.arena.w, queue.q
+        with hold_interrupts():
+            me = arena.pool.park_slot()
+            queue.lock.enter_nowrap()
+            done = list(waitq.chain(w, waitq.take_all(w, q + Q_DONE), T_NEXT))
+            if not done:
+                w[q + Q_COLLECTOR], w[q + Q_ASLEEP] = me, 1
+            queue.lock.exit()
+        if not done:
+            arena.pool.park(me, COLLECTOR_POLL, wrap=False)
+            return
+        for r in done:
+            with self._lock:
+                item = self._items.get(r)
+            if item is not None:
+                self._finish(queue, item, r, None)
+
+    def _wake_collector(self) -> None:
+        queue = self._queue
+        with contextlib.suppress(sync.Shutdown, OSError):
+            slot = queue.arena.w[queue.q + Q_COLLECTOR]
+            if slot:
+                queue.arena.pool.unpark(slot)
+
+    # -- a kernel that stops under the executor -------------------------------------------------
+
+    def _stopped(self, kernel: Kernel) -> None:
+        """Run by the kernel as it stops, its CPUs gone and its memory still there:
+        take each task's outcome from its record.  The task that was running on a
+        dead CPU fails; tasks done keep their results; the rest go back in order (to
+        be run on the next kernel), or fail if the pool breaks.  The futures are set
+        by the collector (never from here, under the kernel's lock)."""
+        panic = kernel.panic
+        with self._lock:
+            if self._queue.kernel is not kernel or self._down:
+                return
+            self._down = True
+            w = self._queue.arena.w
+            dead, cause = (panic.cpu, panic.cause) if panic else (-1, "the kernel halted")
+            if panic is not None:
+                self._deaths.append({"cpu": dead, "cause": cause, "at": time.time()})
+            if panic is None or self._policy == "break" or self._shutdown:
+                self._ending = _broken(dead, cause)
+                if not self._shutdown:
+                    self._broken = self._ending
+            back = []
+            for r, item in self._items.items():
+                if item.settled:
+                    continue
+                state = w[r + T_STATE]
+                if state == DONE:
+                    outcome = read_result(self._queue.arena, r + T_RESULT)
+                    self._count(w, r, item)
+                elif state == RUNNING and w[r + T_CPU] == dead:
+                    outcome = (False, CPUDied(dead, cause, item.describe()))
+                elif self._ending is None:
+                    item.record = 0
+                    back.append(item)
+                    continue
+                else:
+                    outcome = (False, self._ending)
+                item.settled = True
+                self._undelivered.append((item, outcome))
+            back.sort(key=lambda item: item.seq)
+            self._backlog.extendleft(reversed(back))
+            self._items.clear()
+            self._free.clear()
+
+    def _recover(self) -> bool:
+        """After the kernel stopped: deliver what ``_stopped`` took, then go on on a
+        new kernel, or fail what waits in the host if the executor is ending.  False
+        once there is nothing more to do."""
+        with self._lock:
+            undelivered, self._undelivered = self._undelivered, []
+            ending = self._ending
+            failed = list(self._backlog) if ending is not None else []
+            if ending is not None:
+                self._backlog.clear()
+        for item, outcome in undelivered:
+            _deliver(item, outcome)
+        for item in failed:
+            item.settled = True
+            _deliver(item, (False, ending))
+        if ending is not None:
+            return False
+        try:
+            queue, free = self._open(boot(self._queue.kernel.ncpu))
+        except BaseException as e:  # noqa: BLE001 - no kernel to go on with: the pool breaks
+            with self._lock:
+                self._ending = self._broken = BrokenProcessPool(f"could not restart: {e}")
+            return True
+        with self._lock:
+            self._queue, self._free, self._down = queue, free, False
+            self._generation += 1
+            placing = []
+            while self._backlog and self._free:
+                item = self._backlog.popleft()
+                item.record = self._free.pop()
+                self._items[item.record] = item
+                placing.append(item)
+        for item in placing:
+            self._place(queue, item, item.record)
+        return True
+
+
+def _broken(dead: int, cause: str) -> BrokenProcessPool:
+    if dead >= 0:
+        return CPUDied(dead, cause, "the pool")
+    return BrokenProcessPool(f"the executor's kernel stopped ({cause})")
+
+
+def _deliver(item: _Item, outcome: tuple[bool, object]) -> None:
+    future = item.future
+    if not future.set_running_or_notify_cancel():
+        return  # cancelled
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        assert isinstance(value, BaseException)
+        future.set_exception(value)
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _check_args(
@@ -354,8 +652,11 @@ def _summary(samples: list[float]) -> dict[str, float | None]:
     }
 
 
-def _unchunk(results: Iterator[tuple[list[Any], Exception | None]]) -> Iterator[Any]:
+def _unchunk(
+    results: Iterator[tuple[list[Any], BaseException | None]],
+) -> Iterator[list[Any]]:
+    """Each chunk's results, then what stopped it, raised in its place."""
     for values, error in results:
-        yield from values
+        yield values
         if error is not None:
             raise error

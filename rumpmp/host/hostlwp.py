@@ -22,7 +22,7 @@ import threading  # the host side: each host thread has its own lwps
 import weakref
 from collections.abc import Callable
 
-from hypercalls import sync
+from hypercalls import param, sync
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.mem.blob import dumps, payload_put
@@ -134,11 +134,12 @@ class _ThreadLwps(dict[tuple[int, int], HostLwp]):
         super().__init__()
         self.arena = arena
         self.slot = arena.pool.park_slot()
+        self.pid = param.getpid()  # a forked child's copy must leave its parent's lwps be
 
     def __del__(self) -> None:
-        if self.arena.state != _arena.RUNNING:
-            return  # the kernel has gone, and everything with it
-        with contextlib.suppress(Exception):  # it may be going right now
+        with contextlib.suppress(Exception):  # the kernel, or the interpreter, may be going
+            if param.getpid() != self.pid or self.arena.state != _arena.RUNNING:
+                return
             for lwp in self.values():
                 lwp.retire()
             self.arena.pool.free_park_slot(self.slot)

@@ -79,6 +79,7 @@ class Kernel:
         self._servers: list[Server] = []
         self._functions = PickledFunctions()
         self._lwps = HostLwps(self._arena)
+        self._stop_hooks: list[Callable[[Kernel], None]] = []
         self._process_lock = threading.Lock()  # not _lock: a panic must not wait for it
         self._stopped = False
         self._lock = threading.Lock()  # halt, panic and the watcher may race to stop
@@ -395,10 +396,22 @@ class Kernel:
         for p in procs:
             p.join(5)
 
+    def _add_stop_hook(self, hook: Callable[[Kernel], None]) -> None:
+        """Have ``hook(kernel)`` run as this kernel stops (a halt or a panic), once its
+        CPUs have stopped and before its memory is unmapped: what they left in it is
+        still there to read.  It runs under the kernel's stop lock, so it must not
+        call into the kernel, nor take a kernel lock (a dead CPU may hold one)."""
+        self._stop_hooks.append(hook)
+
+    def _remove_stop_hook(self, hook: Callable[[Kernel], None]) -> None:
+        self._stop_hooks.remove(hook)
+
     def _release(self) -> None:
         """Unlink every named object of this kernel and unmap it; dmesg, state and
         the counters stay readable from a private copy."""
         self._stopped = True
+        for hook in self._stop_hooks:
+            hook(self)
         for server in self._servers:  # first: their sockets go, no new client comes
             server.close()
         self._arena.pool.shutdown()

@@ -213,7 +213,16 @@ def test_an_unpicklable_cross_call_does_not_wedge_cross_calls(rump_kernel):
 
 FORK_SCRIPT = """
 import errno, os, sys, rumpmp
+
+def my_lwp():
+    from hypercalls import thread
+    from rumpmp.rumpkern.arena import current
+    from rumpmp.rumpkern.sched.proc import tables
+    from rumpmp.sys.lwp import L_LID
+    return thread.curlwp(), current().w[tables(current()).lwp(thread.curlwp()) + L_LID]
+
 k = rumpmp.boot(2)
+mine = k.run(my_lwp)
 pid = os.fork()
 if pid == 0:
     try:
@@ -222,7 +231,7 @@ if pid == 0:
         print("child:", errno.errorcode[e.errno], "belongs to process" in str(e), flush=True)
     sys.exit(0)  # a normal exit runs the inherited exit handlers
 os.waitpid(pid, 0)
-print("parent:", k.run(lambda: 5), k.state, flush=True)
+print("parent:", k.run(lambda: 5), k.state, k.run(my_lwp) == mine, flush=True)
 k.halt()
 """
 
@@ -234,7 +243,7 @@ def test_a_forked_child_cannot_touch_its_parents_kernel():
     )
     assert out.returncode == 0, out.stderr
     assert "child: ENXIO True" in out.stdout
-    assert "parent: 5 running" in out.stdout
+    assert "parent: 5 running True" in out.stdout  # the child left the parent's lwp alone
     assert "Error" not in out.stderr
 
 

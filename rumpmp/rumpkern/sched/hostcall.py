@@ -78,7 +78,7 @@ def serve(first: Call) -> None:
             if not asked():
                 break
         seq = w[l + L_CALLS]
-        _answer(arena, l, result_word, seq, run(arena, cpu, _apply_entry, entry_word))
+        _answer(arena, l, result_word, seq, run(arena, cpu, apply_entry, entry_word))
     payload_drop(arena, result_word)  # an answer nobody came for (a detached call)
 
 
@@ -95,13 +95,16 @@ def run(arena: Arena, cpu: int, apply: Any, what: object) -> tuple[bool, object]
 def _apply(arena: Arena, call: Call) -> object:
     data, args, kwargs = call
     func = unpickled_function(arena, data)
-    if func is not _last.func:  # the lwp is named after what it runs, as a panic says
+    if func is not getattr(
+        _last, "func", None
+    ):  # the lwp is named after what it runs, as a panic says
         _last.func = func
         tables(arena).set_lwp_name(thread.curlwp(), getattr(func, "__name__", "call"))
     return func(*args, **(kwargs or {}))
 
 
-def _apply_entry(arena: Arena, word: int) -> object:
+def apply_entry(arena: Arena, word: int) -> object:
+    """Run the call stored in the payload buffer at ``word`` (which is emptied)."""
     try:
         call = payload_get(arena, word)
     finally:

@@ -139,29 +139,35 @@ def wait_lwp(
     arena.pool.park_spinning(me, ended, deadline, poll, f"lwp {lid}")
 
 
-def publish(arena: Arena, word: int, result: tuple[bool, object]) -> None:
-    """Store an lwp's (ok, value) in the payload buffer at ``word`` for its waiter;
-    a result that cannot be pickled becomes an error.  A large bytes value (what a
+def publish(
+    arena: Arena, word: int, result: tuple[bool, object], capacity: int = IO_PAYLOAD_BYTES
+) -> None:
+    """Store an lwp's (ok, value) in the payload buffer at ``word`` (``capacity``
+    bytes) for its waiter; a result that cannot be pickled becomes an error.  A large bytes value (what a
     read returns) goes as it is: ``take_result`` knows a raw payload is a successful
     one."""
     ok, value = result
     if ok and type(value) is bytes and len(value) >= RAW_MIN:
-        payload_put(arena, word, IO_PAYLOAD_BYTES, value, raw=True)
+        payload_put(arena, word, capacity, value, raw=True)
         return
     try:
         data = dumps(result)
     except Exception as e:  # noqa: BLE001 - the waiter must learn what went wrong
         data = dumps((False, RuntimeError(f"result could not be pickled: {e!r}")))
-    payload_put(arena, word, IO_PAYLOAD_BYTES, data)
+    payload_put(arena, word, capacity, data)
 
 
-def take_result(arena: Arena, word: int) -> tuple[bool, object]:
-    """The (ok, value) ``publish`` stored at ``word``, which is emptied; (True, None)
-    if nothing was."""
+def read_result(arena: Arena, word: int) -> tuple[bool, object]:
+    """The (ok, value) ``publish`` stored at ``word``; (True, None) if nothing was."""
     if not arena.w[word]:
         return True, None
     value = payload_get(arena, word)
-    result: tuple[bool, object] = (True, value) if payload_is_raw(arena, word) else value
+    return (True, value) if payload_is_raw(arena, word) else value
+
+
+def take_result(arena: Arena, word: int) -> tuple[bool, object]:
+    """``read_result``, and the buffer emptied."""
+    result = read_result(arena, word)
     payload_drop(arena, word)
     return result
 
