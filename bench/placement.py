@@ -7,7 +7,9 @@ each hot path is measured in each placement, rumpmp and its floor or peer alike:
 - "one core": the host and every other process (the kernel's CPUs, the peer's
   workers, the floor's partner) on the same host core;
 - "two cores": the host on one core, the other processes on another;
-- "unpinned": wherever the host scheduler puts them, for reference.
+- "unpinned": wherever the host scheduler puts them, for reference;
+- "unplaced": as a user calls, nothing pinned and no ``cpu=``: the kernel places the
+  call (``CALL_PLACEMENTS``, for the calls into a kernel).
 """
 
 from __future__ import annotations
@@ -17,8 +19,15 @@ import os
 from collections.abc import Iterator
 
 ONE_CORE, TWO_CORES, UNPINNED = "one core", "two cores", "unpinned"
+UNPLACED = "unplaced"
 ALL_CORES = sorted(os.sched_getaffinity(0))
 PLACEMENTS = (ONE_CORE, TWO_CORES, UNPINNED) if len(ALL_CORES) > 1 else (ONE_CORE, UNPINNED)
+CALL_PLACEMENTS = (*PLACEMENTS, UNPLACED)
+
+
+def cpu(placement: str, index: int) -> int | None:
+    """The ``cpu=`` a call names in ``placement``: none when unplaced."""
+    return None if placement == UNPLACED else index
 
 
 def _pin(pid: int, cores: set[int]) -> None:
@@ -29,11 +38,11 @@ def _pin(pid: int, cores: set[int]) -> None:
 
 
 def host_cores(placement: str) -> set[int]:
-    return set(ALL_CORES) if placement == UNPINNED else {ALL_CORES[0]}
+    return set(ALL_CORES) if placement in (UNPINNED, UNPLACED) else {ALL_CORES[0]}
 
 
 def other_cores(placement: str) -> set[int]:
-    if placement == UNPINNED:
+    if placement in (UNPINNED, UNPLACED):
         return set(ALL_CORES)
     return {ALL_CORES[0] if placement == ONE_CORE else ALL_CORES[1]}
 

@@ -17,7 +17,6 @@ them all.
 
 from __future__ import annotations
 
-import contextlib
 import threading  # the host side: each host thread has its own lwps
 import weakref
 from collections.abc import Callable
@@ -137,12 +136,14 @@ class _ThreadLwps(dict[tuple[int, int], HostLwp]):
         self.pid = param.getpid()  # a forked child's copy must leave its parent's lwps be
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # the kernel, or the interpreter, may be going
+        try:  # (no module global here: at the interpreter's exit they may be gone)
             if param.getpid() != self.pid or self.arena.state != _arena.RUNNING:
                 return
             for lwp in self.values():
                 lwp.retire()
             self.arena.pool.free_park_slot(self.slot)
+        except Exception:  # noqa: BLE001 - the kernel, or the interpreter, is going
+            pass
 
 
 class HostLwps:

@@ -142,7 +142,7 @@ class Kernel:
     def sys(self) -> Syscalls:
         """The system calls as methods, run in the host's own rump process (made at
         the first call): ``k.sys.getpid()``, ``k.sys.setuid(1000)``, ..."""
-        return self._own_process().sys
+        return (self._host_process or self._own_process()).sys
 
     def _own_process(self) -> Process:
         from rumpmp.host.process import Process  # noqa: PLC0415 - loaded with the first call

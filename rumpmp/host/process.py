@@ -53,15 +53,16 @@ class Syscalls:
         self._process = process
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
+        """The method of system call ``name``, made at its first use and kept."""
         entry = sysent.BY_NAME.get(name)
         if entry is None:
             raise AttributeError(f"no system call {name!r}")
-        process = self._process
+        run, num, fills = self._process.kernel._run, entry.num, FILLS.get(entry.num)
+        pid = self._process.pid
 
         def call(*args: Any) -> Any:
             sysent.check_args(entry, args)
-            result = process.run(sysent.serve, entry.num, args)
-            fills = FILLS.get(entry.num)
+            result = run(sysent.serve, (num, args), None, None, pid)
             if fills is None:
                 return result
             result, contents = result  # the kernel filled copies: fill the caller's
@@ -71,6 +72,7 @@ class Syscalls:
 
         call.__name__ = call.__qualname__ = name
         call.__doc__ = entry.func.__doc__
+        setattr(self, name, call)
         return call
 
     def __dir__(self) -> list[str]:

@@ -34,14 +34,6 @@ DT_UNKNOWN, DT_DIR, DT_REG, DT_LNK = 0, 4, 8, 10
 _DTYPE = {V.VDIR: DT_DIR, V.VREG: DT_REG, V.VLNK: DT_LNK}
 
 
-def _cred(real: bool = False) -> Cred:
-    cred = kauth.kauth_cred_get()
-    if real:
-        return kauth.kauth_cred_getuid(cred), kauth.kauth_cred_getgid(cred), []
-    ids = kauth.kauth_cred_geteuid(cred), kauth.kauth_cred_getegid(cred)
-    return ids[0], ids[1], kauth.kauth_cred_getgroups(cred)
-
-
 def _with_node(arena: Arena, node: int, gen: int, op: int, body: Callable[[int], T]) -> T:
     """``body(record)`` under the node's lock, once (node, gen) is checked."""
     lock = vnode.vlock(arena, node)
@@ -84,7 +76,7 @@ def rump_sys_open(path: str, flags: int, mode: int = 0o777) -> int:
     if acc == F.O_ACCMODE:
         raise OSError(errno.EINVAL, "open: bad access mode")
     fflag = (acc + 1) | flags & F.FCNTLFLAGS
-    cred = _cred()
+    cred = kauth.curproc_ids()
     node, gen, created = _lookup_or_create(arena, path, flags, mode, cred)
     r = vnode.rec(arena, node)
     vtype = arena.w[r + V.V_TYPE]
@@ -152,7 +144,7 @@ def _lookup_or_create(
 def rump_sys_mkdir(path: str, mode: int = 0o777) -> None:
     """mkdir(2).  EEXIST if the name is taken."""
     arena = _arena.current()
-    cred = _cred()
+    cred = kauth.curproc_ids()
     d, dgen, name = namei.namei_parent(arena, path, cred)
     memfs.create(arena, d, dgen, name, V.VDIR, mode, cred)
 
@@ -164,7 +156,7 @@ def rump_sys_symlink(target: str, path: str) -> None:
     if len(target.encode()) >= V.MAXPATHLEN:
         raise OSError(errno.ENAMETOOLONG, "symlink: target too long")
     arena = _arena.current()
-    cred = _cred()
+    cred = kauth.curproc_ids()
     d, dgen, name = namei.namei_parent(arena, path, cred)
     memfs.create(arena, d, dgen, name, V.VLNK, 0o777, cred, target=target)
 
@@ -172,14 +164,14 @@ def rump_sys_symlink(target: str, path: str) -> None:
 def rump_sys_readlink(path: str) -> str:
     """readlink(2): the target of link ``path``; EINVAL if it is not a link."""
     arena = _arena.current()
-    node, gen = namei.namei(arena, path, _cred(), follow=False)
+    node, gen = namei.namei(arena, path, kauth.curproc_ids(), follow=False)
     return namei.readlink(arena, node, gen)
 
 
 def rump_sys_unlink(path: str) -> None:
     """unlink(2): remove a name that is not a directory's (EPERM for one)."""
     arena = _arena.current()
-    cred = _cred()
+    cred = kauth.curproc_ids()
     d, dgen, name = namei.namei_parent(arena, path, cred)
     memfs.remove(arena, d, dgen, name, False, cred)
 
@@ -187,7 +179,7 @@ def rump_sys_unlink(path: str) -> None:
 def rump_sys_rmdir(path: str) -> None:
     """rmdir(2): remove an empty directory (ENOTEMPTY otherwise)."""
     arena = _arena.current()
-    cred = _cred()
+    cred = kauth.curproc_ids()
     d, dgen, name = namei.namei_parent(arena, path, cred)
     memfs.remove(arena, d, dgen, name, True, cred)
 
@@ -195,7 +187,7 @@ def rump_sys_rmdir(path: str) -> None:
 def rump_sys_rename(src: str, dst: str) -> None:
     """rename(2): atomic, across directories, replacing what ``dst`` names."""
     arena = _arena.current()
-    cred = _cred()
+    cred = kauth.curproc_ids()
     memfs.rename(
         arena, namei.namei_parent(arena, src, cred), namei.namei_parent(arena, dst, cred), cred
     )
@@ -204,7 +196,7 @@ def rump_sys_rename(src: str, dst: str) -> None:
 def rump_sys_link(src: str, dst: str) -> None:
     """link(2): another name for file ``src``."""
     arena = _arena.current()
-    cred = _cred()
+    cred = kauth.curproc_ids()
     node, gen = namei.namei(arena, src, cred, follow=False)
     d, dgen, name = namei.namei_parent(arena, dst, cred)
     memfs.link(arena, node, gen, d, dgen, name, cred)
@@ -215,7 +207,7 @@ def rump_sys_link(src: str, dst: str) -> None:
 
 def _stat_path(path: str, follow: bool) -> Stat:
     arena = _arena.current()
-    node, gen = namei.namei(arena, path, _cred(), follow)
+    node, gen = namei.namei(arena, path, kauth.curproc_ids(), follow)
     return _with_node(arena, node, gen, RW_READER, lambda _: vnode.getattr_(arena, node))
 
 
@@ -241,7 +233,7 @@ def _setattr(path_or_fd: str | int, follow: bool, change: Change) -> None:
     """VOP_SETATTR: ``change`` a node's attributes under its lock, the node named by
     a path or an open descriptor."""
     arena = _arena.current()
-    cred = _cred()
+    cred = kauth.curproc_ids()
     if isinstance(path_or_fd, str):
         node, gen = namei.namei(arena, path_or_fd, cred, follow)
     else:
@@ -336,7 +328,7 @@ def rump_sys_truncate(path: str, length: int) -> None:
     if length < 0:
         raise OSError(errno.EINVAL, "truncate: negative length")
     arena = _arena.current()
-    cred = _cred()
+    cred = kauth.curproc_ids()
     node, gen = namei.namei(arena, path, cred)
 
     def body(_: int) -> None:
@@ -416,7 +408,7 @@ def _entries(arena: Arena, node: int, gen: int, cred: Cred) -> list[tuple[int, i
 def rump_sys_getdents(fd: int, count: int) -> list[tuple[int, int, str]]:
     """getdents(2): up to ``count`` entries (d_fileno, d_type, d_name) of an open
     directory, from its offset (which counts entries); [] at the end."""
-    cred = _cred()
+    cred = kauth.curproc_ids()
 
     def body(arena: Arena, f: int, node: int, flag: int) -> list[tuple[int, int, str]]:
         gen = arena.w[vnode.rec(arena, node) + V.V_GEN]
@@ -438,7 +430,7 @@ def rump_sys_listdir(path: str = ".") -> list[str]:
     """The names in directory ``path``, as ``os.listdir`` gives them (no "." or
     ".."); rumpmp's host-side convenience, served by the kernel in one call."""
     arena = _arena.current()
-    cred = _cred()
+    cred = kauth.curproc_ids()
     node, gen = namei.namei(arena, path, cred)
     return [name for _, _, name in _entries(arena, node, gen, cred)[2:]]
 
@@ -446,14 +438,14 @@ def rump_sys_listdir(path: str = ".") -> list[str]:
 def rump_sys_chdir(path: str) -> None:
     """chdir(2): ENOTDIR, EACCES without search permission."""
     arena = _arena.current()
-    cred = _cred()
+    cred = kauth.curproc_ids()
     node, gen = namei.namei(arena, path, cred)
     _set_cwd(arena, node, gen, cred)
 
 
 def rump_sys_fchdir(fd: int) -> None:
     """fchdir(2)."""
-    cred = _cred()
+    cred = kauth.curproc_ids()
     _on_fd(
         fd,
         lambda arena, f, node, flag: _set_cwd(
@@ -509,7 +501,7 @@ def rump_sys_access(path: str, mode: int) -> None:
     """access(2), with the process's real ids: EACCES if it may not, ENOENT if the
     file does not exist (F_OK)."""
     arena = _arena.current()
-    cred = _cred(real=True)
+    cred = kauth.curproc_ids(real=True)
     node, gen = namei.namei(arena, path, cred)
     _with_node(arena, node, gen, RW_READER, lambda _: vnode.vaccess(arena, node, mode & 7, cred))
 
@@ -520,7 +512,7 @@ def rump_sys_access(path: str, mode: int) -> None:
 def rump_sys_statvfs(path: str) -> Statvfs:
     """statvfs(2) of the file system ``path`` is on."""
     arena = _arena.current()
-    node, _ = namei.namei(arena, path, _cred())
+    node, _ = namei.namei(arena, path, kauth.curproc_ids())
     w = arena.w
     m = vnode.mount_rec(arena, w[vnode.rec(arena, node) + V.V_MOUNT])
     bsize = 4096
@@ -548,10 +540,10 @@ def rump_sys_mount(fstype: str, path: str, flags: int = 0, size: int = 0) -> Non
     ENODEV for another type, EPERM unless root, EBUSY if something is mounted."""
     if fstype not in FSTYPES:
         raise OSError(errno.ENODEV, f"mount: no file system type {fstype!r}")
-    memfs.mount(_arena.current(), path, size, _cred())
+    memfs.mount(_arena.current(), path, size, kauth.curproc_ids())
 
 
 def rump_sys_unmount(path: str, flags: int = 0) -> None:
     """unmount(2): EBUSY while a file is open in it, a process works in it or a
     file system is mounted in it."""
-    memfs.unmount(_arena.current(), path, flags, _cred())
+    memfs.unmount(_arena.current(), path, flags, kauth.curproc_ids())

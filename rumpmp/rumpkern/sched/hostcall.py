@@ -100,7 +100,7 @@ def _apply(arena: Arena, call: Call) -> object:
     ):  # the lwp is named after what it runs, as a panic says
         _last.func = func
         tables(arena).set_lwp_name(thread.curlwp(), getattr(func, "__name__", "call"))
-    return func(*args, **(kwargs or {}))
+    return func(*args) if kwargs is None else func(*args, **kwargs)
 
 
 def apply_entry(arena: Arena, word: int) -> object:

@@ -179,6 +179,18 @@ def kauth_cred_get() -> kauth_cred_t:
     return proc_cred(arena, curproc_word(arena))
 
 
+def curproc_ids(real: bool = False) -> tuple[int, int, list[int]]:
+    """(uid, gid, groups) of the current process: its effective ids and groups, or
+    with ``real`` its real ids (and no groups).  Read straight from its credential,
+    which the process holds (so it is live): the file system asks at every call."""
+    arena = _arena.current()
+    w = arena.w
+    r = w[curproc_word(arena) + P_CRED] // 8
+    if real:
+        return w[r + K_UID], w[r + K_GID], []
+    return w[r + K_EUID], w[r + K_EGID], list(w[r + K_GROUPS : r + K_GROUPS + w[r + K_NGROUPS]])
+
+
 def proc_cred(arena: Arena, p: int) -> kauth_cred_t:
     """The credential of the process at word ``p`` (no reference taken)."""
     return _handle(arena, (arena.w[p + P_CRED], arena.w[p + P_CRED + 1]))
