@@ -28,7 +28,7 @@ import threading  # the Executor runs in the host: its collector is a host threa
 import time  # the Executor may: it stamps tasks for stats() and restart records
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hypercalls import clock, sync, waitq
@@ -49,10 +49,8 @@ from rumpmp.futures.layout import (
     RUNNING,
     T_CPU,
     T_ENTRY,
-    T_LISTED,
     T_NEXT,
     T_NS,
-    T_POSTED,
     T_RESULT,
     T_SEQ,
     T_START,
@@ -65,7 +63,13 @@ from rumpmp.futures.layout import (
 )
 from rumpmp.host.kernel import Kernel, KernelHalted, boot
 from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.mem.blob import PickledFunctions, dumps, payload_drop, payload_put
+from rumpmp.rumpkern.mem.blob import (
+    PickledFunctions,
+    dumps,
+    payload_drop,
+    payload_in_blob,
+    payload_put,
+)
 from rumpmp.rumpkern.mem.kmem import KBuf
 from rumpmp.rumpkern.sched.kthread import read_result
 from rumpmp.rumpkern.svc.prf import RumpPanic
@@ -89,11 +93,14 @@ class CPUDied(BrokenProcessPool):
 
 
 class _Future(concurrent.futures.Future):
-    """A task's future: ``result`` and ``exception`` wait on the task's record."""
+    """A task's future: ``result`` and ``exception`` wait on the task's record.  It
+    stays pending until its outcome is set (``running()`` is never true)."""
 
-    def __init__(self, executor: KernelExecutor, item: _Item) -> None:
+    _executor: KernelExecutor
+
+    def __init__(self, item: _Item) -> None:
         super().__init__()
-        self._executor, self._item = executor, item
+        self._item = item
 
     def result(self, timeout: float | None = None) -> Any:
         return super().result(self._executor._wait(self._item, timeout))
@@ -108,17 +115,19 @@ class _Future(concurrent.futures.Future):
         return super().cancel()
 
 
-@dataclass(eq=False)
 class _Item:
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any] | None  # None for none: the task then pickles as plain data
-    seq: int
-    future: _Future = field(init=False)
-    queued: int = field(default_factory=clock.monotonic_ns)
-    record: int = 0  # word of its task record, 0 while it waits in the host
-    settled: bool = False  # its outcome is taken (by a waiter, the collector or a stop)
-    waited: bool = False  # a host thread waits on its record
+    """A task, from submit to its outcome."""
+
+    __slots__ = ("args", "fn", "future", "kwargs", "queued", "record", "seq", "settled", "waited")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict | None, seq: int) -> None:
+        self.fn, self.args, self.seq = fn, args, seq
+        self.kwargs = kwargs or None  # None for none: the task then pickles as plain data
+        self.future = _Future(self)
+        self.queued = clock.monotonic_ns()
+        self.record = 0  # word of its task record, 0 while it waits in the host
+        self.settled = False  # its outcome is taken (by a waiter, the collector or a stop)
+        self.waited = False  # a host thread waits on its record
 
     def describe(self) -> str:
         name = getattr(self.fn, "__qualname__", None) or repr(self.fn)
@@ -200,20 +209,25 @@ class KernelExecutor(concurrent.futures.Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> _Future:
         if not callable(fn):
             raise TypeError(f"submit: fn must be callable, not {type(fn).__name__}")
-        item = _Item(fn, args, kwargs or None, next(self._seq))
-        item.future = _Future(self, item)
+        item = _Item(fn, args, kwargs, next(self._seq))
+        item.future._executor = self
         with self._lock:
             if self._broken is not None:
                 raise self._broken
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
+            queue = self._queue
             if self._backlog or not self._free or self._down:
                 self._backlog.append(item)
-                return item.future
-            r = item.record = self._free.pop()
-            self._items[r] = item
-            queue = self._queue
-        self._place(queue, item, r)
+                reclaim = not self._free and not self._down
+            else:
+                r = item.record = self._free.pop()
+                self._items[r] = item
+                reclaim = False
+        if reclaim:  # every record is taken: give back those of finished tasks
+            self._reclaim(queue)
+        elif item.record:
+            self._place(queue, item, item.record)
         return item.future
 
     def map(
@@ -311,12 +325,15 @@ class KernelExecutor(concurrent.futures.Executor):
         try:
             data = dumps((self._functions.pickle(item.fn), item.args, item.kwargs))
         except Exception as e:  # noqa: BLE001 - e.g. an argument that cannot be pickled
-            self._finish(queue, item, r, (False, e))
+            with self._lock:
+                item.settled = True
+            _deliver(item, (False, e))
+            self._give_back(queue, [r])
             return
         wake = 0
         try:
             with hold_interrupts():
-                w[r + T_WAITER] = w[r + T_LISTED] = w[r + T_POSTED] = 0
+                w[r + T_WAITER] = 0
                 w[r + T_SEQ] = item.seq
                 payload_put(arena, r + T_ENTRY, ENTRY_BYTES, data)
                 queue.lock.enter_nowrap()
@@ -339,99 +356,91 @@ class KernelExecutor(concurrent.futures.Executor):
         """Wait for ``item``'s task on its record (its worker posts this thread) and
         take its outcome; the time left of ``timeout`` for the future's own wait (the
         task may wait in the host, or another thread may wait on its record)."""
-        if item.settled:
+        r, queue = item.record, self._queue  # (checked again under the lock by _settle)
+        if item.settled or not r or item.waited or self._down:
             return timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            r, queue = item.record, self._queue
-            if not r or item.settled or item.waited or self._down:
-                return timeout
-            item.waited = True
+        item.waited = True
         arena, w = queue.arena, queue.arena.w
-        try:
-            with hold_interrupts() as hold:
-                me = arena.pool.park_slot()
-                queue.lock.enter_nowrap()
-                # Is the record still this task's?  (If it is free or holds the next
-                # task, the collector took this one.)  The state is read first: a task
-                # is numbered (T_SEQ) before it is queued.
-                state = w[r + T_STATE]
-                mine = state != FREE and w[r + T_SEQ] == item.seq
-                listed = state == DONE  # done before anyone waited: on the done list
-                if mine and not listed:
-                    w[r + T_WAITER] = me
-                queue.lock.exit()
-                if not mine:
-                    return _left(deadline)
-                if not listed:
-                    self._await_post(queue, r, me, deadline, hold.check)
-        except sync.Shutdown:
-            return _left(deadline)  # the kernel stopped: _stopped has settled or requeued it
-        finally:
-            item.waited = False
-        self._finish(queue, item, r, None, give_back=not listed)
-        return _left(deadline)
-
-    def _await_post(
-        self, queue: _Queue, r: int, me: int, deadline: float | None, poll: Callable[[], None]
-    ) -> None:
-        """Wait until task ``r``'s worker has posted this thread; a wait given up (a
-        timeout, Ctrl-C) leaves the task to the collector, unless it is done."""
-        w = queue.arena.w
         ns = None if deadline is None else int(deadline * 1e9)  # (monotonic, as clock's)
 
-        def posted() -> bool:
-            return bool(w[r + T_POSTED])
+        def done() -> bool:
+            return w[r + T_STATE] == DONE or item.settled
 
-        try:
-            queue.arena.pool.wait_until(me, posted, ns, poll, "task")
-        except (TimeoutError, KeyboardInterrupt):
-            queue.lock.enter_nowrap()
-            done = w[r + T_STATE] == DONE
-            if not done:
-                w[r + T_WAITER] = 0
-            queue.lock.exit()
-            if not done:
-                raise
-            queue.arena.pool.wait_until(me, posted)  # the worker saw this thread: it posts
+        try:  # (no kernel lock is held: Ctrl-C may interrupt the wait as it comes)
+            # The worker posts the slot it finds here when the task is done.  Read too
+            # early, or by the worker of a later task once _reclaim has given the
+            # record back, it only costs a post; _reclaim posts the waiter it finds.
+            w[r + T_WAITER] = arena.pool.park_slot()
+            arena.pool.wait_until(w[r + T_WAITER], done, ns, None, "task")
+        except sync.Shutdown:
+            return _left(deadline)  # the kernel stopped: _stopped has taken the outcome
+        finally:
+            item.waited = False
+        self._settle(queue, item, r)
+        return _left(deadline)
 
-    def _finish(
-        self,
-        queue: _Queue,
-        item: _Item,
-        r: int,
-        outcome: tuple[bool, object] | None,
-        give_back: bool = True,
-    ) -> None:
-        """Take task ``r``'s outcome (``outcome``, or what its record holds) unless it
-        was taken already, deliver it to ``item``'s future, and with ``give_back``
-        return the record (to the next task waiting in the host, if any)."""
+    def _settle(self, queue: _Queue, item: _Item, r: int) -> None:
+        """Deliver task ``r``'s outcome to ``item``'s future, unless it was already."""
         with self._lock:
-            if self._items.get(r) is not item or queue is not self._queue:
-                return  # the kernel stopped meanwhile: _stopped took it
-            if not item.settled:
-                item.settled = True
-                if outcome is None:
-                    outcome = read_result(queue.arena, r + T_RESULT)  # (plain reads)
-                    self._count(queue.arena.w, r, item)
-            else:
-                outcome = None
-            following = None
-            if give_back:
+            if item.settled or self._items.get(r) is not item or queue is not self._queue:
+                return
+            item.settled = True
+            outcome = read_result(queue.arena, r + T_RESULT)  # (plain reads)
+            self._count(queue.arena.w, r, item)
+        _deliver(item, outcome)
+
+    def _reclaim(self, queue: _Queue) -> int:
+        """Take the finished tasks off the done list: deliver what nobody took yet
+        (and wake whoever waits for it), give the records back.  How many there were."""
+        arena, w, q = queue.arena, queue.arena.w, queue.q
+        with hold_interrupts():
+            queue.lock.enter_nowrap()
+            done = list(waitq.chain(w, waitq.take_all(w, q + Q_DONE), T_NEXT))
+            queue.lock.exit()
+        if not done:
+            return 0
+        outcomes = []
+        with self._lock:
+            if queue is not self._queue or self._down:
+                return 0  # the kernel stopped: _stopped took every outcome
+            for r in done:
+                item = self._items[r]
+                if not item.settled:
+                    item.settled = True
+                    outcomes.append((item, read_result(arena, r + T_RESULT)))
+                    self._count(w, r, item)
+        for item, outcome in outcomes:
+            _deliver(item, outcome)
+            if w[item.record + T_WAITER]:
+                arena.pool.unpark(w[item.record + T_WAITER])  # (it sees the future settled)
+        for r in done:
+            if payload_in_blob(arena, r + T_RESULT):
+                with contextlib.suppress(sync.Shutdown), hold_interrupts():
+                    payload_drop(arena, r + T_RESULT)
+            w[r + T_RESULT] = 0
+        self._give_back(queue, done)
+        return len(done)
+
+    def _give_back(self, queue: _Queue, records: list[int]) -> None:
+        """Return the records: to the tasks waiting in the host first, in order, the
+        rest to the free list."""
+        placing = []
+        with self._lock:
+            if queue is not self._queue or self._down:
+                return  # the kernel stopped: its records went with it
+            for r in records:
                 del self._items[r]
                 queue.arena.w[r + T_STATE] = FREE
                 if self._backlog and not self._down:
                     following = self._backlog.popleft()
                     following.record = r
                     self._items[r] = following
+                    placing.append(following)
                 else:
                     self._free.append(r)
-        if outcome is not None:
-            with contextlib.suppress(sync.Shutdown), hold_interrupts():
-                payload_drop(queue.arena, r + T_RESULT)
-            _deliver(item, outcome)
-        if following is not None:
-            self._place(queue, following, r)
+        for item in placing:
+            self._place(queue, item, item.record)
 
     def _count(self, w: memoryview, r: int, item: _Item) -> None:
         """Stats of a task that ran (holding the lock)."""
@@ -468,7 +477,7 @@ class KernelExecutor(concurrent.futures.Executor):
                 item.settled = True
             with contextlib.suppress(sync.Shutdown), hold_interrupts():
                 payload_drop(queue.arena, r + T_ENTRY)
-            self._finish(queue, item, r, None, give_back=True)
+            self._give_back(queue, [r])
         return queued
 
     # -- the collector ------------------------------------------------------------------------
@@ -493,23 +502,21 @@ class KernelExecutor(concurrent.futures.Executor):
         self._close()
 
     def _collect_done(self, queue: _Queue) -> None:
-        """Settle what is on the done list, or sleep until something is."""
+        """Reclaim what is on the done list, or sleep until a task nobody waits for
+        finishes (or COLLECTOR_POLL passes: the records of tasks that were waited for
+        come back then, or when the free ones run out)."""
+        if self._reclaim(queue):
+            return
         arena, w, q = queue.arena, queue.arena.w, queue.q
         with hold_interrupts():
             me = arena.pool.park_slot()
             queue.lock.enter_nowrap()
-            done = list(waitq.chain(w, waitq.take_all(w, q + Q_DONE), T_NEXT))
-            if not done:
+            empty = not w[q + Q_DONE]
+            if empty:
                 w[q + Q_COLLECTOR], w[q + Q_ASLEEP] = me, 1
             queue.lock.exit()
-        if not done:
+        if empty:
             arena.pool.park(me, COLLECTOR_POLL, wrap=False)
-            return
-        for r in done:
-            with self._lock:
-                item = self._items.get(r)
-            if item is not None:
-                self._finish(queue, item, r, None)
 
     def _wake_collector(self) -> None:
         queue = self._queue
@@ -606,15 +613,14 @@ def _broken(dead: int, cause: str) -> BrokenProcessPool:
 
 
 def _deliver(item: _Item, outcome: tuple[bool, object]) -> None:
-    future = item.future
-    if not future.set_running_or_notify_cancel():
-        return  # cancelled
+    """Set ``item``'s future (never cancelled: a task is cancelled only while queued,
+    and then never runs)."""
     ok, value = outcome
     if ok:
-        future.set_result(value)
+        item.future.set_result(value)
     else:
         assert isinstance(value, BaseException)
-        future.set_exception(value)
+        item.future.set_exception(value)
 
 
 def _left(deadline: float | None) -> float | None:

@@ -7,12 +7,11 @@ result in its record.  A task's state is in its record, so when a CPU dies the h
 knows which task was running there (only that one fails), which were taken but not
 started and which are queued (they run on the next kernel), and which are done.
 
-A host thread waiting for a task (``Future.result``) puts its park slot in the
-record and the worker posts it; a finished task nobody waits for goes on the done
-list, which the host's collector thread empties.  The spin mutex at Q_LOCK guards
-the lists and every change of state a waiter must see (DONE, T_WAITER, T_LISTED).
-A waiter waits for T_POSTED, not DONE: DONE is set inside the worker's locked
-section, and the record may not be given back to another task before that ends.
+Every finished task goes on the done list, from which the host takes outcomes and
+gives records back (``KernelExecutor._reclaim``: its collector thread, or a submit
+that finds no free record).  A host thread waiting for a task (``Future.result``)
+puts its park slot in the record, and the worker posts it; otherwise the worker
+posts the collector, if it sleeps.  The spin mutex at Q_LOCK guards the lists.
 """
 
 from rumpmp.sys.param import MAXCPUS
@@ -41,12 +40,10 @@ T_STATE = 0
 T_CPU = 1  # the CPU whose worker took it
 T_NEXT = 2  # its link on the task queue, then on the done list
 T_WAITER = 3  # park slot of a host thread waiting for it, 0 if none
-T_LISTED = 4  # 1 once on the done list: the collector gives the record back
-T_START = 5  # monotonic ns when it started
-T_NS = 6  # how long it ran
-T_POSTED = 7  # 1 once the worker, done with the record, has posted its waiter
-T_SEQ = 8  # the number of the task it holds: a waiter checks the record is still its task's
-T_ENTRY = 16  # payload buffer (blob.payload_put): (function's pickle, args, kwargs)
+T_START = 4  # monotonic ns when it started
+T_NS = 5  # how long it ran
+T_SEQ = 6  # the number of the task it holds: a cancel checks it is still its task's
+T_ENTRY = 8  # payload buffer (blob.payload_put): (function's pickle, args, kwargs)
 ENTRY_BYTES = 1024
 T_RESULT = T_ENTRY + ENTRY_BYTES // 8  # payload buffer: (ok, value)
 RESULT_BYTES = 1024

@@ -32,10 +32,8 @@ from rumpmp.futures.layout import (
     RUNNING,
     T_CPU,
     T_ENTRY,
-    T_LISTED,
     T_NEXT,
     T_NS,
-    T_POSTED,
     T_RESULT,
     T_START,
     T_STATE,
@@ -123,9 +121,9 @@ def work(q: int) -> None:
         return bool(w[q + Q_QUEUED]) or stopping()
 
     while not stopping():
-        batch = _take(arena, q, cpu)
+        batch = _take(arena, q, cpu, lock)
         for r in batch:
-            _run(arena, q, r, cpu)
+            _run(arena, q, r, cpu, lock)
         if batch or (thread.spin_until(lambda: more() or wanted()) and more()):
             continue  # (the spin kept the CPU: nobody else wanted it)
         lock.enter_nowrap()
@@ -135,7 +133,7 @@ def work(q: int) -> None:
         arena.pool.park_spinning(park, woken)  # the CPU released
 
 
-def _take(arena: Arena, q: int, cpu: int) -> list[int]:
+def _take(arena: Arena, q: int, cpu: int, lock: sync.Mutex) -> list[int]:
     """The next tasks for this worker, marked taken: its share of the queue, as many
     as run in about BATCH_NS (one until a task has been timed)."""
     w = arena.w
@@ -144,7 +142,6 @@ def _take(arena: Arena, q: int, cpu: int) -> list[int]:
         return []
     share = max(1, min(BATCH_MAX, queued // arena.ncpu, BATCH_NS // task_ns if task_ns else 1))
     batch: list[int] = []
-    lock = queue_lock(arena, q)
     lock.enter_nowrap()
     while len(batch) < share and (r := waitq.pop(w, q + Q_TASKS, T_NEXT)):
         w[r + T_STATE], w[r + T_CPU] = TAKEN, cpu
@@ -154,7 +151,7 @@ def _take(arena: Arena, q: int, cpu: int) -> list[int]:
     return batch
 
 
-def _run(arena: Arena, q: int, r: int, cpu: int) -> None:
+def _run(arena: Arena, q: int, r: int, cpu: int, lock: sync.Mutex) -> None:
     """Run task ``r``, leave its result in its record, and tell whoever waits."""
     w = arena.w
     w[r + T_STATE] = RUNNING
@@ -168,22 +165,16 @@ def _run(arena: Arena, q: int, r: int, cpu: int) -> None:
     w[r + T_START], w[r + T_NS] = start, ns
     task_ns = w[q + Q_TASK_NS]  # (racy between workers: it only sizes batches)
     w[q + Q_TASK_NS] = ns if not task_ns else task_ns + (ns - task_ns) // 5
-    lock = queue_lock(arena, q)
     lock.enter_nowrap()
     w[r + T_STATE] = DONE
-    waiter, collector = w[r + T_WAITER], 0
-    if not waiter:  # nobody waits for it: the collector takes it
-        waitq.append(w, q + Q_DONE, r, T_NEXT)
-        w[r + T_LISTED] = 1
-        if w[q + Q_ASLEEP]:
-            w[q + Q_ASLEEP] = 0
-            collector = w[q + Q_COLLECTOR]
+    waitq.append(w, q + Q_DONE, r, T_NEXT)  # the host gives the record back from there
+    wake = w[r + T_WAITER]
+    if not wake and w[q + Q_ASLEEP]:  # nobody waits for it: the collector delivers it
+        w[q + Q_ASLEEP] = 0
+        wake = w[q + Q_COLLECTOR]
     lock.exit()
-    if waiter:
-        w[r + T_POSTED] = 1  # the last touch of the record: the waiter gives it back
-        arena.pool.unpark(waiter)
-    elif collector:
-        arena.pool.unpark(collector)
+    if wake:
+        arena.pool.unpark(wake)
 
 
 # -- what the host's map and initializer run --------------------------------------------

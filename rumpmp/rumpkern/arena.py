@@ -97,6 +97,7 @@ class Arena:
         for i in range(self.w[H_NREGIONS]):
             name, off, size = _REGION.unpack_from(self.buf, REGION_TABLE_OFF + i * _REGION.size)
             self.regions[name.rstrip(b"\0").decode()] = (off, size)
+        self._region_words = {name: off // 8 for name, (off, _) in self.regions.items()}
 
     @classmethod
     def create(cls, prefix: str, regions: list[tuple[str, int]], nslots: int) -> Arena:
@@ -186,7 +187,7 @@ class Arena:
 
     def region_word(self, name: str) -> int:
         """Word index of the start of a region."""
-        return self.regions[name][0] // 8
+        return self._region_words[name]
 
     @property
     def state(self) -> int:

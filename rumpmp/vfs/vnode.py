@@ -375,22 +375,22 @@ def getattr_(arena: Arena, node: int) -> Stat:
         size = _host_size(arena, node, path)
     else:
         size = len(dir_entries(arena, node)) if vtype == V.VDIR else w[r + V.V_SIZE]
-    return Stat(
-        st_mode=V.VTTOIF[vtype] | w[r + V.V_MODE],
-        st_ino=node,
-        st_dev=w[r + V.V_MOUNT],
-        st_nlink=w[r + V.V_NLINK],
-        st_uid=w[r + V.V_UID],
-        st_gid=w[r + V.V_GID],
-        st_size=size,
-        st_atime=a / NS,
-        st_mtime=m / NS,
-        st_ctime=c / NS,
-        st_atime_ns=a,
-        st_mtime_ns=m,
-        st_ctime_ns=c,
-        st_blksize=BLOCK * 8,
-        st_blocks=-(-w[r + V.V_CAP] // BLOCK),
+    return Stat(  # (in field order: a NamedTuple is made faster without keywords)
+        V.VTTOIF[vtype] | w[r + V.V_MODE],  # st_mode
+        node,  # st_ino
+        w[r + V.V_MOUNT],  # st_dev
+        w[r + V.V_NLINK],  # st_nlink
+        w[r + V.V_UID],  # st_uid
+        w[r + V.V_GID],  # st_gid
+        size,  # st_size
+        a / NS,  # st_atime
+        m / NS,  # st_mtime
+        c / NS,  # st_ctime
+        a,  # st_atime_ns
+        m,  # st_mtime_ns
+        c,  # st_ctime_ns
+        BLOCK * 8,  # st_blksize
+        -(-w[r + V.V_CAP] // BLOCK),  # st_blocks
     )
 
 

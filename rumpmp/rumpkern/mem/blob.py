@@ -239,9 +239,15 @@ def payload_get(arena: Arena, word: int) -> Any:
 
 def payload_drop(arena: Arena, word: int) -> None:
     """Empty the payload buffer at ``word`` (freeing its blob, if it has one)."""
-    if arena.w[word] in (_IN_BLOB, _RAW_BLOB):
+    if payload_in_blob(arena, word):
         blob_free_ref(arena, blob_ref(arena, word + 1))
     arena.w[word] = 0
+
+
+def payload_in_blob(arena: Arena, word: int) -> bool:
+    """Whether the payload at ``word`` is in a blob (dropping it then frees heap
+    memory or a segment, which takes the heap's lock)."""
+    return arena.w[word] in (_IN_BLOB, _RAW_BLOB)
 
 
 def payload_is_raw(arena: Arena, word: int) -> bool:

@@ -282,7 +282,8 @@ def _switch(arena: Arena, t: Tables, new: int) -> None:
 
 def switch_home(arena: Arena) -> None:
     """Return the calling thread to its own lwp (at its end, or on a NULL switch)."""
-    _switch(arena, tables(arena), _thr.home)
+    if thread.current.curlwp != _thr.home:
+        _switch(arena, tables(arena), _thr.home)
 
 
 def _new_context(arena: Arena, t: Tables, p: int) -> int:
