@@ -3,8 +3,9 @@
 - pipe throughput, 64 KiB writes, between kernel threads on two CPUs, beside
   ``os.pipe`` between two host processes placed the same way;
 - a 1-byte pipe ping-pong between two CPUs, beside the two-semaphore floor;
-- create + write 4 KiB + close on 8 CPUs at once, beside the same on 1 CPU;
-- ``k.sys.stat`` of a file from the host, beside an ``xc_unicast`` no-op.
+- create + write 4 KiB + close on 8 CPUs at once, beside the same on 1 CPU.
+
+``k.sys.stat`` from the host, beside a cross-call, is in bench.roundtrip.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import time
 import rumpmp
 from bench import placement as pl
 from bench.locks import host_pingpong
-from bench.roundtrip import noop, per_call
 
 REPEAT = 3
 CHUNK = 64 * 1024
@@ -217,20 +217,6 @@ def rows() -> list[tuple[str, str, str, str]]:
             f"{many / one:.2f}x",
         )
     )
-    for placement in pl.PLACEMENTS:
-        with pl.host_placed(placement), rumpmp.boot(2) as k:
-            pl.place(placement, k.cpu_pids())
-            k.sys.close(k.sys.open("/f", 0x200 | 0x1, 0o644))  # O_CREAT | O_WRONLY
-            stat_us = per_call(lambda k=k: k.sys.stat("/f"))
-            uni_us = per_call(lambda k=k: k.xc_unicast(0, noop, None, None, 1))
-        out.append(
-            (
-                f"k.sys.stat(), {placement} (target <= 1.5x)",
-                f"{stat_us:.1f} us",
-                f"{uni_us:.1f} us (xc_unicast no-op)",
-                f"{stat_us / uni_us:.2f}x",
-            )
-        )
     return out
 
 

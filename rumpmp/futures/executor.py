@@ -520,7 +520,10 @@ class KernelExecutor(concurrent.futures.Executor):
 
     def _wake_collector(self) -> None:
         queue = self._queue
-        with contextlib.suppress(sync.Shutdown, OSError):
+        if queue.kernel.state != "running":
+            return  # the kernel stopped: the collector is awake already, or gone
+        # (It may stop right now: its memory is then the host's shorter copy.)
+        with contextlib.suppress(sync.Shutdown, IndexError):
             slot = queue.arena.w[queue.q + Q_COLLECTOR]
             if slot:
                 queue.arena.pool.unpark(slot)

@@ -119,6 +119,45 @@ def test_done_callbacks_and_cancel(executor):
     assert [f.result(timeout=30) for f in blockers] == list(range(16))
 
 
+def test_more_tasks_than_records_wait_their_turn_in_order(executor):
+    """Tasks past the queue's records wait in the host and go out as records come back."""
+    from rumpmp.futures.layout import NTASKS
+
+    n = 3 * NTASKS
+    futures = [executor.submit(square, i) for i in range(n)]
+    assert [f.result(timeout=60) for f in futures] == [i * i for i in range(n)]
+    done = list(concurrent.futures.as_completed(executor.submit(square, i) for i in range(n)))
+    assert sorted(f.result() for f in done) == sorted(i * i for i in range(n))
+
+
+def test_threads_waiting_for_one_future_all_get_it(executor):
+    future = executor.submit(slow, 7, 5)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(future.result(timeout=30))) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [7] * 4
+
+
+def test_a_result_given_up_on_comes_later(executor):
+    future = executor.submit(slow, 3, 30)
+    with pytest.raises(concurrent.futures.TimeoutError):
+        future.result(timeout=0.05)
+    assert future.result(timeout=30) == 3
+    assert future.done() and not future.cancelled()
+
+
+def test_results_larger_than_a_record_and_bytes(executor):
+    big = executor.submit(lambda n: list(range(n)), 100_000).result(timeout=30)
+    assert big == list(range(100_000))
+    assert executor.submit(bytes, 1 << 20).result(timeout=30) == bytes(1 << 20)
+    assert executor.submit(len, b"x" * (1 << 20)).result(timeout=30) == 1 << 20
+
+
 def test_shutdown_waits_cancels_and_refuses_new_work():
     ex = KernelExecutor(2)
     running = [ex.submit(slow, i, 10) for i in range(4)]
