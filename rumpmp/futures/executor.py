@@ -378,6 +378,8 @@ class KernelExecutor(concurrent.futures.Executor):
         finally:
             item.waited = False
         self._settle(queue, item, r)
+        if self._backlog:  # tasks wait for records: give back those of finished tasks
+            self._reclaim(queue)
         return _left(deadline)
 
     def _settle(self, queue: _Queue, item: _Item, r: int) -> None:

@@ -136,7 +136,7 @@ class _ThreadLwps(dict[tuple[int, int], HostLwp]):
         self.pid = param.getpid()  # a forked child's copy must leave its parent's lwps be
 
     def __del__(self) -> None:
-        try:  # (no module global here: at the interpreter's exit they may be gone)
+        try:  # (at the interpreter's exit, module globals may be None already)
             if param.getpid() != self.pid or self.arena.state != _arena.RUNNING:
                 return
             for lwp in self.values():
