@@ -232,16 +232,7 @@ class Kernel:
         bound = -1 if cpu is None else self._cpu_index(cpu, "cpu")
         deadline = _deadline(timeout)
         call = (self._functions.pickle(func), args, None)
-        with hold_interrupts() as hold:
-            try:
-                ok, value = self._lwps.call(pid, bound, call, deadline, hold.check)
-            except sync.Shutdown:
-                self._check_running()
-                raise
-        if ok:
-            return value
-        assert isinstance(value, BaseException)
-        raise value
+        return self._enter(lambda poll: self._lwps.call(pid, bound, call, deadline, poll))
 
     def _spawn(self, func: Callable[..., Any], args: tuple, pid: int) -> Any:
         """Run ``func(*args)`` in a new lwp of process ``pid`` made for the call, on
@@ -251,16 +242,26 @@ class Kernel:
         self._check_running()
         arena = self._arena
         name = getattr(func, "__name__", "run")
+
+        def spawn(poll: Callable[[], None]) -> tuple[bool, object]:
+            lid = kthread.lwp_create(arena, name, func, args, 0, -1, SPAWNED, pid)
+            try:
+                kthread.wait_lwp(arena, lid, None, poll)
+            except BaseException as e:  # Ctrl-C: leave the lwp to itself
+                if not isinstance(e, sync.Shutdown):  # (the kernel is going anyway)
+                    kthread.detach(arena, lid)
+                raise
+            return kthread.collect(arena, lid)
+
+        return self._enter(spawn)
+
+    def _enter(self, call: Callable[[Callable[[], None]], tuple[bool, object]]) -> Any:
+        """Make a call into the kernel with Ctrl-C held off (``call`` gets the poll
+        that delivers a held one between its waits); its value, or its exception
+        raised.  If the kernel stops meanwhile, why it stopped is raised."""
         with hold_interrupts() as hold:
             try:
-                lid = kthread.lwp_create(arena, name, func, args, 0, -1, SPAWNED, pid)
-                try:
-                    kthread.wait_lwp(arena, lid, None, hold.check)
-                except BaseException as e:  # Ctrl-C: leave the lwp to itself
-                    if not isinstance(e, sync.Shutdown):  # (the kernel is going anyway)
-                        kthread.detach(arena, lid)
-                    raise
-                ok, value = kthread.collect(arena, lid)
+                ok, value = call(hold.check)
             except sync.Shutdown:
                 self._check_running()
                 raise

@@ -243,13 +243,19 @@ def runnable(sp: _Spc) -> int:
 
 
 def _least_loaded(arena: Arena, residents: bool) -> int:
-    """The first CPU with the fewest runnable lwps; with ``residents``, among those the
-    one with the fewest lwps of users living there (host threads' lwps: they wait
-    between calls, so runnable lwps alone would pile them on one CPU)."""
+    """The first CPU with the fewest runnable lwps.  With ``residents`` (for a host
+    thread's lwp, which lives long and mostly waits between calls), the first with
+    the fewest lwps of users living there, then the fewest runnable: so the host's
+    threads' lwps spread evenly over the CPUs."""
 
     def load(cpu: int) -> tuple[int, int]:
         sp = spc(arena, cpu)
-        return runnable(sp), sp.w[sp.s + SPC_LOAD] - sp.w[sp.s + SPC_NSYSTEM] if residents else 0
+        if not residents:
+            return runnable(sp), 0
+        sp.lock.enter_nowrap()  # the two counts change together under it
+        users = sp.w[sp.s + SPC_LOAD] - sp.w[sp.s + SPC_NSYSTEM]
+        sp.lock.exit()
+        return users, runnable(sp)
 
     return min(range(arena.ncpu), key=load)
 
@@ -258,12 +264,17 @@ def setrunnable_new(arena: Arena, lid: int) -> int:
     """Place a new lwp on its bound CPU or the least loaded one and wake that CPU.
 
     Returns the CPU chosen.  The lwp's thread is started by that CPU's idle loop,
-    unless an idle CPU steals it first.
+    unless an idle CPU steals it first.  A host thread's lwp is bound where it is
+    placed: stolen, it would undo the spread of those lwps over the CPUs.
     """
     t = tables(arena)
     l = t.lwp(lid)
-    bound = arena.w[l + L_BOUND]
-    cpu = bound if bound >= 0 else _least_loaded(arena, bool(arena.w[l + L_FLAGS] & LW_HOSTCALL))
+    cpu = arena.w[l + L_BOUND]
+    if cpu < 0:
+        hostcall = bool(arena.w[l + L_FLAGS] & LW_HOSTCALL)
+        cpu = _least_loaded(arena, hostcall)
+        if hostcall:
+            arena.w[l + L_BOUND] = cpu
     sp = spc(arena, cpu)
     system = _is_system(t, lid)
     sp.lock.enter_nowrap()
