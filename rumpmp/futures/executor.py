@@ -81,6 +81,9 @@ SAMPLES = 10_000
 #: The longest the collector sleeps without looking at the executor's state (s).
 COLLECTOR_POLL = 0.1
 POLICIES = ("restart", "break")
+#: What touching a kernel's queue raises once the kernel has stopped: its locks are
+#: gone, and its memory is the host's copy of the part in front of the heap.
+GONE = (sync.Shutdown, IndexError)
 
 
 class CPUDied(BrokenProcessPool):
@@ -118,14 +121,16 @@ class _Future(concurrent.futures.Future):
 class _Item:
     """A task, from submit to its outcome."""
 
-    __slots__ = ("args", "fn", "future", "kwargs", "queued", "record", "seq", "settled", "waited")
+    __slots__ = ("args", "fn", "future", "kwargs", "queued", "seq", "settled", "waited", "where")
 
     def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict | None, seq: int) -> None:
         self.fn, self.args, self.seq = fn, args, seq
         self.kwargs = kwargs or None  # None for none: the task then pickles as plain data
         self.future = _Future(self)
         self.queued = clock.monotonic_ns()
-        self.record = 0  # word of its task record, 0 while it waits in the host
+        # (queue, word of its task record) once it has one: None while it waits in the
+        # host.  One attribute, read at once: a kernel's stop may clear it any time.
+        self.where: tuple[_Queue, int] | None = None
         self.settled = False  # its outcome is taken (by a waiter, the collector or a stop)
         self.waited = False  # a host thread waits on its record
 
@@ -216,18 +221,18 @@ class KernelExecutor(concurrent.futures.Executor):
                 raise self._broken
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            queue = self._queue
+            queue, r = self._queue, 0
             if self._backlog or not self._free or self._down:
                 self._backlog.append(item)
                 reclaim = not self._free and not self._down
             else:
-                r = item.record = self._free.pop()
-                self._items[r] = item
+                r = self._free.pop()
+                item.where, self._items[r] = (queue, r), item
                 reclaim = False
         if reclaim:  # every record is taken: give back those of finished tasks
             self._reclaim(queue)
-        elif item.record:
-            self._place(queue, item, item.record)
+        elif r:
+            self._place(queue, item, r)
         return item.future
 
     def map(
@@ -349,16 +354,17 @@ class KernelExecutor(concurrent.futures.Executor):
                 queue.lock.exit()
             if wake:
                 arena.pool.unpark(wake)
-        except sync.Shutdown:
+        except GONE:
             pass  # the kernel stopped: _stopped has put the task back, or failed it
 
     def _wait(self, item: _Item, timeout: float | None) -> float | None:
         """Wait for ``item``'s task on its record (its worker posts this thread) and
         take its outcome; the time left of ``timeout`` for the future's own wait (the
         task may wait in the host, or another thread may wait on its record)."""
-        r, queue = item.record, self._queue  # (checked again under the lock by _settle)
-        if item.settled or not r or item.waited or self._down:
+        where = item.where  # (checked again under the lock by _settle)
+        if item.settled or where is None or item.waited:
             return timeout
+        queue, r = where
         deadline = None if timeout is None else time.monotonic() + timeout
         item.waited = True
         arena, w = queue.arena, queue.arena.w
@@ -373,7 +379,7 @@ class KernelExecutor(concurrent.futures.Executor):
             # record back, it only costs a post; _reclaim posts the waiter it finds.
             w[r + T_WAITER] = arena.pool.park_slot()
             arena.pool.wait_until(w[r + T_WAITER], done, ns, None, "task")
-        except sync.Shutdown:
+        except GONE:
             return _left(deadline)  # the kernel stopped: _stopped has taken the outcome
         finally:
             item.waited = False
@@ -394,7 +400,14 @@ class KernelExecutor(concurrent.futures.Executor):
 
     def _reclaim(self, queue: _Queue) -> int:
         """Take the finished tasks off the done list: deliver what nobody took yet
-        (and wake whoever waits for it), give the records back.  How many there were."""
+        (and wake whoever waits for it), give the records back.  How many there were
+        (0 if the kernel stopped: ``_stopped`` has taken every outcome then)."""
+        try:
+            return self._reclaim_done(queue)
+        except GONE:
+            return 0
+
+    def _reclaim_done(self, queue: _Queue) -> int:
         arena, w, q = queue.arena, queue.arena.w, queue.q
         with hold_interrupts():
             queue.lock.enter_nowrap()
@@ -410,15 +423,15 @@ class KernelExecutor(concurrent.futures.Executor):
                 item = self._items[r]
                 if not item.settled:
                     item.settled = True
-                    outcomes.append((item, read_result(arena, r + T_RESULT)))
+                    outcomes.append((item, r, read_result(arena, r + T_RESULT)))
                     self._count(w, r, item)
-        for item, outcome in outcomes:
+        for item, r, outcome in outcomes:
             _deliver(item, outcome)
-            if w[item.record + T_WAITER]:
-                arena.pool.unpark(w[item.record + T_WAITER])  # (it sees the future settled)
+            if w[r + T_WAITER]:
+                arena.pool.unpark(w[r + T_WAITER])  # (it sees the future settled)
         for r in done:
             if payload_in_blob(arena, r + T_RESULT):
-                with contextlib.suppress(sync.Shutdown), hold_interrupts():
+                with contextlib.suppress(*GONE), hold_interrupts():
                     payload_drop(arena, r + T_RESULT)
             w[r + T_RESULT] = 0
         self._give_back(queue, done)
@@ -436,13 +449,12 @@ class KernelExecutor(concurrent.futures.Executor):
                 queue.arena.w[r + T_STATE] = FREE
                 if self._backlog and not self._down:
                     following = self._backlog.popleft()
-                    following.record = r
-                    self._items[r] = following
-                    placing.append(following)
+                    following.where, self._items[r] = (queue, r), following
+                    placing.append((following, r))
                 else:
                     self._free.append(r)
-        for item in placing:
-            self._place(queue, item, item.record)
+        for item, r in placing:
+            self._place(queue, item, r)
 
     def _count(self, w: memoryview, r: int, item: _Item) -> None:
         """Stats of a task that ran (holding the lock)."""
@@ -456,12 +468,12 @@ class KernelExecutor(concurrent.futures.Executor):
         with self._lock:
             if item.settled:
                 return False
-            if not item.record:
+            if item.where is None:
                 with contextlib.suppress(ValueError):
                     self._backlog.remove(item)
                     return True
                 return False
-            r, queue = item.record, self._queue
+            queue, r = item.where
         w, q = queue.arena.w, queue.q
         try:
             with hold_interrupts():
@@ -472,12 +484,12 @@ class KernelExecutor(concurrent.futures.Executor):
                     w[q + Q_QUEUED] -= 1
                     w[r + T_STATE] = FREE
                 queue.lock.exit()
-        except sync.Shutdown:
+        except GONE:
             return False
         if queued:
             with self._lock:
                 item.settled = True
-            with contextlib.suppress(sync.Shutdown), hold_interrupts():
+            with contextlib.suppress(*GONE), hold_interrupts():
                 payload_drop(queue.arena, r + T_ENTRY)
             self._give_back(queue, [r])
         return queued
@@ -499,7 +511,7 @@ class KernelExecutor(concurrent.futures.Executor):
                 continue
             try:
                 self._collect_done(queue)
-            except sync.Shutdown:
+            except GONE:
                 continue  # the kernel is stopping: _stopped sets _down
         self._close()
 
@@ -525,7 +537,7 @@ class KernelExecutor(concurrent.futures.Executor):
         if queue.kernel.state != "running":
             return  # the kernel stopped: the collector is awake already, or gone
         # (It may stop right now: its memory is then the host's shorter copy.)
-        with contextlib.suppress(sync.Shutdown, IndexError):
+        with contextlib.suppress(*GONE):
             slot = queue.arena.w[queue.q + Q_COLLECTOR]
             if slot:
                 queue.arena.pool.unpark(slot)
@@ -562,7 +574,7 @@ class KernelExecutor(concurrent.futures.Executor):
                 elif state == RUNNING and w[r + T_CPU] == dead:
                     outcome = (False, CPUDied(dead, cause, item.describe()))
                 elif self._ending is None:
-                    item.record = 0
+                    item.where = None
                     back.append(item)
                     continue
                 else:
@@ -602,12 +614,11 @@ class KernelExecutor(concurrent.futures.Executor):
             self._generation += 1
             placing = []
             while self._backlog and self._free:
-                item = self._backlog.popleft()
-                item.record = self._free.pop()
-                self._items[item.record] = item
-                placing.append(item)
-        for item in placing:
-            self._place(queue, item, item.record)
+                item, r = self._backlog.popleft(), self._free.pop()
+                item.where, self._items[r] = (queue, r), item
+                placing.append((item, r))
+        for item, r in placing:
+            self._place(queue, item, r)
         return True
 
 
