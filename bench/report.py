@@ -316,7 +316,7 @@ def write(directory: str, table: list[str]) -> None:
         f"- machine: {platform.machine()}, {len(os.sched_getaffinity(0))} host cores, "
         f"{platform.platform()}",
         f"- Python {platform.python_version()}, rumpmp {importlib.metadata.version('rumpmp')}",
-        f"- placements: {', '.join(pl.PLACEMENTS)} (see bench/placement.py)",
+        f"- placements: {', '.join(pl.CALL_PLACEMENTS)} (see bench/placement.py)",
         "",
         "## Targets",
         "",

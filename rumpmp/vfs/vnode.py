@@ -370,11 +370,12 @@ def getattr_(arena: Arena, node: int) -> Stat:
     w, r = arena.w, rec(arena, node)
     a, m, c = w[r + V.V_ATIME], w[r + V.V_MTIME], w[r + V.V_CTIME]
     vtype = w[r + V.V_TYPE]
-    path = host_path(arena, node)
-    if path is not None:
-        size = _host_size(arena, node, path)
+    if w[r + V.V_FLAGS] & V.VN_ETFS:
+        size = _host_size(arena, node, blob_get(arena, r + V.V_HOST, cache=True))
+    elif vtype == V.VDIR:
+        size = len(dir_entries(arena, node))
     else:
-        size = len(dir_entries(arena, node)) if vtype == V.VDIR else w[r + V.V_SIZE]
+        size = w[r + V.V_SIZE]
     return Stat(  # (in field order: a NamedTuple is made faster without keywords)
         V.VTTOIF[vtype] | w[r + V.V_MODE],  # st_mode
         node,  # st_ino

@@ -195,7 +195,7 @@ def rump_syscall(num: int, args: tuple[Any, ...] = ()) -> Any:
     entry = SYSENT.get(num) if isinstance(num, int) and not isinstance(num, bool) else None
     if entry is None:
         raise OSError(errno.ENOSYS, f"no system call {num!r}")
-    if not isinstance(args, tuple | list):
+    if not isinstance(args, (tuple, list)):  # (a tuple: "tuple | list" is built at each call)
         raise OSError(errno.EINVAL, f"{entry.name}: arguments must be a tuple")
     try:
         check_args(entry, tuple(args))
@@ -224,8 +224,9 @@ def serve(num: int, args: tuple[Any, ...]) -> Any:
     finally:
         arena = _arena.current()
         arena.w[curproc_word(arena) + P_RTIME] += clock.monotonic_ns() - start
-    fills = N.FILLS.get(num)
-    return result if fills is None else (result, [bytes(b) for b in args[fills]])
+    if num not in N.FILLS:
+        return result
+    return result, [bytes(b) for b in args[N.FILLS[num]]]
 
 
 def call_in(pid: int, num: int, args: tuple[Any, ...]) -> Any:
