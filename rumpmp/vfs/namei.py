@@ -158,12 +158,14 @@ def _components(path: object) -> tuple[list[str], bool]:
         raise TypeError(f"path must be str, not {type(path).__name__}")
     if not path:
         raise FileNotFoundError(errno.ENOENT, "empty path")
-    if len(path.encode()) >= V.MAXPATHLEN or "\0" in path:
+    size = len(path.encode())
+    if size >= V.MAXPATHLEN or "\0" in path:
         raise OSError(errno.ENAMETOOLONG if "\0" not in path else errno.EINVAL, "bad path")
     comps = [c for c in path.split("/") if c]
-    for c in comps:
-        if len(c.encode()) > V.MAXNAMLEN:
-            raise OSError(errno.ENAMETOOLONG, f"name too long: {c[:20]}...")
+    if size > V.MAXNAMLEN:  # (a shorter path has no name too long)
+        for c in comps:
+            if len(c.encode()) > V.MAXNAMLEN:
+                raise OSError(errno.ENAMETOOLONG, f"name too long: {c[:20]}...")
     return comps, path.endswith("/")
 
 

@@ -64,16 +64,22 @@ def _table_lock(arena: Arena) -> sync.Mutex:
 # -- locks ------------------------------------------------------------------------------
 
 
+def _vlocks(arena: Arena) -> list[krwlock_t]:
+    """The node locks, unpickled once per process."""
+    return arena.attached(
+        "vnode.locks", lambda: blob_get(arena, arena.region_word("vnode") + V.VH_LOCKS)
+    )
+
+
 def vlock(arena: Arena, node: int) -> krwlock_t:
     """Node ``node``'s lock."""
-    locks = blob_get(arena, arena.region_word("vnode") + V.VH_LOCKS, cache=True)
-    return locks[node % V.NVLOCKS]
+    return _vlocks(arena)[node % V.NVLOCKS]
 
 
 def vlock_nodes(arena: Arena, nodes: Iterable[int], op: int) -> list[krwlock_t]:
     """Take the locks of ``nodes`` (each once, in the global order); what to give to
     ``vunlock``."""
-    locks = blob_get(arena, arena.region_word("vnode") + V.VH_LOCKS, cache=True)
+    locks = _vlocks(arena)
     held = [locks[i] for i in sorted({n % V.NVLOCKS for n in nodes})]
     for lock in held:
         rw_enter(lock, op)
