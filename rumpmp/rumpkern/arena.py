@@ -75,6 +75,9 @@ STATE_NAMES = ("booting", "running", "halting", "halted", "panicked")
 
 ALIGN = 64  # a cache line: regions never share one
 
+#: The regions a stopped kernel's host keeps a copy of (``Arena.close``).
+KEPT = ("cpu", "msgbuf", "evcnt")
+
 
 def _align(n: int) -> int:
     return (n + ALIGN - 1) & ~(ALIGN - 1)
@@ -141,16 +144,22 @@ class Arena:
         return (_attach, (self.prefix,))  # by reference: each process has its own view
 
     def close(self) -> None:
-        """The kernel has stopped: keep a private copy of everything in front of the
-        heap (the header, the message buffer, the counters: what ``dmesg``, ``state``
-        and ``evcnts`` read after a halt) and let go of the shared mapping.
+        """The kernel has stopped: keep a private copy of what the host still reads
+        (the header and the KEPT regions: ``state``, ``panic``, ``dmesg``, ``evcnts``;
+        the rest of what lies in front of the heap reads as zeros) and let go of the
+        shared mapping.
 
         The segment is unmapped at once unless something still points into it (a
         KBuf the host kept, a host thread still inside a call); then it goes when
         the last such object does.  Nothing is released under a thread using it.
         """
         end = self.regions["kmem"][0] if "kmem" in self.regions else len(self.buf)
-        self.buf = memoryview(bytearray(self.buf[:end]))
+        copy = bytearray(end)  # (the rest stays zero: copying all would touch every page)
+        first = min((off for off, _ in self.regions.values()), default=end)
+        copy[:first] = self.buf[:first]  # the header: state, panic, hostname
+        for off, size in (self.regions[name] for name in KEPT if name in self.regions):
+            copy[off : off + size] = self.buf[off : off + size]
+        self.buf = memoryview(copy)
         self.w = self.buf.cast("q")
         self.cache.clear()
         _views.pop(self.prefix, None)

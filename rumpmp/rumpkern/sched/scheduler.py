@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hypercalls import sync, thread, waitq
-from rumpmp.rumpkern.arena import H_LOCKDEBUG, Arena, here, onproc
+from rumpmp.rumpkern.arena import H_LOCKDEBUG, H_STATE, HALTING, Arena, here, onproc
 from rumpmp.rumpkern.locking import biglock, lockdebug
 from rumpmp.rumpkern.sched import perturb
 from rumpmp.rumpkern.sched.proc import Tables, tables
@@ -373,12 +373,15 @@ def _is_system(t: Tables, lid: int) -> int:
 
 
 def lwp_done(arena: Arena, cpu: int, system: bool) -> None:
-    """Account for an lwp of ``cpu`` that has ended."""
+    """Account for an lwp of ``cpu`` that has ended (at a halt, ring the CPU's
+    doorbell: it waits for its lwps to end before it exits)."""
     sp = spc(arena, cpu)
     sp.lock.enter_nowrap()
     sp.w[sp.s + SPC_LOAD] -= 1
     sp.w[sp.s + SPC_NSYSTEM] -= system
     sp.lock.exit()
+    if arena.w[H_STATE] == HALTING:
+        arena.pool.unpark(sp.doorbell)
 
 
 def user_lwps_running(arena: Arena, cpu: int) -> int:
