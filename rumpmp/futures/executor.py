@@ -4,9 +4,10 @@ Host side.  Each CPU has a worker thread of the kernel (``rumpmp.futures.worker`
 taking tasks off a queue in the kernel heap (``rumpmp.futures.layout``).  ``submit``
 writes the task into a free record and queues it: no call into the kernel, no host
 thread in between.  ``Future.result`` waits on the task's record itself and the
-worker posts the waiting thread; tasks nobody waits for are collected by one host
-thread, which sets their futures (done-callbacks and ``as_completed`` rely on it) and
-gives their records back.  Tasks beyond the records wait in the host, in order.
+worker posts the waiting thread.  Finished tasks go on a done list, which one host
+thread (or a submit that finds no free record) empties: it sets the futures nobody
+waited for (done-callbacks and ``as_completed`` rely on it) and gives the records
+back.  Tasks beyond the records wait in the host, in order.
 
 A CPU that dies panics its kernel.  Each task's state is in its record: the task
 that was running on the dead CPU fails with ``CPUDied``; tasks done keep their
