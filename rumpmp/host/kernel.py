@@ -258,13 +258,17 @@ class Kernel:
     def _enter(self, call: Callable[[Callable[[], None]], tuple[bool, object]]) -> Any:
         """Make a call into the kernel with Ctrl-C held off (``call`` gets the poll
         that delivers a held one between its waits); its value, or its exception
-        raised.  If the kernel stops meanwhile, why it stopped is raised."""
+        raised.  If the kernel stops meanwhile, why it stopped is raised: once its
+        memory is the host's copy, what the call read there cannot be trusted."""
         with hold_interrupts() as hold:
             try:
                 ok, value = call(hold.check)
-            except sync.Shutdown:
-                self._check_running()
+            except BaseException as e:
+                if self._stopped or isinstance(e, sync.Shutdown):
+                    self._check_running()  # (a panic shuts the pool down first)
                 raise
+        if self._stopped:
+            self._check_running()
         if ok:
             return value
         assert isinstance(value, BaseException)
