@@ -29,7 +29,7 @@ import threading  # the Executor runs in the host: its collector is a host threa
 import time  # the Executor may: it stamps tasks for stats() and restart records
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hypercalls import clock, sync, waitq
@@ -148,7 +148,8 @@ class _Queue:
     arena: Arena
     buf: KBuf
     workers: list[int]
-    q: int = 0  # word of its header
+    q: int = field(init=False)  # word of its header
+    lock: sync.Mutex = field(init=False)
 
     def __post_init__(self) -> None:
         self.q = self.buf.offset // 8

@@ -33,7 +33,6 @@ HEADER_WORDS = Q_WORKERS + MAXCPUS * WK_WORDS
 
 # task states
 FREE, QUEUED, TAKEN, RUNNING, DONE = range(5)
-STATE_NAMES = ("free", "queued", "taken", "running", "done")
 
 # task record words
 T_STATE = 0

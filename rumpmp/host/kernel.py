@@ -3,9 +3,10 @@
 The host process is a client of the kernels it boots.  It enters a kernel the way a
 remote client would, by handing it requests, with shared memory as the transport:
 ``run`` hands the call to the calling thread's own lwp, parked in a CPU process
-(``rumpmp.host.hostlwp``), and parks until that lwp publishes its result.  A watcher thread per kernel turns the death of any CPU into
-a kernel panic within a fraction of a second: the other CPUs are stopped, every
-named object is unlinked, and callers get ``RumpPanic`` instead of hanging.
+(``rumpmp.host.hostlwp``), and parks until that lwp publishes its result.  A watcher
+thread per kernel turns the death of any CPU into a kernel panic within a fraction of
+a second: the other CPUs are stopped, every named object is unlinked, and callers get
+``RumpPanic`` instead of hanging.
 """
 
 from __future__ import annotations

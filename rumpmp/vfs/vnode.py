@@ -376,8 +376,9 @@ def getattr_(arena: Arena, node: int) -> Stat:
     w, r = arena.w, rec(arena, node)
     a, m, c = w[r + V.V_ATIME], w[r + V.V_MTIME], w[r + V.V_CTIME]
     vtype = w[r + V.V_TYPE]
-    if w[r + V.V_FLAGS] & V.VN_ETFS:
-        size = _host_size(arena, node, blob_get(arena, r + V.V_HOST, cache=True))
+    path = host_path(arena, node)
+    if path is not None:
+        size = _host_size(arena, node, path)
     elif vtype == V.VDIR:
         size = len(dir_entries(arena, node))
     else:

@@ -68,7 +68,7 @@ def id_of(rw: krwlock_t) -> int:
 
 
 def _note_read(rw: krwlock_t, delta: int) -> None:
-    reads, key = lockdebug.reads(), rw.rec.offset  # (id_of, inline: it runs per hold)
+    reads, key = lockdebug.reads(), id_of(rw)
     n = reads.get(key, 0) + delta
     if n:
         reads[key] = n

@@ -95,9 +95,7 @@ def run(arena: Arena, cpu: int, apply: Any, what: object) -> tuple[bool, object]
 def _apply(arena: Arena, call: Call) -> object:
     data, args, kwargs = call
     func = unpickled_function(arena, data)
-    if func is not getattr(
-        _last, "func", None
-    ):  # the lwp is named after what it runs, as a panic says
+    if func is not getattr(_last, "func", None):  # named after what it runs, for panics
         _last.func = func
         tables(arena).set_lwp_name(thread.curlwp(), getattr(func, "__name__", "call"))
     return func(*args) if kwargs is None else func(*args, **kwargs)

@@ -143,9 +143,9 @@ def publish(
     arena: Arena, word: int, result: tuple[bool, object], capacity: int = IO_PAYLOAD_BYTES
 ) -> None:
     """Store an lwp's (ok, value) in the payload buffer at ``word`` (``capacity``
-    bytes) for its waiter; a result that cannot be pickled becomes an error.  A large bytes value (what a
-    read returns) goes as it is: ``take_result`` knows a raw payload is a successful
-    one."""
+    bytes) for its waiter; a result that cannot be pickled becomes an error.  A large
+    bytes value (what a read returns) goes as it is: ``read_result`` knows a raw
+    payload is a successful one."""
     ok, value = result
     if ok and type(value) is bytes and len(value) >= RAW_MIN:
         payload_put(arena, word, capacity, value, raw=True)
