@@ -13,10 +13,15 @@ import contextlib
 import errno
 import ipaddress
 import os
+import select
 import socket
 import stat
 import struct
 import threading
+import weakref
+from collections.abc import Callable
+
+from hypercalls.thread import hooks
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -52,7 +57,11 @@ def is_loopback(host: str) -> bool:
 
 
 class Conn:
-    """One connection: whole frames in and out, the peer's credentials."""
+    """One connection: whole frames in and out, the peer's credentials.
+
+    In a CPU process every wait (for bytes to read, for room to send, for the send
+    lock) releases the virtual CPU first, as every blocking hypercall does; what can
+    be done at once is done holding it."""
 
     def __init__(self, sock: socket.socket, peer: str) -> None:
         self.sock = sock
@@ -60,19 +69,29 @@ class Conn:
         # Reentrant: a signal handler that calls in the middle of a caller's call
         # sends its own frame whole before the caller sends (frames never interleave).
         self._send_lock = threading.RLock()
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
 
-    def send(self, parts: list[bytes]) -> None:
+    def send(self, parts: list[bytes | memoryview]) -> None:
         """Send ``parts`` (a frame's header and body) whole, in order, without
         joining them; frames from several threads never interleave."""
         views = [memoryview(p).cast("B") for p in parts if len(p)]
-        with self._send_lock:
+        if not self._send_lock.acquire(blocking=False):
+            _unscheduled(self._send_lock.acquire)
+        try:
             while views:
-                sent = self.sock.sendmsg(views)
+                try:
+                    sent = self.sock.sendmsg(views, [], socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    _unscheduled(self._wait, select.POLLOUT)
+                    continue
                 while views and sent >= len(views[0]):
                     sent -= len(views[0])
                     views.pop(0)
                 if views and sent:
                     views[0] = views[0][sent:]
+        finally:
+            self._send_lock.release()
 
     def recv_exact(self, n: int) -> bytearray:
         """Exactly ``n`` bytes; EOFError if the peer closes first."""
@@ -80,21 +99,35 @@ class Conn:
         view = memoryview(buf)
         got = 0
         while got < n:
-            k = self.sock.recv_into(view[got:], n - got)
+            try:
+                k = self.sock.recv_into(view[got:], n - got, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                _unscheduled(self._wait, select.POLLIN)
+                continue
             if not k:
                 raise EOFError("connection closed by the peer")
             got += k
         return buf
 
+    def readable(self) -> bool:
+        """Whether a read would not block (bytes, or the peer's end, are there)."""
+        return bool(self._poll.poll(0))
+
+    def _wait(self, event: int) -> None:
+        poller = select.poll()
+        poller.register(self.sock, event)
+        poller.poll()
+
     def recv_line(self, limit: int) -> bytes:
-        """One line, its newline included; ValueError past ``limit`` bytes."""
+        """One line, its newline included; ValueError (naming what came) past
+        ``limit`` bytes, EOFError (likewise) if the peer closes first."""
         line = bytearray()
         while not line.endswith(b"\n"):
             if len(line) >= limit:
-                raise ValueError("line too long")
+                raise ValueError(f"no line in the first {limit} bytes: {bytes(line[:60])!r}")
             k = self.sock.recv(1)
             if not k:
-                raise EOFError("connection closed by the peer")
+                raise EOFError(f"connection closed after {bytes(line[:60])!r}")
             line += k
         return bytes(line)
 
@@ -105,6 +138,11 @@ class Conn:
         raw = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
         pid, uid, gid = _PEERCRED.unpack(raw)
         return pid, uid, gid
+
+    def address(self) -> str:
+        """The peer as ps shows it: a unix-socket peer by its pid, else its address."""
+        cred = self.peer_cred()
+        return f"unix:{cred[0]}" if cred else self.peer
 
     def release(self) -> None:
         """Close this process's descriptor of a connection another process shares
@@ -121,6 +159,23 @@ class Conn:
         self.sock.close()
 
 
+def _peer_of(sock: socket.socket) -> str:
+    """``unix``, or ``tcp:HOST:PORT``: a connection's peer."""
+    if sock.family == socket.AF_UNIX:
+        return "unix"
+    host, port = sock.getpeername()[:2]
+    return f"tcp:{host}:{port}"
+
+
+def _unscheduled(wait: Callable[..., object], *args: object) -> None:
+    """``wait(*args)`` with the calling lwp's CPU released (a no-op outside a CPU)."""
+    hooks.unschedule()
+    try:
+        wait(*args)
+    finally:
+        hooks.schedule()
+
+
 class Listener:
     """A listening socket; ``close`` also removes a unix socket's file."""
 
@@ -131,11 +186,10 @@ class Listener:
 
     def accept(self) -> Conn:
         """The next connection; OSError once the listener is closed."""
-        sock, addr = self.sock.accept()
-        if sock.family == socket.AF_UNIX:
-            return Conn(sock, "unix")
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return Conn(sock, f"tcp:{addr[0]}:{addr[1]}")
+        sock, _ = self.sock.accept()
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return Conn(sock, _peer_of(sock))
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -226,3 +280,71 @@ def adopt(fd: int, url: str) -> Conn:
     sock = socket.socket(fileno=fd)
     os.set_inheritable(fd, False)
     return Conn(sock, url)
+
+
+class Channel:
+    """How the host hands connections to one CPU process: a socket pair made before
+    the CPU is forked, its descriptors passed with SCM_RIGHTS, each with a short
+    message saying whose it is.  Only the host and that CPU hold its ends."""
+
+    MAX_MESSAGE = 256
+
+    def __init__(self) -> None:
+        self._host, self._cpu = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._cpu.setblocking(False)
+        self._taken: weakref.WeakSet[Conn] = weakref.WeakSet()
+        _channels.add(self)
+
+    def hand_over(self, conn: Conn, message: bytes) -> None:
+        """Send ``conn``'s descriptor and ``message`` to the CPU (this process's
+        descriptor stays open: ``conn.close()`` it once handed over)."""
+        socket.send_fds(self._host, [message], [conn.sock.fileno()])
+
+    def forked(self) -> None:
+        """In the host, once the CPU is forked: its end is the CPU's alone."""
+        self._cpu.close()
+
+    def tell(self, message: bytes) -> None:
+        """Send ``message`` alone."""
+        self._host.send(message)
+
+    def take(self) -> list[tuple[Conn | None, bytes]]:
+        """In the CPU: what the host has sent since the last call, in order, without
+        waiting: (the connection handed over or None, the message)."""
+        out: list[tuple[Conn | None, bytes]] = []
+        while True:
+            try:
+                message, fds, _, _ = socket.recv_fds(self._cpu, self.MAX_MESSAGE, 1)
+            except (BlockingIOError, OSError):
+                return out
+            if not message and not fds:
+                return out  # the host's end is closed
+            conn = None
+            if fds:
+                sock = socket.socket(fileno=fds[0])
+                conn = Conn(sock, _peer_of(sock))
+                self._taken.add(conn)
+            out.append((conn, message))
+
+    def hang_up(self) -> None:
+        """In the CPU: end every connection taken from this channel (the host died)."""
+        for conn in list(self._taken):
+            conn.shutdown()
+
+    def keep_only(self) -> None:
+        """In a CPU process: keep this channel's CPU end, close every other end this
+        process inherited (other CPUs', other kernels')."""
+        for other in list(_channels):
+            other._host.close()
+            if other is not self:
+                other._cpu.close()
+                _channels.discard(other)
+
+    def close(self) -> None:
+        _channels.discard(self)
+        self._host.close()
+        self._cpu.close()
+
+
+#: Every channel this process holds an end of.
+_channels: set[Channel] = set()

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Self
 
-from hypercalls import clock, param, proc, shm, sync, thread
+from hypercalls import clock, param, proc, shm, sp, sync, thread
 from hypercalls.intr import hold_interrupts
 from rumpmp.host.hostlwp import HostLwps
 from rumpmp.rumpkern import arena as _arena
@@ -28,11 +28,10 @@ from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.intr import xcall
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.mem.blob import PickledFunctions
-from rumpmp.rumpkern.sched import kthread, scheduler
+from rumpmp.rumpkern.sched import scheduler
 from rumpmp.rumpkern.svc import evcnt, module, reboot, sysctl
 from rumpmp.rumpkern.svc.msgbuf import msgbuf_read
 from rumpmp.rumpkern.svc.prf import RumpPanic, kprintf, panic_info, record_panic
-from rumpmp.sys.lwp import LW_IMPLICIT, LW_WAITER
 from rumpmp.sys.proc import RUMP_RFCFDG
 
 if TYPE_CHECKING:  # loaded with the first system call: a boot does not need them
@@ -40,7 +39,6 @@ if TYPE_CHECKING:  # loaded with the first system call: a boot does not need the
     from rumpmp.sp.server import Server
 
 WATCH_INTERVAL = 0.1
-SPAWNED = LW_WAITER | LW_IMPLICIT  # an lwp made for one host call (Kernel._spawn)
 
 
 class KernelHalted(OSError):
@@ -163,6 +161,12 @@ class Kernel:
 
         return Process(self, flags, parent=self._own_process().pid)
 
+    @property
+    def _channels(self) -> list[sp.Channel]:
+        """The host's ends of its channels to the CPUs (the sysproxy server hands
+        connections over them)."""
+        return self._booted.channels
+
     def listen(self, url: str, **options: Any) -> Server:
         """rump_init_server(3): serve this kernel's system calls to other programs
         at ``url`` (``unix://path``, ``unix:///abs/path``, ``tcp://127.0.0.1:port``,
@@ -234,27 +238,6 @@ class Kernel:
         deadline = _deadline(timeout)
         call = (self._functions.pickle(func), args, None)
         return self._enter(lambda poll: self._lwps.call(pid, bound, call, deadline, poll))
-
-    def _spawn(self, func: Callable[..., Any], args: tuple, pid: int) -> Any:
-        """Run ``func(*args)`` in a new lwp of process ``pid`` made for the call, on
-        the least loaded CPU.  For a host thread that calls into many processes in
-        turn (the sysproxy server's workers), where keeping an lwp in each would
-        fill the lwp table."""
-        self._check_running()
-        arena = self._arena
-        name = getattr(func, "__name__", "run")
-
-        def spawn(poll: Callable[[], None]) -> tuple[bool, object]:
-            lid = kthread.lwp_create(arena, name, func, args, 0, -1, SPAWNED, pid)
-            try:
-                kthread.wait_lwp(arena, lid, None, poll)
-            except BaseException as e:  # Ctrl-C: leave the lwp to itself
-                if not isinstance(e, sync.Shutdown):  # (the kernel is going anyway)
-                    kthread.detach(arena, lid)
-                raise
-            return kthread.collect(arena, lid)
-
-        return self._enter(spawn)
 
     def _enter(self, call: Callable[[Callable[[], None]], tuple[bool, object]]) -> Any:
         """Make a call into the kernel with Ctrl-C held off (``call`` gets the poll
@@ -422,8 +405,7 @@ class Kernel:
             server.close()
         self._arena.pool.shutdown()
         shm.unlink_prefix(self.prefix)
-        if self._booted.lifeline:
-            self._booted.lifeline.close()
+        init.close_channels(self._booted)
         self._arena.close()
         atexit.unregister(self._atexit)
 

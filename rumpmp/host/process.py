@@ -41,8 +41,6 @@ class Kernel(Protocol):
         pid: int,
     ) -> Any: ...
 
-    def _spawn(self, func: Callable[..., Any], args: tuple, pid: int) -> Any: ...
-
     def _release_lwps(self, pid: int) -> None: ...
 
 
@@ -98,10 +96,6 @@ class Process:
         """``Kernel.run`` in this process: ``func(*args)`` in the calling thread's
         lwp of it, with its credentials, descriptors and working directory."""
         return self.kernel._run(func, args, cpu, timeout, self.pid)
-
-    def _spawn(self, func: Callable[..., Any], *args: Any) -> Any:
-        """``run`` in an lwp made for this one call (``Kernel._spawn``)."""
-        return self.kernel._spawn(func, args, self.pid)
 
     def fork(self, flags: int = RUMP_RFFDG) -> Process:
         """A child of this process (rump_lwproc_rfork): with RUMP_RFFDG (the

@@ -113,12 +113,12 @@ class Client:
             answer = wire.proof(self._secret, nonce, kind) if self._secret else None
             conn.send(wire.frame(wire.REQ, wire.HANDSHAKE, 0, kind, wire.encode((what, answer))))
             cls, union, body = _read_reply(conn)
-        except wire.WireError as e:
+        except ValueError as e:  # a WireError, or a banner line that never ends
             conn.close()
-            raise OSError(errno.EPROTO, f"{self.url}: {e}") from None
-        except EOFError:
+            raise OSError(errno.EPROTO, f"{self.url}: not a rumpmp server? {e}") from None
+        except EOFError as e:
             conn.close()
-            raise OSError(errno.ECONNRESET, f"{self.url}: the server hung up") from None
+            raise OSError(errno.ECONNRESET, f"{self.url}: the server hung up: {e}") from None
         except BaseException:
             conn.close()
             raise

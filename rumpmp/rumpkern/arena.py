@@ -18,7 +18,7 @@ import struct
 from collections.abc import Callable, Hashable
 from typing import TypeVar
 
-from hypercalls import shm, sync, thread
+from hypercalls import shm, sp, sync, thread
 
 T = TypeVar("T")
 
@@ -53,7 +53,7 @@ H_BOOTHOWTO = 22  # boothowto: AB_VERBOSE, ... (rump_boot_gethowto)
 H_GIANT = 23  # pool slot of the big kernel lock
 H_SIGMODEL = 24  # what a signal does (rump_boot_setsigmodel); 0 is RUMP_SIGMODEL_PANIC
 H_KSYMS = 25  # 3 words: blob of the kernel symbol table (size -1 while it is loaded)
-H_SPRAISE = 28  # pool slot the sysproxy server parks on for signals to its clients
+H_SPSERVING = 28  # 1 once every CPU runs its sysproxy receiver
 HEADER_WORDS = 32
 
 # Strings in the header area, after the words.
@@ -224,6 +224,7 @@ class _Here:
 
     arena: Arena | None = None
     cpu: int = -1
+    channel: sp.Channel | None = None  # from the host: remote clients' connections
 
 
 here = _Here()
@@ -231,7 +232,9 @@ here = _Here()
 
 #: Per thread: ``onproc.scheduled`` is True while the calling thread holds its CPU
 #: (the scheduler sets it).  It lives in this leaf module so that anything may ask
-#: without importing the scheduler.
+#: without importing the scheduler.  ``onproc.on_block``, when set, is called once
+#: as the thread next gives its CPU up (blocks): whoever set it learns that the
+#: thread will be a while, and may hand what it does meanwhile to another lwp.
 onproc = thread.local()
 
 

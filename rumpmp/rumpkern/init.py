@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass, field
 
 import hypercalls
-from hypercalls import clock, param, proc, rnd, shm
+from hypercalls import clock, param, proc, rnd, shm, sp
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.intr import callout, softint, xcall
@@ -32,6 +32,7 @@ from rumpmp.rumpkern.svc import (
 from rumpmp.rumpkern.svc.prf import aprint_verbose
 from rumpmp.sys import file as file_layout
 from rumpmp.sys import module as module_layout
+from rumpmp.sys import sp as sp_layout
 from rumpmp.sys import sysctl as sysctl_layout
 from rumpmp.sys import vnode as vnode_layout
 from rumpmp.sys.cpu import CI_STATE, CPU_READY, cpu_word, region
@@ -92,6 +93,7 @@ class Booted:
     params: BootParams
     procs: list = field(default_factory=list)
     lifeline: proc.Lifeline | None = None
+    channels: list[sp.Channel] = field(default_factory=list)  # connections to each CPU
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -234,6 +236,7 @@ def _regions(p: BootParams) -> list[tuple[str, int]]:
         specificdata.REGION,
         *file_layout.REGIONS,
         *vnode_layout.REGIONS,
+        *sp_layout.REGIONS,
         ("kmem", kmem.region_size(p.memlimit)),
     ]
 
@@ -350,14 +353,16 @@ def _start_cpus(booted: Booted) -> None:
     """Fork every CPU, then wait until all have initialised in parallel."""
     arena = booted.arena
     booted.lifeline = proc.Lifeline()
+    booted.channels = [sp.Channel() for _ in range(arena.ncpu)]
     for i in range(arena.ncpu):
         booted.procs.append(
             proc.spawn(
                 cpu.cpu_main,
-                (arena.prefix, i, booted.lifeline.read_fd, PERCPU_INIT),
+                (arena.prefix, i, booted.lifeline.read_fd, booted.channels[i], PERCPU_INIT),
                 name=f"rumpmp-cpu{i}",
             )
         )
+        booted.channels[i].forked()
     _wait_ready(booted)
 
 
@@ -385,6 +390,14 @@ def _wait_ready(booted: Booted) -> None:
             )
 
 
+def close_channels(booted: Booted) -> None:
+    """The host's ends of its lifeline and of its channels to the CPUs, closed."""
+    if booted.lifeline:
+        booted.lifeline.close()
+    for channel in booted.channels:
+        channel.close()
+
+
 def _abort_boot(booted: Booted) -> None:
     """A boot that failed leaves nothing behind: stop the CPUs, unlink everything."""
     arena = booted.arena
@@ -394,7 +407,6 @@ def _abort_boot(booted: Booted) -> None:
         proc.kill(p.pid)
     for p in booted.procs:
         p.join(5)
-    if booted.lifeline:
-        booted.lifeline.close()
+    close_channels(booted)
     hypercalls.shm.unlink_prefix(arena.prefix)
     arena.close()

@@ -1,34 +1,72 @@
-"""The kernel side of the sysproxy server (rump's spops): what the server asks of
-the kernel for a client.  ``client_setup``, ``client_exec`` and ``client_gone``
-run in the client's process (``Process.run``); ``take_raised`` runs in the host,
-on the kernel's arena, for the server's signal thread."""
+"""The kernel side of the sysproxy server (rump's spops): what serving a client asks
+of the kernel.  ``new_client`` runs for the host's handshake; the rest runs in the
+CPUs, for the lwps that serve the client's connection (``rumpmp.sp.spserve``).
+
+Fork cookies live in the arena (the "spcookie" table, under proc_lock): a client's
+PREFORK is served in the CPU that holds its connection, and its child's FORK
+handshake is answered by the host, which takes the cookie back from the table."""
 
 from __future__ import annotations
 
+import errno
+import hmac
+
+from hypercalls import clock, rnd
 from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.sched import lwproc
 from rumpmp.rumpkern.sched.proc import curproc_word, tables
 from rumpmp.rumpkern.svc import prot, resource, signals
-from rumpmp.sys.proc import P_PID, P_SPCLIENT, P_SPRAISE, RLIMIT_NOFILE
+from rumpmp.rumpkern.syscall import sysent
+from rumpmp.sys.proc import (
+    P_SPCLIENT,
+    P_SPRAISE,
+    RLIMIT_NOFILE,
+    RUMP_RFCFDG,
+    RUMP_RFFDG,
+)
+from rumpmp.sys.sp import C_COOKIE, C_EXPIRES, C_PID, COOKIE_WORDS, NCOOKIE
 from rumpmp.vfs import descrip
 
 SIGKILL = 9
+INITPROC = 1
+COOKIE_BYTES = 16  # 128 random bits
 
 
-def client_setup(name: str, uid: int, gid: int, nofile: int) -> int:
-    """Make the calling process a client's: its name, its open-files limit and the
-    client's ids (a forked client's process has them from its parent already);
-    its pid."""
+def new_client(
+    cookie: bytes | None, name: str, uid: int | None, gid: int | None, nofile: int
+) -> tuple[int, int, int, int]:
+    """The process of a new connection: a child of initproc with no descriptors
+    (GUEST: ``cookie`` None), or a copy of the process a fork cookie names, ids and
+    descriptors included (FORK: ESRCH for a forged, used or expired cookie); named
+    ``name``, its open-files limit ``nofile``, its ids ``uid``/``gid`` where given.
+    (pid, the lwp context that holds it, uid, gid)."""
+    if cookie is None:
+        parent, flags = INITPROC, RUMP_RFCFDG
+    else:
+        parent, flags = take_cookie(cookie), RUMP_RFFDG
+    pid, holder = sysent.new_process(flags, parent)
+    lwproc.rump_lwproc_switch(holder)
+    try:
+        uid, gid = _setup(name, uid, gid, nofile)
+    except BaseException:
+        lwproc.rump_lwproc_releaselwp()  # the process goes with its only lwp
+        raise
+    lwproc.rump_lwproc_switch(None)
+    return pid, holder, uid, gid
+
+
+def _setup(name: str, uid: int | None, gid: int | None, nofile: int) -> tuple[int, int]:
     arena = _arena.current()
     prot.proc_setcomm(name)
     resource.rump_sys_setrlimit(RLIMIT_NOFILE, nofile, nofile)
-    if (prot.rump_sys_geteuid(), prot.rump_sys_getegid()) != (uid, gid):
+    ids = (prot.rump_sys_geteuid(), prot.rump_sys_getegid())
+    if uid is not None and gid is not None and ids != (uid, gid):
         prot.rump_sys_setgroups([])
         prot.rump_sys_setgid(gid)
         prot.rump_sys_setuid(uid)
-    p = curproc_word(arena)
-    arena.w[p + P_SPCLIENT] = 1
-    return arena.w[p + P_PID]
+    arena.w[curproc_word(arena) + P_SPCLIENT] = -1  # a client's, not served yet
+    return prot.rump_sys_geteuid(), prot.rump_sys_getegid()
 
 
 def client_exec(name: str) -> None:
@@ -38,24 +76,109 @@ def client_exec(name: str) -> None:
     prot.proc_setcomm(name)
 
 
-def client_gone() -> None:
+def client_gone(pid: int) -> None:
     """The client has disconnected: its process's sleeping calls end (EINTR)."""
-    arena = _arena.current()
-    signals.interrupt(arena.w[curproc_word(arena) + P_PID], SIGKILL)
+    signals.interrupt(pid, SIGKILL)
 
 
-def take_raised(arena: Arena) -> list[tuple[int, int]]:
-    """(pid, signal) of every signal waiting for the server to send, taken."""
+def served_by(arena: Arena, pid: int, cpu: int) -> int:
+    """Record that ``cpu`` serves client ``pid`` (signals for it go there); the
+    signals raised for it meanwhile, a bit each, taken."""
     t = tables(arena)
-    w = arena.w
-    out = []
     t.lock.enter_nowrap()
     try:
-        for p in t.active():
-            bits = w[p + P_SPRAISE]
-            if bits and w[p + P_SPCLIENT]:
-                w[p + P_SPRAISE] = 0
-                out += [(w[p + P_PID], sig) for sig in range(1, 64) if bits & (1 << sig)]
+        p = t.find_proc(pid)
+        arena.w[p + P_SPCLIENT] = cpu + 1
+        bits, arena.w[p + P_SPRAISE] = arena.w[p + P_SPRAISE], 0
     finally:
         t.lock.exit()
-    return out
+    return bits
+
+
+def take_raised(arena: Arena, pid: int) -> list[int]:
+    """The signals raised for client ``pid`` (RUMP_SIGMODEL_RAISE), taken."""
+    t = tables(arena)
+    t.lock.enter_nowrap()
+    try:
+        p = t.find_proc(pid)
+        bits, arena.w[p + P_SPRAISE] = arena.w[p + P_SPRAISE], 0
+    except ProcessLookupError:
+        bits = 0
+    finally:
+        t.lock.exit()
+    return [sig for sig in range(1, 64) if bits & (1 << sig)]
+
+
+# -- fork cookies ---------------------------------------------------------------------
+
+
+def new_cookie(pid: int, lifetime: int) -> bytes:
+    """A fork cookie for process ``pid`` (rumpclient_prefork), refused after
+    ``lifetime`` ns; EAGAIN when the table is full of live ones."""
+    arena = _arena.current()
+    cookie = rnd.getrandom(COOKIE_BYTES)
+    now = clock.monotonic_ns()
+    t = tables(arena)
+    w = arena.w
+    t.lock.enter_nowrap()
+    try:
+        for c in _cookies(arena):
+            if not w[c + C_PID] or w[c + C_EXPIRES] < now:
+                w[c + C_PID], w[c + C_EXPIRES] = pid, now + lifetime
+                w[c + C_COOKIE : c + C_COOKIE + 2] = memoryview(cookie).cast("q")
+                return cookie
+    finally:
+        t.lock.exit()
+    raise OSError(errno.EAGAIN, "too many fork cookies waiting")
+
+
+def take_cookie(cookie: bytes) -> int:
+    """The process a fork cookie names, once; ESRCH for a forged, used or expired
+    one, as rump answers (every live cookie is compared, in constant time)."""
+    arena = _arena.current()
+    found = _find(arena, cookie, 0, clock.monotonic_ns())
+    if not found:
+        raise ProcessLookupError(errno.ESRCH, "no such fork cookie")
+    return found
+
+
+def cancel_cookie(pid: int, cookie: object) -> bool:
+    """rumpclient_fork_cancel: drop process ``pid``'s cookie; whether it was there."""
+    return bool(_find(_arena.current(), cookie, pid, clock.monotonic_ns()))
+
+
+def drop_cookies(arena: Arena, pid: int) -> None:
+    """Process ``pid``'s client has gone: its cookies go too."""
+    t = tables(arena)
+    t.lock.enter_nowrap()
+    for c in _cookies(arena):
+        if arena.w[c + C_PID] == pid:
+            arena.w[c + C_PID] = 0
+    t.lock.exit()
+
+
+def _cookies(arena: Arena) -> range:
+    base = arena.region_word("spcookie")
+    return range(base, base + NCOOKIE * COOKIE_WORDS, COOKIE_WORDS)
+
+
+def _find(arena: Arena, cookie: object, pid: int, now: int) -> int:
+    """Take the live cookie equal to ``cookie`` (of process ``pid``, if not 0); the
+    process it named, or 0."""
+    if not isinstance(cookie, bytes) or len(cookie) != COOKIE_BYTES:
+        return 0
+    t = tables(arena)
+    w = arena.w
+    found = 0
+    t.lock.enter_nowrap()
+    try:
+        for c in _cookies(arena):
+            held = bytes(w[c + C_COOKIE : c + C_COOKIE + 2])
+            live = w[c + C_PID] and w[c + C_EXPIRES] >= now and (not pid or w[c + C_PID] == pid)
+            if hmac.compare_digest(held, cookie) and live:  # no early exit
+                found = c
+        if found:
+            pid, w[found + C_PID] = w[found + C_PID], 0
+    finally:
+        t.lock.exit()
+    return pid if found else 0

@@ -57,6 +57,10 @@ NONCE_BYTES = 16  # the banner's challenge, for clients that hold a token
 COOKIE_BYTES = 16  # a fork cookie: 128 random bits
 
 
+#: What a frame is sent as: bytes, or a view of a long value.
+Part = bytes | memoryview
+
+
 class WireError(ValueError):
     """A malformed frame, banner or value: whoever sent it loses the connection."""
 
@@ -64,10 +68,14 @@ class WireError(ValueError):
 # -- frames -------------------------------------------------------------------------------
 
 
-def frame(cls: int, ftype: int, reqno: int, union: int = 0, body: bytes = b"") -> list[bytes]:
-    """One frame, ready to send: its header and its body (sent together, not
-    joined: a body may be megabytes)."""
-    return [HEADER.pack(HEADER_SIZE + len(body), reqno, cls, ftype, union & 0xFFFFFFFF), body]
+def frame(
+    cls: int, ftype: int, reqno: int, union: int = 0, body: bytes | list[Part] = b""
+) -> list[Part]:
+    """One frame, ready to send: its header and its body, or the body's parts
+    (``encode_parts``), sent together, not joined: a body may be megabytes."""
+    parts = body if isinstance(body, list) else [body]
+    size = sum(len(p) for p in parts)
+    return [HEADER.pack(HEADER_SIZE + size, reqno, cls, ftype, union & 0xFFFFFFFF), *parts]
 
 
 def parse_header(raw: bytes | bytearray) -> tuple[int, int, int, int, int]:
@@ -132,12 +140,36 @@ def encode(value: Any) -> bytes:
     """The encoding of plain data: None, bool, int, float, str, bytes-like, and
     lists and tuples of them (and the Stat and Statvfs results); TypeError for
     anything else."""
-    out: list[bytes | memoryview] = []
+    out: list[Part] = []
     _encode(value, out, 0)
     return b"".join(out)
 
 
-def _encode(v: Any, out: list[bytes | memoryview], depth: int) -> None:
+#: A bytes-like value at least this long travels as a part of its own, not copied.
+BIG = 1 << 16
+
+
+def encode_parts(value: Any) -> list[Part]:
+    """``encode(value)`` as parts to send one after another: a long bytes-like
+    value is a part of its own (a view of it, not a copy), the rest joined."""
+    out: list[Part] = []
+    _encode(value, out, 0)
+    parts: list[Part] = []
+    small: list[Part] = []
+    for part in out:
+        if len(part) < BIG:
+            small.append(part)
+            continue
+        if small:
+            parts.append(b"".join(small))
+            small = []
+        parts.append(part)
+    if small:
+        parts.append(b"".join(small))
+    return parts
+
+
+def _encode(v: Any, out: list[Part], depth: int) -> None:
     if depth > MAX_DEPTH:
         raise TypeError("value nested too deep")
     if v is None:

@@ -10,6 +10,8 @@ CI_PID = 1
 CI_STATE = 2
 CI_READY_NS = 3  # monotonic time at which the CPU reported ready
 CI_INITED = 4  # bitmask of per-CPU subsystems initialised
+CI_SPSLOT = 5  # park slot of its sysproxy receiver (0: no server yet)
+CI_SPCONNS = 6  # remote clients' connections it serves
 CPU_WORDS = (SPC_BASE + SPC_WORDS + 7) & ~7  # whole cache lines
 
 CPU_OFF, CPU_ATTACHED, CPU_READY, CPU_STOPPED = range(4)

@@ -19,7 +19,7 @@ P_SPRAISE = 15  # signals for the sysproxy server to send to its client, a bit e
 P_RLIMIT = 16  # RLIM_NLIMITS pairs of words: the soft and the hard limit
 P_COMM = 38  # COMM_LEN bytes: its name (a remote client's: its address and program)
 P_RTIME = 46  # nanoseconds its system calls have run
-P_SPCLIENT = 47  # 1 for a remote client's process (the sysproxy server's)
+P_SPCLIENT = 47  # a remote client's process: 1 + the CPU serving it (-1 until one does)
 PROC_WORDS = 48
 COMM_LEN = 64
 

@@ -67,12 +67,16 @@ def cpus_bootstrap(arena: Arena) -> None:
 # -- the CPU process ---------------------------------------------------------------
 
 
-def cpu_main(prefix: str, cpu: int, lifeline_fd: int, percpu_init: list) -> None:
-    """Body of a vCPU process: attach, initialise, report ready, run lwps until halt."""
+def cpu_main(
+    prefix: str, cpu: int, lifeline_fd: int, channel: sp.Channel, percpu_init: list
+) -> None:
+    """Body of a vCPU process: attach, initialise, report ready, run lwps until halt.
+    ``channel`` brings it the remote clients' connections the host hands over."""
     proc.ignore_group_signals()  # the lifeline, not a group signal, ends a CPU
     proc.detach_stdio_if_daemon()
+    channel.keep_only()
     arena = Arena.attach(prefix)
-    _arena.here.arena, _arena.here.cpu = arena, cpu
+    _arena.here.arena, _arena.here.cpu, _arena.here.channel = arena, cpu, channel
     proc.watch_parent(lifeline_fd, lambda: _host_died(prefix))
     ci = cpu_word(arena, cpu)
     arena.w[ci + CI_PID] = param.getpid()
@@ -106,6 +110,8 @@ def cpu_main(prefix: str, cpu: int, lifeline_fd: int, percpu_init: list) -> None
 def _host_died(prefix: str) -> None:
     """The host is gone: nobody else will clean up, so this CPU does, then exits.
     (Every CPU does; the teardown keeps the others from creating objects after.)"""
+    if _arena.here.channel is not None:  # the remote clients it serves see the end first
+        _arena.here.channel.hang_up()
     arena = Arena.attach(prefix)
     sockets = arena.get_str(_arena.SOCKETS_OFF, _arena.SOCKETS_LEN).split()
 

@@ -182,6 +182,10 @@ def rump_unschedule() -> None:
     if ctx is None:
         onproc.scheduled = False
         return
+    on_block = getattr(onproc, "on_block", None)
+    if on_block is not None:
+        onproc.on_block = None
+        on_block()
     arena, t, sp, lid = ctx
     if arena.w[H_LOCKDEBUG]:
         lockdebug.check_sleep(arena, "rump_unschedule")

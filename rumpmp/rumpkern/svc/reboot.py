@@ -16,6 +16,7 @@ from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.sched import hostcall, scheduler
 from rumpmp.rumpkern.svc import kauth
 from rumpmp.rumpkern.svc.prf import kprintf
+from rumpmp.sys.cpu import CI_SPSLOT, cpu_word
 
 # reboot(2) flags, NetBSD's values.
 RB_AUTOBOOT = 0x0
@@ -36,6 +37,8 @@ def begin_halt(arena: Arena, howto: int) -> bool:
     arena.w[_arena.H_STATE] = _arena.HALTING
     for i in range(arena.ncpu):
         arena.pool.unpark(scheduler.spc(arena, i).doorbell)
+        if arena.w[cpu_word(arena, i) + CI_SPSLOT]:  # its remote clients' connections end
+            arena.pool.unpark(arena.w[cpu_word(arena, i) + CI_SPSLOT])
     hostcall.wake_all(arena)  # host threads' lwps leave instead of waiting for calls
     return True
 

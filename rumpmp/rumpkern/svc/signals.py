@@ -25,6 +25,7 @@ from rumpmp.rumpkern.locking.mutex import kmutex_t
 from rumpmp.rumpkern.sched.proc import curproc_word, tables
 from rumpmp.rumpkern.svc import kauth
 from rumpmp.rumpkern.svc.prf import panic_in
+from rumpmp.sys.cpu import CI_SPSLOT, cpu_word
 from rumpmp.sys.lwp import L_CATCH, L_PARK, L_PID, L_STATE, LSSLEEP, NLWP
 from rumpmp.sys.proc import P_SIGPEND, P_SPCLIENT, P_SPRAISE
 
@@ -66,15 +67,18 @@ def _remote(arena: Arena, pid: int) -> bool:
 
 def _raise_remote(arena: Arena, pid: int, sig: int) -> None:
     """RUMP_SIGMODEL_RAISE for a remote client's process: the signal waits in
-    P_SPRAISE for the server, which sends it to the client (rumpuser_sp_raise)."""
+    P_SPRAISE for the CPU that serves the client's connection, whose sysproxy
+    receiver is woken to send it (rumpuser_sp_raise)."""
     t = tables(arena)
     t.lock.enter_nowrap()
     try:
-        arena.w[t.find_proc(pid) + P_SPRAISE] |= 1 << sig
+        p = t.find_proc(pid)
+        arena.w[p + P_SPRAISE] |= 1 << sig
+        cpu = arena.w[p + P_SPCLIENT] - 1  # -1 until its connection reaches a CPU
     finally:
         t.lock.exit()
-    if arena.w[_arena.H_SPRAISE]:
-        arena.pool.unpark(arena.w[_arena.H_SPRAISE])
+    if cpu >= 0:
+        arena.pool.unpark(arena.w[cpu_word(arena, cpu) + CI_SPSLOT])
 
 
 def interrupt(pid: int, sig: int) -> None:
