@@ -113,6 +113,11 @@ class Conn:
         """Whether a read would not block (bytes, or the peer's end, are there)."""
         return bool(self._poll.poll(0))
 
+    def wait_readable(self) -> None:
+        """Wait until a read would not block (interrupted by a signal's handler, in
+        the main thread, which may read meanwhile)."""
+        self._wait(select.POLLIN)
+
     def _wait(self, event: int) -> None:
         poller = select.poll()
         poller.register(self.sock, event)

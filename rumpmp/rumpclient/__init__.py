@@ -24,10 +24,12 @@ import contextlib
 import errno
 import itertools
 import os
+import select
 import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -63,9 +65,10 @@ def _read_secret(token_file: str | None) -> bytes | None:
 
 
 class _Waiter:
-    """A caller waiting for its reply.  The reader thread releases ``done`` (which
-    never blocks it) rather than setting an Event, whose lock a signal handler
-    interrupting the caller could be holding."""
+    """A caller waiting for its reply.  ``done`` is released when the reply has come,
+    or when the caller is to read for everyone (the reader before it has finished);
+    a lock released, not an Event set, because a signal handler interrupting the
+    releasing thread could be holding an Event's lock."""
 
     __slots__ = ("done", "reply")
 
@@ -73,6 +76,11 @@ class _Waiter:
         self.done = threading.Lock()
         self.done.acquire()
         self.reply: tuple[int, int, bytearray] | None = None  # class, union, body
+
+    def wake(self) -> None:
+        """Have the caller look again (at its reply, or whether to read)."""
+        with contextlib.suppress(RuntimeError):  # released already: it will look
+            self.done.release()
 
 
 class Client:
@@ -90,6 +98,12 @@ class Client:
         self._reqno = itertools.count(1)
         self._lock = threading.RLock()  # a signal handler's call may come in under it
         self._waiters: dict[int, _Waiter] = {}
+        self._reader: int | None = None  # the thread reading replies for everyone
+        # A call from a signal's handler that read the main thread's reply says so
+        # here: the main thread's wait for bytes to read then ends.
+        self._noted, self._note = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        weakref.finalize(self, _close_fds, self._noted, self._note)
+        self._poller = select.poll()
         self._retry: float = 0.0
         self._conn: sp.Conn | None = None
         self.pid = self.uid = self.gid = -1
@@ -149,33 +163,95 @@ class Client:
         if ids is not None:  # an EXEC handshake keeps the ids it had
             self.pid, self.uid, self.gid = ids
         self._conn = conn
-        threading.Thread(target=self._reader, args=(conn,), name="rumpclient", daemon=True).start()
+        self._poller = self._new_poller(conn)
 
-    def _reader(self, conn: sp.Conn) -> None:
-        """Route responses to their callers; RAISE a signal in this process."""
-        _sigmask(signal.SIG_BLOCK, _HELD)  # signals go to the callers
+    # -- replies ------------------------------------------------------------------------
+    #
+    # There is no reader thread: a caller whose reply has not come reads the replies
+    # itself, for everyone, if nobody else does; else it waits to be given its reply
+    # or the reading.  A caller with no other call in flight so reads its own reply,
+    # with no thread in between.  In the main thread a frame is read with signals
+    # held: a handler runs between frames, never inside one, and a call it makes
+    # reads the replies itself (the role is its thread's already).
+
+    def _await(self, conn: sp.Conn, reqno: int, waiter: _Waiter) -> tuple[int, int, bytearray]:
+        me = threading.get_ident()
         try:
-            while True:
-                body_len, reqno, cls, ftype, union = wire.parse_header(
-                    conn.recv_exact(wire.HEADER_SIZE)
-                )
-                body = conn.recv_exact(body_len)
-                if cls == wire.REQ and ftype == wire.RAISE:
-                    os.kill(os.getpid(), union)  # rumpclient raises the signal in itself
-                    continue
+            while waiter.reply is None and self._conn is conn:
                 with self._lock:
-                    waiter = self._waiters.pop(reqno, None)
-                if waiter is not None:
-                    waiter.reply = (cls, union, body)
-                    waiter.done.release()
+                    outer = self._reader
+                    if outer is None:
+                        self._reader = me
+                if outer not in (None, me):
+                    waiter.done.acquire()  # the reply, or the reading, is ours
+                    continue
+                try:
+                    self._read_until(conn, waiter, nested=outer == me)
+                finally:
+                    if outer is None:
+                        self._pass_reading()
+        finally:
+            with self._lock:
+                self._waiters.pop(reqno, None)
+        if waiter.reply is None:
+            raise OSError(errno.ENOTCONN, f"{self.url}: the server went during the call")
+        return waiter.reply
+
+    def _new_poller(self, conn: sp.Conn) -> select.poll:
+        """A wait for a reply to read, or a note from a handler's call."""
+        poller = select.poll()
+        poller.register(conn.sock, select.POLLIN)
+        poller.register(self._noted, select.POLLIN)
+        return poller
+
+    def _read_until(self, conn: sp.Conn, waiter: _Waiter, nested: bool) -> None:
+        """Read and route replies until ``waiter``'s has come or the server has gone."""
+        main = threading.current_thread() is threading.main_thread()
+        poller = self._new_poller(conn) if nested else self._poller  # one poll() at a time
+        try:
+            while waiter.reply is None:
+                if not main:
+                    self._route(*_read_frame(conn))
+                    continue
+                for fd, _ in poller.poll():  # a signal's handler may run (and call) here
+                    if fd == self._noted:
+                        os.read(self._noted, 64)
+                with _signals_held():
+                    if waiter.reply is None and conn.readable():
+                        self._route(*_read_frame(conn))
         except (EOFError, OSError, wire.WireError):
-            pass
+            self._hung_up(conn)
+        if nested:  # a handler's call: the call it interrupted may have its reply now
+            os.write(self._note, b"!")
+
+    def _route(self, reqno: int, cls: int, ftype: int, union: int, body: bytearray) -> None:
+        if cls == wire.REQ and ftype == wire.RAISE:
+            # rumpclient raises the signal in itself: in the main thread, where a
+            # handler runs and a wait is interrupted, whichever thread reads
+            signal.pthread_kill(threading.main_thread().ident or 0, union)
+            return
+        with self._lock:
+            waiter = self._waiters.pop(reqno, None)
+        if waiter is not None:
+            waiter.reply = (cls, union, body)
+            waiter.wake()
+
+    def _pass_reading(self) -> None:
+        """This thread stops reading: another caller still waiting takes over."""
+        with self._lock:
+            self._reader = None
+            waiting = next((w for w in self._waiters.values() if w.reply is None), None)
+        if waiting is not None:
+            waiting.wake()
+
+    def _hung_up(self, conn: sp.Conn) -> None:
+        """The server has gone: every call waiting on ``conn`` ends with ENOTCONN."""
         with self._lock:
             if self._conn is conn:
                 self._conn = None
-            waiters, self._waiters = self._waiters, {}
-        for waiter in waiters.values():  # their calls end with ENOTCONN
-            waiter.done.release()
+            waiters = list(self._waiters.values())
+        for waiter in waiters:
+            waiter.wake()
 
     def setconnretry(self, policy: float) -> None:
         """rumpclient_setconnretry(3): when the server has gone, a call reconnects
@@ -224,11 +300,15 @@ class Client:
             except OSError:
                 with self._lock:
                     self._waiters.pop(reqno, None)
-                raise OSError(errno.ENOTCONN, f"{self.url}: the server has gone") from None
-        waiter.done.acquire()
-        if waiter.reply is None:
-            raise OSError(errno.ENOTCONN, f"{self.url}: the server went during the call")
-        return waiter.reply
+                sent = False
+            else:
+                sent = True
+        if not sent:  # the server has gone (and the request with it): reconnect, or fail
+            self._hung_up(conn)
+            if self._retry:
+                return self._request(ftype, union, payload)
+            raise OSError(errno.ENOTCONN, f"{self.url}: the server has gone")
+        return self._await(conn, reqno, waiter)
 
     def syscall(self, num: int, args: tuple[Any, ...]) -> Any:
         """System call ``num`` with ``args`` in the server's kernel."""
@@ -358,9 +438,21 @@ def _program() -> str:
     return os.path.basename(path)
 
 
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _read_frame(conn: sp.Conn) -> tuple[int, int, int, int, bytearray]:
+    """(request number, class, type, union, body) of the next frame."""
+    body_len, reqno, cls, ftype, union = wire.parse_header(conn.recv_exact(wire.HEADER_SIZE))
+    return reqno, cls, ftype, union, conn.recv_exact(body_len)
+
+
 def _read_reply(conn: sp.Conn) -> tuple[int, int, bytearray]:
-    body_len, _, cls, _, union = wire.parse_header(conn.recv_exact(wire.HEADER_SIZE))
-    return cls, union, conn.recv_exact(body_len)
+    _, cls, _, union, body = _read_frame(conn)
+    return cls, union, body
 
 
 def connect(url: str | None = None, token_file: str | None = None) -> Client:

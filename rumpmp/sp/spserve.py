@@ -39,6 +39,7 @@ from rumpmp.sp import spkern, wire
 from rumpmp.sys.cpu import CI_SPCONNS, CI_SPSLOT, cpu_word
 from rumpmp.sys.lwp import L_PARK, LW_SYSTEM
 from rumpmp.sys.param import PRI_KTHREAD, PRI_USER
+from rumpmp.sys.proc import P_SPRAISE
 from rumpmp.sys.sp import CLOSE, HANDOVER
 from rumpmp.sys.syscall import FILLS
 
@@ -67,6 +68,7 @@ class _Conn:
     max_inflight: int  # calls at once (more: EAGAIN)
     max_memory: int  # bytes of requests at once (more: ENOMEM)
     cookie_lifetime: int  # ns a fork cookie waits for its FORK handshake
+    proc: int = 0  # its process's record (a word index)
     reading: bool = False  # an lwp reads (or waits to read) the next frame
     closed: bool = False
     inflight: int = 0
@@ -167,9 +169,10 @@ def _adopt(arena: Arena, cpu: int, conn: sp.Conn, message: bytes) -> None:
     c = _Conn(arena, conn, pid, server, *limits)
     _conns[pid] = c
     try:
+        c.proc = tables(arena).find_proc(pid)
         _new_lwp(arena, cpu, c)
         raised = spkern.served_by(arena, pid, cpu)
-    except OSError:  # no lwp to be had: the connection ends, the process with it
+    except OSError:  # no lwp to be had (or no process): the connection ends
         del _conns[pid]
         conn.close()
         return
@@ -307,6 +310,8 @@ def _syscall(c: _Conn, reqno: int, num: int, body: bytearray) -> None:
         onproc.on_block = None
         c.inflight -= 1
         c.held -= len(body)
+    if c.arena.w[c.proc + P_SPRAISE]:  # it signalled its own process: RAISE comes first
+        _raise(c, spkern.take_raised(c.arena, c.pid))
     if ok:
         c.send(wire.frame(wire.RESP, wire.SYSCALL, reqno, 0, value))  # type: ignore[arg-type]
     elif isinstance(value, TypeError):  # an argument of the wrong type: TypeError there
