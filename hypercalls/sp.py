@@ -96,7 +96,12 @@ class Conn:
     def recv_exact(self, n: int) -> bytearray:
         """Exactly ``n`` bytes; EOFError if the peer closes first."""
         buf = bytearray(n)
-        view = memoryview(buf)
+        self.recv_into_exact(memoryview(buf))
+        return buf
+
+    def recv_into_exact(self, view: memoryview) -> None:
+        """Fill ``view`` exactly; EOFError if the peer closes first."""
+        n = len(view)
         got = 0
         while got < n:
             try:
@@ -107,7 +112,6 @@ class Conn:
             if not k:
                 raise EOFError("connection closed by the peer")
             got += k
-        return buf
 
     def readable(self) -> bool:
         """Whether a read would not block (bytes, or the peer's end, are there)."""

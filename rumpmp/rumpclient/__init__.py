@@ -30,15 +30,26 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hypercalls import sp
+from hypercalls import sp, thread
 from rumpmp.sp import wire
 from rumpmp.sys import syscall as N
 
 RETRYCONN_INFTIME, RETRYCONN_ONCE, RETRYCONN_DIE = -1, -2, -3
+_CORES = os.cpu_count() or 1
+#: The threads of this process waiting for a reply, of any connection.
+_waiting: set[int] = set()
+
+
+def _worth_spinning() -> bool:
+    """Whether waiting for a reply may spin: not on a machine of one core, nor while
+    another thread of this process waits too (a spinner takes its GIL)."""
+    return _CORES > 1 and len(_waiting) == 1
+
+
 #: Where ``exec`` leaves the connection for the program it starts.
 EXEC_ENV = "RUMPMP_CLIENT_EXECFD"
 CONNECT_TIMEOUT = 10.0
@@ -75,12 +86,14 @@ class _Waiter:
     def __init__(self) -> None:
         self.done = threading.Lock()
         self.done.acquire()
-        self.reply: tuple[int, int, bytearray] | None = None  # class, union, body
+        self.reply: tuple[int, int, bytearray | memoryview] | None = None  # class, union, body
 
     def wake(self) -> None:
         """Have the caller look again (at its reply, or whether to read)."""
-        with contextlib.suppress(RuntimeError):  # released already: it will look
+        try:  # noqa: SIM105 - a hot path: no suppress() object
             self.done.release()
+        except RuntimeError:  # released already: it will look
+            pass
 
 
 class Client:
@@ -154,7 +167,7 @@ class Client:
             raise
         self._adopt(conn, cls, union, body)
 
-    def _adopt(self, conn: sp.Conn, cls: int, union: int, body: bytearray) -> None:
+    def _adopt(self, conn: sp.Conn, cls: int, union: int, body: bytearray | memoryview) -> None:
         if cls == wire.ERROR:
             conn.close()
             _, message = wire.decode(body)
@@ -174,8 +187,11 @@ class Client:
     # held: a handler runs between frames, never inside one, and a call it makes
     # reads the replies itself (the role is its thread's already).
 
-    def _await(self, conn: sp.Conn, reqno: int, waiter: _Waiter) -> tuple[int, int, bytearray]:
+    def _await(
+        self, conn: sp.Conn, reqno: int, waiter: _Waiter
+    ) -> tuple[int, int, bytearray | memoryview]:
         me = threading.get_ident()
+        _waiting.add(me)
         try:
             while waiter.reply is None and self._conn is conn:
                 with self._lock:
@@ -191,8 +207,10 @@ class Client:
                     if outer is None:
                         self._pass_reading()
         finally:
-            with self._lock:
-                self._waiters.pop(reqno, None)
+            _waiting.discard(me)
+            if waiter.reply is None:  # (a reply is taken off the table as it comes)
+                with self._lock:
+                    self._waiters.pop(reqno, None)
         if waiter.reply is None:
             raise OSError(errno.ENOTCONN, f"{self.url}: the server went during the call")
         return waiter.reply
@@ -206,25 +224,37 @@ class Client:
 
     def _read_until(self, conn: sp.Conn, waiter: _Waiter, nested: bool) -> None:
         """Read and route replies until ``waiter``'s has come or the server has gone."""
-        main = threading.current_thread() is threading.main_thread()
+        main = threading.get_ident() == threading.main_thread().ident
         poller = self._new_poller(conn) if nested else self._poller  # one poll() at a time
         try:
             while waiter.reply is None:
+                # A reply soon to come is looked for a moment before the wait, the
+                # core yielded between looks: a wake-up across host cores costs more
+                # than most calls.
+                thread.spin_until(conn.readable, worth_it=_worth_spinning)
                 if not main:
-                    self._route(*_read_frame(conn))
+                    self._route(waiter, *_read_frame(conn))
                     continue
                 for fd, _ in poller.poll():  # a signal's handler may run (and call) here
                     if fd == self._noted:
                         os.read(self._noted, 64)
                 with _signals_held():
                     if waiter.reply is None and conn.readable():
-                        self._route(*_read_frame(conn))
+                        self._route(waiter, *_read_frame(conn))
         except (EOFError, OSError, wire.WireError):
             self._hung_up(conn)
         if nested:  # a handler's call: the call it interrupted may have its reply now
             os.write(self._note, b"!")
 
-    def _route(self, reqno: int, cls: int, ftype: int, union: int, body: bytearray) -> None:
+    def _route(
+        self,
+        mine: _Waiter,
+        reqno: int,
+        cls: int,
+        ftype: int,
+        union: int,
+        body: bytearray | memoryview,
+    ) -> None:
         if cls == wire.REQ and ftype == wire.RAISE:
             # rumpclient raises the signal in itself: in the main thread, where a
             # handler runs and a wait is interrupted, whichever thread reads
@@ -233,6 +263,8 @@ class Client:
         with self._lock:
             waiter = self._waiters.pop(reqno, None)
         if waiter is not None:
+            if waiter is not mine and isinstance(body, memoryview):
+                body = bytearray(body)  # its thread reads it after this one reads again
             waiter.reply = (cls, union, body)
             waiter.wake()
 
@@ -240,6 +272,8 @@ class Client:
         """This thread stops reading: another caller still waiting takes over."""
         with self._lock:
             self._reader = None
+            if not self._waiters:
+                return
             waiting = next((w for w in self._waiters.values() if w.reply is None), None)
         if waiting is not None:
             waiting.wake()
@@ -285,7 +319,9 @@ class Client:
 
     # -- calls ------------------------------------------------------------------------------
 
-    def _request(self, ftype: int, union: int, payload: Any) -> tuple[int, int, bytearray]:
+    def _request(
+        self, ftype: int, union: int, payload: Any
+    ) -> tuple[int, int, bytearray | memoryview]:
         conn = self._connection()
         data = wire.encode(payload)
         waiter = _Waiter()
@@ -405,6 +441,7 @@ class _Syscalls:
             return client.syscall(num, args)
 
         call.__name__ = call.__qualname__ = name
+        setattr(self, name, call)  # made once
         return call
 
 
@@ -417,17 +454,19 @@ _HELD -= {signal.SIGKILL, signal.SIGSTOP}
 _sigmask = _signal.pthread_sigmask
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold signals back from the main thread (where Python's handlers run)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = _sigmask(signal.SIG_BLOCK, _HELD)
-    try:
-        yield
-    finally:
-        _sigmask(signal.SIG_SETMASK, old)
+class _signals_held:
+    """Hold signals back from the main thread (where Python's handlers run) for a
+    ``with`` block; other threads hold nothing."""
+
+    __slots__ = ("old",)
+
+    def __enter__(self) -> None:
+        main = threading.get_ident() == threading.main_thread().ident
+        self.old = _sigmask(signal.SIG_BLOCK, _HELD) if main else None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old is not None:
+            _sigmask(signal.SIG_SETMASK, self.old)
 
 
 def _program() -> str:
@@ -444,13 +483,27 @@ def _close_fds(*fds: int) -> None:
             os.close(fd)
 
 
-def _read_frame(conn: sp.Conn) -> tuple[int, int, int, int, bytearray]:
-    """(request number, class, type, union, body) of the next frame."""
+#: Each thread's buffer for long replies, kept from one to the next: two megabyte
+#: buffers made and dropped by every call cost the main thread a millisecond (glibc
+#: gives them back to the system and faults them in again).
+_long = threading.local()
+
+
+def _read_frame(conn: sp.Conn) -> tuple[int, int, int, int, bytearray | memoryview]:
+    """(request number, class, type, union, body) of the next frame.  A long body
+    is a view of this thread's buffer, good until this thread reads again."""
     body_len, reqno, cls, ftype, union = wire.parse_header(conn.recv_exact(wire.HEADER_SIZE))
-    return reqno, cls, ftype, union, conn.recv_exact(body_len)
+    if body_len < wire.BIG:
+        return reqno, cls, ftype, union, conn.recv_exact(body_len)
+    buf = getattr(_long, "buf", None)
+    if buf is None or len(buf) < body_len:
+        buf = _long.buf = bytearray(body_len)
+    body = memoryview(buf)[:body_len]
+    conn.recv_into_exact(body)
+    return reqno, cls, ftype, union, body
 
 
-def _read_reply(conn: sp.Conn) -> tuple[int, int, bytearray]:
+def _read_reply(conn: sp.Conn) -> tuple[int, int, bytearray | memoryview]:
     _, cls, _, union, body = _read_frame(conn)
     return cls, union, body
 

@@ -201,7 +201,7 @@ def _encode(v: Any, out: list[Part], depth: int) -> None:
         raise TypeError(f"cannot send a {type(v).__name__} to or from a rump kernel")
 
 
-def decode(raw: bytes | bytearray) -> Any:
+def decode(raw: bytes | bytearray | memoryview) -> Any:
     """The value ``encode`` made; WireError for anything malformed, truncated, too
     deep or followed by more bytes."""
     value, end = _decode(memoryview(raw), 0, 0)
