@@ -115,7 +115,12 @@ class Conn:
 
     def readable(self) -> bool:
         """Whether a read would not block (bytes, or the peer's end, are there)."""
-        return bool(self._poll.poll(0))
+        try:
+            return bool(self._poll.poll(0))
+        except RuntimeError:  # a signal's handler looks while this thread looked
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+            return bool(poller.poll(0))
 
     def wait_readable(self) -> None:
         """Wait until a read would not block (interrupted by a signal's handler, in

@@ -48,13 +48,21 @@ ALLOWED = {
     "rumpmp/host/daemon.py": {
         "os"
     },  # forks; the parent exits with the child's word  # xdist worker id; waits for a new kernel
-    # the sysproxy server runs in the host: a thread per connection, cookie expiry
-    "rumpmp/sp/server.py": {"threading", "time"},
+    # the sysproxy server's host side: an accepting thread, a thread per handshake
+    "rumpmp/sp/server.py": {"threading"},
     # the server command waits for signals; the tools write to stdio
     "rumpmp/host/spcli.py": {"os", "signal", "sys", "threading"},
     # the client library is a host program's: it forks, execs, raises signals in
-    # itself, names its program, and waits between reconnections
-    "rumpmp/rumpclient/__init__.py": {"os", "signal", "_signal", "sys", "threading", "time"},
+    # itself, names its program, waits for replies and between reconnections
+    "rumpmp/rumpclient/__init__.py": {
+        "os",
+        "select",
+        "signal",
+        "_signal",
+        "sys",
+        "threading",
+        "time",
+    },
 }
 
 

@@ -108,6 +108,9 @@ def server(args: argparse.Namespace) -> int:
     else:
         daemon.rump_daemonize_done(0)
     _serve_until(kernel, stop)
+    if kernel.panic is not None:  # its clients saw ENOTCONN; the caller sees why
+        print(f"rumpmp server: {kernel.panic}", file=sys.stderr)
+        return 1
     return 0
 
 
