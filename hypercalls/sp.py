@@ -79,17 +79,13 @@ class Conn:
         if not self._send_lock.acquire(blocking=False):
             _unscheduled(self._send_lock.acquire)
         try:
-            while views:
+            while views:  # what goes at once goes holding the CPU
                 try:
                     sent = self.sock.sendmsg(views, [], socket.MSG_DONTWAIT)
                 except BlockingIOError:
-                    _unscheduled(self._wait, select.POLLOUT)
-                    continue
-                while views and sent >= len(views[0]):
-                    sent -= len(views[0])
-                    views.pop(0)
-                if views and sent:
-                    views[0] = views[0][sent:]
+                    _unscheduled(self._send_rest, views)  # the rest in one blocking wait
+                    return
+                _consume(views, sent)
         finally:
             self._send_lock.release()
 
@@ -103,15 +99,27 @@ class Conn:
         """Fill ``view`` exactly; EOFError if the peer closes first."""
         n = len(view)
         got = 0
-        while got < n:
+        while got < n:  # what has come is taken holding the CPU
             try:
                 k = self.sock.recv_into(view[got:], n - got, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                _unscheduled(self._wait, select.POLLIN)
-                continue
+            except BlockingIOError:  # the rest in one blocking wait
+                _unscheduled(self._recv_rest, view[got:])
+                return
             if not k:
                 raise EOFError("connection closed by the peer")
             got += k
+
+    def _recv_rest(self, view: memoryview) -> None:
+        got = 0
+        while got < len(view):
+            k = self.sock.recv_into(view[got:], len(view) - got, socket.MSG_WAITALL)
+            if not k:
+                raise EOFError("connection closed by the peer")
+            got += k
+
+    def _send_rest(self, views: list[memoryview]) -> None:
+        while views:
+            _consume(views, self.sock.sendmsg(views))
 
     def readable(self) -> bool:
         """Whether a read would not block (bytes, or the peer's end, are there)."""
@@ -171,6 +179,15 @@ class Conn:
     def close(self) -> None:
         self.shutdown()
         self.sock.close()
+
+
+def _consume(views: list[memoryview], sent: int) -> None:
+    """Drop the ``sent`` bytes from the front of ``views``."""
+    while views and sent >= len(views[0]):
+        sent -= len(views[0])
+        views.pop(0)
+    if views and sent:
+        views[0] = views[0][sent:]
 
 
 def _peer_of(sock: socket.socket) -> str:
