@@ -1,5 +1,6 @@
 """The sysproxy server (rump_sp(7)): a kernel's system calls for other programs.
 
 ``wire`` is the protocol (frames, banner, values), shared with the client library;
-``server`` the server, which runs in the kernel's host process; ``spkern`` what it
-asks of the kernel for a client."""
+``server`` the host side (accepting, the handshake, handing connections to the
+CPUs); ``spserve`` the CPUs' side (the lwps that read and run a client's calls);
+``spkern`` what serving a client asks of the kernel."""
