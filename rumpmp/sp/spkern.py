@@ -81,29 +81,28 @@ def client_gone(pid: int) -> None:
     signals.interrupt(pid, SIGKILL)
 
 
-def served_by(arena: Arena, pid: int, cpu: int) -> int:
+def served_by(arena: Arena, pid: int, cpu: int) -> list[int]:
     """Record that ``cpu`` serves client ``pid`` (signals for it go there); the
-    signals raised for it meanwhile, a bit each, taken."""
-    t = tables(arena)
-    t.lock.enter_nowrap()
-    try:
-        p = t.find_proc(pid)
-        arena.w[p + P_SPCLIENT] = cpu + 1
-        bits, arena.w[p + P_SPRAISE] = arena.w[p + P_SPRAISE], 0
-    finally:
-        t.lock.exit()
-    return bits
+    signals raised for it meanwhile, taken."""
+    return _take_raised(arena, pid, cpu + 1)
 
 
 def take_raised(arena: Arena, pid: int) -> list[int]:
     """The signals raised for client ``pid`` (RUMP_SIGMODEL_RAISE), taken."""
+    try:
+        return _take_raised(arena, pid, None)
+    except ProcessLookupError:
+        return []
+
+
+def _take_raised(arena: Arena, pid: int, serving: int | None) -> list[int]:
     t = tables(arena)
     t.lock.enter_nowrap()
     try:
         p = t.find_proc(pid)
+        if serving is not None:
+            arena.w[p + P_SPCLIENT] = serving
         bits, arena.w[p + P_SPRAISE] = arena.w[p + P_SPRAISE], 0
-    except ProcessLookupError:
-        bits = 0
     finally:
         t.lock.exit()
     return [sig for sig in range(1, 64) if bits & (1 << sig)]

@@ -170,8 +170,8 @@ def _adopt(arena: Arena, cpu: int, conn: sp.Conn, message: bytes) -> None:
     _conns[pid] = c
     try:
         c.proc = tables(arena).find_proc(pid)
-        _new_lwp(arena, cpu, c)
         raised = spkern.served_by(arena, pid, cpu)
+        _new_lwp(arena, cpu, c)
     except OSError:  # no lwp to be had (or no process): the connection ends
         del _conns[pid]
         conn.close()
@@ -179,7 +179,7 @@ def _adopt(arena: Arena, cpu: int, conn: sp.Conn, message: bytes) -> None:
     finally:
         sysent.end_process(holder)
     arena.w[cpu_word(arena, cpu) + CI_SPCONNS] += 1
-    _raise(c, [sig for sig in range(1, 64) if raised & (1 << sig)])
+    _raise(c, raised)
 
 
 def _tend(arena: Arena, cpu: int, c: _Conn) -> None:
@@ -190,7 +190,8 @@ def _tend(arena: Arena, cpu: int, c: _Conn) -> None:
         c.wanted = False
         with contextlib.suppress(OSError):  # the lwp table is full: frames wait for a call
             _new_lwp(arena, cpu, c)
-    _raise(c, spkern.take_raised(arena, c.pid))
+    if arena.w[c.proc + P_SPRAISE]:  # looked at first without proc_lock
+        _raise(c, spkern.take_raised(arena, c.pid))
 
 
 def _raise(c: _Conn, signals: list[int]) -> None:
