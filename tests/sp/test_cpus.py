@@ -55,7 +55,7 @@ def test_calls_run_in_several_cpu_processes_not_the_host(tmp_path):
         before = {pid: _cpu_ticks(pid) for pid in [p.pid, *cpus]}
 
         def work(c: rumpclient.Client) -> None:
-            for _ in range(1500):
+            for _ in range(3000):
                 assert c.sys.getpid() == c.pid
 
         threads = [threading.Thread(target=work, args=(c,)) for c in clients]
