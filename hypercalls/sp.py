@@ -1,5 +1,6 @@
 """The sysproxy transport (rumpuser_sp's sockets): addresses, listening, connecting,
-and reading exactly what a frame says, for the server and the client library.
+and reading exactly what a frame says, for the server and the client library; and
+the channels over which the host hands accepted connections to the CPU processes.
 
 Addresses are URLs as rump_sp(7) writes them: ``unix://relative/path``,
 ``unix:///absolute/path``, ``tcp://127.0.0.1:port``, ``tcp://[::1]:port``.  A unix
@@ -129,16 +130,6 @@ class Conn:
             poller = select.poll()
             poller.register(self.sock, select.POLLIN)
             return bool(poller.poll(0))
-
-    def wait_readable(self) -> None:
-        """Wait until a read would not block (interrupted by a signal's handler, in
-        the main thread, which may read meanwhile)."""
-        self._wait(select.POLLIN)
-
-    def _wait(self, event: int) -> None:
-        poller = select.poll()
-        poller.register(self.sock, event)
-        poller.poll()
 
     def recv_line(self, limit: int) -> bytes:
         """One line, its newline included; ValueError (naming what came) past

@@ -116,7 +116,6 @@ class Client:
         # here: the main thread's wait for bytes to read then ends.
         self._noted, self._note = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         weakref.finalize(self, _close_fds, self._noted, self._note)
-        self._poller = select.poll()
         self._retry: float = 0.0
         self._conn: sp.Conn | None = None
         self.pid = self.uid = self.gid = -1
@@ -187,9 +186,8 @@ class Client:
     # held: a handler runs between frames, never inside one, and a call it makes
     # reads the replies itself (the role is its thread's already).
 
-    def _await(
-        self, conn: sp.Conn, reqno: int, waiter: _Waiter
-    ) -> tuple[int, int, bytearray | memoryview]:
+    def _await(self, conn: sp.Conn, reqno: int, waiter: _Waiter) -> tuple[int, int, Any]:
+        """(class, union, the decoded body) of the reply to request ``reqno``."""
         me = threading.get_ident()
         _waiting.add(me)
         try:
@@ -213,7 +211,11 @@ class Client:
                     self._waiters.pop(reqno, None)
         if waiter.reply is None:
             raise OSError(errno.ENOTCONN, f"{self.url}: the server went during the call")
-        return waiter.reply
+        cls, union, body = waiter.reply
+        try:
+            return cls, union, wire.decode(body)
+        finally:
+            _give_back(body)
 
     def _new_poller(self, conn: sp.Conn) -> select.poll:
         """A wait for a reply to read, or a note from a handler's call."""
@@ -264,7 +266,8 @@ class Client:
             waiter = self._waiters.pop(reqno, None)
         if waiter is not None:
             if waiter is not mine and isinstance(body, memoryview):
-                body = bytearray(body)  # its thread reads it after this one reads again
+                body, view = bytearray(body), body  # its own thread decodes it, later
+                _give_back(view)
             waiter.reply = (cls, union, body)
             waiter.wake()
 
@@ -319,9 +322,8 @@ class Client:
 
     # -- calls ------------------------------------------------------------------------------
 
-    def _request(
-        self, ftype: int, union: int, payload: Any
-    ) -> tuple[int, int, bytearray | memoryview]:
+    def _request(self, ftype: int, union: int, payload: Any) -> tuple[int, int, Any]:
+        """Send a request; (class, union, the decoded body) of its reply."""
         conn = self._connection()
         data = wire.encode(payload)
         waiter = _Waiter()
@@ -353,8 +355,7 @@ class Client:
         if fills is not None and fills < len(args):  # buffers to fill travel as sizes
             sent = (*args[:fills], [len(memoryview(b).cast("B")) for b in args[fills]])
             sent += tuple(args[fills + 1 :])
-        cls, union, body = self._request(wire.SYSCALL, num, sent)
-        value = wire.decode(body)
+        cls, union, value = self._request(wire.SYSCALL, num, sent)
         if cls == wire.ERROR:
             kind, message = value
             if kind == "type":
@@ -377,17 +378,17 @@ class Client:
     def prefork(self) -> ForkHandle:
         """rumpclient_prefork(3): a cookie for the child's connection (call it
         before ``os.fork``)."""
-        cls, union, body = self._request(wire.PREFORK, 0, None)  # None: a new cookie
+        cls, union, value = self._request(wire.PREFORK, 0, None)  # None: a new cookie
         if cls == wire.ERROR:
-            raise OSError(union, wire.decode(body)[1])
-        return ForkHandle(self.url, wire.decode(body), self._secret)
+            raise OSError(union, value[1])
+        return ForkHandle(self.url, value, self._secret)
 
     def fork_cancel(self, handle: ForkHandle) -> None:
         """rumpclient_fork_cancel(3): the fork did not happen; the server drops the
         cookie (a ``fork_init`` with it then fails with ESRCH)."""
-        cls, union, body = self._request(wire.PREFORK, 0, handle.cookie)
+        cls, union, value = self._request(wire.PREFORK, 0, handle.cookie)
         if cls == wire.ERROR:
-            raise OSError(union, wire.decode(body)[1])
+            raise OSError(union, value[1])
 
     def fork(self) -> tuple[int, Client]:
         """rumpclient_fork(3) and ``os.fork``: (0, the child's client) in the child,
@@ -485,22 +486,30 @@ def _close_fds(*fds: int) -> None:
 
 #: Each thread's buffer for long replies, kept from one to the next: two megabyte
 #: buffers made and dropped by every call cost the main thread a millisecond (glibc
-#: gives them back to the system and faults them in again).
+#: gives them back to the system and faults them in again).  A reply's body is a
+#: view of it until decoded; meanwhile the thread has none (a signal's handler that
+#: reads in between gets a buffer of its own).
 _long = threading.local()
 
 
 def _read_frame(conn: sp.Conn) -> tuple[int, int, int, int, bytearray | memoryview]:
     """(request number, class, type, union, body) of the next frame.  A long body
-    is a view of this thread's buffer, good until this thread reads again."""
+    is a view of this thread's buffer, to be given back (``_give_back``)."""
     body_len, reqno, cls, ftype, union = wire.parse_header(conn.recv_exact(wire.HEADER_SIZE))
     if body_len < wire.BIG:
         return reqno, cls, ftype, union, conn.recv_exact(body_len)
-    buf = getattr(_long, "buf", None)
+    buf = _long.__dict__.pop("buf", None)
     if buf is None or len(buf) < body_len:
-        buf = _long.buf = bytearray(body_len)
+        buf = bytearray(body_len)
     body = memoryview(buf)[:body_len]
     conn.recv_into_exact(body)
     return reqno, cls, ftype, union, body
+
+
+def _give_back(body: bytearray | memoryview) -> None:
+    """A long body has been decoded: its buffer serves the thread's next one."""
+    if isinstance(body, memoryview):
+        _long.buf = body.obj
 
 
 def _read_reply(conn: sp.Conn) -> tuple[int, int, bytearray | memoryview]:
