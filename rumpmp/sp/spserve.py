@@ -232,7 +232,10 @@ def serve(pid: int) -> None:
             try:
                 _run(c, *frame)
             except (wire.WireError, OSError):
-                c.hang_up()
+                c.hang_up()  # a malformed request costs the client its connection
+            except BaseException:
+                c.hang_up()  # this lwp ends, saying why in dmesg: nobody would read
+                raise
     finally:
         c.lwps -= 1
         if c.closed and not c.lwps:  # the last one out: the process ends with it
