@@ -166,7 +166,7 @@ class Client:
             raise
         self._adopt(conn, cls, union, body)
 
-    def _adopt(self, conn: sp.Conn, cls: int, union: int, body: bytearray | memoryview) -> None:
+    def _adopt(self, conn: sp.Conn, cls: int, union: int, body: bytearray) -> None:
         if cls == wire.ERROR:
             conn.close()
             _, message = wire.decode(body)
@@ -512,8 +512,8 @@ def _give_back(body: bytearray | memoryview) -> None:
         _long.buf = body.obj
 
 
-def _read_reply(conn: sp.Conn) -> tuple[int, int, bytearray | memoryview]:
-    _, cls, _, union, body = _read_frame(conn)
+def _read_reply(conn: sp.Conn) -> tuple[int, int, bytearray]:
+    _, cls, _, union, body = wire.read_frame(conn)
     return cls, union, body
 
 

@@ -173,16 +173,12 @@ class Server:
             else:
                 conn.close()
 
-    def _read_frame(self, conn: sp.Conn) -> tuple[int, int, int, int, bytearray]:
-        body_len, reqno, cls, ftype, union = wire.parse_header(conn.recv_exact(wire.HEADER_SIZE))
-        return reqno, cls, ftype, union, conn.recv_exact(body_len)
-
     def _handshake(self, conn: sp.Conn) -> tuple[int, int]:
         """The client's process, made as its GUEST or FORK handshake asks: (its pid,
         the lwp context holding it)."""
         nonce = rnd.getrandom(wire.NONCE_BYTES)
         conn.send([wire.banner(*self.system, nonce)])
-        reqno, cls, ftype, kind, body = self._read_frame(conn)
+        reqno, cls, ftype, kind, body = wire.read_frame(conn)
         if (cls, ftype) != (wire.REQ, wire.HANDSHAKE) or kind not in (
             wire.HANDSHAKE_GUEST,
             wire.HANDSHAKE_FORK,

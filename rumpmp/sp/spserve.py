@@ -267,8 +267,7 @@ def _read_frame(conn: sp.Conn, wanted: Callable[[], bool]) -> tuple[int, int, in
     comes soon), then waited for with the CPU released."""
     if not conn.readable():
         thread.spin_until(lambda: conn.readable() or wanted())
-    body_len, reqno, cls, ftype, union = wire.parse_header(conn.recv_exact(wire.HEADER_SIZE))
-    return reqno, cls, ftype, union, conn.recv_exact(body_len)
+    return wire.read_frame(conn)
 
 
 def _run(c: _Conn, reqno: int, cls: int, ftype: int, union: int, body: bytearray) -> None:

@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import math
 import struct
-from typing import Any
+from typing import Any, Protocol
 
 from rumpmp.sys.vnode import Stat, Statvfs
 
@@ -87,6 +87,16 @@ def parse_header(raw: bytes | bytearray) -> tuple[int, int, int, int, int]:
     if cls not in CLASSES or ftype not in TYPES:
         raise WireError(f"unknown frame class {cls} or type {ftype}")
     return length - HEADER_SIZE, reqno, cls, ftype, union
+
+
+class _Conn(Protocol):
+    def recv_exact(self, n: int) -> bytearray: ...
+
+
+def read_frame(conn: _Conn) -> tuple[int, int, int, int, bytearray]:
+    """(request number, class, type, union, body) of the next frame on ``conn``."""
+    body_len, reqno, cls, ftype, union = parse_header(conn.recv_exact(HEADER_SIZE))
+    return reqno, cls, ftype, union, conn.recv_exact(body_len)
 
 
 def proof(secret: bytes, nonce: bytes, kind: int) -> bytes:
