@@ -337,7 +337,7 @@ class Channel:
         while True:
             try:
                 message, fds, _, _ = socket.recv_fds(self._cpu, self.MAX_MESSAGE, 1)
-            except (BlockingIOError, OSError):
+            except OSError:  # nothing more (BlockingIOError), or the host's end is gone
                 return out
             if not message and not fds:
                 return out  # the host's end is closed

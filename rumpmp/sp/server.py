@@ -38,7 +38,7 @@ from hypercalls import param, rnd, sp
 from rumpmp.rumpkern.arena import Arena
 from rumpmp.rumpkern.syscall import sysent
 from rumpmp.sp import spkern, spserve, wire
-from rumpmp.sys.cpu import CI_SPCONNS, CI_SPSLOT, cpu_word
+from rumpmp.sys.cpu import CI_SPCONNS, cpu_word
 from rumpmp.sys.sp import CLOSE, HANDOVER
 
 
@@ -155,14 +155,7 @@ class Server:
         """Answer a new connection's handshake and hand it to a CPU."""
         handed = False
         try:
-            pid, holder = self._handshake(conn)
-            try:
-                self._hand_over(conn, pid, holder)
-                handed = True
-            finally:
-                if not handed:  # the process goes with the lwp context that held it
-                    with contextlib.suppress(Exception):
-                        self.kernel.run(sysent.end_process, holder)
+            handed = self._hand_over(conn, *self._handshake(conn))
         except (EOFError, OSError, wire.WireError, ValueError):
             pass  # the peer went, sent something malformed, or the kernel stopped
         finally:
@@ -228,9 +221,10 @@ class Server:
             answer, wire.proof(token.secret, nonce, kind)
         )
 
-    def _hand_over(self, conn: sp.Conn, pid: int, holder: int) -> None:
+    def _hand_over(self, conn: sp.Conn, pid: int, holder: int) -> bool:
         """Give the connection to the CPU serving the fewest (then the one handed the
-        fewest: connections handed at once spread before any is counted)."""
+        fewest: connections handed at once spread before any is counted); whether it
+        went (if not, its process goes with the lwp context that held it)."""
         arena = self.kernel._arena
         with self._lock:
             cpu = min(
@@ -247,8 +241,14 @@ class Server:
             opts.max_memory,
             int(opts.cookie_lifetime * 1e9),
         )
-        self.kernel._channels[cpu].hand_over(conn, message)
-        arena.pool.unpark(arena.w[cpu_word(arena, cpu) + CI_SPSLOT])
+        try:
+            self.kernel._channels[cpu].hand_over(conn, message)
+        except OSError:  # the CPU has gone: the kernel is stopping
+            with contextlib.suppress(Exception):
+                self.kernel.run(sysent.end_process, holder)
+            return False
+        arena.pool.unpark(spserve.receiver_slot(arena, cpu))
+        return True
 
     def close(self) -> None:
         """Stop listening, end every connection (their processes go), remove the
@@ -265,7 +265,7 @@ class Server:
         for cpu, channel in enumerate(self.kernel._channels):
             with contextlib.suppress(Exception):  # a CPU that has gone took its clients along
                 channel.tell(CLOSE.pack(self.number))
-                arena.pool.unpark(arena.w[cpu_word(arena, cpu) + CI_SPSLOT])
+                arena.pool.unpark(spserve.receiver_slot(arena, cpu))
 
     def __enter__(self) -> Server:
         return self

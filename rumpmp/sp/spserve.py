@@ -88,7 +88,7 @@ class _Conn:
             self.arena.pool.unpark(idle.slot)
         elif self.lwps <= self.max_inflight:  # at most a reader and the calls in flight
             self.wanted = True
-            self.arena.pool.unpark(_receiver_slot(self.arena, _arena.here.cpu))
+            self.arena.pool.unpark(receiver_slot(self.arena, _arena.here.cpu))
 
     def hang_up(self) -> None:
         """End the connection: its process's sleeping calls are interrupted, its
@@ -116,7 +116,8 @@ class _Conn:
 _conns: dict[int, _Conn] = {}
 
 
-def _receiver_slot(arena: Arena, cpu: int) -> int:
+def receiver_slot(arena: Arena, cpu: int) -> int:
+    """The park slot of ``cpu``'s receiver: post it after telling the CPU something."""
     return arena.w[cpu_word(arena, cpu) + CI_SPSLOT]
 
 
@@ -142,7 +143,7 @@ def _receive() -> None:
     arena = _arena.current()
     cpu, channel = _arena.here.cpu, _arena.here.channel
     assert channel is not None
-    slot = _receiver_slot(arena, cpu)
+    slot = receiver_slot(arena, cpu)
     try:
         while arena.state == _arena.RUNNING:
             for conn, message in channel.take():
@@ -265,8 +266,7 @@ def _wait_turn(c: _Conn, me: _Idle) -> bool:
 def _read_frame(conn: sp.Conn, wanted: Callable[[], bool]) -> tuple[int, int, int, int, bytearray]:
     """The next frame: checked for a moment holding the CPU (the next call of a loop
     comes soon), then waited for with the CPU released."""
-    if not conn.readable():
-        thread.spin_until(lambda: conn.readable() or wanted())
+    thread.spin_until(lambda: conn.readable() or wanted())
     return wire.read_frame(conn)
 
 

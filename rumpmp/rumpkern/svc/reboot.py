@@ -37,8 +37,9 @@ def begin_halt(arena: Arena, howto: int) -> bool:
     arena.w[_arena.H_STATE] = _arena.HALTING
     for i in range(arena.ncpu):
         arena.pool.unpark(scheduler.spc(arena, i).doorbell)
-        if arena.w[cpu_word(arena, i) + CI_SPSLOT]:  # its remote clients' connections end
-            arena.pool.unpark(arena.w[cpu_word(arena, i) + CI_SPSLOT])
+        receiver = arena.w[cpu_word(arena, i) + CI_SPSLOT]
+        if receiver:  # its sysproxy receiver ends its remote clients' connections
+            arena.pool.unpark(receiver)
     hostcall.wake_all(arena)  # host threads' lwps leave instead of waiting for calls
     return True
 
