@@ -23,7 +23,7 @@ N = 20_000
 def alloc_free_loop(n: int, cached: bool) -> float:
     """Seconds for ``n`` alloc+free pairs of 64 bytes on this CPU; ``cached=False``
     turns the cache off in this CPU process for the loop (no class is cacheable)."""
-    from rumpmp.rumpkern.arena import current
+    from rumpmp.rumpkern.base.arena import current
 
     arena = current()
     saved = kmem.CACHE_MAX_ORDER

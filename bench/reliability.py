@@ -41,7 +41,7 @@ def load(seconds: float) -> int:
         mutex_exit,
         mutex_init,
     )
-    from rumpmp.rumpkern import arena
+    from rumpmp.rumpkern.base import arena
 
     m = mutex_init()
     count = kmem_zalloc(8)

@@ -12,10 +12,10 @@ from ``rumpmp.kern``.
 
 from rumpmp.host.daemon import rump_daemonize_begin, rump_daemonize_done
 from rumpmp.host.kernel import Kernel, KernelHalted, boot, rump_init
-from rumpmp.rumpkern.entry import KernelCodeExit
+from rumpmp.rumpkern.base.entry import KernelCodeExit
+from rumpmp.rumpkern.base.prf import RumpPanic
 from rumpmp.rumpkern.init import EPROGMISMATCH
-from rumpmp.rumpkern.svc.prf import RumpPanic
-from rumpmp.rumpkern.svc.reboot import RB_AUTOBOOT, RB_DUMP, RB_HALT, RB_NOSYNC
+from rumpmp.rumpkern.sched.reboot import RB_AUTOBOOT, RB_DUMP, RB_HALT, RB_NOSYNC
 
 __all__ = [
     "EPROGMISMATCH",

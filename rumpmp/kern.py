@@ -11,6 +11,103 @@ Every name follows its NetBSD manual page; each function's docstring says where
 rumpmp differs.
 """
 
+from rumpmp.rumpkern.base.clock import (
+    DELAY,
+    getboottime,
+    getticks,
+    hz,
+    hztoms,
+    mstohz,
+    nanotime,
+    nanouptime,
+)
+from rumpmp.rumpkern.base.evcnt import (
+    EVCNT_TYPE_INTR,
+    EVCNT_TYPE_MISC,
+    EVCNT_TYPE_TRAP,
+    evcnt_attach_dynamic,
+    evcnt_detach,
+    evcnt_inc,
+    evcnt_t,
+    rump_printevcnts,
+)
+from rumpmp.rumpkern.base.prf import panic, printf
+from rumpmp.rumpkern.cred.kauth import (
+    NGROUPS_MAX,
+    kauth_cred_dup,
+    kauth_cred_free,
+    kauth_cred_get,
+    kauth_cred_getegid,
+    kauth_cred_geteuid,
+    kauth_cred_getgid,
+    kauth_cred_getgroups,
+    kauth_cred_getrefcnt,
+    kauth_cred_getsvgid,
+    kauth_cred_getsvuid,
+    kauth_cred_getuid,
+    kauth_cred_hold,
+    kauth_cred_ismember_gid,
+    kauth_cred_ngroups,
+    kauth_cred_setegid,
+    kauth_cred_seteuid,
+    kauth_cred_setgid,
+    kauth_cred_setgroups,
+    kauth_cred_setsvgid,
+    kauth_cred_setsvuid,
+    kauth_cred_setuid,
+    kauth_cred_t,
+    rump_cred_create,
+    rump_cred_put,
+)
+from rumpmp.rumpkern.cred.prot import (
+    rump_allbetsareoff_setid,
+    rump_sys_getegid,
+    rump_sys_geteuid,
+    rump_sys_getgid,
+    rump_sys_getgroups,
+    rump_sys_getpid,
+    rump_sys_getppid,
+    rump_sys_getuid,
+    rump_sys_setgid,
+    rump_sys_setgroups,
+    rump_sys_setuid,
+)
+from rumpmp.rumpkern.cred.resource import rump_sys_getrlimit, rump_sys_setrlimit
+from rumpmp.rumpkern.cred.signals import (
+    RUMP_SIGMODEL_HOST,
+    RUMP_SIGMODEL_IGNORE,
+    RUMP_SIGMODEL_PANIC,
+    RUMP_SIGMODEL_RAISE,
+    RUMP_SIGMODEL_RECORD,
+    cv_wait_sig,
+    psignal,
+    rump_boot_setsigmodel,
+    rump_sys_kill,
+    sigclear,
+    sigpending,
+)
+from rumpmp.rumpkern.file.sys_generic import (
+    rump_sys_close,
+    rump_sys_dup,
+    rump_sys_dup2,
+    rump_sys_dup3,
+    rump_sys_fcntl,
+    rump_sys_fstat,
+    rump_sys_ioctl,
+    rump_sys_kevent,
+    rump_sys_kqueue,
+    rump_sys_pipe,
+    rump_sys_pipe2,
+    rump_sys_poll,
+    rump_sys_pollts,
+    rump_sys_pread,
+    rump_sys_pwrite,
+    rump_sys_read,
+    rump_sys_readv,
+    rump_sys_select,
+    rump_sys_write,
+    rump_sys_writev,
+)
 from rumpmp.rumpkern.intr.callout import (
     CALLOUT_MPSAFE,
     callout_ack,
@@ -28,15 +125,14 @@ from rumpmp.rumpkern.intr.callout import (
     callout_stop,
     callout_t,
 )
-from rumpmp.rumpkern.intr.clock import (
-    DELAY,
-    getboottime,
-    getticks,
-    hz,
-    hztoms,
-    mstohz,
-    nanotime,
-    nanouptime,
+from rumpmp.rumpkern.intr.percpu import (
+    percpu_alloc,
+    percpu_foreach,
+    percpu_foreach_xcall,
+    percpu_free,
+    percpu_getref,
+    percpu_putref,
+    percpu_t,
 )
 from rumpmp.rumpkern.intr.softint import (
     SOFTINT_BIO,
@@ -112,14 +208,11 @@ from rumpmp.rumpkern.mem.kmem import (
     kmem_roundup_size,
     kmem_zalloc,
 )
-from rumpmp.rumpkern.mem.percpu import (
-    percpu_alloc,
-    percpu_foreach,
-    percpu_foreach_xcall,
-    percpu_free,
-    percpu_getref,
-    percpu_putref,
-    percpu_t,
+from rumpmp.rumpkern.mem.specificdata import (
+    lwp_getspecific,
+    lwp_setspecific,
+    lwp_specific_key_create,
+    lwp_specific_key_delete,
 )
 from rumpmp.rumpkern.sched.cpu import cpu_index
 from rumpmp.rumpkern.sched.kthread import (
@@ -140,6 +233,18 @@ from rumpmp.rumpkern.sched.lwproc import (
     rump_lwproc_rfork,
     rump_lwproc_switch,
 )
+from rumpmp.rumpkern.sched.reboot import (
+    AB_VERBOSE,
+    RB_AUTOBOOT,
+    RB_DUMP,
+    RB_HALT,
+    RB_NOSYNC,
+    cpu_reboot,
+    rump_boot_gethowto,
+    rump_boot_sethowto,
+    rump_getversion,
+    rump_sys_reboot,
+)
 from rumpmp.rumpkern.sched.scheduler import preempt
 from rumpmp.rumpkern.sched.scheduler import preempt as yield_
 from rumpmp.rumpkern.svc.copy import (
@@ -156,43 +261,6 @@ from rumpmp.rumpkern.svc.copy import (
     uio_t,
     uiomove,
 )
-from rumpmp.rumpkern.svc.evcnt import (
-    EVCNT_TYPE_INTR,
-    EVCNT_TYPE_MISC,
-    EVCNT_TYPE_TRAP,
-    evcnt_attach_dynamic,
-    evcnt_detach,
-    evcnt_inc,
-    evcnt_t,
-    rump_printevcnts,
-)
-from rumpmp.rumpkern.svc.kauth import (
-    NGROUPS_MAX,
-    kauth_cred_dup,
-    kauth_cred_free,
-    kauth_cred_get,
-    kauth_cred_getegid,
-    kauth_cred_geteuid,
-    kauth_cred_getgid,
-    kauth_cred_getgroups,
-    kauth_cred_getrefcnt,
-    kauth_cred_getsvgid,
-    kauth_cred_getsvuid,
-    kauth_cred_getuid,
-    kauth_cred_hold,
-    kauth_cred_ismember_gid,
-    kauth_cred_ngroups,
-    kauth_cred_setegid,
-    kauth_cred_seteuid,
-    kauth_cred_setgid,
-    kauth_cred_setgroups,
-    kauth_cred_setsvgid,
-    kauth_cred_setsvuid,
-    kauth_cred_setuid,
-    kauth_cred_t,
-    rump_cred_create,
-    rump_cred_put,
-)
 from rumpmp.rumpkern.svc.ksyms import ksyms_getval, rump_kernelfsym_load
 from rumpmp.rumpkern.svc.module import (
     modinfo_t,
@@ -204,52 +272,6 @@ from rumpmp.rumpkern.svc.module import (
     rump_sys_modctl,
 )
 from rumpmp.rumpkern.svc.once import RUN_ONCE, once_init, once_t
-from rumpmp.rumpkern.svc.prf import panic, printf
-from rumpmp.rumpkern.svc.prot import (
-    rump_allbetsareoff_setid,
-    rump_sys_getegid,
-    rump_sys_geteuid,
-    rump_sys_getgid,
-    rump_sys_getgroups,
-    rump_sys_getpid,
-    rump_sys_getppid,
-    rump_sys_getuid,
-    rump_sys_setgid,
-    rump_sys_setgroups,
-    rump_sys_setuid,
-)
-from rumpmp.rumpkern.svc.reboot import (
-    AB_VERBOSE,
-    RB_AUTOBOOT,
-    RB_DUMP,
-    RB_HALT,
-    RB_NOSYNC,
-    cpu_reboot,
-    rump_boot_gethowto,
-    rump_boot_sethowto,
-    rump_getversion,
-    rump_sys_reboot,
-)
-from rumpmp.rumpkern.svc.resource import rump_sys_getrlimit, rump_sys_setrlimit
-from rumpmp.rumpkern.svc.signals import (
-    RUMP_SIGMODEL_HOST,
-    RUMP_SIGMODEL_IGNORE,
-    RUMP_SIGMODEL_PANIC,
-    RUMP_SIGMODEL_RAISE,
-    RUMP_SIGMODEL_RECORD,
-    cv_wait_sig,
-    psignal,
-    rump_boot_setsigmodel,
-    rump_sys_kill,
-    sigclear,
-    sigpending,
-)
-from rumpmp.rumpkern.svc.specificdata import (
-    lwp_getspecific,
-    lwp_setspecific,
-    lwp_specific_key_create,
-    lwp_specific_key_delete,
-)
 from rumpmp.rumpkern.svc.sysctl import (
     rump_sys___sysctl,
     sysctl_createv,
@@ -381,28 +403,6 @@ from rumpmp.sys.vnode import (
     Statvfs,
 )
 from rumpmp.vfs.etfs import rump_pub_etfs_register, rump_pub_etfs_remove
-from rumpmp.vfs.sys_generic import (
-    rump_sys_close,
-    rump_sys_dup,
-    rump_sys_dup2,
-    rump_sys_dup3,
-    rump_sys_fcntl,
-    rump_sys_fstat,
-    rump_sys_ioctl,
-    rump_sys_kevent,
-    rump_sys_kqueue,
-    rump_sys_pipe,
-    rump_sys_pipe2,
-    rump_sys_poll,
-    rump_sys_pollts,
-    rump_sys_pread,
-    rump_sys_pwrite,
-    rump_sys_read,
-    rump_sys_readv,
-    rump_sys_select,
-    rump_sys_write,
-    rump_sys_writev,
-)
 from rumpmp.vfs.vfs_syscalls import (
     rump_sys_access,
     rump_sys_chdir,

@@ -8,6 +8,7 @@ import pathlib
 
 import rumpmp
 import rumpmp.kern
+from rumpmp.rumpkern import LAYERS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HOST_MODULES = {
@@ -197,29 +198,59 @@ def test_only_the_host_side_imports_the_host_side():
             assert not any(d.startswith("rumpmp.host") for d in deps), (name, deps)
 
 
-#: The core's imports of the file layer, which issue 22 removes (the seed's core
-#: reaches rumpvfs only through the weak rump_vfs_init): no other may appear.
-CORE_TO_VFS = {
-    "rumpmp.rumpkern.init": {
-        "rumpmp.vfs.descrip",
-        "rumpmp.vfs.memfs",
-        "rumpmp.vfs.select",
-        "rumpmp.vfs.vnode",
-    },
-    "rumpmp.rumpkern.sched.lwproc": {"rumpmp.vfs.descrip"},
-    "rumpmp.rumpkern.syscall.sysent": {"rumpmp.vfs.sys_generic", "rumpmp.vfs.vfs_syscalls"},
-}
+def core_level(module: str) -> int | None:
+    """Where a module of rumpmp/rumpkern sits in LAYERS (init on top); None
+    outside the core or for the package itself."""
+    parts = module.split(".")
+    if parts[:2] != ["rumpmp", "rumpkern"] or len(parts) == 2:
+        return None
+    if parts[2] == "init":
+        return len(LAYERS)
+    assert parts[2] in LAYERS, f"{module}: rumpkern/{parts[2]} is not in rumpkern.LAYERS"
+    return LAYERS.index(parts[2])
 
 
-def test_the_core_imports_nothing_above_it():
-    """Nothing under rumpmp/rumpkern imports the sysproxy server, and of the file
-    layer only what CORE_TO_VFS lists (the arrows still to be taken out)."""
-    graph = import_graph()
+def layer_violations(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(importer, imported) for every arrow from the core to a folder above the
+    importer's own, or out of the core to the file system, the sysproxy server or
+    the host side."""
+    bad = []
     for name, deps in graph.items():
-        if name.startswith("rumpmp.rumpkern"):
-            assert not any(d.startswith("rumpmp.sp") for d in deps), (name, deps)
-            up = {d for d in deps if d.startswith("rumpmp.vfs")}
-            assert up <= CORE_TO_VFS.get(name, set()), (name, up)
+        level = core_level(name)
+        if level is None:
+            continue
+        for d in deps:
+            d_level = core_level(d)
+            above = d_level is not None and d_level > level
+            if above or d.startswith(("rumpmp.vfs", "rumpmp.sp", "rumpmp.host")):
+                bad.append((name, d))
+    return sorted(bad)
+
+
+def test_rumpkern_folders_import_only_downwards():
+    """Issue 22, point 3: each folder of rumpkern imports only its own and those
+    below it in rumpkern.LAYERS; the core imports nothing above it (point 2: it
+    reaches the file system only through the hooks rumpmp.vfs sets)."""
+    graph = import_graph()
+    folders = {p.name for p in (ROOT / "rumpmp/rumpkern").iterdir() if (p / "__init__.py").exists()}
+    assert folders == set(LAYERS)
+    assert not [
+        f for f in (ROOT / "rumpmp/rumpkern").glob("*.py") if f.stem not in ("__init__", "init")
+    ]
+    assert layer_violations(graph) == []
+
+
+def test_the_layer_check_catches_an_upward_import():
+    graph = {
+        "rumpmp.rumpkern.base.prf": {"rumpmp.rumpkern.sched.cpu"},  # up a folder
+        "rumpmp.rumpkern.sched.cpu": {"rumpmp.rumpkern.base.prf"},  # down: fine
+        "rumpmp.rumpkern.file.descrip": {"rumpmp.vfs.vnode"},  # out of the core
+        "rumpmp.rumpkern.init": {"rumpmp.rumpkern.syscall.sysent"},  # init is on top
+    }
+    assert layer_violations(graph) == [
+        ("rumpmp.rumpkern.base.prf", "rumpmp.rumpkern.sched.cpu"),
+        ("rumpmp.rumpkern.file.descrip", "rumpmp.vfs.vnode"),
+    ]
 
 
 def test_the_client_library_reaches_no_kernel_code():

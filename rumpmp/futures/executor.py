@@ -63,7 +63,8 @@ from rumpmp.futures.layout import (
     task_word,
 )
 from rumpmp.host.kernel import Kernel, KernelHalted, boot
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.prf import RumpPanic
 from rumpmp.rumpkern.mem.blob import (
     PickledFunctions,
     dumps,
@@ -73,7 +74,6 @@ from rumpmp.rumpkern.mem.blob import (
 )
 from rumpmp.rumpkern.mem.kmem import KBuf
 from rumpmp.rumpkern.sched.kthread import read_result
-from rumpmp.rumpkern.svc.prf import RumpPanic
 
 #: map() cuts its items into about this many chunks per CPU.
 MAP_CHUNKS_PER_CPU = 2

@@ -44,15 +44,15 @@ from rumpmp.futures.layout import (
     WK_WORDS,
 )
 from rumpmp.kern import cpu_index
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern import entry
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.entry import KthreadExit
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import entry
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.entry import KthreadExit
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.mem.blob import unpickled_function
 from rumpmp.rumpkern.mem.kmem import KBuf
 from rumpmp.rumpkern.sched import hostcall, kthread, scheduler
-from rumpmp.rumpkern.sched.proc import tables
 from rumpmp.sys.lwp import L_PARK
 
 #: The most tasks a worker takes at once, and about how long a batch should run

@@ -14,7 +14,7 @@ import sys
 from rumpmp.host import spcli
 from rumpmp.host.kernel import Kernel, boot, cleanup
 from rumpmp.rumpkern import init
-from rumpmp.rumpkern.svc.prf import RumpPanic
+from rumpmp.rumpkern.base.prf import RumpPanic
 from rumpmp.torture import args as torture_args
 
 
@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--wait", action="store_true", help="stay up until SIGINT or SIGTERM")
     b.add_argument("--timings", action="store_true", help="print each boot phase's duration")
     b.add_argument("--evcnt", action="store_true", help="print the event counters before halting")
+    b.add_argument(
+        "--no-vfs",
+        dest="vfs",
+        action="store_false",
+        default=None,
+        help="boot without a file system",
+    )
     torture_args.add_parser(sub)
     sub.add_parser(
         "cleanup",
@@ -60,12 +67,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _boot(args: argparse.Namespace) -> int:
     try:  # a bad RUMP_* variable is a usage error, like a bad option
-        init.boot_params(args.ncpu, args.verbose, None, args.hostname)
+        init.boot_params(args.ncpu, args.verbose, None, args.hostname, vfs=args.vfs)
     except OSError as e:
         print(f"rumpmp: {e.strerror or e}", file=sys.stderr)
         return 2
     try:
-        kernel = boot(args.ncpu, verbose=args.verbose, hostname=args.hostname)
+        kernel = boot(args.ncpu, verbose=args.verbose, hostname=args.hostname, vfs=args.vfs)
     except OSError as e:
         print(f"rumpmp: {e.strerror or e}", file=sys.stderr)
         return 1

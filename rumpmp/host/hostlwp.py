@@ -22,12 +22,12 @@ import weakref
 from collections.abc import Callable
 
 from hypercalls import param, sync
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.rumpkern.mem.blob import dumps, payload_put
 from rumpmp.rumpkern.sched import hostcall, kthread
 from rumpmp.rumpkern.sched.hostcall import Call
-from rumpmp.rumpkern.sched.proc import tables
 from rumpmp.sys.lwp import (
     IO_PAYLOAD_BYTES,
     L_ANSWERED,

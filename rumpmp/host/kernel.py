@@ -19,19 +19,21 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Self
 
+import rumpmp.vfs  # noqa: F401 - links the file system into the core (sets its hooks)
 from hypercalls import clock, param, proc, shm, sp, sync, thread
 from hypercalls.intr import hold_interrupts
 from rumpmp.host.hostlwp import HostLwps
-from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern import init
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import evcnt
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.msgbuf import msgbuf_read
+from rumpmp.rumpkern.base.prf import RumpPanic, kprintf, panic_info, record_panic
 from rumpmp.rumpkern.intr import xcall
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.mem.blob import PickledFunctions
-from rumpmp.rumpkern.sched import scheduler
-from rumpmp.rumpkern.svc import evcnt, module, reboot, sysctl
-from rumpmp.rumpkern.svc.msgbuf import msgbuf_read
-from rumpmp.rumpkern.svc.prf import RumpPanic, kprintf, panic_info, record_panic
+from rumpmp.rumpkern.sched import reboot, scheduler
+from rumpmp.rumpkern.svc import module, sysctl
 from rumpmp.sys.proc import RUMP_RFCFDG
 
 if TYPE_CHECKING:  # loaded with the first system call: a boot does not need them
@@ -475,10 +477,14 @@ def boot(
     hostname: str | None = None,
     lockdebug: bool | None = None,
     hz: int | None = None,
+    vfs: bool | None = None,
     components: Iterable[module.rump_component] = (),
 ) -> Kernel:
     """Boot a new, independent kernel.  Unset parameters come from RUMP_NCPU,
-    RUMP_VERBOSE, RUMP_THREADS, RUMP_LOCKDEBUG, RUMP_HZ and the host, as in rump.
+    RUMP_VERBOSE, RUMP_THREADS, RUMP_LOCKDEBUG, RUMP_HZ, RUMP_VFS and the host, as
+    in rump.  ``vfs=False`` leaves the file system out, as a rump kernel without
+    rumpvfs: descriptors, pipes, poll and kqueue work, and the file system's calls
+    (open, stat, mkdir, ...) answer ENOSYS.
 
     The components the host provides (entry points ``rumpmp.components``) and
     ``components`` run, then the modules it provides load (``rumpmp.modules``); one
@@ -487,7 +493,7 @@ def boot(
     if not all(isinstance(c, module.rump_component) for c in components):
         raise TypeError("components must be rump_component objects")
     cleanup()  # what kernels of dead hosts left behind (a SIGKILL of a process group)
-    k = Kernel(init.rump__init(ncpu, verbose, threads, hostname, lockdebug, hz))
+    k = Kernel(init.rump__init(ncpu, verbose, threads, hostname, lockdebug, hz, vfs))
     if not (components or module.provided()):
         return k  # nothing to run: spare the boot a call into the kernel
     try:

@@ -19,7 +19,7 @@ from typing import Any
 from rumpmp import rumpclient
 from rumpmp.host import daemon
 from rumpmp.host.kernel import Kernel, boot
-from rumpmp.rumpkern.arena import H_HOWTO
+from rumpmp.rumpkern.base.arena import H_HOWTO
 from rumpmp.sys.sysctl import CTL_QUERY
 
 RB_HALT, RB_NOSYNC, RB_DUMP = 0x8, 0x4, 0x100
@@ -53,6 +53,13 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--listen-any", action="store_true", help="allow a non-loopback address")
     s.add_argument("--token-file", help="TCP clients must prove they hold this token")
     s.add_argument("--root-clients", action="store_true", help="every client is root (rump's way)")
+    s.add_argument(
+        "--no-vfs",
+        dest="vfs",
+        action="store_false",
+        default=None,
+        help="serve without a file system",
+    )
     h = sub.add_parser(
         "halt", help="halt the kernel at $RUMP_SERVER", description="rump.halt", add_help=False
     )
@@ -84,7 +91,7 @@ def server(args: argparse.Namespace) -> int:
     if not args.foreground:
         daemon.rump_daemonize_begin()
     try:
-        kernel = boot(args.ncpu, verbose=args.verbose or None)
+        kernel = boot(args.ncpu, verbose=args.verbose or None, vfs=args.vfs)
     except OSError as e:
         return _failed(args, e)
     stop = threading.Event()  # set by SIGINT/SIGTERM: handled before anyone can send them

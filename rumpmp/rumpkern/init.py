@@ -8,37 +8,31 @@ from __future__ import annotations
 
 import errno
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import hypercalls
 from hypercalls import clock, param, proc, rnd, shm, sp
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.intr import callout, softint, xcall
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import evcnt, msgbuf
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.prf import aprint_verbose
+from rumpmp.rumpkern.cred import signals
+from rumpmp.rumpkern.file import descrip, select
+from rumpmp.rumpkern.intr import callout, percpu, softint, xcall
 from rumpmp.rumpkern.locking import biglock, sleepq
 from rumpmp.rumpkern.locking.sleepq import tsleep
-from rumpmp.rumpkern.mem import kmem, percpu
-from rumpmp.rumpkern.sched import cpu, kthread, lwproc
-from rumpmp.rumpkern.svc import (
-    evcnt,
-    module,
-    msgbuf,
-    reboot,
-    signals,
-    specificdata,
-    sysctl,
-    workqueue,
-)
-from rumpmp.rumpkern.svc.prf import aprint_verbose
+from rumpmp.rumpkern.mem import kmem, specificdata
+from rumpmp.rumpkern.sched import cpu, kthread, lwproc, reboot
+from rumpmp.rumpkern.svc import module, sysctl, workqueue
+from rumpmp.rumpkern.syscall import sysent
 from rumpmp.sys import file as file_layout
 from rumpmp.sys import module as module_layout
 from rumpmp.sys import sp as sp_layout
 from rumpmp.sys import sysctl as sysctl_layout
-from rumpmp.sys import vnode as vnode_layout
 from rumpmp.sys.cpu import CI_STATE, CPU_READY, cpu_word, region
 from rumpmp.sys.param import MAXCPUS, PRI_PGDAEMON
 from rumpmp.sys.proc import REGIONS
-from rumpmp.vfs import descrip, memfs, select, vnode
 
 #: NetBSD's EPROGMISMATCH (Linux has no such errno; this is NetBSD's number).
 EPROGMISMATCH = 74
@@ -70,6 +64,12 @@ PERCPU_INIT = [
 
 _kernel_seq = itertools.count()
 
+#: The file system, once this program has it (importing ``rumpmp.vfs`` sets these,
+#: as linking rumpvfs resolves the seed's weak ``rump_vfs_init``): the arena
+#: regions it needs and its boot step.  Unset, a kernel has no file system.
+rump_vfs_regions: list[tuple[str, int]] = []
+rump_vfs_init: Callable[[Arena], None] | None = None
+
 #: Every named object of a kernel is called rmp-<host pid>-<seq>-[<tag>-]<random>.<what>.
 PREFIX_STEM = "rmp-"
 
@@ -83,6 +83,7 @@ class BootParams:
     memlimit: int
     hz: int
     lockdebug: bool
+    vfs: bool = True  # with the file system, if the program has it
 
 
 @dataclass
@@ -171,6 +172,7 @@ def boot_params(
     hostname: str | None,
     lockdebug: bool | None = None,
     hz: int | None = None,
+    vfs: bool | None = None,
 ) -> BootParams:
     """The boot parameters: arguments first, then the RUMP_* environment, as in rump."""
     try:
@@ -192,6 +194,7 @@ def boot_params(
         memlimit=memlimit,
         hz=parse_hz(hz) if hz is not None else parse_hz(_env_or("RUMP_HZ", DEFAULT_HZ), "RUMP_HZ"),
         lockdebug=_env_flag("RUMP_LOCKDEBUG", "lockdebug", lockdebug, False),
+        vfs=_env_flag("RUMP_VFS", "vfs", vfs, True) and rump_vfs_init is not None,
     )
 
 
@@ -235,7 +238,8 @@ def _regions(p: BootParams) -> list[tuple[str, int]]:
         module_layout.REGION,
         specificdata.REGION,
         *file_layout.REGIONS,
-        *vnode_layout.REGIONS,
+        sysent.REGION,
+        *(rump_vfs_regions if p.vfs else ()),
         *sp_layout.REGIONS,
         ("kmem", kmem.region_size(p.memlimit)),
     ]
@@ -259,12 +263,13 @@ def rump__init(
     hostname: str | None = None,
     lockdebug: bool | None = None,
     hz: int | None = None,
+    vfs: bool | None = None,
 ) -> Booted:
     """Boot a new kernel; returns when every CPU has reported ready."""
     timings: dict[str, float] = {}
     timer = _Timer(timings)
     check_versions()
-    p = boot_params(ncpu, verbose, threads, hostname, lockdebug, hz)
+    p = boot_params(ncpu, verbose, threads, hostname, lockdebug, hz, vfs)
     timer.mark("parameters")
 
     prefix = (
@@ -321,9 +326,11 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     module.module_init(arena)
     biglock.biglock_init(arena)
     specificdata.specificdata_init(arena)
-    descrip.fd_sys_init(arena)
-    vnode.vfs_init(arena)
-    memfs.memfs_init(arena)
+    descrip.fd_sys_init(arena, sysctl.value_word(arena, "kern.maxfiles"))
+    sysent.sysent_init(arena)
+    if p.vfs and rump_vfs_init is not None:
+        rump_vfs_init(arena)
+        w[_arena.H_VFS] = 1
     w[_arena.H_BOOT_SLOT] = arena.pool.alloc(0)
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hypercalls import param, rnd, sp
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.syscall import sysent
 from rumpmp.sp import spkern, spserve, wire
 from rumpmp.sys.cpu import CI_SPCONNS, cpu_word

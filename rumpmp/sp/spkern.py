@@ -12,11 +12,12 @@ import errno
 import hmac
 
 from hypercalls import clock, rnd
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.proc import curproc_word, tables
+from rumpmp.rumpkern.cred import prot, resource, signals
+from rumpmp.rumpkern.file import descrip
 from rumpmp.rumpkern.sched import lwproc
-from rumpmp.rumpkern.sched.proc import curproc_word, tables
-from rumpmp.rumpkern.svc import prot, resource, signals
 from rumpmp.rumpkern.syscall import sysent
 from rumpmp.sys.proc import (
     P_SPCLIENT,
@@ -26,7 +27,6 @@ from rumpmp.sys.proc import (
     RUMP_RFFDG,
 )
 from rumpmp.sys.sp import C_COOKIE, C_EXPIRES, C_PID, COOKIE_WORDS, NCOOKIE
-from rumpmp.vfs import descrip
 
 SIGKILL = 9
 INITPROC = 1

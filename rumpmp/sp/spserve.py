@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 
 from hypercalls import clock, sp, thread
 from hypercalls.sync import Shutdown
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern import entry
-from rumpmp.rumpkern.arena import Arena, onproc
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import entry
+from rumpmp.rumpkern.base.arena import Arena, onproc
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.rumpkern.sched import kthread, scheduler
-from rumpmp.rumpkern.sched.proc import tables
 from rumpmp.rumpkern.syscall import sysent
 from rumpmp.sp import spkern, wire
 from rumpmp.sys.cpu import CI_SPCONNS, CI_SPSLOT, cpu_word
@@ -331,9 +331,7 @@ def _call(num: int, body: bytearray) -> list[wire.Part]:
         args = wire.decode(body)
     except wire.WireError as e:
         raise OSError(errno.EINVAL, f"malformed arguments: {e}") from None
-    entry_ = sysent.SYSENT.get(num)
-    if entry_ is None:
-        raise OSError(errno.ENOSYS, f"no system call {num}")
+    entry_ = sysent.lookup(num)
     if not isinstance(args, tuple):
         raise OSError(errno.EINVAL, "arguments must be a tuple")
     fills = FILLS.get(num)

@@ -30,7 +30,7 @@ import pytest
 from hypercalls import shm
 from rumpmp.host import kernel as kernel_
 from rumpmp.host.kernel import Kernel
-from rumpmp.rumpkern.svc.prf import RumpPanic
+from rumpmp.rumpkern.base.prf import RumpPanic
 
 PARAMS = ("ncpu", "lockdebug", "hz", "perturb")
 SETTLE_SECONDS = 30.0

@@ -61,9 +61,9 @@ from rumpmp.kern import (
     xc_unicast,
     xc_wait,
 )
-from rumpmp.rumpkern import arena as _arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import perturb
 from rumpmp.rumpkern.mem import kmem
-from rumpmp.rumpkern.sched import perturb
 from rumpmp.torture import layout as L
 
 RING = 64  # slots of the cv type's ring

@@ -1,12 +1,15 @@
-"""The file layer (rump's rumpvfs, with the descriptor, pipe, select and kqueue code
-of its kernel): every structure lives in shared memory, so any CPU serves any call
-on any file.
+"""The file system (rump's rumpvfs): vnodes, path lookup and the name cache, the
+memory file system and etfs, and the file system's system calls.  Every structure
+lives in shared memory, so any CPU serves any call on any file.
 
-- ``select``: selinfo, selrecord/selnotify and the wait every poll, select and
-  kevent makes;
-- ``pipe``: pipes; ``vnode``: the node table, vnode locks and file data;
-- ``memfs``: the memory file system (a RUMP_COMPONENT_KERN_VFS component) and its
-  mounts; ``namei``: path lookup and the name cache;
-- ``event``: kqueues and their filters; ``descrip``: files and descriptor tables;
-- ``sys_generic`` and ``vfs_syscalls``: the system calls.
+- ``vnode``: the node table, vnode locks and file data; ``vfs_vnops``: what the
+  core's descriptor calls do with a vnode;
+- ``namei``: path lookup and the name cache;
+- ``memfs``: the memory file system and its mounts; ``etfs``: host files;
+- ``vfs_syscalls``: open, stat, mkdir, mount, ...;
+- ``rump_vfs``: the component: importing this package links it into the core.
+
+Descriptors, pipes, select/poll and kqueue are the core's (``rumpmp.rumpkern.file``).
 """
+
+from rumpmp.vfs import rump_vfs as rump_vfs

@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 
 from hypercalls import hostfile
-from rumpmp.rumpkern import arena as _arena
 from rumpmp.rumpkern.locking.rwlock import RW_WRITER
 from rumpmp.rumpkern.mem.blob import blob_put
 from rumpmp.sys import vnode as V
@@ -34,7 +33,7 @@ def rump_pub_etfs_register(key: str, hostpath: str, ftype: int) -> None:
     _, regular = hostfile.getfileinfo(hostpath)
     if not regular:
         raise OSError(errno.EINVAL, f"etfs: {hostpath} is not a regular file")
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     d, dgen, name = namei.namei_parent(arena, key, ROOT)
     node, gen = memfs.create(arena, d, dgen, name, V.VREG, 0o644, ROOT)
     held = vnode.vlock_nodes(arena, [node], RW_WRITER)
@@ -49,7 +48,7 @@ def rump_pub_etfs_register(key: str, hostpath: str, ftype: int) -> None:
 def rump_pub_etfs_remove(key: str) -> None:
     """rump_pub_etfs_remove(3): remove the mapping at ``key`` (the host file stays).
     EINVAL if ``key`` is not an etfs mapping."""
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     node, _ = namei.namei(arena, key, ROOT, follow=False)
     if vnode.host_path(arena, node) is None:
         raise OSError(errno.EINVAL, f"etfs: {key} is not a host file mapping")

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import errno
 
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.file import table
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit, mutex_init_in
 from rumpmp.rumpkern.locking.rwlock import RW_READER, RW_WRITER, krwlock_t
 from rumpmp.rumpkern.mem.blob import blob_get, blob_put
@@ -25,7 +26,7 @@ from rumpmp.rumpkern.svc.module import rump_component
 from rumpmp.sys import vnode as V
 from rumpmp.sys.file import FH_RENAME
 from rumpmp.sys.module import RUMP_COMPONENT_KERN_VFS
-from rumpmp.vfs import namei, table, vnode
+from rumpmp.vfs import namei, vnode
 from rumpmp.vfs.namei import Cred
 from rumpmp.vfs.vnode import mount_rec, rec
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import errno
 import zlib
 
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.proc import curproc_word
 from rumpmp.rumpkern.locking.rwlock import RW_READER, rw_enter, rw_exit
-from rumpmp.rumpkern.sched.proc import curproc_word
 from rumpmp.sys import vnode as V
 from rumpmp.sys.proc import P_CWD
 from rumpmp.vfs import vnode

@@ -14,18 +14,18 @@ import errno
 from collections.abc import Callable
 from typing import TypeVar
 
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.proc import curproc_word
+from rumpmp.rumpkern.cred import kauth
+from rumpmp.rumpkern.file import descrip, objlock
 from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
 from rumpmp.rumpkern.locking.rwlock import RW_READER, RW_WRITER, rw_enter, rw_exit
 from rumpmp.rumpkern.mem import kmem
-from rumpmp.rumpkern.sched.proc import curproc_word
-from rumpmp.rumpkern.svc import kauth
 from rumpmp.sys import file as F
 from rumpmp.sys import vnode as V
 from rumpmp.sys.proc import P_CWD
 from rumpmp.sys.vnode import Stat, Statvfs
-from rumpmp.vfs import descrip, memfs, namei, objlock, vnode
+from rumpmp.vfs import memfs, namei, vnode
 from rumpmp.vfs.namei import Cred
 
 T = TypeVar("T")
@@ -56,7 +56,7 @@ def _file_node(arena: Arena, fd: int) -> tuple[int, int, int]:
 
 
 def _on_fd(fd: int, body: Callable[[Arena, int, int, int], T]) -> T:
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     f, node, flag = _file_node(arena, fd)
     try:
         return body(arena, f, node, flag)
@@ -71,7 +71,7 @@ def rump_sys_open(path: str, flags: int, mode: int = 0o777) -> int:
     """open(2): a descriptor for ``path``.  O_CREAT (with O_EXCL: EEXIST if it
     exists), O_TRUNC, O_APPEND, O_NONBLOCK, O_DIRECTORY (ENOTDIR), O_NOFOLLOW (ELOOP
     for a link), O_CLOEXEC; EISDIR to write a directory, EACCES without permission."""
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     acc = flags & F.O_ACCMODE
     if acc == F.O_ACCMODE:
         raise OSError(errno.EINVAL, "open: bad access mode")
@@ -143,7 +143,7 @@ def _lookup_or_create(
 
 def rump_sys_mkdir(path: str, mode: int = 0o777) -> None:
     """mkdir(2).  EEXIST if the name is taken."""
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     cred = kauth.curproc_ids()
     d, dgen, name = namei.namei_parent(arena, path, cred)
     memfs.create(arena, d, dgen, name, V.VDIR, mode, cred)
@@ -155,7 +155,7 @@ def rump_sys_symlink(target: str, path: str) -> None:
         raise TypeError(f"target must be str, not {type(target).__name__}")
     if len(target.encode()) >= V.MAXPATHLEN:
         raise OSError(errno.ENAMETOOLONG, "symlink: target too long")
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     cred = kauth.curproc_ids()
     d, dgen, name = namei.namei_parent(arena, path, cred)
     memfs.create(arena, d, dgen, name, V.VLNK, 0o777, cred, target=target)
@@ -163,14 +163,14 @@ def rump_sys_symlink(target: str, path: str) -> None:
 
 def rump_sys_readlink(path: str) -> str:
     """readlink(2): the target of link ``path``; EINVAL if it is not a link."""
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     node, gen = namei.namei(arena, path, kauth.curproc_ids(), follow=False)
     return namei.readlink(arena, node, gen)
 
 
 def rump_sys_unlink(path: str) -> None:
     """unlink(2): remove a name that is not a directory's (EPERM for one)."""
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     cred = kauth.curproc_ids()
     d, dgen, name = namei.namei_parent(arena, path, cred)
     memfs.remove(arena, d, dgen, name, False, cred)
@@ -178,7 +178,7 @@ def rump_sys_unlink(path: str) -> None:
 
 def rump_sys_rmdir(path: str) -> None:
     """rmdir(2): remove an empty directory (ENOTEMPTY otherwise)."""
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     cred = kauth.curproc_ids()
     d, dgen, name = namei.namei_parent(arena, path, cred)
     memfs.remove(arena, d, dgen, name, True, cred)
@@ -186,7 +186,7 @@ def rump_sys_rmdir(path: str) -> None:
 
 def rump_sys_rename(src: str, dst: str) -> None:
     """rename(2): atomic, across directories, replacing what ``dst`` names."""
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     cred = kauth.curproc_ids()
     memfs.rename(
         arena, namei.namei_parent(arena, src, cred), namei.namei_parent(arena, dst, cred), cred
@@ -195,7 +195,7 @@ def rump_sys_rename(src: str, dst: str) -> None:
 
 def rump_sys_link(src: str, dst: str) -> None:
     """link(2): another name for file ``src``."""
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     cred = kauth.curproc_ids()
     node, gen = namei.namei(arena, src, cred, follow=False)
     d, dgen, name = namei.namei_parent(arena, dst, cred)
@@ -206,7 +206,7 @@ def rump_sys_link(src: str, dst: str) -> None:
 
 
 def _stat_path(path: str, follow: bool) -> Stat:
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     node, gen = namei.namei(arena, path, kauth.curproc_ids(), follow)
     return _with_node(arena, node, gen, RW_READER, lambda _: vnode.getattr_(arena, node))
 
@@ -232,7 +232,7 @@ Change = Callable[[Arena, int, int, Cred], None]  # (arena, node, record, cred)
 def _setattr(path_or_fd: str | int, follow: bool, change: Change) -> None:
     """VOP_SETATTR: ``change`` a node's attributes under its lock, the node named by
     a path or an open descriptor."""
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     cred = kauth.curproc_ids()
     if isinstance(path_or_fd, str):
         node, gen = namei.namei(arena, path_or_fd, cred, follow)
@@ -327,7 +327,7 @@ def rump_sys_truncate(path: str, length: int) -> None:
     permission, EISDIR for a directory."""
     if length < 0:
         raise OSError(errno.EINVAL, "truncate: negative length")
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     cred = kauth.curproc_ids()
     node, gen = namei.namei(arena, path, cred)
 
@@ -360,7 +360,7 @@ def rump_sys_fsync(fd: int) -> None:
 def rump_sys_lseek(fd: int, offset: int, whence: int) -> int:
     """lseek(2): the new offset.  ESPIPE on a pipe, EINVAL for a bad whence or a
     negative result."""
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     f = descrip.fd_getfile(arena, fd)
     try:
         ftype, _, node, _ = descrip.file_info(arena, f)
@@ -429,7 +429,7 @@ def rump_sys_getdents(fd: int, count: int) -> list[tuple[int, int, str]]:
 def rump_sys_listdir(path: str = ".") -> list[str]:
     """The names in directory ``path``, as ``os.listdir`` gives them (no "." or
     ".."); rumpmp's host-side convenience, served by the kernel in one call."""
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     cred = kauth.curproc_ids()
     node, gen = namei.namei(arena, path, cred)
     return [name for _, _, name in _entries(arena, node, gen, cred)[2:]]
@@ -437,7 +437,7 @@ def rump_sys_listdir(path: str = ".") -> list[str]:
 
 def rump_sys_chdir(path: str) -> None:
     """chdir(2): ENOTDIR, EACCES without search permission."""
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     cred = kauth.curproc_ids()
     node, gen = namei.namei(arena, path, cred)
     _set_cwd(arena, node, gen, cred)
@@ -471,7 +471,7 @@ def _set_cwd(arena: Arena, node: int, gen: int, cred: Cred) -> None:
 
 def rump_sys_getcwd() -> str:
     """getcwd(2): the working directory's path; ENOENT if it has been removed."""
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     w = arena.w
     node, gen = namei.cwd(arena)
     root, _ = namei.root(arena)
@@ -500,7 +500,7 @@ def rump_sys_getcwd() -> str:
 def rump_sys_access(path: str, mode: int) -> None:
     """access(2), with the process's real ids: EACCES if it may not, ENOENT if the
     file does not exist (F_OK)."""
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     cred = kauth.curproc_ids(real=True)
     node, gen = namei.namei(arena, path, cred)
     _with_node(arena, node, gen, RW_READER, lambda _: vnode.vaccess(arena, node, mode & 7, cred))
@@ -511,7 +511,7 @@ def rump_sys_access(path: str, mode: int) -> None:
 
 def rump_sys_statvfs(path: str) -> Statvfs:
     """statvfs(2) of the file system ``path`` is on."""
-    arena = _arena.current()
+    arena = vnode.vfs_arena()
     node, _ = namei.namei(arena, path, kauth.curproc_ids())
     w = arena.w
     m = vnode.mount_rec(arena, w[vnode.rec(arena, node) + V.V_MOUNT])
@@ -540,10 +540,10 @@ def rump_sys_mount(fstype: str, path: str, flags: int = 0, size: int = 0) -> Non
     ENODEV for another type, EPERM unless root, EBUSY if something is mounted."""
     if fstype not in FSTYPES:
         raise OSError(errno.ENODEV, f"mount: no file system type {fstype!r}")
-    memfs.mount(_arena.current(), path, size, kauth.curproc_ids())
+    memfs.mount(vnode.vfs_arena(), path, size, kauth.curproc_ids())
 
 
 def rump_sys_unmount(path: str, flags: int = 0) -> None:
     """unmount(2): EBUSY while a file is open in it, a process works in it or a
     file system is mounted in it."""
-    memfs.unmount(_arena.current(), path, flags, kauth.curproc_ids())
+    memfs.unmount(vnode.vfs_arena(), path, flags, kauth.curproc_ids())

@@ -23,16 +23,26 @@ import pickle
 from collections.abc import Iterable
 
 from hypercalls import hostfile, sync
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.intr.clock import NS, nanotime
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.clock import NS, nanotime
+from rumpmp.rumpkern.file.select import selnotify, selrecord
 from rumpmp.rumpkern.locking.rwlock import RW_WRITER, krwlock_t, rw_enter, rw_exit, rw_init_in
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
 from rumpmp.sys import vnode as V
 from rumpmp.sys.vnode import Stat
-from rumpmp.vfs.select import selnotify, selrecord
 
 BLOCK = 512  # st_blocks counts these
+
+
+def vfs_arena() -> Arena:
+    """The current kernel, with its file system; ENOSYS in one booted without it
+    (where a rump kernel without rumpvfs has none of its calls)."""
+    arena = _arena.current()
+    if not arena.w[_arena.H_VFS]:
+        raise OSError(errno.ENOSYS, "this kernel was booted without the file system")
+    return arena
 
 
 def vfs_init(arena: Arena) -> None:

@@ -47,6 +47,22 @@ def test_environment_and_verbose():
 
 
 @pytest.mark.timeout(60)
+def test_no_vfs_boots_without_the_file_system():
+    """--no-vfs (or RUMP_VFS=0): no file system, so its component (memfs) never runs."""
+    with_vfs = rumpmp("boot", "--ncpu", "2", "--verbose")
+    assert with_vfs.returncode == 0 and "component memfs initialised" in with_vfs.stdout
+    for r in (
+        rumpmp("boot", "--ncpu", "2", "--verbose", "--no-vfs"),
+        rumpmp("boot", "--ncpu", "2", "--verbose", env={"RUMP_VFS": "0"}),
+    ):
+        assert r.returncode == 0, r.stderr
+        assert "cpu1 at thinair0" in r.stdout and "memfs" not in r.stdout
+    bad = rumpmp("boot", "--ncpu", "2", env={"RUMP_VFS": "x"})
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+    assert "RUMP_VFS" in bad.stderr
+
+
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("bad", ["0", "x", "-3"])
 def test_bad_ncpu_is_one_line_and_exit_2(bad):
     r = rumpmp("boot", "--ncpu", bad)

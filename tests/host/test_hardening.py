@@ -22,7 +22,7 @@ from hypercalls import shm
 from rumpmp import kern
 from rumpmp.rumpkern.intr import softint
 from rumpmp.rumpkern.mem import kmem
-from rumpmp.rumpkern.svc import reboot
+from rumpmp.rumpkern.sched import reboot
 from tests.helpers import assert_no_leak, pid_gone, wait_for
 
 # -- 1. whatever kernel code raises ends its lwp and reaches its caller ------------------
@@ -216,8 +216,8 @@ import errno, os, sys, rumpmp
 
 def my_lwp():
     from hypercalls import thread
-    from rumpmp.rumpkern.arena import current
-    from rumpmp.rumpkern.sched.proc import tables
+    from rumpmp.rumpkern.base.arena import current
+    from rumpmp.rumpkern.base.proc import tables
     from rumpmp.sys.lwp import L_LID
     return thread.curlwp(), current().w[tables(current()).lwp(thread.curlwp()) + L_LID]
 
@@ -291,7 +291,7 @@ def printf_under_a_spin_mutex():
 
 @pytest.mark.timeout(30)
 def test_printf_waits_for_the_message_buffer_without_giving_up_its_cpu(rump_kernel):
-    from rumpmp.rumpkern.svc import msgbuf
+    from rumpmp.rumpkern.base import msgbuf
 
     lock = msgbuf._lock(rump_kernel._arena)
     lock.enter_nowrap()  # contended: printf must wait, holding its CPU (LOCKDEBUG is on)
@@ -510,8 +510,7 @@ def test_a_softint_scheduled_while_it_is_disestablished_is_never_linked(rump_ker
 
 
 def panic_everywhere(arena_cpu, _):
-    from rumpmp.rumpkern import arena
-    from rumpmp.rumpkern.svc import prf
+    from rumpmp.rumpkern.base import arena, prf
 
     cpu = kern.cpu_index()
     prf.record_panic(arena.current(), cpu, f"panic from cpu{cpu}")
@@ -533,7 +532,7 @@ def test_simultaneous_panics_do_not_mix_cpu_and_message(rump_boot):
 
 
 def claim_all(blocks, _):
-    from rumpmp.rumpkern import arena
+    from rumpmp.rumpkern.base import arena
 
     heap = kmem.heap_of(arena.current())
     return sum(kmem.claim(heap, buf, 64) is None for buf in blocks)

@@ -22,8 +22,8 @@ def whoami():
     (its index in the table, its number in its process): the pair names one lwp."""
     from hypercalls import thread
     from rumpmp.kern import cpu_index, rump_lwproc_curlwp, rump_sys_getpid
-    from rumpmp.rumpkern.arena import current
-    from rumpmp.rumpkern.sched.proc import tables
+    from rumpmp.rumpkern.base.arena import current
+    from rumpmp.rumpkern.base.proc import tables
     from rumpmp.sys.lwp import L_LID
 
     index = thread.curlwp()
@@ -37,7 +37,7 @@ def user_lwps(k: rumpmp.Kernel) -> int:
 
 
 def _user_lwps_in_kernel():
-    from rumpmp.rumpkern.arena import current
+    from rumpmp.rumpkern.base.arena import current
     from rumpmp.rumpkern.sched.scheduler import spc
 
     arena = current()

@@ -9,9 +9,9 @@ import struct
 import pytest
 
 import rumpmp
-from rumpmp.rumpkern.arena import current
+from rumpmp.rumpkern.base.arena import current
+from rumpmp.rumpkern.base.clock import ticks_in
 from rumpmp.rumpkern.intr.callout import callout_stats
-from rumpmp.rumpkern.intr.clock import ticks_in
 from tests.helpers import BOUND_TICKS
 from tests.helpers import kwait_for as wait_for
 

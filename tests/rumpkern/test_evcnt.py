@@ -7,8 +7,8 @@ import errno
 
 import pytest
 
-from rumpmp.rumpkern.arena import current
-from rumpmp.rumpkern.svc import evcnt
+from rumpmp.rumpkern.base import evcnt
+from rumpmp.rumpkern.base.arena import current
 
 
 def count_here(arg):

@@ -260,7 +260,7 @@ def test_nosleep_exhaustion_with_caches_gives_none_and_recovers(rump_boot, monke
 
 def pairs_without_the_heap_lock(n):
     from rumpmp.kern import kmem_alloc, kmem_free
-    from rumpmp.rumpkern.arena import current
+    from rumpmp.rumpkern.base.arena import current
 
     arena = current()
     kmem_free(kmem_alloc(64), 64)  # warm: the class holds blocks now

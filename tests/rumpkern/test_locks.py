@@ -11,7 +11,7 @@ import time
 import pytest
 
 import rumpmp
-from rumpmp.rumpkern.sched.proc import tables
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.sys.lwp import L_STATE, LSSLEEP
 from rumpmp.sys.sched import SPC_CURLWP
 
@@ -368,7 +368,7 @@ def steal_scenario():
     buf = kmem_zalloc(24)
     busy = kthread_create(PRI_KTHREAD, KTHREAD_MUSTJOIN, 1, _spin_until_flag, buf, "busy")
     deadline = time.monotonic() + 10
-    from rumpmp.rumpkern.arena import current
+    from rumpmp.rumpkern.base.arena import current
     from rumpmp.rumpkern.sched import scheduler
 
     sp1 = scheduler.spc(current(), 1)
@@ -408,7 +408,7 @@ def tsleep_wakeup_across_cpus():
         mstohz,
         wakeup,
     )
-    from rumpmp.rumpkern.arena import current
+    from rumpmp.rumpkern.base.arena import current
 
     buf = kmem_zalloc(16)
     sleeper = kthread_create(PRI_KTHREAD, KTHREAD_MUSTJOIN, 1, _sleeper, buf, "sleeper")

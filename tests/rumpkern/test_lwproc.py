@@ -8,8 +8,8 @@ import errno
 import pytest
 
 import rumpmp
-from rumpmp.rumpkern.arena import current
-from rumpmp.rumpkern.sched.proc import tables
+from rumpmp.rumpkern.base.arena import current
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.sys.proc import P_NLWP, PID_MAX, T_NEXTPID
 
 
@@ -220,7 +220,7 @@ def rfork_tables():
         rump_sys_read,
         rump_sys_write,
     )
-    from rumpmp.vfs.descrip import open_fds
+    from rumpmp.rumpkern.file.descrip import open_fds
 
     rump_lwproc_newproc()
     parent = rump_lwproc_curlwp()

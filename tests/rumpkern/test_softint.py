@@ -76,7 +76,7 @@ def disestablish_while_running():
         softint_establish,
         softint_schedule_cpu,
     )
-    from rumpmp.rumpkern.arena import current
+    from rumpmp.rumpkern.base.arena import current
     from rumpmp.rumpkern.intr import softint
 
     w, g = current().w, current().region_word("softint")

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from rumpmp.rumpkern.sched.proc import tables
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.sys.lwp import L_STATE, NLWP
 from tests.helpers import kwait_for as wait_for
 
@@ -18,7 +18,7 @@ from tests.helpers import kwait_for as wait_for
 def live_lwps(name):
     """Kernel side: how many workers of queue ``name`` (``name`` or ``name/<cpu>``)
     are alive."""
-    from rumpmp.rumpkern import arena
+    from rumpmp.rumpkern.base import arena
 
     t = tables(arena.current())
     return sum(

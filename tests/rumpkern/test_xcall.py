@@ -14,7 +14,7 @@ import time
 import pytest
 
 from rumpmp import kern
-from rumpmp.rumpkern.sched.proc import tables
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.sys.sched import SPC_NRUN
 from tests.helpers import kwait_for as wait_for
 
@@ -73,7 +73,7 @@ def test_kernel_side_broadcast_and_xc_wait(rump_kernel, high):
 def whoami(_a, _b):
     from hypercalls import thread
     from rumpmp.kern import cpu_index
-    from rumpmp.rumpkern.arena import current
+    from rumpmp.rumpkern.base.arena import current
 
     arena = current()
     return cpu_index(), tables(arena).lwp_name(thread.curlwp())
@@ -100,7 +100,7 @@ def hold_cpu(buf):
 
 def queue_both_behind_a_busy_cpu(buf):
     from rumpmp.kern import XC_HIGHPRI, xc_unicast, xc_wait
-    from rumpmp.rumpkern.arena import current
+    from rumpmp.rumpkern.base.arena import current
     from rumpmp.rumpkern.sched import scheduler
 
     wait_for(lambda: buf[11], "cpu1 to be held")

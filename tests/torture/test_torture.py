@@ -17,7 +17,7 @@ import pytest
 import rumpmp
 from hypercalls import shm
 from rumpmp import torture
-from rumpmp.rumpkern.sched import perturb
+from rumpmp.rumpkern.base import perturb
 from rumpmp.torture import driver
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -371,7 +371,7 @@ def test_no_node_is_left_behind(rump_kernel):
     from rumpmp.sys.vnode import VH_NODES
 
     def nodes():
-        from rumpmp.rumpkern.arena import current
+        from rumpmp.rumpkern.base.arena import current
 
         a = current()
         return a.w[a.region_word("vnode") + VH_NODES]

@@ -22,18 +22,17 @@ import errno
 from collections.abc import Callable
 
 from hypercalls import sync, thread, waitq
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern import entry
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.handle import Handle
-from rumpmp.rumpkern.intr import clock, softint
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import clock, entry, evcnt
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.handle import Handle
+from rumpmp.rumpkern.base.prf import panic_in
+from rumpmp.rumpkern.intr import softint
 from rumpmp.rumpkern.locking import biglock, lockdebug
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit
 from rumpmp.rumpkern.locking.sleepq import tsleep, wakeup
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
-from rumpmp.rumpkern.svc import evcnt
-from rumpmp.rumpkern.svc.prf import panic_in
 
 CALLOUT_MPSAFE = 0x0100
 

@@ -24,17 +24,16 @@ import errno
 from collections.abc import Callable
 
 from hypercalls import sync, thread, waitq
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern import entry
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.handle import Handle
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import entry, evcnt
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.handle import Handle
+from rumpmp.rumpkern.base.prf import kprintf, panic_in
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.rumpkern.locking import biglock
 from rumpmp.rumpkern.locking.sleepq import kpause
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
 from rumpmp.rumpkern.sched import kthread
-from rumpmp.rumpkern.sched.proc import tables
-from rumpmp.rumpkern.svc import evcnt
-from rumpmp.rumpkern.svc.prf import kprintf, panic_in
 from rumpmp.sys.lwp import L_PARK
 from rumpmp.sys.param import PRI_SOFTBIO, PRI_SOFTCLOCK, PRI_SOFTNET, PRI_SOFTSERIAL
 

@@ -23,9 +23,11 @@ from collections.abc import Callable
 from typing import Any
 
 from hypercalls import clock, sync, thread
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern import entry
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import entry, evcnt
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.prf import kprintf
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.rumpkern.intr import softint
 from rumpmp.rumpkern.mem.blob import (
     Ref,
@@ -39,9 +41,6 @@ from rumpmp.rumpkern.mem.blob import (
     payload_put,
 )
 from rumpmp.rumpkern.sched import kthread, scheduler
-from rumpmp.rumpkern.sched.proc import tables
-from rumpmp.rumpkern.svc import evcnt
-from rumpmp.rumpkern.svc.prf import kprintf
 from rumpmp.sys.lwp import L_PARK
 from rumpmp.sys.param import PRI_XCALL
 

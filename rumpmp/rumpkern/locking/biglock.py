@@ -14,11 +14,11 @@ import errno
 from collections.abc import Callable
 
 from hypercalls import sync, thread
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern import entry
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.sched.proc import tables
-from rumpmp.rumpkern.svc.prf import panic_in
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import entry
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.prf import panic_in
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.sys.lwp import L_BIGLOCKS, L_BIGSAVED
 
 

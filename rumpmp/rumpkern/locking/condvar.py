@@ -11,13 +11,13 @@ from __future__ import annotations
 import errno
 
 from hypercalls import sync
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.handle import Handle
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import perturb
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.handle import Handle
 from rumpmp.rumpkern.locking import lockdebug
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_owned
 from rumpmp.rumpkern.mem import kmem
-from rumpmp.rumpkern.sched import perturb
 
 
 class kcondvar_t(Handle):

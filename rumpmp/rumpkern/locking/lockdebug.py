@@ -9,11 +9,11 @@ lives in a thread-local: an lwp never changes threads.
 from __future__ import annotations
 
 from hypercalls import thread
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.prf import panic_in
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.rumpkern.mem import kmem
-from rumpmp.rumpkern.sched.proc import tables
-from rumpmp.rumpkern.svc.prf import panic_in
 
 # Every kernel lock (mutex, rwlock, condvar) has a small record in the kernel heap:
 # its hypercall slot and type.  LOCKDEBUG uses it to tell a live lock from one that

@@ -17,13 +17,13 @@ import errno
 
 from hypercalls import sync, thread
 from hypercalls.thread import current as _thread
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.handle import Handle
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import perturb
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.handle import Handle
+from rumpmp.rumpkern.base.prf import panic_in
 from rumpmp.rumpkern.locking import lockdebug
 from rumpmp.rumpkern.mem import kmem
-from rumpmp.rumpkern.sched import perturb
-from rumpmp.rumpkern.svc.prf import panic_in
 
 MUTEX_DEFAULT = 0
 MUTEX_SPIN = 1

@@ -16,11 +16,11 @@ import errno
 import zlib
 
 from hypercalls import clock, sync, thread, waitq
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import perturb
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.proc import Tables, tables
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit
-from rumpmp.rumpkern.sched import perturb
-from rumpmp.rumpkern.sched.proc import Tables, tables
 from rumpmp.sys.lwp import L_CATCH, L_PARK, L_PID, L_SLEEPQ, L_STATE, L_WCHAN, LSONPROC, LSSLEEP
 from rumpmp.sys.proc import P_SIGPEND
 

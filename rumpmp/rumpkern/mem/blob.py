@@ -24,7 +24,7 @@ from typing import Any
 import cloudpickle
 
 from hypercalls import param, shm
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.mem.kmem import KM_NOSLEEP, _make_kbuf, heap_size, kmem_alloc_in, kmem_free_in
 from rumpmp.sys.vnode import Stat, Statvfs
 

@@ -26,9 +26,9 @@ import errno
 from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 from hypercalls import sync, waitq
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.svc.prf import panic_in
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.prf import panic_in
 
 KM_SLEEP: Final = 0x01
 KM_NOSLEEP: Final = 0x02

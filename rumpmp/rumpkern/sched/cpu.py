@@ -14,17 +14,17 @@ import traceback
 
 import hypercalls
 from hypercalls import clock, param, proc, shm, sp, thread
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern import entry
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.entry import KthreadExit
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import entry, evcnt
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.entry import KthreadExit
+from rumpmp.rumpkern.base.msgbuf import msgbuf_write
+from rumpmp.rumpkern.base.prf import panic
+from rumpmp.rumpkern.base.proc import Tables, tables
 from rumpmp.rumpkern.locking import biglock, lockdebug
+from rumpmp.rumpkern.mem import specificdata
 from rumpmp.rumpkern.mem.blob import payload_drop, payload_get
-from rumpmp.rumpkern.sched import kthread, lwproc, scheduler
-from rumpmp.rumpkern.sched.proc import Tables, tables
-from rumpmp.rumpkern.svc import evcnt, reboot, specificdata
-from rumpmp.rumpkern.svc.msgbuf import msgbuf_write
-from rumpmp.rumpkern.svc.prf import panic
+from rumpmp.rumpkern.sched import kthread, lwproc, reboot, scheduler
 from rumpmp.sys.cpu import (
     CI_INDEX,
     CI_INITED,

@@ -26,12 +26,12 @@ from __future__ import annotations
 from typing import Any
 
 from hypercalls import thread
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern import entry
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import entry
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.rumpkern.mem.blob import payload_drop, payload_get, unpickled_function
 from rumpmp.rumpkern.sched import kthread, lwproc, scheduler
-from rumpmp.rumpkern.sched.proc import tables
 from rumpmp.sys.lwp import (
     L_ANSWERED,
     L_CALLS,

@@ -11,9 +11,11 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.entry import KthreadExit
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.entry import KthreadExit
+from rumpmp.rumpkern.base.prf import kprintf, panic_in
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.rumpkern.mem.blob import (
     RAW_MIN,
     dumps,
@@ -23,8 +25,6 @@ from rumpmp.rumpkern.mem.blob import (
     payload_put,
 )
 from rumpmp.rumpkern.sched import lwproc, scheduler
-from rumpmp.rumpkern.sched.proc import tables
-from rumpmp.rumpkern.svc.prf import kprintf, panic_in
 from rumpmp.sys.lwp import (
     IO_PAYLOAD_BYTES,
     L_FLAGS,

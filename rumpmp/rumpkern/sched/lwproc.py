@@ -19,15 +19,18 @@ proc0 that ``rump_lwproc_curlwp`` reports as None), as rump's host threads do.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hypercalls import sync, thread
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.prf import panic_in
+from rumpmp.rumpkern.base.proc import Tables, tables
+from rumpmp.rumpkern.cred import kauth
+from rumpmp.rumpkern.file import descrip
+from rumpmp.rumpkern.mem import specificdata
 from rumpmp.rumpkern.sched import scheduler
-from rumpmp.rumpkern.sched.proc import Tables, tables
-from rumpmp.rumpkern.svc import kauth, specificdata
-from rumpmp.rumpkern.svc.prf import panic_in
 from rumpmp.sys.lwp import (
     L_BOUND,
     L_CPU,
@@ -76,7 +79,13 @@ from rumpmp.sys.proc import (
     T_NLWPS,
     T_NPROCS,
 )
-from rumpmp.vfs import descrip
+
+#: The file system's part of a process (rump's hooks of the same names, which
+#: rumpvfs sets): a new process takes its use of its working directory, a process
+#: that has gone lets it go.  None without the file system (no process has a
+#: working directory then).
+rump_proc_vfs_init: Callable[[Arena, int], None] | None = None  # (new process's word)
+rump_proc_vfs_release: Callable[[Arena, int], None] | None = None  # (its directory, 0 if none)
 
 
 def procinit(arena: Arena) -> None:
@@ -104,8 +113,9 @@ def proc_alloc(t: Tables, parent: int, pid: int | None = None) -> int:
 
     The child shares its parent's credential (word index ``parent``; -1 for proc0,
     which gets root's from ``kauth.kauth_init``) and names its parent's fd table and
-    working directory: ``descrip.fd_fork`` takes its references to them, or gives it
-    a table of its own, once proc_lock is dropped.
+    working directory: ``descrip.fd_fork`` and the file system's
+    ``rump_proc_vfs_init`` take their references to them, or give it a table of
+    its own, once proc_lock is dropped.
     """
     w = t.w
     for slot in range(NPROC):
@@ -156,7 +166,9 @@ class Leftovers:
     def release(self, arena: Arena) -> None:
         if self.cred:
             kauth.cred_free_record(arena, self.cred)
-        descrip.fd_exit(arena, self.fdtab, self.cwd)
+        descrip.fd_exit(arena, self.fdtab)
+        if rump_proc_vfs_release is not None:
+            rump_proc_vfs_release(arena, self.cwd)
 
 
 def proc_free(t: Tables, p: int) -> Leftovers:
@@ -315,6 +327,8 @@ def rump_lwproc_rfork(flags: int) -> None:
     finally:
         t.lock.exit()
     try:
+        if rump_proc_vfs_init is not None:
+            rump_proc_vfs_init(arena, p)
         descrip.fd_fork(arena, p, flags)
     except OSError:
         lwp_release(t, new)

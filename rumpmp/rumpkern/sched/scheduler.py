@@ -27,12 +27,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hypercalls import sync, thread, waitq
-from rumpmp.rumpkern.arena import H_LOCKDEBUG, H_STATE, HALTING, Arena, here, onproc
+from rumpmp.rumpkern.base import evcnt, perturb
+from rumpmp.rumpkern.base.arena import H_LOCKDEBUG, H_STATE, HALTING, Arena, here, onproc
+from rumpmp.rumpkern.base.evcnt import EV_FAST, EV_NSWTCH, EV_SLOW, EV_STARTED, EV_STEALS
+from rumpmp.rumpkern.base.proc import Tables, tables
 from rumpmp.rumpkern.locking import biglock, lockdebug
-from rumpmp.rumpkern.sched import perturb
-from rumpmp.rumpkern.sched.proc import Tables, tables
-from rumpmp.rumpkern.svc import evcnt
-from rumpmp.rumpkern.svc.evcnt import EV_FAST, EV_NSWTCH, EV_SLOW, EV_STARTED, EV_STEALS
 from rumpmp.sys.cpu import cpu_word
 from rumpmp.sys.lwp import (
     L_BIGLOCKS,

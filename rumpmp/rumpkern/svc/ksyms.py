@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import errno
 
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.rumpkern.mem.blob import blob_get, blob_put
-from rumpmp.rumpkern.sched.proc import tables
 
 
 def kernelfsym_load_in(arena: Arena, symbols: dict[str, int]) -> None:

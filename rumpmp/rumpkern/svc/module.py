@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hypercalls import dl, sync
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.prf import kprintf
+from rumpmp.rumpkern.cred import kauth
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
-from rumpmp.rumpkern.svc import kauth
-from rumpmp.rumpkern.svc.prf import kprintf
 from rumpmp.sys import module as M
 
 MODULES_GROUP, COMPONENTS_GROUP = "rumpmp.modules", "rumpmp.components"
@@ -278,6 +278,10 @@ def rump_sys_modctl(cmd: int, arg: object = None) -> object:
 # -- components ------------------------------------------------------------------------------
 
 
+#: The component types that belong to the file system.
+_VFS_TYPES = (M.RUMP_COMPONENT_VFS, M.RUMP_COMPONENT_KERN_VFS)
+
+
 def components_init(extra: Iterable[rump_component] = ()) -> None:
     """At boot, in kernel code: every component the host provides and ``extra``, by
     type in COMPONENT_ORDER, then the modules (module_init_class), then POSTINIT.  A
@@ -292,6 +296,8 @@ def components_init(extra: Iterable[rump_component] = ()) -> None:
         if ctype is None:
             module_init_class(M.MODULE_CLASS_ANY)
             continue
+        if ctype in _VFS_TYPES and not arena.w[_arena.H_VFS]:
+            continue  # rump runs these from rump_vfs_init: not without the file system
         for name, c in comps:
             if c.type == ctype:
                 _run_component(arena, name, c)

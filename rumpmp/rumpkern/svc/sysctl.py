@@ -21,12 +21,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from hypercalls import sync, thread
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.cred import kauth, prot
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.sched import scheduler
-from rumpmp.rumpkern.svc import kauth, prot
 from rumpmp.sys import sysctl as S
+from rumpmp.sys.file import NFILE
 from rumpmp.sys.proc import NPROC
 
 Mib = tuple[int, ...]
@@ -437,6 +438,9 @@ def sysctl_init(arena: Arena, ostype: str, osrelease: str, version: str, memlimi
     create("kern", "osrelease", S.CTLTYPE_STRING, S.KERN_OSRELEASE, osrelease)
     create("kern", "version", S.CTLTYPE_STRING, S.KERN_VERSION, version)
     create("kern", "maxproc", S.CTLTYPE_INT, S.KERN_MAXPROC, NPROC)
+    create(
+        "kern", "maxfiles", S.CTLTYPE_INT, S.KERN_MAXFILES, NFILE, flags=S.CTLFLAG_READWRITE | perm
+    )
     create(
         "kern", "hostname", S.CTLTYPE_STRING, S.KERN_HOSTNAME,
         flags=S.CTLFLAG_READWRITE | perm, size=S.MAXHOSTNAMELEN, data_off=_arena.HOSTNAME_OFF,

@@ -26,10 +26,11 @@ import pickle
 from collections.abc import Callable
 
 from hypercalls import thread, waitq
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern import entry
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.handle import Handle
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import entry
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.handle import Handle
+from rumpmp.rumpkern.base.prf import kprintf
 from rumpmp.rumpkern.locking import biglock, lockdebug
 from rumpmp.rumpkern.locking.condvar import (
     cv_broadcast,
@@ -50,7 +51,6 @@ from rumpmp.rumpkern.locking.sleepq import wchan_key
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put, dumps
 from rumpmp.rumpkern.sched import kthread
-from rumpmp.rumpkern.svc.prf import kprintf
 from rumpmp.sys.param import PRI_COUNT, PRI_KTHREAD, PRI_NONE
 
 WQ_MPSAFE = 0x01  # without it, work items run holding the big kernel lock

@@ -2,9 +2,13 @@
 
 Each entry has its number, its name, the kernel function that serves it
 (``rump_sys_<name>``), the types of its arguments and whether it is MPSAFE.  The
-dispatcher checks the number and the arguments and turns every failure into an
-errno: ``ENOSYS`` for a number past the table or in a hole, ``EINVAL`` for
-arguments that do not fit, the call's own errno otherwise; nothing else escapes.
+core's calls are in the table from the start; a component adds its own as it
+initialises (``rump_syscall_boot_establish``: the file system's open, stat, ...),
+and each kernel records in its arena which calls it serves, so a kernel booted
+without the file system answers ENOSYS for them.  The dispatcher checks the number
+and the arguments and turns every failure into an errno: ``ENOSYS`` for a call
+this kernel does not serve, ``EINVAL`` for arguments that do not fit, the call's
+own errno otherwise; nothing else escapes.
 
 ``serve`` answers a caller in another address space (the host's ``Kernel.sys``
 runs it in an lwp of the caller's process); ``call_in`` switches kernel code to a
@@ -14,23 +18,29 @@ given process for one call.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from hypercalls import clock
-from rumpmp.rumpkern import arena as _arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.proc import curproc_word
+from rumpmp.rumpkern.cred import prot, resource, signals
+from rumpmp.rumpkern.file import sys_generic
 from rumpmp.rumpkern.locking import biglock
-from rumpmp.rumpkern.sched import lwproc
-from rumpmp.rumpkern.sched.proc import curproc_word
-from rumpmp.rumpkern.svc import module, prot, reboot, resource, signals, sysctl
+from rumpmp.rumpkern.sched import lwproc, reboot
+from rumpmp.rumpkern.svc import module, sysctl
 from rumpmp.sys import syscall as N
 from rumpmp.sys.proc import P_RTIME
-from rumpmp.vfs import sys_generic, vfs_syscalls
 
 
 @dataclass(frozen=True)
 class Sysent:
+    """One system call: its number and name, the kernel function that serves it,
+    its parameters' names and accepted types, and whether it runs without the big
+    lock."""
+
     num: int
     name: str
     func: Callable[..., Any]
@@ -38,140 +48,146 @@ class Sysent:
     mpsafe: bool = True
 
 
-_INT = (int,)
-_ANY = (object,)
-_STR = (str,)
-_BYTES = (bytes, bytearray, memoryview)
-_LIST = (list, tuple)
-_TIME = (int, float, type(None))
-_FD = (("fd", _INT),)
-_PATH = (("path", _STR),)
+#: The argument types a Sysent's parameters name.
+INT = (int,)
+ANY = (object,)
+STR = (str,)
+BYTES = (bytes, bytearray, memoryview)
+LIST = (list, tuple)
+TIME = (int, float, type(None))
+FD = (("fd", INT),)
+PATH = (("path", STR),)
 
 
-def _file_calls() -> list[Sysent]:
-    """The file layer's calls (rumpmp.vfs)."""
-    G, S = sys_generic, vfs_syscalls
+def _descriptor_calls() -> list[Sysent]:
+    """The generic calls on descriptors (rumpkern/file)."""
+    G = sys_generic
     return [
-        Sysent(N.SYS_read, "read", G.rump_sys_read, (*_FD, ("size", _INT))),
-        Sysent(N.SYS_write, "write", G.rump_sys_write, (*_FD, ("data", _BYTES))),
-        Sysent(N.SYS_pread, "pread", G.rump_sys_pread, (*_FD, ("size", _INT), ("offset", _INT))),
-        Sysent(
-            N.SYS_pwrite, "pwrite", G.rump_sys_pwrite, (*_FD, ("data", _BYTES), ("offset", _INT))
-        ),
-        Sysent(N.SYS_readv, "readv", G.rump_sys_readv, (*_FD, ("buffers", _LIST))),
-        Sysent(N.SYS_writev, "writev", G.rump_sys_writev, (*_FD, ("buffers", _LIST))),
-        Sysent(N.SYS_close, "close", G.rump_sys_close, _FD),
-        Sysent(N.SYS_dup, "dup", G.rump_sys_dup, _FD),
-        Sysent(N.SYS_dup2, "dup2", G.rump_sys_dup2, (*_FD, ("newfd", _INT))),
-        Sysent(N.SYS_dup3, "dup3", G.rump_sys_dup3, (*_FD, ("newfd", _INT), ("flags", _INT))),
-        Sysent(N.SYS_fcntl, "fcntl", G.rump_sys_fcntl, (*_FD, ("cmd", _INT), ("arg", _INT))),
-        Sysent(N.SYS_ioctl, "ioctl", G.rump_sys_ioctl, (*_FD, ("cmd", _INT), ("arg", _INT))),
-        Sysent(N.SYS_fstat, "fstat", G.rump_sys_fstat, _FD),
+        Sysent(N.SYS_read, "read", G.rump_sys_read, (*FD, ("size", INT))),
+        Sysent(N.SYS_write, "write", G.rump_sys_write, (*FD, ("data", BYTES))),
+        Sysent(N.SYS_pread, "pread", G.rump_sys_pread, (*FD, ("size", INT), ("offset", INT))),
+        Sysent(N.SYS_pwrite, "pwrite", G.rump_sys_pwrite, (*FD, ("data", BYTES), ("offset", INT))),
+        Sysent(N.SYS_readv, "readv", G.rump_sys_readv, (*FD, ("buffers", LIST))),
+        Sysent(N.SYS_writev, "writev", G.rump_sys_writev, (*FD, ("buffers", LIST))),
+        Sysent(N.SYS_close, "close", G.rump_sys_close, FD),
+        Sysent(N.SYS_dup, "dup", G.rump_sys_dup, FD),
+        Sysent(N.SYS_dup2, "dup2", G.rump_sys_dup2, (*FD, ("newfd", INT))),
+        Sysent(N.SYS_dup3, "dup3", G.rump_sys_dup3, (*FD, ("newfd", INT), ("flags", INT))),
+        Sysent(N.SYS_fcntl, "fcntl", G.rump_sys_fcntl, (*FD, ("cmd", INT), ("arg", INT))),
+        Sysent(N.SYS_ioctl, "ioctl", G.rump_sys_ioctl, (*FD, ("cmd", INT), ("arg", INT))),
+        Sysent(N.SYS_fstat, "fstat", G.rump_sys_fstat, FD),
         Sysent(N.SYS_pipe, "pipe", G.rump_sys_pipe),
-        Sysent(N.SYS_pipe2, "pipe2", G.rump_sys_pipe2, (("flags", _INT),)),
+        Sysent(N.SYS_pipe2, "pipe2", G.rump_sys_pipe2, (("flags", INT),)),
         Sysent(N.SYS_kqueue, "kqueue", G.rump_sys_kqueue),
         Sysent(
             N.SYS_kevent,
             "kevent",
             G.rump_sys_kevent,
             (
-                ("kq", _INT),
-                ("changes", (*_LIST, type(None))),
-                ("nevents", _INT),
-                ("timeout", _TIME),
+                ("kq", INT),
+                ("changes", (*LIST, type(None))),
+                ("nevents", INT),
+                ("timeout", TIME),
             ),
         ),
-        Sysent(N.SYS_poll, "poll", G.rump_sys_poll, (("fds", _LIST), ("timeout", _INT))),
-        Sysent(N.SYS_pollts, "pollts", G.rump_sys_pollts, (("fds", _LIST), ("timeout", _TIME))),
+        Sysent(N.SYS_poll, "poll", G.rump_sys_poll, (("fds", LIST), ("timeout", INT))),
+        Sysent(N.SYS_pollts, "pollts", G.rump_sys_pollts, (("fds", LIST), ("timeout", TIME))),
         Sysent(
             N.SYS_select,
             "select",
             G.rump_sys_select,
-            (("rlist", _LIST), ("wlist", _LIST), ("xlist", _LIST), ("timeout", _TIME)),
+            (("rlist", LIST), ("wlist", LIST), ("xlist", LIST), ("timeout", TIME)),
         ),
-        Sysent(N.SYS_open, "open", S.rump_sys_open, (*_PATH, ("flags", _INT), ("mode", _INT))),
-        Sysent(N.SYS_mkdir, "mkdir", S.rump_sys_mkdir, (*_PATH, ("mode", _INT))),
-        Sysent(N.SYS_rmdir, "rmdir", S.rump_sys_rmdir, _PATH),
-        Sysent(N.SYS_unlink, "unlink", S.rump_sys_unlink, _PATH),
-        Sysent(N.SYS_rename, "rename", S.rump_sys_rename, (("src", _STR), ("dst", _STR))),
-        Sysent(N.SYS_link, "link", S.rump_sys_link, (("src", _STR), ("dst", _STR))),
-        Sysent(N.SYS_symlink, "symlink", S.rump_sys_symlink, (("target", _STR), *_PATH)),
-        Sysent(N.SYS_readlink, "readlink", S.rump_sys_readlink, _PATH),
-        Sysent(N.SYS_stat, "stat", S.rump_sys_stat, _PATH),
-        Sysent(N.SYS_lstat, "lstat", S.rump_sys_lstat, _PATH),
-        Sysent(N.SYS_chmod, "chmod", S.rump_sys_chmod, (*_PATH, ("mode", _INT))),
-        Sysent(N.SYS_fchmod, "fchmod", S.rump_sys_fchmod, (*_FD, ("mode", _INT))),
-        Sysent(N.SYS_chown, "chown", S.rump_sys_chown, (*_PATH, ("uid", _INT), ("gid", _INT))),
-        Sysent(N.SYS_lchown, "lchown", S.rump_sys_lchown, (*_PATH, ("uid", _INT), ("gid", _INT))),
-        Sysent(N.SYS_fchown, "fchown", S.rump_sys_fchown, (*_FD, ("uid", _INT), ("gid", _INT))),
-        Sysent(
-            N.SYS_utimes, "utimes", S.rump_sys_utimes, (*_PATH, ("times", (*_LIST, type(None))))
-        ),
-        Sysent(N.SYS_truncate, "truncate", S.rump_sys_truncate, (*_PATH, ("length", _INT))),
-        Sysent(N.SYS_ftruncate, "ftruncate", S.rump_sys_ftruncate, (*_FD, ("length", _INT))),
-        Sysent(N.SYS_fsync, "fsync", S.rump_sys_fsync, _FD),
-        Sysent(N.SYS_lseek, "lseek", S.rump_sys_lseek, (*_FD, ("offset", _INT), ("whence", _INT))),
-        Sysent(N.SYS_getdents, "getdents", S.rump_sys_getdents, (*_FD, ("count", _INT))),
-        Sysent(N.SYS_listdir, "listdir", S.rump_sys_listdir, _PATH),
-        Sysent(N.SYS_chdir, "chdir", S.rump_sys_chdir, _PATH),
-        Sysent(N.SYS_fchdir, "fchdir", S.rump_sys_fchdir, _FD),
-        Sysent(N.SYS_getcwd, "getcwd", S.rump_sys_getcwd),
-        Sysent(N.SYS_access, "access", S.rump_sys_access, (*_PATH, ("mode", _INT))),
-        Sysent(N.SYS_statvfs, "statvfs", S.rump_sys_statvfs, _PATH),
-        Sysent(
-            N.SYS_mount,
-            "mount",
-            S.rump_sys_mount,
-            (("fstype", _STR), *_PATH, ("flags", _INT), ("size", _INT)),
-        ),
-        Sysent(N.SYS_unmount, "unmount", S.rump_sys_unmount, (*_PATH, ("flags", _INT))),
     ]
 
 
-SYSENT: dict[int, Sysent] = {
-    e.num: e
-    for e in (
-        Sysent(N.SYS_getpid, "getpid", prot.rump_sys_getpid),
-        Sysent(N.SYS_kill, "kill", signals.rump_sys_kill, (("pid", _INT), ("sig", _INT))),
-        Sysent(N.SYS_setuid, "setuid", prot.rump_sys_setuid, (("uid", _INT),)),
-        Sysent(N.SYS_getuid, "getuid", prot.rump_sys_getuid),
-        Sysent(N.SYS_geteuid, "geteuid", prot.rump_sys_geteuid),
-        Sysent(N.SYS_getppid, "getppid", prot.rump_sys_getppid),
-        Sysent(N.SYS_getegid, "getegid", prot.rump_sys_getegid),
-        Sysent(N.SYS_getgid, "getgid", prot.rump_sys_getgid),
-        Sysent(N.SYS_getgroups, "getgroups", prot.rump_sys_getgroups),
-        Sysent(N.SYS_setgroups, "setgroups", prot.rump_sys_setgroups, (("groups", (list, tuple)),)),
-        Sysent(N.SYS_setgid, "setgid", prot.rump_sys_setgid, (("gid", _INT),)),
-        Sysent(
-            N.SYS___sysctl,
-            "__sysctl",
-            sysctl.rump_sys___sysctl,
-            (("name", (str, tuple)), ("new", _ANY)),
-        ),
-        Sysent(
-            N.SYS_modctl,
-            "modctl",
-            module.rump_sys_modctl,
-            (("cmd", _INT), ("arg", _ANY)),
-            mpsafe=False,
-        ),
-        Sysent(N.SYS_getrlimit, "getrlimit", resource.rump_sys_getrlimit, (("resource", _INT),)),
-        Sysent(
-            N.SYS_setrlimit,
-            "setrlimit",
-            resource.rump_sys_setrlimit,
-            (("resource", _INT), ("soft", _INT), ("hard", _INT)),
-        ),
-        Sysent(
-            N.SYS_reboot,
-            "reboot",
-            reboot.rump_sys_reboot,
-            (("howto", _INT), ("bootstr", (str, type(None)))),
-        ),
-        *_file_calls(),
-    )
-}
-BY_NAME = {e.name: e for e in SYSENT.values()}
+_CORE_CALLS = (
+    Sysent(N.SYS_getpid, "getpid", prot.rump_sys_getpid),
+    Sysent(N.SYS_kill, "kill", signals.rump_sys_kill, (("pid", INT), ("sig", INT))),
+    Sysent(N.SYS_setuid, "setuid", prot.rump_sys_setuid, (("uid", INT),)),
+    Sysent(N.SYS_getuid, "getuid", prot.rump_sys_getuid),
+    Sysent(N.SYS_geteuid, "geteuid", prot.rump_sys_geteuid),
+    Sysent(N.SYS_getppid, "getppid", prot.rump_sys_getppid),
+    Sysent(N.SYS_getegid, "getegid", prot.rump_sys_getegid),
+    Sysent(N.SYS_getgid, "getgid", prot.rump_sys_getgid),
+    Sysent(N.SYS_getgroups, "getgroups", prot.rump_sys_getgroups),
+    Sysent(N.SYS_setgroups, "setgroups", prot.rump_sys_setgroups, (("groups", (list, tuple)),)),
+    Sysent(N.SYS_setgid, "setgid", prot.rump_sys_setgid, (("gid", INT),)),
+    Sysent(
+        N.SYS___sysctl,
+        "__sysctl",
+        sysctl.rump_sys___sysctl,
+        (("name", (str, tuple)), ("new", ANY)),
+    ),
+    Sysent(
+        N.SYS_modctl,
+        "modctl",
+        module.rump_sys_modctl,
+        (("cmd", INT), ("arg", ANY)),
+        mpsafe=False,
+    ),
+    Sysent(N.SYS_getrlimit, "getrlimit", resource.rump_sys_getrlimit, (("resource", INT),)),
+    Sysent(
+        N.SYS_setrlimit,
+        "setrlimit",
+        resource.rump_sys_setrlimit,
+        (("resource", INT), ("soft", INT), ("hard", INT)),
+    ),
+    Sysent(
+        N.SYS_reboot,
+        "reboot",
+        reboot.rump_sys_reboot,
+        (("howto", INT), ("bootstr", (str, type(None)))),
+    ),
+    *_descriptor_calls(),
+)
+
+#: Every call this program has code for: the core's, and those components add with
+#: ``syscall_establish`` when they are linked (imported).  Which of them a kernel
+#: serves is in that kernel's own table, in its arena.
+SYSENT: dict[int, Sysent] = {}
+BY_NAME: dict[str, Sysent] = {}
+
+#: A kernel's system call table: a word per number, 1 for a call it serves.
+REGION = ("sysent", N.SYS_MAXSYSCALL * 8)
+
+
+def syscall_establish(entries: Iterable[Sysent]) -> None:
+    """Add ``entries`` to this program's calls (NetBSD's syscall_establish); a
+    kernel serves them once it establishes them at boot.  EINVAL for a number
+    past SYS_MAXSYSCALL."""
+    for e in entries:
+        if not 0 < e.num < N.SYS_MAXSYSCALL:
+            raise OSError(errno.EINVAL, f"system call number {e.num} out of range")
+        SYSENT[e.num] = BY_NAME[e.name] = e
+
+
+def rump_syscall_boot_establish(arena: Arena, entries: Iterable[Sysent]) -> None:
+    """Kernel ``arena`` serves ``entries`` (rump's call of the same name: a
+    component with system calls establishes them as it initialises, at boot,
+    before the CPUs start)."""
+    entries = list(entries)
+    syscall_establish(entries)
+    base = arena.region_word("sysent")
+    for e in entries:
+        arena.w[base + e.num] = 1
+
+
+def sysent_init(arena: Arena) -> None:
+    """Kernel ``arena`` serves the core's calls (the host, at boot)."""
+    rump_syscall_boot_establish(arena, _CORE_CALLS)
+
+
+syscall_establish(_CORE_CALLS)
+
+
+def lookup(num: object) -> Sysent:
+    """The entry of call ``num`` if this kernel serves it; ENOSYS if not."""
+    if isinstance(num, int) and not isinstance(num, bool) and 0 < num < N.SYS_MAXSYSCALL:
+        arena = _arena.current()
+        if arena.w[arena.region_word("sysent") + num]:
+            return SYSENT[num]
+    raise OSError(errno.ENOSYS, f"no system call {num!r}")
 
 
 def check_args(entry: Sysent, args: tuple[Any, ...]) -> None:
@@ -192,9 +208,7 @@ def _names(types: tuple[type, ...]) -> str:
 def rump_syscall(num: int, args: tuple[Any, ...] = ()) -> Any:
     """Serve system call ``num`` with ``args`` in the calling lwp's process; its
     result, or OSError with the errno (never another exception)."""
-    entry = SYSENT.get(num) if isinstance(num, int) and not isinstance(num, bool) else None
-    if entry is None:
-        raise OSError(errno.ENOSYS, f"no system call {num!r}")
+    entry = lookup(num)
     if not isinstance(args, (tuple, list)):  # (a tuple: "tuple | list" is built at each call)
         raise OSError(errno.EINVAL, f"{entry.name}: arguments must be a tuple")
     try:

@@ -13,9 +13,9 @@ import contextlib
 
 import hypercalls
 from hypercalls import proc
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.svc.msgbuf import msgbuf_write
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.msgbuf import msgbuf_write
 
 
 class RumpPanic(RuntimeError):

@@ -13,7 +13,7 @@ import errno
 from collections.abc import Iterator
 
 from hypercalls import sync, thread
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.sys.lwp import (
     IO_ENTRY,
     IO_RESULT,

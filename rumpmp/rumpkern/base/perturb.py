@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 
 from hypercalls import thread
-from rumpmp.rumpkern.intr import clock
+from rumpmp.rumpkern.base import clock
 
 NOTHING, YIELD, DELAY = 0, 1, 2
 #: Decisions kept in full per CPU (the rest only count and feed the digest).

@@ -21,10 +21,10 @@ from __future__ import annotations
 import errno
 
 from hypercalls import sync
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.handle import Handle
-from rumpmp.rumpkern.svc.prf import kprintf, panic_in
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.handle import Handle
+from rumpmp.rumpkern.base.prf import kprintf, panic_in
 
 EVCNT_TYPE_ANY = 0
 EVCNT_TYPE_MISC = 1

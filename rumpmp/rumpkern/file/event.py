@@ -3,7 +3,7 @@ files, EVFILT_TIMER; EV_ADD, EV_DELETE, EV_ENABLE, EV_DISABLE, EV_ONESHOT, EV_CL
 
 A kqueue is a record of the "kqueue" region whose knotes, keyed by (ident, filter),
 are a blob in the kernel heap under the kqueue's object lock.  A filter asks the
-object for its state (``pipe.pipe_state``, ``vnode.file_state``) and records the
+object for its state (its file operations' ``kqfilter``) and records the
 waiter on the object's selinfo when it is not ready, so kevent waits exactly as
 poll does (``select.selwait``) and is woken from any CPU.  EV_CLEAR reports an
 event once per change of the object: a knote keeps the object's notification
@@ -20,11 +20,11 @@ import errno
 from collections.abc import Callable
 
 from hypercalls import clock
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.file import descrip, objlock, table
 from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
 from rumpmp.sys import file as F
-from rumpmp.vfs import objlock, pipe, table, vnode
 
 #: What a descriptor names, as a filter needs it: (file type, object, end or 0,
 #: offset), or None for a closed descriptor.
@@ -133,18 +133,7 @@ def _filter(
     if target is None:
         return False, 0, 0, -2  # closed: the caller drops the knote
     ftype, obj, end, offset = target
-    if ftype == F.DTYPE_PIPE:
-        want_end = pipe.READ_END if filt == F.EVFILT_READ else pipe.WRITE_END
-        if end != want_end:
-            return False, 0, 0, 0
-        ready, data, eof, seq = pipe.pipe_state(arena, obj, end, record)
-        return ready, data, F.EV_EOF if eof else 0, seq
-    if ftype == F.DTYPE_VNODE:
-        if filt == F.EVFILT_WRITE:
-            return True, 0, 0, 0
-        data, seq = vnode.file_state(arena, obj, offset, record)
-        return data > 0, data, 0, seq
-    return False, 0, 0, 0
+    return descrip.fileops(ftype).kqfilter(arena, obj, end, offset, filt, record)
 
 
 def kevent_scan(
@@ -194,3 +183,8 @@ def kevent_scan(
     finally:
         mutex_exit(lock)
     return events, min(timers) if timers else None
+
+
+descrip.fileops_establish(
+    F.DTYPE_KQUEUE, descrip.Fileops(close=lambda arena, kq, _: kqueue_close(arena, kq))
+)

@@ -13,12 +13,12 @@ import errno
 from collections.abc import Callable
 
 from hypercalls import sync, thread
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern import entry
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import entry
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
-from rumpmp.rumpkern.sched.proc import tables
 from rumpmp.sys.lwp import L_SPECIFIC
 
 NKEYS = 32

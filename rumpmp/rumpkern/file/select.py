@@ -22,8 +22,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from hypercalls import clock, thread
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.rumpkern.locking.mutex import (
     IPL_VM,
     MUTEX_SPIN,
@@ -34,7 +35,6 @@ from rumpmp.rumpkern.locking.mutex import (
 )
 from rumpmp.rumpkern.locking.sleepq import PCATCH, PNORELOCK, mtsleep, wakeup
 from rumpmp.rumpkern.mem.blob import blob_get, blob_put
-from rumpmp.rumpkern.sched.proc import tables
 from rumpmp.sys.file import (
     SEL_BLOCKING,
     SEL_RESET,

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import errno
 
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.prf import kprintf
+from rumpmp.rumpkern.cred import kauth
 from rumpmp.rumpkern.sched import hostcall, scheduler
-from rumpmp.rumpkern.svc import kauth
-from rumpmp.rumpkern.svc.prf import kprintf
 from rumpmp.sys.cpu import CI_SPSLOT, cpu_word
 
 # reboot(2) flags, NetBSD's values.

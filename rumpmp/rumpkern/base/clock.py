@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hypercalls import clock, thread
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
 
 NS = 1_000_000_000
 

@@ -1,9 +1,9 @@
-"""The file layer's fixed tables in shared memory (pipes, kqueues, descriptor
-tables, mounts): a record is free while its first word is 0."""
+"""Fixed tables in shared memory (pipes, kqueues, descriptor tables, and the file
+system's mounts): a record is free while its first word is 0."""
 
 from __future__ import annotations
 
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base.arena import Arena
 
 
 def claim(

@@ -1,14 +1,15 @@
-"""The file layer's object locks: a fixed set of mutexes, shared by number.
+"""Object locks for files and what they open: a fixed set of mutexes, shared by number.
 
-Pipes, kqueues, open files and descriptor tables each need a mutex, and there may
-be thousands of them; a kernel's semaphores are a bounded resource, so each object
-uses the mutex its number picks among NOBJLOCKS made at boot.  Code never holds two
+Pipes, kqueues, open files and descriptor tables (and the file system's mounts)
+each need a mutex, and there may be thousands of them; a kernel's semaphores are a
+bounded resource, so each object uses the mutex its number picks among NOBJLOCKS
+made at boot.  Code never holds two
 of them at once.
 """
 
 from __future__ import annotations
 
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_init_in
 from rumpmp.rumpkern.mem.blob import blob_get, blob_put
 from rumpmp.sys.file import FH_LOCKS, NOBJLOCKS

@@ -27,8 +27,8 @@ from collections.abc import Callable
 import cloudpickle
 
 from hypercalls.sync import Shutdown
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.svc.prf import kprintf
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.prf import kprintf
 
 
 class KthreadExit(BaseException):

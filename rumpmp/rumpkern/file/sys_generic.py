@@ -15,21 +15,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from hypercalls import clock
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.file import descrip, event, objlock, pipe
+from rumpmp.rumpkern.file.select import selwait
 from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
-from rumpmp.rumpkern.locking.rwlock import RW_READER, RW_WRITER, rw_enter, rw_exit
-from rumpmp.rumpkern.sched.proc import curproc_word
-from rumpmp.rumpkern.svc import signals
 from rumpmp.sys import file as F
-from rumpmp.sys import vnode as V
-from rumpmp.sys.proc import P_PID
 from rumpmp.sys.vnode import Stat
-from rumpmp.vfs import descrip, event, objlock, pipe, vnode
-from rumpmp.vfs.select import selwait
 
 T = TypeVar("T")
-SIGPIPE = 13
 _IOV_MAX = 1024
 
 
@@ -55,78 +49,23 @@ def _with_file(fd: int, use: Callable[[Arena, int], T]) -> T:
 
 
 def _read(arena: Arena, f: int, size: int, offset: int | None) -> bytes:
-    ftype, flag, data, _ = descrip.file_info(arena, f)
+    ftype, flag, _, _ = descrip.file_info(arena, f)
     if not flag & F.FREAD:
         raise OSError(errno.EBADF, "not open for reading")
-    if ftype == F.DTYPE_PIPE:
-        if offset is not None:
-            raise OSError(errno.ESPIPE, "a pipe has no offset")
-        return pipe.pipe_read(data, size, bool(flag & F.O_NONBLOCK))
-    if ftype != F.DTYPE_VNODE:
+    read = descrip.fileops(ftype).read
+    if read is None:
         raise OSError(errno.EINVAL, "not readable")
-    if arena.w[vnode.rec(arena, data) + V.V_TYPE] == V.VDIR:
-        raise IsADirectoryError(errno.EISDIR, "is a directory")
-    if offset is not None:
-        return _locked(arena, data, RW_READER, lambda: vnode.read_data(arena, data, offset, size))
-
-    def read_at(off: int) -> tuple[bytes, int]:
-        out = vnode.read_data(arena, data, off, size)
-        return out, off + len(out)
-
-    return _at_offset(arena, f, data, RW_READER, read_at)
-
-
-def _at_offset(arena: Arena, f: int, node: int, op: int, io: Callable[[int], tuple[T, int]]) -> T:
-    """``io(offset)`` at file ``f``'s offset, under the node's lock; the offset then
-    moves to where ``io`` says.  One call at a time moves a file's offset."""
-    r = descrip.frec(arena, f)
-    lock = objlock.objlock(arena, objlock.FILE, f)
-    mutex_enter(lock)
-    try:
-
-        def body() -> T:
-            result, moved = io(arena.w[r + F.F_OFFSET])
-            arena.w[r + F.F_OFFSET] = moved
-            return result
-
-        return _locked(arena, node, op, body)
-    finally:
-        mutex_exit(lock)
-
-
-def _locked(arena: Arena, node: int, op: int, body: Callable[[], T]) -> T:
-    lock = vnode.vlock(arena, node)
-    rw_enter(lock, op)
-    try:
-        return body()
-    finally:
-        rw_exit(lock)
+    return read(arena, f, size, offset)
 
 
 def _write(arena: Arena, f: int, data: Any, offset: int | None) -> int:
-    ftype, flag, obj, _ = descrip.file_info(arena, f)
+    ftype, flag, _, _ = descrip.file_info(arena, f)
     if not flag & F.FWRITE:
         raise OSError(errno.EBADF, "not open for writing")
-    view = memoryview(data).cast("B")
-    if ftype == F.DTYPE_PIPE:
-        if offset is not None:
-            raise OSError(errno.ESPIPE, "a pipe has no offset")
-        try:
-            return pipe.pipe_write(obj, view, bool(flag & F.O_NONBLOCK))
-        except BrokenPipeError:
-            signals.psignal(arena.w[curproc_word(arena) + P_PID], SIGPIPE)
-            raise
-    if ftype != F.DTYPE_VNODE:
+    write = descrip.fileops(ftype).write
+    if write is None:
         raise OSError(errno.EINVAL, "not writable")
-    if offset is not None:
-        return _locked(arena, obj, RW_WRITER, lambda: vnode.write_data(arena, obj, offset, view))
-
-    def write_at(off: int) -> tuple[int, int]:
-        at = arena.w[vnode.rec(arena, obj) + V.V_SIZE] if flag & F.O_APPEND else off
-        n = vnode.write_data(arena, obj, at, view)
-        return n, at + n
-
-    return _at_offset(arena, f, obj, RW_WRITER, write_at)
+    return write(arena, f, memoryview(data).cast("B"), offset)
 
 
 def rump_sys_read(fd: int, size: int) -> bytes:
@@ -285,13 +224,7 @@ def _fionbio(arena: Arena, f: int, on: bool) -> int:
 
 
 def _nread(arena: Arena, f: int) -> int:
-    ftype, _, data, _ = descrip.file_info(arena, f)
-    if ftype == F.DTYPE_PIPE:
-        return pipe.pipe_nread(arena, data)
-    if ftype == F.DTYPE_VNODE:
-        size = arena.w[vnode.rec(arena, data) + V.V_SIZE]
-        return max(0, size - arena.w[descrip.frec(arena, f) + F.F_OFFSET])
-    return 0
+    return descrip.fileops(descrip.file_info(arena, f)[0]).nread(arena, f)
 
 
 # -- pipes and kqueues ---------------------------------------------------------------------------
@@ -454,12 +387,8 @@ def _poll_one(arena: Arena, holds: _Holds, fd: int, events: int) -> int:
     f = holds.get(fd)
     if f is None:
         return F.POLLNVAL
-    ftype, _, data, end = descrip.file_info(arena, f)
-    if ftype == F.DTYPE_PIPE:
-        return pipe.pipe_poll(arena, data, end, events)
-    if ftype == F.DTYPE_VNODE:  # files are always ready, as genfs_poll says
-        return events & (F.POLLIN | F.POLLOUT | F.POLLRDNORM | F.POLLWRNORM)
-    return 0
+    ftype, _, data, data2 = descrip.file_info(arena, f)
+    return descrip.fileops(ftype).poll(arena, data, data2, events)
 
 
 def _poll(fds: Sequence[tuple[int, int]], limit: int | None) -> list[tuple[int, int]]:

@@ -18,12 +18,12 @@ import errno
 from collections.abc import Callable
 
 from hypercalls import sync
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.handle import Handle
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.handle import Handle
+from rumpmp.rumpkern.base.prf import panic_in
 from rumpmp.rumpkern.intr import xcall
 from rumpmp.rumpkern.locking import lockdebug
-from rumpmp.rumpkern.svc.prf import panic_in
 
 PERCPU_BYTES = 64 * 1024
 LINE = 64

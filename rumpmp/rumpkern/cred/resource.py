@@ -1,17 +1,17 @@
 """Resource limits (kern_resource.c): getrlimit(2) and setrlimit(2), per process.
 
 Each process has a soft and a hard limit per resource in its record; a child made
-by rfork inherits its parent's.  rumpmp enforces RLIMIT_NOFILE in the file layer and
-RLIMIT_NPROC nowhere yet; the others are kept for the programs that read them.
+by rfork inherits its parent's.  rumpmp enforces RLIMIT_NOFILE in the descriptor
+tables and RLIMIT_NPROC nowhere yet; the others are kept for the programs that read them.
 """
 
 from __future__ import annotations
 
 import errno
 
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.sched.proc import curproc_word, tables
-from rumpmp.rumpkern.svc import kauth
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.proc import curproc_word, tables
+from rumpmp.rumpkern.cred import kauth
 from rumpmp.sys.proc import P_RLIMIT, RLIM_INFINITY, RLIM_NLIMITS
 
 

@@ -13,11 +13,11 @@ import errno
 from collections.abc import Callable
 
 from hypercalls import thread
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.sched.proc import curproc_word, tables
-from rumpmp.rumpkern.svc import kauth
-from rumpmp.rumpkern.svc.kauth import kauth_cred_get, kauth_cred_t
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.proc import curproc_word, tables
+from rumpmp.rumpkern.cred import kauth
+from rumpmp.rumpkern.cred.kauth import kauth_cred_get, kauth_cred_t
 from rumpmp.sys.lwp import L_LID, L_PID, L_STATE, NLWP
 from rumpmp.sys.proc import (
     COMM_LEN,

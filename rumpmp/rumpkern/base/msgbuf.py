@@ -7,7 +7,7 @@ messages of all CPUs in the order they were written.
 from __future__ import annotations
 
 from hypercalls import sync
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base.arena import Arena
 
 MSGBUFSIZE = 16 * 1024  # the seed's rump_msgbuf
 _HDR = 64

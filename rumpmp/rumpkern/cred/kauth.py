@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import errno
 
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
-from rumpmp.rumpkern.handle import Handle
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.handle import Handle
+from rumpmp.rumpkern.base.prf import panic_in
+from rumpmp.rumpkern.base.proc import curproc_word, tables
 from rumpmp.rumpkern.mem import kmem
-from rumpmp.rumpkern.sched.proc import curproc_word, tables
-from rumpmp.rumpkern.svc.prf import panic_in
 from rumpmp.sys.proc import P_CRED
 
 NGROUPS_MAX = 16

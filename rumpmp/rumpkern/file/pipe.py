@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import errno
 
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.proc import curproc_word
+from rumpmp.rumpkern.cred import signals
+from rumpmp.rumpkern.file import descrip, objlock, table
+from rumpmp.rumpkern.file.select import selnotify, selrecord
 from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
 from rumpmp.rumpkern.locking.sleepq import PCATCH, mtsleep, wakeup
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.sys.file import (
+    DTYPE_PIPE,
+    EV_EOF,
+    EVFILT_READ,
     FH_LOCK,
     NPIPE,
+    O_NONBLOCK,
     PI_BUF,
     PI_GEN,
     PI_HEAD,
@@ -41,10 +49,11 @@ from rumpmp.sys.file import (
     POLLRDNORM,
     POLLWRNORM,
 )
-from rumpmp.vfs import objlock, table
-from rumpmp.vfs.select import selnotify, selrecord
+from rumpmp.sys.proc import P_PID
+from rumpmp.sys.vnode import S_IFIFO, Stat
 
 READ_END, WRITE_END = 0, 1
+SIGPIPE = 13
 
 
 def _rec(arena: Arena, n: int) -> int:
@@ -211,3 +220,60 @@ def pipe_nread(arena: Arena, n: int) -> int:
     """FIONREAD: bytes waiting to be read."""
     w, p = arena.w, _rec(arena, n)
     return w[p + PI_TAIL] - w[p + PI_HEAD]
+
+
+# -- the file operations of a pipe's ends --------------------------------------------
+
+
+def _end(arena: Arena, f: int, offset: int | None) -> tuple[int, bool]:
+    """(pipe, non-blocking) of held file ``f``; ESPIPE for an offset."""
+    if offset is not None:
+        raise OSError(errno.ESPIPE, "a pipe has no offset")
+    _, flag, n, _ = descrip.file_info(arena, f)
+    return n, bool(flag & O_NONBLOCK)
+
+
+def _fo_read(arena: Arena, f: int, size: int, offset: int | None) -> bytes:
+    n, nonblock = _end(arena, f, offset)
+    return pipe_read(n, size, nonblock)
+
+
+def _fo_write(arena: Arena, f: int, data: memoryview, offset: int | None) -> int:
+    n, nonblock = _end(arena, f, offset)
+    try:
+        return pipe_write(n, data, nonblock)
+    except BrokenPipeError:
+        signals.psignal(arena.w[curproc_word(arena) + P_PID], SIGPIPE)
+        raise
+
+
+def _fo_nread(arena: Arena, f: int) -> int:
+    return pipe_nread(arena, descrip.file_info(arena, f)[2])
+
+
+def _fo_stat(arena: Arena, f: int) -> Stat:
+    size = _fo_nread(arena, f)
+    return Stat(S_IFIFO | 0o600, 0, 0, 1, 0, 0, size, 0.0, 0.0, 0.0, 0, 0, 0, PIPE_BUF, 0)
+
+
+def _fo_kqfilter(
+    arena: Arena, n: int, end: int, offset: int, filt: int, record: bool
+) -> tuple[bool, int, int, int]:
+    if end != (READ_END if filt == EVFILT_READ else WRITE_END):
+        return False, 0, 0, 0
+    ready, data, eof, seq = pipe_state(arena, n, end, record)
+    return ready, data, EV_EOF if eof else 0, seq
+
+
+descrip.fileops_establish(
+    DTYPE_PIPE,
+    descrip.Fileops(
+        close=pipe_close,
+        read=_fo_read,
+        write=_fo_write,
+        nread=_fo_nread,
+        poll=pipe_poll,
+        stat=_fo_stat,
+        kqfilter=_fo_kqfilter,
+    ),
+)

@@ -22,40 +22,95 @@ retry under the lock, never a hold on the wrong file.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from hypercalls import sync
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.proc import curproc_word
+from rumpmp.rumpkern.file import objlock, table
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit
-from rumpmp.rumpkern.locking.rwlock import RW_READER, rw_enter, rw_exit
 from rumpmp.rumpkern.mem import kmem
-from rumpmp.rumpkern.sched.proc import curproc_word
-from rumpmp.rumpkern.svc import sysctl
 from rumpmp.sys import file as F
-from rumpmp.sys import sysctl as S
 from rumpmp.sys.proc import (
     NOFILE_HARD,
-    P_CWD,
     P_FDTAB,
     P_RLIMIT,
     RLIMIT_NOFILE,
     RUMP_RFCFDG,
     RUMP_RFFDG,
 )
-from rumpmp.sys.vnode import S_IFIFO, Stat
-from rumpmp.vfs import event, objlock, pipe, table, vnode
+from rumpmp.sys.vnode import Stat
 
 #: The table proc0 and initproc share.
 PROC0_FDTAB = 1
 
 
-def fd_sys_init(arena: Arena) -> None:
+def _never_ready(arena: Arena, data: int, data2: int, events: int) -> int:
+    return 0
+
+
+def _no_event(
+    arena: Arena, data: int, data2: int, offset: int, filt: int, record: bool
+) -> tuple[bool, int, int, int]:
+    return False, 0, 0, 0
+
+
+def _nothing_to_read(arena: Arena, f: int) -> int:
+    return 0
+
+
+def _bare_stat(arena: Arena, f: int) -> Stat:
+    return Stat(0, 0, 0, 1, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0, F.PIPE_BUF, 0)
+
+
+@dataclass(frozen=True)
+class Fileops:
+    """What the files of one type do (NetBSD's struct fileops): the generic calls
+    look a file's type up here.  The core has pipes and kqueues; the file system
+    adds vnodes when it is linked.  ``read``/``write`` None: EINVAL."""
+
+    #: (data, data2): the file's last reference went; let its object go.
+    close: Callable[[Arena, int, int], None]
+    #: (file, size, offset or None for the file's own): the bytes read.
+    read: Callable[[Arena, int, int, int | None], bytes] | None = None
+    #: (file, bytes, offset or None): the bytes written.
+    write: Callable[[Arena, int, memoryview, int | None], int] | None = None
+    #: (file): FIONREAD, the bytes ready to read.
+    nread: Callable[[Arena, int], int] = _nothing_to_read
+    #: (data, data2, events): the events ready now; records the caller's wait on
+    #: the object (selrecord) when none is.
+    poll: Callable[[Arena, int, int, int], int] = _never_ready
+    #: (file): fstat.
+    stat: Callable[[Arena, int], Stat] = _bare_stat
+    #: (data, data2, file offset, filter, record): a knote's (fires, data, extra
+    #: flags, notification count); with ``record``, waits on the object if not.
+    kqfilter: Callable[[Arena, int, int, int, int, bool], tuple[bool, int, int, int]] = _no_event
+
+
+_FILEOPS: dict[int, Fileops] = {}
+
+
+def fileops_establish(ftype: int, ops: Fileops) -> None:
+    """Files of type ``ftype`` (a DTYPE_*) do what ``ops`` says, in this program."""
+    _FILEOPS[ftype] = ops
+
+
+def fileops(ftype: int) -> Fileops:
+    """The operations of files of type ``ftype``."""
+    try:
+        return _FILEOPS[ftype]
+    except KeyError:
+        raise OSError(errno.EBADF, f"no operations for file type {ftype}") from None
+
+
+def fd_sys_init(arena: Arena, maxfiles: int) -> None:
     """fd_sys_init: the file table's lock and the object locks (the host, at boot);
-    proc0 and initproc share table PROC0_FDTAB."""
+    proc0 and initproc share table PROC0_FDTAB.  ``maxfiles`` is the word of the
+    kern.maxfiles tunable, which opening a file checks."""
     h = arena.region_word("file")
     arena.w[h + F.FH_LOCK] = sync.Mutex(arena.pool, sync.MTX_SPIN).slot
-    rw = S.CTLFLAG_READWRITE | S.CTLFLAG_PERMANENT
-    sysctl.createv_in(arena, "kern", "maxfiles", S.CTLTYPE_INT, rw, F.NFILE, num=S.KERN_MAXFILES)
-    arena.w[h + F.FH_MAXFILES] = sysctl.value_word(arena, "kern.maxfiles")
+    arena.w[h + F.FH_MAXFILES] = maxfiles
     objlock.objlock_init(arena)
     arena.w[_tab(arena, PROC0_FDTAB) + F.FT_REFS] = 2
 
@@ -113,14 +168,8 @@ def closef(arena: Arena, f: int) -> None:
         w[h + F.FH_FREE] = f + 1
         w[h + F.FH_NOPEN] -= 1
     lock.exit()
-    if not last:
-        return
-    if ftype == F.DTYPE_PIPE:
-        pipe.pipe_close(arena, data, data2)
-    elif ftype == F.DTYPE_VNODE:
-        vnode.vrele(arena, data)
-    elif ftype == F.DTYPE_KQUEUE:
-        event.kqueue_close(arena, data)
+    if last:
+        fileops(ftype).close(arena, data, data2)
 
 
 def _hold(arena: Arena, f: int) -> None:
@@ -367,12 +416,10 @@ def open_fds(arena: Arena) -> list[int]:
 
 
 def fd_fork(arena: Arena, p: int, flags: int) -> None:
-    """A new process (at word ``p``, naming its parent's table and working
-    directory) takes its references: a share of the parent's table, a copy of it
-    (RUMP_RFFDG) or a clean one (RUMP_RFCFDG); and a use of the directory."""
+    """A new process (at word ``p``, naming its parent's table) takes its
+    reference: a share of the parent's table, a copy of it (RUMP_RFFDG) or a clean
+    one (RUMP_RFCFDG)."""
     w = arena.w
-    if w[p + P_CWD]:
-        vnode.vget(arena, w[p + P_CWD], w[p + P_CWD + 1])  # the parent holds it: cannot fail
     parent = w[p + P_FDTAB]
     w[p + P_FDTAB] = 0  # holds nothing until this succeeds
     if flags & (RUMP_RFFDG | RUMP_RFCFDG):
@@ -406,7 +453,7 @@ def _copy_table(arena: Arena, src: int, dst: int) -> None:
         for v in entries:
             if v:
                 closef(arena, _file_of(v))
-        fd_exit(arena, dst, 0)
+        fd_exit(arena, dst)
         raise
     _slots(arena, d)[: len(entries)] = memoryview(bytes(8 * len(entries))).cast("q")
     slots = _slots(arena, d)
@@ -414,11 +461,9 @@ def _copy_table(arena: Arena, src: int, dst: int) -> None:
         slots[fd] = v
 
 
-def fd_exit(arena: Arena, tab: int, cwd: int) -> None:
+def fd_exit(arena: Arena, tab: int) -> None:
     """A process has gone: drop its share of table ``tab`` (the last one closes
-    every descriptor in it) and its use of its working directory."""
-    if cwd:
-        vnode.vrele(arena, cwd)
+    every descriptor in it)."""
     if not tab:
         return
     w, t = arena.w, _tab(arena, tab)
@@ -446,14 +491,4 @@ def file_info(arena: Arena, f: int) -> tuple[int, int, int, int]:
 
 def fstat_file(arena: Arena, f: int) -> Stat:
     """fstat of held file ``f``."""
-    ftype, _, data, _ = file_info(arena, f)
-    if ftype == F.DTYPE_VNODE:
-        lock = vnode.vlock(arena, data)
-        rw_enter(lock, RW_READER)
-        try:
-            return vnode.getattr_(arena, data)
-        finally:
-            rw_exit(lock)
-    size = pipe.pipe_nread(arena, data) if ftype == F.DTYPE_PIPE else 0
-    mode = S_IFIFO | 0o600 if ftype == F.DTYPE_PIPE else 0
-    return Stat(mode, 0, 0, 1, 0, 0, size, 0.0, 0.0, 0.0, 0, 0, 0, F.PIPE_BUF, 0)
+    return fileops(file_info(arena, f)[0]).stat(arena, f)

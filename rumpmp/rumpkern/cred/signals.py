@@ -18,13 +18,13 @@ from __future__ import annotations
 import errno
 
 from hypercalls import proc
-from rumpmp.rumpkern import arena as _arena
-from rumpmp.rumpkern.arena import Arena
+from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.prf import panic_in
+from rumpmp.rumpkern.base.proc import curproc_word, tables
+from rumpmp.rumpkern.cred import kauth
 from rumpmp.rumpkern.locking.condvar import cv_timedwait, kcondvar_t
 from rumpmp.rumpkern.locking.mutex import kmutex_t
-from rumpmp.rumpkern.sched.proc import curproc_word, tables
-from rumpmp.rumpkern.svc import kauth
-from rumpmp.rumpkern.svc.prf import panic_in
 from rumpmp.sys.cpu import CI_SPSLOT, cpu_word
 from rumpmp.sys.lwp import L_CATCH, L_PARK, L_PID, L_STATE, LSSLEEP, NLWP
 from rumpmp.sys.proc import P_SIGPEND, P_SPCLIENT, P_SPRAISE
