@@ -181,12 +181,19 @@ def sysent_init(arena: Arena) -> None:
 syscall_establish(_CORE_CALLS)
 
 
+_CORE_NUMS = frozenset(e.num for e in _CORE_CALLS)
+
+
 def lookup(num: object) -> Sysent:
-    """The entry of call ``num`` if this kernel serves it; ENOSYS if not."""
-    if isinstance(num, int) and not isinstance(num, bool) and 0 < num < N.SYS_MAXSYSCALL:
+    """The entry of call ``num`` if this kernel serves it; ENOSYS if not.  Every
+    kernel serves the core's calls: only a component's are looked up in its table."""
+    entry = SYSENT.get(num) if type(num) is int else None
+    if entry is not None:
+        if num in _CORE_NUMS:
+            return entry
         arena = _arena.current()
-        if arena.w[arena.region_word("sysent") + num]:
-            return SYSENT[num]
+        if arena.w[arena.region_word("sysent") + entry.num]:
+            return entry
     raise OSError(errno.ENOSYS, f"no system call {num!r}")
 
 
