@@ -19,7 +19,6 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Self
 
-import rumpmp.vfs  # noqa: F401 - links the file system into the core (sets its hooks)
 from hypercalls import clock, param, proc, shm, sp, sync, thread
 from hypercalls.intr import hold_interrupts
 from rumpmp.host.hostlwp import HostLwps
@@ -493,6 +492,10 @@ def boot(
     if not all(isinstance(c, module.rump_component) for c in components):
         raise TypeError("components must be rump_component objects")
     cleanup()  # what kernels of dead hosts left behind (a SIGKILL of a process group)
+    # Link the file system into the core (its hooks), at the first boot: a program
+    # that only imports rumpmp does not load it.
+    import rumpmp.vfs  # noqa: F401, PLC0415
+
     k = Kernel(init.rump__init(ncpu, verbose, threads, hostname, lockdebug, hz, vfs))
     if not (components or module.provided()):
         return k  # nothing to run: spare the boot a call into the kernel

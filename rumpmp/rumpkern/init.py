@@ -25,10 +25,10 @@ from rumpmp.rumpkern.locking.sleepq import tsleep
 from rumpmp.rumpkern.mem import kmem, specificdata
 from rumpmp.rumpkern.sched import cpu, kthread, lwproc, reboot
 from rumpmp.rumpkern.svc import module, sysctl, workqueue
-from rumpmp.rumpkern.syscall import sysent
 from rumpmp.sys import file as file_layout
 from rumpmp.sys import module as module_layout
 from rumpmp.sys import sp as sp_layout
+from rumpmp.sys import syscall as syscall_layout
 from rumpmp.sys import sysctl as sysctl_layout
 from rumpmp.sys.cpu import CI_STATE, CPU_READY, cpu_word, region
 from rumpmp.sys.param import MAXCPUS, PRI_PGDAEMON
@@ -238,7 +238,7 @@ def _regions(p: BootParams) -> list[tuple[str, int]]:
         module_layout.REGION,
         specificdata.REGION,
         *file_layout.REGIONS,
-        sysent.REGION,
+        syscall_layout.SYSENT_REGION,
         *(rump_vfs_regions if p.vfs else ()),
         *sp_layout.REGIONS,
         ("kmem", kmem.region_size(p.memlimit)),
@@ -327,7 +327,6 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     biglock.biglock_init(arena)
     specificdata.specificdata_init(arena)
     descrip.fd_sys_init(arena, sysctl.value_word(arena, "kern.maxfiles"))
-    sysent.sysent_init(arena)
     if p.vfs and rump_vfs_init is not None:
         rump_vfs_init(arena)
         w[_arena.H_VFS] = 1

@@ -69,6 +69,11 @@ SYS_reboot = 208
 SYS_modctl = 299
 SYS_MAXSYSCALL = 512
 
+#: A kernel's table of the system calls its components established at boot
+#: (rump_syscall_boot_establish): a word per number, 1 for a call it serves.  The
+#: core's calls are served by every kernel and are not in it.
+SYSENT_REGION = ("sysent", SYS_MAXSYSCALL * 8)
+
 #: Calls that fill buffers their caller passes, and which argument holds them: a
 #: caller in another address space (the host, a remote client) gets the contents
 #: back with the result and copies them into its own buffers.

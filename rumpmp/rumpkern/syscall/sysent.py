@@ -143,13 +143,11 @@ _CORE_CALLS = (
 )
 
 #: Every call this program has code for: the core's, and those components add with
-#: ``syscall_establish`` when they are linked (imported).  Which of them a kernel
-#: serves is in that kernel's own table, in its arena.
+#: ``syscall_establish`` when they are linked (imported).  Every kernel serves the
+#: core's; which of the others a kernel serves is in its own table, in its arena
+#: (``sys.syscall.SYSENT_REGION``).
 SYSENT: dict[int, Sysent] = {}
 BY_NAME: dict[str, Sysent] = {}
-
-#: A kernel's system call table: a word per number, 1 for a call it serves.
-REGION = ("sysent", N.SYS_MAXSYSCALL * 8)
 
 
 def syscall_establish(entries: Iterable[Sysent]) -> None:
@@ -168,31 +166,23 @@ def rump_syscall_boot_establish(arena: Arena, entries: Iterable[Sysent]) -> None
     before the CPUs start)."""
     entries = list(entries)
     syscall_establish(entries)
-    base = arena.region_word("sysent")
+    base = arena.region_word(N.SYSENT_REGION[0])
     for e in entries:
         arena.w[base + e.num] = 1
 
 
-def sysent_init(arena: Arena) -> None:
-    """Kernel ``arena`` serves the core's calls (the host, at boot)."""
-    rump_syscall_boot_establish(arena, _CORE_CALLS)
-
-
 syscall_establish(_CORE_CALLS)
-
-
 _CORE_NUMS = frozenset(e.num for e in _CORE_CALLS)
 
 
 def lookup(num: object) -> Sysent:
-    """The entry of call ``num`` if this kernel serves it; ENOSYS if not.  Every
-    kernel serves the core's calls: only a component's are looked up in its table."""
+    """The entry of call ``num`` if this kernel serves it; ENOSYS if not."""
     entry = SYSENT.get(num) if type(num) is int else None
     if entry is not None:
         if num in _CORE_NUMS:
             return entry
         arena = _arena.current()
-        if arena.w[arena.region_word("sysent") + entry.num]:
+        if arena.w[arena.region_word(N.SYSENT_REGION[0]) + entry.num]:
             return entry
     raise OSError(errno.ENOSYS, f"no system call {num!r}")
 
