@@ -186,9 +186,10 @@ def pytest_runtest_teardown(
     leaks = []
     body = kernel_.booted_kernels(item.stash.get(_MARK, kernel_.boot_count()))
     for k in {k.prefix: k for k in [*item.stash.get(_KERNELS, []), *body]}.values():
-        if k.state == "running":
-            with contextlib.suppress(Exception):
-                k.halt()
+        running = k.state == "running"
+        with contextlib.suppress(Exception):
+            k.halt()  # a panicked kernel's: waits for the release its watcher has begun
+        if running:
             leaks.append(f"kernel {k.prefix} was left running (halted now)")
         left = shm.list_prefix(k.prefix)
         if left:
