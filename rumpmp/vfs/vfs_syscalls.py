@@ -19,7 +19,7 @@ from rumpmp.rumpkern.base.proc import curproc_word
 from rumpmp.rumpkern.cred import kauth
 from rumpmp.rumpkern.file import descrip, objlock
 from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
-from rumpmp.rumpkern.locking.rwlock import RW_READER, RW_WRITER, rw_enter, rw_exit
+from rumpmp.rumpkern.locking.rwlock import RW_READER, RW_WRITER
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.sys import file as F
 from rumpmp.sys import vnode as V
@@ -36,12 +36,7 @@ _DTYPE = {V.VDIR: DT_DIR, V.VREG: DT_REG, V.VLNK: DT_LNK}
 
 def _with_node(arena: Arena, node: int, gen: int, op: int, body: Callable[[int], T]) -> T:
     """``body(record)`` under the node's lock, once (node, gen) is checked."""
-    lock = vnode.vlock(arena, node)
-    rw_enter(lock, op)
-    try:
-        return body(vnode.check(arena, node, gen))
-    finally:
-        rw_exit(lock)
+    return vnode.vlocked(arena, node, op, lambda: body(vnode.check(arena, node, gen)))
 
 
 def _file_node(arena: Arena, fd: int) -> tuple[int, int, int]:

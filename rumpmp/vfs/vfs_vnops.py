@@ -17,7 +17,7 @@ from typing import TypeVar
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.file import descrip, objlock
 from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
-from rumpmp.rumpkern.locking.rwlock import RW_READER, RW_WRITER, rw_enter, rw_exit
+from rumpmp.rumpkern.locking.rwlock import RW_READER, RW_WRITER
 from rumpmp.sys import file as F
 from rumpmp.sys import vnode as V
 from rumpmp.sys.proc import P_CWD
@@ -25,15 +25,6 @@ from rumpmp.sys.vnode import Stat
 from rumpmp.vfs import vnode
 
 T = TypeVar("T")
-
-
-def _locked(arena: Arena, node: int, op: int, body: Callable[[], T]) -> T:
-    lock = vnode.vlock(arena, node)
-    rw_enter(lock, op)
-    try:
-        return body()
-    finally:
-        rw_exit(lock)
 
 
 def _at_offset(arena: Arena, f: int, node: int, op: int, io: Callable[[int], tuple[T, int]]) -> T:
@@ -49,7 +40,7 @@ def _at_offset(arena: Arena, f: int, node: int, op: int, io: Callable[[int], tup
             arena.w[r + F.F_OFFSET] = moved
             return result
 
-        return _locked(arena, node, op, body)
+        return vnode.vlocked(arena, node, op, body)
     finally:
         mutex_exit(lock)
 
@@ -59,7 +50,9 @@ def vn_read(arena: Arena, f: int, size: int, offset: int | None) -> bytes:
     if arena.w[vnode.rec(arena, node) + V.V_TYPE] == V.VDIR:
         raise IsADirectoryError(errno.EISDIR, "is a directory")
     if offset is not None:
-        return _locked(arena, node, RW_READER, lambda: vnode.read_data(arena, node, offset, size))
+        return vnode.vlocked(
+            arena, node, RW_READER, lambda: vnode.read_data(arena, node, offset, size)
+        )
 
     def read_at(off: int) -> tuple[bytes, int]:
         out = vnode.read_data(arena, node, off, size)
@@ -71,7 +64,9 @@ def vn_read(arena: Arena, f: int, size: int, offset: int | None) -> bytes:
 def vn_write(arena: Arena, f: int, data: memoryview, offset: int | None) -> int:
     _, flag, node, _ = descrip.file_info(arena, f)
     if offset is not None:
-        return _locked(arena, node, RW_WRITER, lambda: vnode.write_data(arena, node, offset, data))
+        return vnode.vlocked(
+            arena, node, RW_WRITER, lambda: vnode.write_data(arena, node, offset, data)
+        )
 
     def write_at(off: int) -> tuple[int, int]:
         at = arena.w[vnode.rec(arena, node) + V.V_SIZE] if flag & F.O_APPEND else off
@@ -93,7 +88,7 @@ def _poll(arena: Arena, node: int, _: int, events: int) -> int:
 
 def vn_statfile(arena: Arena, f: int) -> Stat:
     node = descrip.file_info(arena, f)[2]
-    return _locked(arena, node, RW_READER, lambda: vnode.getattr_(arena, node))
+    return vnode.vlocked(arena, node, RW_READER, lambda: vnode.getattr_(arena, node))
 
 
 def _kqfilter(

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import errno
 import pickle
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from hypercalls import hostfile, sync
 from rumpmp.rumpkern.base import arena as _arena
@@ -32,6 +33,8 @@ from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
 from rumpmp.sys import vnode as V
 from rumpmp.sys.vnode import Stat
+
+T = TypeVar("T")
 
 BLOCK = 512  # st_blocks counts these
 
@@ -84,6 +87,16 @@ def _vlocks(arena: Arena) -> list[krwlock_t]:
 def vlock(arena: Arena, node: int) -> krwlock_t:
     """Node ``node``'s lock."""
     return _vlocks(arena)[node % V.NVLOCKS]
+
+
+def vlocked(arena: Arena, node: int, op: int, body: Callable[[], T]) -> T:
+    """``body()`` with node ``node``'s lock held (``op``: RW_READER or RW_WRITER)."""
+    lock = vlock(arena, node)
+    rw_enter(lock, op)
+    try:
+        return body()
+    finally:
+        rw_exit(lock)
 
 
 def vlock_nodes(arena: Arena, nodes: Iterable[int], op: int) -> list[krwlock_t]:
