@@ -20,7 +20,7 @@ from rumpmp.rumpkern.base.prf import aprint_verbose
 from rumpmp.rumpkern.cred import signals
 from rumpmp.rumpkern.file import descrip, select
 from rumpmp.rumpkern.intr import callout, percpu, softint, xcall
-from rumpmp.rumpkern.locking import biglock, sleepq
+from rumpmp.rumpkern.locking import atomic, biglock, sleepq
 from rumpmp.rumpkern.locking.sleepq import tsleep
 from rumpmp.rumpkern.mem import kmem, specificdata
 from rumpmp.rumpkern.sched import cpu, kthread, lwproc, reboot
@@ -226,6 +226,7 @@ def _regions(p: BootParams) -> list[tuple[str, int]]:
         region(p.ncpu),
         msgbuf.REGION,
         sleepq.REGION,
+        atomic.REGION,
         *REGIONS,
         callout.region(p.ncpu),
         softint.region(p.ncpu),
@@ -313,6 +314,7 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     # The seed stirs arc4random from the stack; rumpmp's kernel takes host entropy.
     arena.cache["rnd.seed"] = rnd.getrandom(32)
     kmem.kmem_init(arena)
+    atomic.atomic_init(arena)
     sleepq.sleepq_init(arena)
     lwproc.procinit(arena)
     lwproc.proc0_init(arena)
