@@ -13,13 +13,25 @@ rumpmp differs.
 
 from rumpmp.rumpkern.base.clock import (
     DELAY,
+    bintime,
+    binuptime,
+    getbintime,
+    getbinuptime,
     getboottime,
+    getmicrotime,
+    getmicrouptime,
+    getnanotime,
+    getnanouptime,
     getticks,
     hz,
     hztoms,
+    microtime,
+    microuptime,
     mstohz,
     nanotime,
     nanouptime,
+    tc_getfrequency,
+    tc_setclock,
 )
 from rumpmp.rumpkern.base.evcnt import (
     EVCNT_TYPE_INTR,
@@ -244,6 +256,15 @@ from rumpmp.rumpkern.locking.mutex import (
     mutex_owned,
     mutex_tryenter,
 )
+from rumpmp.rumpkern.locking.mutex_obj import (
+    mutex_obj_alloc,
+    mutex_obj_free,
+    mutex_obj_hold,
+    mutex_obj_refcnt,
+    rw_obj_alloc,
+    rw_obj_free,
+    rw_obj_hold,
+)
 from rumpmp.rumpkern.locking.rwlock import (
     RW_READER,
     RW_WRITER,
@@ -306,7 +327,15 @@ from rumpmp.rumpkern.sched.reboot import (
     rump_getversion,
     rump_sys_reboot,
 )
-from rumpmp.rumpkern.sched.scheduler import preempt
+from rumpmp.rumpkern.sched.scheduler import (
+    cpu_intr_p,
+    cpu_softintr_p,
+    curcpu_stable,
+    kpreempt_disable,
+    kpreempt_disabled,
+    kpreempt_enable,
+    preempt,
+)
 from rumpmp.rumpkern.sched.scheduler import preempt as yield_
 from rumpmp.rumpkern.svc.copy import (
     UIO_READ,
@@ -322,6 +351,20 @@ from rumpmp.rumpkern.svc.copy import (
     uio_t,
     uiomove,
 )
+from rumpmp.rumpkern.svc.cprng import (
+    arc4random,
+    arc4random_buf,
+    cprng_fast,
+    cprng_fast32,
+    cprng_fast64,
+    cprng_strong,
+    cprng_strong32,
+    cprng_strong64,
+    cprng_strong_create,
+    cprng_strong_destroy,
+    cprng_strong_t,
+    kern_cprng,
+)
 from rumpmp.rumpkern.svc.ksyms import ksyms_getval, rump_kernelfsym_load
 from rumpmp.rumpkern.svc.module import (
     modinfo_t,
@@ -333,12 +376,38 @@ from rumpmp.rumpkern.svc.module import (
     rump_sys_modctl,
 )
 from rumpmp.rumpkern.svc.once import RUN_ONCE, once_init, once_t
+from rumpmp.rumpkern.svc.pool import (
+    PR_NOWAIT,
+    PR_WAITOK,
+    PR_ZERO,
+    pool_cache_destroy,
+    pool_cache_get,
+    pool_cache_init,
+    pool_cache_invalidate,
+    pool_cache_put,
+    pool_cache_stats,
+    pool_cache_t,
+    pool_destroy,
+    pool_get,
+    pool_init,
+    pool_nout,
+    pool_put,
+    pool_sethardlimit,
+    pool_t,
+)
 from rumpmp.rumpkern.svc.sysctl import (
     rump_sys___sysctl,
     sysctl_createv,
     sysctl_destroyv,
     sysctl_lookup,
     sysctl_query,
+)
+from rumpmp.rumpkern.svc.time import (
+    rump_sys_clock_getres,
+    rump_sys_clock_gettime,
+    rump_sys_clock_nanosleep,
+    rump_sys_gettimeofday,
+    rump_sys_nanosleep,
 )
 from rumpmp.rumpkern.svc.workqueue import (
     WQ_MPSAFE,
@@ -448,6 +517,14 @@ from rumpmp.sys.sysctl import (
     CTLTYPE_QUAD,
     CTLTYPE_STRING,
     CTLTYPE_STRUCT,
+)
+from rumpmp.sys.time import (
+    CLOCK_MONOTONIC,
+    CLOCK_REALTIME,
+    TIMER_ABSTIME,
+    TIMER_RELTIME,
+    timespec,
+    timeval,
 )
 from rumpmp.sys.vnode import (
     F_OK,

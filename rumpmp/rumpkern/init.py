@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import hypercalls
 from hypercalls import clock, param, proc, rnd, shm, sp
 from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import clock as kern_clock
 from rumpmp.rumpkern.base import evcnt, msgbuf
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.prf import aprint_verbose
@@ -306,8 +307,8 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     w[_arena.H_HZ] = p.hz
     w[_arena.H_LOCKDEBUG] = int(p.lockdebug)
     w[_arena.H_HOSTPID] = param.getpid()
-    w[_arena.H_BOOT_SEC], w[_arena.H_BOOT_NSEC] = clock.clock_gettime(clock.CLOCK_RELWALL)
-    w[_arena.H_BOOT_MONO] = clock.monotonic_ns()
+    kern_clock.inittimecounter(arena)
+    kern_clock.tc_setclock_in(arena, clock.clock_gettime(clock.CLOCK_RELWALL))
     w[_arena.H_PANIC_SLOT] = arena.pool.alloc(1)
     msgbuf.initmsgbuf(arena)
     aprint_verbose(arena, COPYRIGHT + VERSION_BANNER)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from hypercalls import clock, thread
 from rumpmp.rumpkern.base import arena as _arena
 from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.sys import time as _t
 
 NS = 1_000_000_000
 
@@ -60,10 +61,96 @@ def tick_deadline_ns(arena: Arena, tick: int) -> int:
     return w[_arena.H_BOOT_MONO] + tick * NS // w[_arena.H_HZ]
 
 
-def nanouptime() -> tuple[int, int]:
+# -- timecounters (kern_tc.c) ---------------------------------------------------------
+#
+# The kernel has one timecounter, "rumpclk": the host's monotonic clock in
+# nanoseconds (rump's own is the same: a rumpuser clock).  ``inittimecounter``
+# records where it stood at boot (uptime 0); ``tc_setclock`` sets the wall clock by
+# moving the boot time, as NetBSD's does.  The precise calls (nanotime, microtime,
+# bintime, ...) read the counter now; the get* calls return the time of the last
+# tick, as NetBSD's cheap variants do.
+
+TC_NAME = "rumpclk"
+TC_FREQUENCY = NS
+
+
+def inittimecounter(arena: Arena) -> None:
+    """inittimecounter: uptime starts now."""
+    arena.w[_arena.H_BOOT_MONO] = clock.monotonic_ns()
+
+
+def tc_setclock_in(arena: Arena, ts: tuple[int, int]) -> None:
+    """tc_setclock on a given kernel: the wall clock reads ``ts`` (sec, nsec) now."""
+    up = clock.monotonic_ns() - arena.w[_arena.H_BOOT_MONO]
+    boot = ts[0] * NS + ts[1] - up
+    arena.w[_arena.H_BOOT_SEC], arena.w[_arena.H_BOOT_NSEC] = divmod(boot, NS)
+
+
+def tc_setclock(ts: tuple[int, int]) -> None:
+    """tc_setclock(9): set the wall clock to ``ts`` (sec, nsec)."""
+    tc_setclock_in(_arena.current(), ts)
+
+
+def tc_getfrequency() -> int:
+    """tc_getfrequency(9): the timecounter's frequency in Hz."""
+    return TC_FREQUENCY
+
+
+def uptime_ns(arena: Arena, coarse: bool) -> int:
+    up = clock.monotonic_ns() - arena.w[_arena.H_BOOT_MONO]
+    if coarse:  # the time of the last tick
+        hz = arena.w[_arena.H_HZ]
+        up = up * hz // NS * NS // hz
+    return up
+
+
+def wall_ns(arena: Arena, coarse: bool) -> int:
+    w = arena.w
+    return w[_arena.H_BOOT_SEC] * NS + w[_arena.H_BOOT_NSEC] + uptime_ns(arena, coarse)
+
+
+def _timespec(ns: int) -> _t.timespec:
+    return _t.timespec(*divmod(ns, NS))
+
+
+def _timeval(ns: int) -> _t.timeval:
+    sec, rest = divmod(ns, NS)
+    return _t.timeval(sec, rest // 1000)
+
+
+def _bintime(ns: int) -> _t.bintime:
+    sec, rest = divmod(ns, NS)
+    return _t.bintime(sec, (rest << 64) // NS)
+
+
+def nanouptime() -> _t.timespec:
     """nanouptime(9): (sec, nsec) since boot."""
-    up = clock.monotonic_ns() - _arena.current().w[_arena.H_BOOT_MONO]
-    return divmod(up, NS)
+    return _timespec(uptime_ns(_arena.current(), False))
+
+
+def microuptime() -> _t.timeval:
+    """microuptime(9): (sec, usec) since boot."""
+    return _timeval(uptime_ns(_arena.current(), False))
+
+
+def binuptime() -> _t.bintime:
+    """binuptime(9): (sec, frac) since boot."""
+    return _bintime(uptime_ns(_arena.current(), False))
+
+
+def getnanouptime() -> _t.timespec:
+    """getnanouptime(9): uptime at the last tick."""
+    return _timespec(uptime_ns(_arena.current(), True))
+
+
+def getmicrouptime() -> _t.timeval:
+    """getmicrouptime(9): uptime at the last tick."""
+    return _timeval(uptime_ns(_arena.current(), True))
+
+
+def getbinuptime() -> _t.bintime:
+    """getbinuptime(9): uptime at the last tick."""
+    return _bintime(uptime_ns(_arena.current(), True))
 
 
 def getboottime() -> tuple[int, int]:
@@ -72,11 +159,39 @@ def getboottime() -> tuple[int, int]:
     return w[_arena.H_BOOT_SEC], w[_arena.H_BOOT_NSEC]
 
 
-def nanotime() -> tuple[int, int]:
-    """nanotime(9): wall-clock time as boottime plus uptime (the seed's tc_setclock)."""
-    up_s, up_ns = nanouptime()
-    boot_s, boot_ns = getboottime()
-    return divmod((boot_s + up_s) * NS + boot_ns + up_ns, NS)
+def nanotime_in(arena: Arena) -> _t.timespec:
+    """nanotime of a given kernel."""
+    return _timespec(wall_ns(arena, False))
+
+
+def nanotime() -> _t.timespec:
+    """nanotime(9): wall-clock time, boottime plus uptime."""
+    return nanotime_in(_arena.current())
+
+
+def microtime() -> _t.timeval:
+    """microtime(9): wall-clock time."""
+    return _timeval(wall_ns(_arena.current(), False))
+
+
+def bintime() -> _t.bintime:
+    """bintime(9): wall-clock time."""
+    return _bintime(wall_ns(_arena.current(), False))
+
+
+def getnanotime() -> _t.timespec:
+    """getnanotime(9): wall-clock time at the last tick."""
+    return _timespec(wall_ns(_arena.current(), True))
+
+
+def getmicrotime() -> _t.timeval:
+    """getmicrotime(9): wall-clock time at the last tick."""
+    return _timeval(wall_ns(_arena.current(), True))
+
+
+def getbintime() -> _t.bintime:
+    """getbintime(9): wall-clock time at the last tick."""
+    return _bintime(wall_ns(_arena.current(), True))
 
 
 def start_hardclock(arena: Arena, cpu: int, on_tick: Callable[[int], None]) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from hypercalls import sync, thread, waitq
 from rumpmp.rumpkern.base import arena as _arena
 from rumpmp.rumpkern.base import entry, evcnt
-from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.arena import Arena, onproc
 from rumpmp.rumpkern.base.handle import Handle
 from rumpmp.rumpkern.base.prf import kprintf, panic_in
 from rumpmp.rumpkern.base.proc import tables
@@ -278,6 +278,7 @@ def _softint_thread(level: int) -> None:
     r = record(arena, cpu)
     w = arena.w
     park = w[tables(arena).lwp(thread.curlwp()) + L_PARK]
+    onproc.softintr = True  # cpu_softintr_p(), for every handler this lwp runs
     while True:
         first = _take(arena, cpu, level)
         if not first:

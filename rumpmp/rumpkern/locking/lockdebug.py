@@ -22,7 +22,8 @@ R_MAGIC = 0
 R_SLOT = 1
 R_SPIN = 2
 R_IPL = 3
-RECORD_BYTES = 32
+R_REFS = 4  # references to a mutex_obj/rw_obj (0 for a lock made by mutex_init/rw_init)
+RECORD_BYTES = 40
 LOCK_MAGIC = 0x6B6C6F636B  # "klock"
 
 

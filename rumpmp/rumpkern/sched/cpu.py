@@ -257,6 +257,7 @@ def _run_lwp(arena: Arena, cpu: int, lid: int, slot: int) -> bool:
     w = arena.w
     lwproc.thread_started(lid)
     lockdebug.thread_reset()
+    scheduler.context_reset()
     w[l + L_PARK] = slot
     system = bool(w[l + L_FLAGS] & LW_SYSTEM)
     try:
@@ -270,6 +271,7 @@ def _run_lwp(arena: Arena, cpu: int, lid: int, slot: int) -> bool:
         return False  # the kernel is going down around us
     finally:
         lwproc.switch_home(arena)  # an lwp context the entry switched to stays behind
+        scheduler.context_reset()  # an entry that raised may have left preemption off
         scheduler.rump_unschedule()
     scheduler.lwp_done(arena, cpu, system)
     _exit_lwp(arena, t, lid)

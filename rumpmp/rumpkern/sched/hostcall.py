@@ -89,6 +89,7 @@ def run(arena: Arena, cpu: int, apply: Any, what: object) -> tuple[bool, object]
     lwproc.switch_home(arena)
     if ok:
         return True, value
+    scheduler.context_reset()  # it may have raised with preemption disabled
     return False, entry.portable(value, cpu)  # type: ignore[arg-type]
 
 

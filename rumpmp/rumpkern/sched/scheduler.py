@@ -30,6 +30,7 @@ from hypercalls import sync, thread, waitq
 from rumpmp.rumpkern.base import evcnt, perturb
 from rumpmp.rumpkern.base.arena import H_LOCKDEBUG, H_STATE, HALTING, Arena, here, onproc
 from rumpmp.rumpkern.base.evcnt import EV_FAST, EV_NSWTCH, EV_SLOW, EV_STARTED, EV_STEALS
+from rumpmp.rumpkern.base.prf import panic_in
 from rumpmp.rumpkern.base.proc import Tables, tables
 from rumpmp.rumpkern.locking import biglock, lockdebug
 from rumpmp.sys.cpu import cpu_word
@@ -188,6 +189,9 @@ def rump_unschedule() -> None:
     arena, t, sp, lid = ctx
     if arena.w[H_LOCKDEBUG]:
         lockdebug.check_sleep(arena, "rump_unschedule")
+        if getattr(onproc, "nopreempt", 0):
+            who = lockdebug.describe_curlwp(arena)
+            panic_in(arena, f"rump_unschedule: sleeping with preemption disabled ({who})")
     if arena.w[t.lwp(lid) + L_BIGLOCKS]:  # the big lock is not held across a sleep
         biglock.release_for_sleep(arena, t.lwp(lid))
     onproc.scheduled = False
@@ -205,7 +209,7 @@ def preempt() -> None:
     if perturb.state.on:
         perturb.point()
     ctx = _context()
-    if ctx is None or not getattr(onproc, "scheduled", False):
+    if ctx is None or not getattr(onproc, "scheduled", False) or kpreempt_disabled():
         return
     arena, t, sp, lid = ctx
     w, s = sp.w, sp.s
@@ -223,6 +227,58 @@ def preempt() -> None:
     sp.lock.exit()
     arena.pool.wait_until(w[t.lwp(lid) + L_PARK], lambda: w[s + SPC_CURLWP] == lid)
     w[t.lwp(lid) + L_STATE] = LSONPROC
+
+
+# -- kernel preemption (kpreempt(9)) and context ---------------------------------------
+#
+# rumpmp's kernel is not preemptive: an lwp keeps its CPU until it blocks or yields.
+# kpreempt_disable makes the yield points (preempt, yield) pass over too, so a section
+# of code runs on this CPU without another lwp of the CPU in its middle; with
+# LOCKDEBUG, sleeping inside such a section panics.  The count belongs to the thread
+# carrying the lwp (``onproc``), reset when it starts carrying another.
+
+
+def kpreempt_disable() -> None:
+    """kpreempt_disable(9): keep this CPU until kpreempt_enable (nests)."""
+    onproc.nopreempt = getattr(onproc, "nopreempt", 0) + 1
+
+
+def kpreempt_enable() -> None:
+    """kpreempt_enable(9): undo one kpreempt_disable."""
+    n = getattr(onproc, "nopreempt", 0)
+    if n <= 0:
+        raise RuntimeError("kpreempt_enable: preemption is not disabled")
+    onproc.nopreempt = n - 1
+
+
+def kpreempt_disabled() -> bool:
+    """kpreempt_disabled(9): whether the calling lwp cannot lose its CPU at a yield
+    point: preemption disabled, or a softint handler running (NetBSD's LP_INTR)."""
+    return getattr(onproc, "nopreempt", 0) > 0 or getattr(onproc, "softintr", False)
+
+
+def cpu_intr_p() -> bool:
+    """cpu_intr_p(9): whether in a hardware interrupt handler.  Never in rumpmp, as in
+    rump: the clock interrupt is a host thread that runs no kernel code."""
+    return False
+
+
+def cpu_softintr_p() -> bool:
+    """cpu_softintr_p(9): whether in a softint handler (softints, callouts, XC_HIGHPRI
+    cross-calls run in the softint lwps)."""
+    return getattr(onproc, "softintr", False)
+
+
+def curcpu_stable() -> bool:
+    """curcpu_stable(9): whether curcpu() can be relied on not to change.  Always, for
+    kernel code: an lwp lives and dies in one CPU process (ARCHITECTURE section 4)."""
+    return getattr(onproc, "scheduled", False)
+
+
+def context_reset() -> None:
+    """The calling thread starts carrying a new lwp: preemption enabled, no softint."""
+    onproc.nopreempt = 0
+    onproc.softintr = False
 
 
 def switch_curlwp(arena: Arena, old: int, new: int) -> None:

@@ -31,6 +31,7 @@ from rumpmp.rumpkern.file import sys_generic
 from rumpmp.rumpkern.locking import biglock
 from rumpmp.rumpkern.sched import lwproc, reboot
 from rumpmp.rumpkern.svc import module, sysctl
+from rumpmp.rumpkern.svc import time as kern_time
 from rumpmp.sys import syscall as N
 from rumpmp.sys.proc import P_RTIME
 
@@ -103,6 +104,23 @@ def _descriptor_calls() -> list[Sysent]:
 
 _CORE_CALLS = (
     Sysent(N.SYS_getpid, "getpid", prot.rump_sys_getpid),
+    Sysent(N.SYS_gettimeofday, "gettimeofday", kern_time.rump_sys_gettimeofday),
+    Sysent(
+        N.SYS_clock_gettime,
+        "clock_gettime",
+        kern_time.rump_sys_clock_gettime,
+        (("clock_id", INT),),
+    ),
+    Sysent(
+        N.SYS_clock_getres, "clock_getres", kern_time.rump_sys_clock_getres, (("clock_id", INT),)
+    ),
+    Sysent(N.SYS_nanosleep, "nanosleep", kern_time.rump_sys_nanosleep, (("rqtp", ANY),)),
+    Sysent(
+        N.SYS_clock_nanosleep,
+        "clock_nanosleep",
+        kern_time.rump_sys_clock_nanosleep,
+        (("clock_id", INT), ("flags", INT), ("rqtp", ANY)),
+    ),
     Sysent(N.SYS_kill, "kill", signals.rump_sys_kill, (("pid", INT), ("sig", INT))),
     Sysent(N.SYS_setuid, "setuid", prot.rump_sys_setuid, (("uid", INT),)),
     Sysent(N.SYS_getuid, "getuid", prot.rump_sys_getuid),
