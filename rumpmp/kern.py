@@ -366,6 +366,14 @@ from rumpmp.rumpkern.svc.cprng import (
     kern_cprng,
 )
 from rumpmp.rumpkern.svc.ksyms import ksyms_getval, rump_kernelfsym_load
+from rumpmp.rumpkern.svc.localcount import (
+    localcount_acquire,
+    localcount_drain,
+    localcount_fini,
+    localcount_init,
+    localcount_release,
+    localcount_t,
+)
 from rumpmp.rumpkern.svc.module import (
     modinfo_t,
     module_init_class,
@@ -394,6 +402,28 @@ from rumpmp.rumpkern.svc.pool import (
     pool_put,
     pool_sethardlimit,
     pool_t,
+)
+from rumpmp.rumpkern.svc.pserialize import (
+    pserialize_create,
+    pserialize_destroy,
+    pserialize_in_read_section,
+    pserialize_perform,
+    pserialize_read_enter,
+    pserialize_read_exit,
+    pserialize_t,
+)
+from rumpmp.rumpkern.svc.psref import (
+    psref_acquire,
+    psref_class_create,
+    psref_class_destroy,
+    psref_class_t,
+    psref_copy,
+    psref_held,
+    psref_release,
+    psref_t,
+    psref_target_destroy,
+    psref_target_init,
+    psref_target_t,
 )
 from rumpmp.rumpkern.svc.sysctl import (
     rump_sys___sysctl,
