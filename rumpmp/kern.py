@@ -439,6 +439,25 @@ from rumpmp.rumpkern.svc.time import (
     rump_sys_gettimeofday,
     rump_sys_nanosleep,
 )
+from rumpmp.rumpkern.svc.vmem import (
+    VM_BESTFIT,
+    VM_INSTANTFIT,
+    VM_NOSLEEP,
+    VM_SLEEP,
+    VMEM_ADDR_MAX,
+    VMEM_ADDR_MIN,
+    VMEM_ALLOC,
+    VMEM_FREE,
+    vmem_add,
+    vmem_alloc,
+    vmem_create,
+    vmem_destroy,
+    vmem_free,
+    vmem_size,
+    vmem_t,
+    vmem_xalloc,
+    vmem_xfree,
+)
 from rumpmp.rumpkern.svc.workqueue import (
     WQ_MPSAFE,
     WQ_PERCPU,

@@ -291,6 +291,23 @@ def test_the_kernel_api_exports_its_section_9_names():
 
 
 KERN_NAMES = [
+    "vmem_t",
+    "vmem_create",
+    "vmem_add",
+    "vmem_alloc",
+    "vmem_xalloc",
+    "vmem_free",
+    "vmem_xfree",
+    "vmem_size",
+    "vmem_destroy",
+    "VM_SLEEP",
+    "VM_NOSLEEP",
+    "VM_INSTANTFIT",
+    "VM_BESTFIT",
+    "VMEM_ADDR_MIN",
+    "VMEM_ADDR_MAX",
+    "VMEM_ALLOC",
+    "VMEM_FREE",
     "localcount_t",
     "localcount_init",
     "localcount_acquire",
