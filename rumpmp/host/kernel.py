@@ -477,13 +477,16 @@ def boot(
     lockdebug: bool | None = None,
     hz: int | None = None,
     vfs: bool | None = None,
+    sigmodel: int | None = None,
     components: Iterable[module.rump_component] = (),
 ) -> Kernel:
     """Boot a new, independent kernel.  Unset parameters come from RUMP_NCPU,
     RUMP_VERBOSE, RUMP_THREADS, RUMP_LOCKDEBUG, RUMP_HZ, RUMP_VFS and the host, as
     in rump.  ``vfs=False`` leaves the file system out, as a rump kernel without
     rumpvfs: descriptors, pipes, poll and kqueue work, and the file system's calls
-    (open, stat, mkdir, ...) answer ENOSYS.
+    (open, stat, mkdir, ...) answer ENOSYS.  ``sigmodel`` is what a signal to a
+    rump process does (RUMP_SIGMODEL_*; rump_boot_setsigmodel on the host sets the
+    default).
 
     The components the host provides (entry points ``rumpmp.components``) and
     ``components`` run, then the modules it provides load (``rumpmp.modules``); one
@@ -496,7 +499,7 @@ def boot(
     # that only imports rumpmp does not load it.
     import rumpmp.vfs  # noqa: F401, PLC0415
 
-    k = Kernel(init.rump__init(ncpu, verbose, threads, hostname, lockdebug, hz, vfs))
+    k = Kernel(init.rump__init(ncpu, verbose, threads, hostname, lockdebug, hz, vfs, sigmodel))
     if not (components or module.provided()):
         return k  # nothing to run: spare the boot a call into the kernel
     try:

@@ -85,6 +85,7 @@ class BootParams:
     hz: int
     lockdebug: bool
     vfs: bool = True  # with the file system, if the program has it
+    sigmodel: int = signals.RUMP_SIGMODEL_RAISE
 
 
 @dataclass
@@ -174,6 +175,7 @@ def boot_params(
     lockdebug: bool | None = None,
     hz: int | None = None,
     vfs: bool | None = None,
+    sigmodel: int | None = None,
 ) -> BootParams:
     """The boot parameters: arguments first, then the RUMP_* environment, as in rump."""
     try:
@@ -196,6 +198,9 @@ def boot_params(
         hz=parse_hz(hz) if hz is not None else parse_hz(_env_or("RUMP_HZ", DEFAULT_HZ), "RUMP_HZ"),
         lockdebug=_env_flag("RUMP_LOCKDEBUG", "lockdebug", lockdebug, False),
         vfs=_env_flag("RUMP_VFS", "vfs", vfs, True) and rump_vfs_init is not None,
+        sigmodel=signals.boot_sigmodel
+        if sigmodel is None
+        else signals.check_sigmodel(sigmodel, "sigmodel"),
     )
 
 
@@ -266,12 +271,13 @@ def rump__init(
     lockdebug: bool | None = None,
     hz: int | None = None,
     vfs: bool | None = None,
+    sigmodel: int | None = None,
 ) -> Booted:
     """Boot a new kernel; returns when every CPU has reported ready."""
     timings: dict[str, float] = {}
     timer = _Timer(timings)
     check_versions()
-    p = boot_params(ncpu, verbose, threads, hostname, lockdebug, hz, vfs)
+    p = boot_params(ncpu, verbose, threads, hostname, lockdebug, hz, vfs, sigmodel)
     timer.mark("parameters")
 
     prefix = (
@@ -302,7 +308,7 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     w[_arena.H_STATE] = _arena.BOOTING
     w[_arena.H_VERBOSE] = int(p.verbose)
     w[_arena.H_BOOTHOWTO] = reboot.AB_VERBOSE if p.verbose else 0
-    w[_arena.H_SIGMODEL] = signals.RUMP_SIGMODEL_RAISE
+    w[_arena.H_SIGMODEL] = p.sigmodel
     w[_arena.H_THREADS] = int(p.threads)
     w[_arena.H_HZ] = p.hz
     w[_arena.H_LOCKDEBUG] = int(p.lockdebug)

@@ -88,4 +88,29 @@ def uio_cases():
 
 
 def test_uiomove_moves_in_the_uios_direction(rump_kernel):
-    assert rump_kernel.run(uio_cases) == (b"3456", 0, 7, 4, b"ab\0\0\0", 2)
+    # rump_uio_free returns the residue (rump's accessors.c), 0 here: all 4 moved.
+    assert rump_kernel.run(uio_cases) == (b"3456", 0, 7, 0, b"ab\0\0\0", 2)
+
+
+def copyoutstr_takes_bytes():
+    from rumpmp.kern import copyinstr, copyoutstr
+
+    out = []  # (no system call here, so no user space: bytes get EFAULT, not TypeError)
+    for text in (b"bytes", 3.5):
+        try:
+            out.append(copyoutstr(text, 0, 16))
+        except TypeError as e:
+            out.append(str(e).split(":")[1].split()[0])
+        except OSError as e:
+            out.append(e.errno)
+    try:
+        copyinstr(0, "16")
+    except TypeError as e:
+        out.append(str(e).split(":")[1].split()[0])
+    return out
+
+
+def test_copyoutstr_takes_bytes_and_rejects_other_types(rump_kernel):
+    out = rump_kernel.run(copyoutstr_takes_bytes)
+    assert out[0] == errno.EFAULT
+    assert out[1:] == ["text", "maxlen"]

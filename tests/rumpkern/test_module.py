@@ -143,3 +143,12 @@ def test_a_component_that_raises_fails_the_boot_by_name_and_leaves_nothing(rump_
     assert set(shm.list_prefix("rmp-")) - before == set()
     with pytest.raises(TypeError, match="rump_component"):
         rumpmp.boot(1, components=[explode])
+
+
+def test_a_bad_modinfo_is_a_type_error_at_construction():
+    from rumpmp.kern import MODULE_CLASS_MISC, modinfo_t
+
+    with pytest.raises(TypeError, match="required"):
+        modinfo_t("m", MODULE_CLASS_MISC, lambda cmd, arg: 0, required=None)
+    with pytest.raises(TypeError, match="modcmd"):
+        modinfo_t("m", MODULE_CLASS_MISC, None)

@@ -121,3 +121,27 @@ def test_kill_errors(rump_kernel):
         with pytest.raises(PermissionError):
             user.sys.kill(other.pid, signal.SIGUSR1)  # other is root's
         user.sys.kill(user.pid, signal.SIGUSR1)  # its own: fine
+
+
+def current_model():
+    from rumpmp.rumpkern.base import arena
+
+    return arena.current().w[arena.H_SIGMODEL]
+
+
+@pytest.mark.timeout(60)
+def test_setsigmodel_on_the_host_sets_the_model_of_the_next_boot(rump_boot):
+    """rump(3): rump_boot_setsigmodel is called before rump_init."""
+    from rumpmp.rumpkern.cred import signals
+
+    saved = signals.boot_sigmodel
+    try:
+        kern.rump_boot_setsigmodel(kern.RUMP_SIGMODEL_IGNORE)
+        assert rump_boot(1).run(current_model) == kern.RUMP_SIGMODEL_IGNORE
+        k = rump_boot(1, sigmodel=kern.RUMP_SIGMODEL_RECORD)
+        assert k.run(current_model) == kern.RUMP_SIGMODEL_RECORD
+    finally:
+        signals.boot_sigmodel = saved
+    with pytest.raises(OSError) as e:
+        rump_boot(1, sigmodel=9)
+    assert e.value.errno == errno.EINVAL

@@ -34,11 +34,28 @@ RUMP_SIGMODEL_RAISE, RUMP_SIGMODEL_RECORD = 3, 4
 NSIG = 64
 
 
+#: The model the next kernels of this program boot with (rump_boot_setsigmodel
+#: called before boot, as rump's programs call it before rump_init).
+boot_sigmodel = RUMP_SIGMODEL_RAISE
+
+
+def check_sigmodel(model: object, func: str) -> int:
+    """``model`` if it is one of the RUMP_SIGMODEL_* values; EINVAL otherwise."""
+    if isinstance(model, bool) or model not in range(RUMP_SIGMODEL_RECORD + 1):
+        raise OSError(errno.EINVAL, f"{func}: no signal model {model!r}")
+    return model  # type: ignore[return-value]
+
+
 def rump_boot_setsigmodel(model: int) -> None:
-    """rump_boot_setsigmodel(3): what a signal to a rump process does, kernel-wide."""
-    if model not in range(RUMP_SIGMODEL_RECORD + 1):
-        raise OSError(errno.EINVAL, f"rump_boot_setsigmodel: no model {model!r}")
-    _arena.current().w[_arena.H_SIGMODEL] = model
+    """rump_boot_setsigmodel(3): what a signal to a rump process does, kernel-wide.
+    Called in kernel code it changes that kernel's model; called on the host it sets
+    the model of the kernels booted after it (``boot(sigmodel=...)`` too)."""
+    global boot_sigmodel
+    check_sigmodel(model, "rump_boot_setsigmodel")
+    if _arena.here.arena is None:
+        boot_sigmodel = model
+    else:
+        _arena.current().w[_arena.H_SIGMODEL] = model
 
 
 def psignal(pid: int, sig: int) -> None:

@@ -82,6 +82,8 @@ def copyout(data: bytes | bytearray, uaddr: int) -> None:
 def copyinstr(uaddr: int, maxlen: int) -> str:
     """copyinstr(9): the NUL-terminated string at ``uaddr``, at most ``maxlen`` bytes
     with its NUL (ENAMETOOLONG if there is none within them, EFAULT past the buffer)."""
+    if isinstance(maxlen, bool) or not isinstance(maxlen, int):
+        raise TypeError(f"copyinstr: maxlen must be an int, not {type(maxlen).__name__}")
     buf, off = _segment(uaddr, 0)
     if maxlen <= 0:
         raise OSError(errno.ENAMETOOLONG, "copyinstr: no room for a string")
@@ -95,10 +97,15 @@ def copyinstr(uaddr: int, maxlen: int) -> str:
     return bytes(buf[off:end]).decode("utf-8", "surrogateescape")
 
 
-def copyoutstr(text: str, uaddr: int, maxlen: int) -> int:
-    """copyoutstr(9): write ``text`` and its NUL at ``uaddr``; the bytes written
-    (ENAMETOOLONG if they exceed ``maxlen``: nothing is written then)."""
-    data = text.encode("utf-8", "surrogateescape") + b"\0"
+def copyoutstr(text: str | bytes, uaddr: int, maxlen: int) -> int:
+    """copyoutstr(9): write ``text`` (str or bytes) and its NUL at ``uaddr``; the
+    bytes written (ENAMETOOLONG if they exceed ``maxlen``: nothing is written then)."""
+    if isinstance(text, str):
+        data = text.encode("utf-8", "surrogateescape") + b"\0"
+    elif isinstance(text, bytes | bytearray):
+        data = bytes(text) + b"\0"
+    else:
+        raise TypeError(f"copyoutstr: text must be a str or bytes, not {type(text).__name__}")
     if len(data) > maxlen:
         raise OSError(errno.ENAMETOOLONG, f"copyoutstr: {len(data)} bytes do not fit in {maxlen}")
     copyout(data, uaddr)
@@ -162,5 +169,6 @@ def rump_uio_getoff(uio: uio_t) -> int:
 
 
 def rump_uio_free(uio: uio_t) -> int:
-    """rump_uio_free(3): let it go; the bytes moved (what rump returns)."""
-    return uio.pos
+    """rump_uio_free(3): let it go; the bytes not moved (the residue, as rump's
+    accessors.c returns)."""
+    return uio.resid

@@ -57,6 +57,16 @@ class modinfo_t:
     modcmd: Callable[[int, Any], int]
     required: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:  # misuse is caught here, not at boot
+        if not isinstance(self.name, str):
+            raise TypeError(f"modinfo_t: name must be a str, not {type(self.name).__name__}")
+        if not callable(self.modcmd):
+            raise TypeError("modinfo_t: modcmd must be callable")
+        if not isinstance(self.required, tuple | list) or not all(
+            isinstance(r, str) for r in self.required
+        ):
+            raise TypeError("modinfo_t: required must be a tuple of module names")
+
 
 @dataclass(frozen=True)
 class rump_component:
