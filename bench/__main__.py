@@ -23,6 +23,7 @@ MODULES = [
     "syscall",
     "files",
     "sp",
+    "smp",
 ]
 
 

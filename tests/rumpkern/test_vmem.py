@@ -71,7 +71,7 @@ def test_vmem_constraints_and_fits(rump_kernel):
 def ids(arg):
     from rumpmp.kern import VM_INSTANTFIT, VM_SLEEP, vmem_alloc, vmem_free
 
-    vm, rounds, out = arg
+    vm, rounds, _ = arg
     mine = []
     for i in range(rounds):
         mine.append(vmem_alloc(vm, 1, VM_SLEEP | VM_INSTANTFIT))
