@@ -181,7 +181,7 @@ def misuse():
             call()
             out.append(None)
         except TypeError as e:
-            out.append(("TypeError", str(e).split(" ")[0]))
+            out.append(("TypeError", str(e).split(" ")[0].removesuffix("()")))
         except OSError as e:
             out.append(e.errno)
     return out, atomic_load_relaxed(buf)

@@ -87,16 +87,16 @@ def _not_an_int(value: object, what: str) -> None:
     raise TypeError(f"{what} must be an int, not {type(value).__name__}")
 
 
-def _rmw(bits: int, op: Callable[[int, int], int], returns: int | None, step: int = 0) -> Callable:
-    """The body of every read-modify-write: ``op(old, x)`` stored atomically; it
-    returns the old value (``returns`` 0), the new (1) or nothing (None).  Written
-    once and specialised by closure, so that the fast path is a handful of
-    bytecodes; with ``step`` it is atomic_inc/dec (x is always ``step``)."""
-    mask, attr = _MASK[bits], f"_atomic{bits}"
+def _rmw(bits: int, op: Callable[[int, int], int], returns: int | None, what: str) -> Callable:
+    """An atomic_ops(3) function of a pointer and a value: ``op(old, x)`` stored
+    atomically; it returns the old value (``returns`` 0), the new (1) or nothing
+    (None).  Specialised by closure, so that the fast path is a handful of bytecodes
+    (an add is done inline: calling operator.add costs more than the add)."""
+    mask, attr, add = _MASK[bits], f"_atomic{bits}", op is operator.add
 
-    def update(p: Pointer, x: int = step) -> int | None:
-        if step and x is not step:  # atomic_inc/dec take no value
-            raise TypeError(f"atomic_{'inc' if step > 0 else 'dec'}_{bits} takes only ptr")
+    def update(p: Pointer, x: int) -> int | None:
+        if type(x) is not int:
+            _not_an_int(x, what)
         try:
             view, i, lock, stripes = getattr(p, attr)
         except AttributeError:
@@ -105,7 +105,7 @@ def _rmw(bits: int, op: Callable[[int, int], int], returns: int | None, step: in
             stripes.wait(lock)
         try:
             old = view[i]
-            new = view[i] = op(old, x) & mask
+            new = view[i] = (old + x if add else op(old, x)) & mask
         finally:
             lock.release()
         return None if returns is None else new if returns else old
@@ -113,20 +113,29 @@ def _rmw(bits: int, op: Callable[[int, int], int], returns: int | None, step: in
     return update
 
 
+def _step(bits: int, step: int, nv: bool) -> Callable[[Pointer], int | None]:
+    """atomic_inc/dec (``step`` +1 or -1), returning the new value with ``nv``: the
+    body of ``_rmw`` once more, without the value, for the hottest of the calls."""
+    mask, attr = _MASK[bits], f"_atomic{bits}"
+
+    def update(p: Pointer) -> int | None:
+        try:
+            view, i, lock, stripes = getattr(p, attr)
+        except AttributeError:
+            view, i, lock, stripes = _locate(p, bits)
+        if not lock.acquire(False):
+            stripes.wait(lock)
+        try:
+            new = view[i] = (view[i] + step) & mask
+        finally:
+            lock.release()
+        return new if nv else None
+
+    return update
+
+
 def _second(_: int, x: int) -> int:
     return x
-
-
-def _op(bits: int, op: Callable[[int, int], int], returns: int | None, what: str) -> Callable:
-    """An atomic_ops(3) function of a pointer and a value."""
-    update = _rmw(bits, op, returns)
-
-    def fn(p: Pointer, x: int) -> int | None:
-        if type(x) is not int:
-            _not_an_int(x, what)
-        return update(p, x)
-
-    return fn
 
 
 def _cas(bits: int) -> Callable[[Pointer, int, int], int]:
@@ -153,34 +162,34 @@ def _cas(bits: int) -> Callable[[Pointer, int, int], int]:
     return atomic_cas
 
 
-atomic_add_32 = _op(32, operator.add, None, "delta")
-atomic_add_32_nv = _op(32, operator.add, 1, "delta")
-atomic_and_32 = _op(32, operator.and_, None, "bits")
-atomic_and_32_nv = _op(32, operator.and_, 1, "bits")
-atomic_or_32 = _op(32, operator.or_, None, "bits")
-atomic_or_32_nv = _op(32, operator.or_, 1, "bits")
-atomic_swap_32 = _op(32, _second, 0, "new")
-atomic_inc_32 = _rmw(32, operator.add, None, 1)
-atomic_inc_32_nv = _rmw(32, operator.add, 1, 1)
-atomic_dec_32 = _rmw(32, operator.add, None, -1)
-atomic_dec_32_nv = _rmw(32, operator.add, 1, -1)
+atomic_add_32 = _rmw(32, operator.add, None, "delta")
+atomic_add_32_nv = _rmw(32, operator.add, 1, "delta")
+atomic_and_32 = _rmw(32, operator.and_, None, "bits")
+atomic_and_32_nv = _rmw(32, operator.and_, 1, "bits")
+atomic_or_32 = _rmw(32, operator.or_, None, "bits")
+atomic_or_32_nv = _rmw(32, operator.or_, 1, "bits")
+atomic_swap_32 = _rmw(32, _second, 0, "new")
+atomic_inc_32 = _step(32, 1, False)
+atomic_inc_32_nv = _step(32, 1, True)
+atomic_dec_32 = _step(32, -1, False)
+atomic_dec_32_nv = _step(32, -1, True)
 atomic_cas_32 = _cas(32)
 
-atomic_add_64 = _op(64, operator.add, None, "delta")
-atomic_add_64_nv = _op(64, operator.add, 1, "delta")
-atomic_and_64 = _op(64, operator.and_, None, "bits")
-atomic_and_64_nv = _op(64, operator.and_, 1, "bits")
-atomic_or_64 = _op(64, operator.or_, None, "bits")
-atomic_or_64_nv = _op(64, operator.or_, 1, "bits")
-atomic_swap_64 = _op(64, _second, 0, "new")
-atomic_inc_64 = _rmw(64, operator.add, None, 1)
-atomic_inc_64_nv = _rmw(64, operator.add, 1, 1)
-atomic_dec_64 = _rmw(64, operator.add, None, -1)
-atomic_dec_64_nv = _rmw(64, operator.add, 1, -1)
+atomic_add_64 = _rmw(64, operator.add, None, "delta")
+atomic_add_64_nv = _rmw(64, operator.add, 1, "delta")
+atomic_and_64 = _rmw(64, operator.and_, None, "bits")
+atomic_and_64_nv = _rmw(64, operator.and_, 1, "bits")
+atomic_or_64 = _rmw(64, operator.or_, None, "bits")
+atomic_or_64_nv = _rmw(64, operator.or_, 1, "bits")
+atomic_swap_64 = _rmw(64, _second, 0, "new")
+atomic_inc_64 = _step(64, 1, False)
+atomic_inc_64_nv = _step(64, 1, True)
+atomic_dec_64 = _step(64, -1, False)
+atomic_dec_64_nv = _step(64, -1, True)
 atomic_cas_64 = _cas(64)
 
 for _name, _fn in list(globals().items()):  # name each function after its manual page
-    if _name.startswith("atomic_") and getattr(_fn, "__name__", "") in ("update", "fn"):
+    if _name.startswith("atomic_") and getattr(_fn, "__name__", "") == "update":
         _fn.__name__ = _fn.__qualname__ = _name
         _fn.__doc__ = f"atomic_ops(3) {_name}: atomic across every CPU."
     elif _name.startswith("atomic_cas_"):
@@ -214,7 +223,7 @@ def atomic_load_acquire(p: Pointer, bits: int = 64) -> int:
     return view[i]
 
 
-_store = {bits: _op(bits, _second, None, "value") for bits in (32, 64)}
+_store = {bits: _rmw(bits, _second, None, "value") for bits in (32, 64)}
 
 
 def atomic_store_relaxed(p: Pointer, value: int, bits: int = 64) -> None:
