@@ -432,6 +432,24 @@ from rumpmp.rumpkern.svc.sysctl import (
     sysctl_lookup,
     sysctl_query,
 )
+from rumpmp.rumpkern.svc.threadpool import (
+    PRI_KERNEL_RT,
+    threadpool_cancel_job,
+    threadpool_cancel_job_async,
+    threadpool_get,
+    threadpool_job_destroy,
+    threadpool_job_done,
+    threadpool_job_init,
+    threadpool_job_t,
+    threadpool_percpu_get,
+    threadpool_percpu_put,
+    threadpool_percpu_ref,
+    threadpool_percpu_ref_remote,
+    threadpool_percpu_t,
+    threadpool_put,
+    threadpool_schedule_job,
+    threadpool_t,
+)
 from rumpmp.rumpkern.svc.time import (
     rump_sys_clock_getres,
     rump_sys_clock_gettime,

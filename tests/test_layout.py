@@ -291,6 +291,22 @@ def test_the_kernel_api_exports_its_section_9_names():
 
 
 KERN_NAMES = [
+    "PRI_KERNEL_RT",
+    "threadpool_t",
+    "threadpool_percpu_t",
+    "threadpool_job_t",
+    "threadpool_get",
+    "threadpool_put",
+    "threadpool_percpu_get",
+    "threadpool_percpu_put",
+    "threadpool_percpu_ref",
+    "threadpool_percpu_ref_remote",
+    "threadpool_job_init",
+    "threadpool_job_destroy",
+    "threadpool_job_done",
+    "threadpool_schedule_job",
+    "threadpool_cancel_job",
+    "threadpool_cancel_job_async",
     "vmem_t",
     "vmem_create",
     "vmem_add",

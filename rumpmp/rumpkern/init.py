@@ -25,7 +25,7 @@ from rumpmp.rumpkern.locking import atomic, biglock, sleepq
 from rumpmp.rumpkern.locking.sleepq import tsleep
 from rumpmp.rumpkern.mem import kmem, specificdata
 from rumpmp.rumpkern.sched import cpu, kthread, lwproc, reboot
-from rumpmp.rumpkern.svc import module, sysctl, workqueue
+from rumpmp.rumpkern.svc import module, sysctl, threadpool, workqueue
 from rumpmp.sys import file as file_layout
 from rumpmp.sys import module as module_layout
 from rumpmp.sys import sp as sp_layout
@@ -243,6 +243,7 @@ def _regions(p: BootParams) -> list[tuple[str, int]]:
         evcnt.region(p.ncpu),
         sysctl_layout.REGION,
         module_layout.REGION,
+        threadpool.REGION,
         specificdata.REGION,
         *file_layout.REGIONS,
         syscall_layout.SYSENT_REGION,
@@ -333,6 +334,7 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     percpu.percpu_init(arena)
     sysctl.sysctl_init(arena, OSTYPE, OSRELEASE, VERSION_BANNER.strip(), p.memlimit)
     module.module_init(arena)
+    threadpool.threadpool_init(arena)
     biglock.biglock_init(arena)
     specificdata.specificdata_init(arena)
     descrip.fd_sys_init(arena, sysctl.value_word(arena, "kern.maxfiles"))

@@ -113,7 +113,7 @@ def _rmw(bits: int, op: Callable[[int, int], int], returns: int | None, what: st
     return update
 
 
-def _step(bits: int, step: int, nv: bool) -> Callable[[Pointer], int | None]:
+def _step(bits: int, step: int, nv: bool) -> Callable:
     """atomic_inc/dec (``step`` +1 or -1), returning the new value with ``nv``: the
     body of ``_rmw`` once more, without the value, for the hottest of the calls."""
     mask, attr = _MASK[bits], f"_atomic{bits}"
