@@ -344,6 +344,7 @@ from rumpmp.rumpkern.svc.copy import (
     copyinstr,
     copyout,
     copyoutstr,
+    copystr,
     rump_uio_free,
     rump_uio_getoff,
     rump_uio_getresid,
@@ -608,6 +609,10 @@ from rumpmp.sys.vnode import (
     Statvfs,
 )
 from rumpmp.vfs.etfs import rump_pub_etfs_register, rump_pub_etfs_remove
+from rumpmp.vfs.vfs_init import (
+    vfs_attach,
+    vfs_detach,
+)
 from rumpmp.vfs.vfs_syscalls import (
     rump_sys_access,
     rump_sys_chdir,

@@ -291,6 +291,9 @@ def test_the_kernel_api_exports_its_section_9_names():
 
 
 KERN_NAMES = [
+    "vfs_attach",
+    "vfs_detach",
+    "copystr",
     "PRI_KERNEL_RT",
     "threadpool_t",
     "threadpool_percpu_t",

@@ -90,10 +90,17 @@ NC_WORDS = 8
 NC_LOCKS = 4  # spin locks, by bucket; their slots are in the region's first words
 NC_HDR = 16
 
+# The file-system types mount(2) knows (vfs_attach): word 0 holds the slot of the
+# table's spin lock, then an entry per type: its name, NUL-padded.
+NVFSOPS = 16
+VFSOPS_NAME = 32
+VFSOPS_HDR = 8
+
 REGIONS = [
     ("vnode", (VNODE_HDR + NVNODE * VNODE_WORDS) * 8),
     ("mount", NMOUNT * MOUNT_WORDS * 8),
     ("namecache", (NC_HDR + NCACHE * NC_WORDS) * 8),
+    ("vfsops", VFSOPS_HDR + NVFSOPS * VFSOPS_NAME),
 ]
 
 

@@ -27,7 +27,7 @@ from rumpmp.rumpkern.syscall.sysent import (
 from rumpmp.sys import syscall as N
 from rumpmp.sys import vnode as vnode_layout
 from rumpmp.sys.file import DTYPE_VNODE
-from rumpmp.vfs import memfs, vfs_vnops, vnode
+from rumpmp.vfs import memfs, vfs_init, vfs_vnops, vnode
 from rumpmp.vfs import vfs_syscalls as S
 
 #: The file system's system calls.
@@ -72,6 +72,7 @@ VFS_CALLS = (
 def rump_vfs_init(arena: Arena) -> None:
     """The file system's part of a boot (the host, before the CPUs start)."""
     vnode.vfs_init(arena)
+    vfs_init.vfsops_init(arena)
     memfs.memfs_init(arena)
     rump_syscall_boot_establish(arena, VFS_CALLS)
 

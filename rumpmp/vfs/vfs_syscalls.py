@@ -25,11 +25,10 @@ from rumpmp.sys import file as F
 from rumpmp.sys import vnode as V
 from rumpmp.sys.proc import P_CWD
 from rumpmp.sys.vnode import Stat, Statvfs
-from rumpmp.vfs import memfs, namei, vnode
+from rumpmp.vfs import memfs, namei, vfs_init, vnode
 from rumpmp.vfs.namei import Cred
 
 T = TypeVar("T")
-FSTYPES = ("memfs", "tmpfs")  # what mount(2) accepts: both name the memory file system
 DT_UNKNOWN, DT_DIR, DT_REG, DT_LNK = 0, 4, 8, 10
 _DTYPE = {V.VDIR: DT_DIR, V.VREG: DT_REG, V.VLNK: DT_LNK}
 
@@ -530,12 +529,14 @@ def rump_sys_statvfs(path: str) -> Statvfs:
 
 
 def rump_sys_mount(fstype: str, path: str, flags: int = 0, size: int = 0) -> None:
-    """mount(2) of a new memory file system (``fstype`` "memfs" or "tmpfs") on
-    directory ``path``, its file data limited to ``size`` bytes (0: the heap's).
-    ENODEV for another type, EPERM unless root, EBUSY if something is mounted."""
-    if fstype not in FSTYPES:
+    """mount(2) of a new memory file system on directory ``path``, its file data
+    limited to ``size`` bytes (0: the heap's).  ``fstype`` is one vfs_attach made
+    known ("memfs" and "tmpfs" from boot): ENODEV for another, EPERM unless root,
+    EBUSY if something is mounted."""
+    arena = vnode.vfs_arena()
+    if not isinstance(fstype, str) or not vfs_init.vfs_known(arena, fstype):
         raise OSError(errno.ENODEV, f"mount: no file system type {fstype!r}")
-    memfs.mount(vnode.vfs_arena(), path, size, kauth.curproc_ids())
+    memfs.mount(arena, path, size, kauth.curproc_ids())
 
 
 def rump_sys_unmount(path: str, flags: int = 0) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import errno
 
+import pytest
+
 from rumpmp.kern import (
     UIO_READ,
     UIO_WRITE,
@@ -92,25 +94,79 @@ def test_uiomove_moves_in_the_uios_direction(rump_kernel):
     assert rump_kernel.run(uio_cases) == (b"3456", 0, 7, 0, b"ab\0\0\0", 2)
 
 
-def copyoutstr_takes_bytes():
-    from rumpmp.kern import copyinstr, copyoutstr
+TESTSTR = "jippii, lisaa puuroa"
 
-    out = []  # (no system call here, so no user space: bytes get EFAULT, not TypeError)
-    for text in (b"bytes", 3.5):
-        try:
-            out.append(copyoutstr(text, 0, 16))
-        except TypeError as e:
-            out.append(str(e).split(":")[1].split()[0])
-        except OSError as e:
-            out.append(e.errno)
-    try:
-        copyinstr(0, "16")
-    except TypeError as e:
-        out.append(str(e).split(":")[1].split()[0])
+
+def dotest(which):
+    """t_copy.c dotest: a larger buffer, one just large enough, one too small."""
+    from rumpmp.kern import copyinstr, copyoutstr, copystr
+
+    size = len(TESTSTR) + 2  # sizeof(TESTSTR) + 1: the string, its NUL and one more
+    out = []
+    for limit in (size, size - 1, size - 2):
+        buf = bytearray(b"\xaa" * size)
+        with user_space(TESTSTR.encode() + b"\0", buf) as (src, dst):
+            try:
+                if which == "copystr":
+                    n, got = copystr(TESTSTR, buf, limit), bytes(buf).split(b"\0")[0].decode()
+                elif which == "copyinstr":
+                    got = copyinstr(src, limit)
+                    n = len(got) + 1
+                else:
+                    n, got = copyoutstr(TESTSTR.encode(), dst, limit), None
+                    got = bytes(buf).split(b"\0")[0].decode()
+                out.append((n, got))
+            except OSError as e:
+                out.append(errno.errorcode[e.errno])
     return out
 
 
+@pytest.mark.parametrize("which", ["copystr", "copyinstr", "copyoutstr"])
+def test_t_copy_string_copies(rump_kernel, which):
+    """t_copy.c copystr, copyinstr, copyoutstr."""
+    done = len(TESTSTR) + 1
+    assert rump_kernel.run(dotest, which) == [
+        (done, TESTSTR),
+        (done, TESTSTR),
+        "ENAMETOOLONG",
+    ]
+
+
+def efaults():
+    from rumpmp.kern import copyin, copyinstr, copyout, copyoutstr
+
+    buf = bytearray(1024)
+    with user_space(bytes(16), bytearray(16)):
+        return [
+            errno_of(copyin, 0, len(buf)),
+            errno_of(copyout, buf, 0),
+            errno_of(copyinstr, 0, len(buf)),
+            errno_of(copyoutstr, b"x", 0, len(buf)),
+        ]
+
+
+def test_t_copy_copy_efault(rump_kernel):
+    """t_copy.c copy_efault: a NULL user address faults, for each copy function."""
+    assert rump_kernel.run(efaults) == ["EFAULT"] * 4
+
+
+def copyoutstr_takes_bytes():
+    from rumpmp.kern import copyinstr, copyoutstr
+
+    out = []
+    dst = bytearray(16)
+    with user_space(dst) as (d,):
+        for text in (b"bytes", 3.5):
+            try:
+                out.append(copyoutstr(text, d, 16))
+            except TypeError as e:
+                out.append(str(e).split(":")[1].split()[0])
+        try:
+            copyinstr(d, "16")
+        except TypeError as e:
+            out.append(str(e).split(":")[1].split()[0])
+    return out, bytes(dst[:6])
+
+
 def test_copyoutstr_takes_bytes_and_rejects_other_types(rump_kernel):
-    out = rump_kernel.run(copyoutstr_takes_bytes)
-    assert out[0] == errno.EFAULT
-    assert out[1:] == ["text", "maxlen"]
+    assert rump_kernel.run(copyoutstr_takes_bytes) == ([6, "text", "maxlen"], b"bytes\0")

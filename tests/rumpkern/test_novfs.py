@@ -23,6 +23,7 @@ from rumpmp.kern import (
     rump_component_count,
     rump_sys_open,
     rump_syscall,
+    vfs_attach,
 )
 from rumpmp.sys import syscall as N
 from tests.helpers import errno_of
@@ -62,6 +63,7 @@ def test_kernel_code_gets_enosys_for_the_file_system(rump_boot):
         errno.ENOSYS
     )
     assert errno_of(lambda: k.run(rump_sys_open, "/x", O_CREAT, 0o644)) == errno.ENOSYS
+    assert errno_of(lambda: k.run(vfs_attach, "newfs")) == errno.ENOSYS
     assert k.run(rump_syscall, N.SYS_getpid, ()) >= 0
     # rump runs the file system's components from rump_vfs_init: here, none ran
     assert k.run(rump_component_count, RUMP_COMPONENT_KERN_VFS) == 0

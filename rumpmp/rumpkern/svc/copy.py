@@ -112,6 +112,32 @@ def copyoutstr(text: str | bytes, uaddr: int, maxlen: int) -> int:
     return len(data)
 
 
+def copystr(src: str | bytes, dst: object, maxlen: int) -> int:
+    """copystr(9): copy the kernel string ``src`` and its NUL into the kernel buffer
+    ``dst`` (a KBuf, a bytearray), at most ``maxlen`` bytes; the bytes copied with
+    the NUL.  ENAMETOOLONG if they do not fit (``dst`` then holds the first
+    ``maxlen`` bytes, as NetBSD's does)."""
+    if isinstance(src, str):
+        data = src.encode("utf-8", "surrogateescape") + b"\0"
+    elif isinstance(src, bytes | bytearray):
+        data = bytes(src).split(b"\0", 1)[0] + b"\0"
+    else:
+        raise TypeError(f"copystr: src must be a str or bytes, not {type(src).__name__}")
+    if isinstance(maxlen, bool) or not isinstance(maxlen, int):
+        raise TypeError(f"copystr: maxlen must be an int, not {type(maxlen).__name__}")
+    try:
+        view = memoryview(dst).cast("B")  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"copystr: dst must be a writable buffer, not {type(dst).__name__}"
+        ) from None
+    n = min(len(data), maxlen, len(view))
+    view[:n] = data[:n]
+    if n < len(data):
+        raise OSError(errno.ENAMETOOLONG, f"copystr: {len(data)} bytes do not fit in {maxlen}")
+    return n
+
+
 # -- uio ----------------------------------------------------------------------------------------
 
 

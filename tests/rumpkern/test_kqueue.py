@@ -1,0 +1,222 @@
+"""Ports of NetBSD's tests/kernel/kqueue cases that rumpmp's kqueue serves as they
+are (issue 23): read/t_pipe, write/t_pipe, read/t_file, t_scan; each test is named
+after its upstream case.  The writers and readers run as kernel lwps on different
+CPUs of a kernel with more CPUs than cores."""
+
+from __future__ import annotations
+
+import pytest
+
+from rumpmp.kern import EV_ADD, EV_ENABLE, EV_EOF, EVFILT_READ, EVFILT_WRITE
+
+
+def test_read_pipe(rump_kernel):
+    """read/t_pipe.c pipe: EVFILT_READ reports the bytes written; a read takes them."""
+    s = rump_kernel.sys
+    r, w = s.pipe()
+    kq = s.kqueue()
+    s.kevent(kq, [(r, EVFILT_READ, EV_ADD | EV_ENABLE, 0, 0, None)], 0, None)
+    s.write(w, b"foo")
+    ((ident, filt, _flags, _fflags, data, _udata),) = s.kevent(kq, None, 1, None)
+    assert (ident, filt, data) == (r, EVFILT_READ, 3)
+    assert s.read(r, data) == b"foo"
+
+
+@pytest.mark.parametrize(
+    ("end", "filt"), [(1, EVFILT_READ), (0, EVFILT_WRITE)], ids=["read", "write"]
+)
+def test_pipe_wrong_end(rump_kernel, end, filt):
+    """read/t_pipe.c and write/t_pipe.c pipe_wrong_end: EVFILT_READ on the write end
+    (EVFILT_WRITE on the read end) never triggers, and kevent does not fail."""
+    s = rump_kernel.sys
+    fds = s.pipe()
+    kq = s.kqueue()
+    s.kevent(kq, [(fds[end], filt, EV_ADD | EV_ENABLE, 0, 0, None)], 0, None)
+    s.write(fds[1], b"foo")
+    assert s.kevent(kq, None, 1, 0) == []
+
+
+@pytest.mark.xfail(strict=True, reason="issue 27: EV_EOF with data 0 once the reader is gone")
+def test_write_pipe1(rump_kernel):
+    """write/t_pipe.c pipe1: EVFILT_WRITE on a pipe whose reader has gone."""
+    s = rump_kernel.sys
+    r, w = s.pipe()
+    kq = s.kqueue()
+    s.close(r)
+    s.kevent(kq, [(w, EVFILT_WRITE, EV_ADD | EV_ENABLE, 0, 0, None)], 0, None)
+    ((ident, filt, flags, _fflags, data, udata),) = s.kevent(kq, None, 1, 5)
+    assert (ident, filt, data, udata) == (w, EVFILT_WRITE, 0, None)
+    assert flags & EV_EOF
+
+
+def child_reader(arg):
+    from rumpmp.kern import rump_sys_read
+
+    r, got = arg
+    data = rump_sys_read(r, 128)
+    got[: len(data)] = data
+
+
+def pipe2():
+    from rumpmp.kern import (
+        KTHREAD_MUSTJOIN,
+        PRI_KTHREAD,
+        kmem_zalloc,
+        kthread_create,
+        kthread_join,
+        rump_sys_close,
+        rump_sys_kevent,
+        rump_sys_kqueue,
+        rump_sys_pipe,
+        rump_sys_write,
+    )
+
+    r, w = rump_sys_pipe()
+    kq = rump_sys_kqueue()
+    rump_sys_kevent(kq, [(w, EVFILT_WRITE, EV_ADD | EV_ENABLE, 0, 0, None)], 0, None)
+    got = kmem_zalloc(8)
+    reader = kthread_create(PRI_KTHREAD, KTHREAD_MUSTJOIN, 1, child_reader, (r, got), "reader")
+    (event,) = rump_sys_kevent(kq, None, 1, None)
+    n = rump_sys_write(w, b"foo")
+    rump_sys_close(w)
+    kthread_join(reader)
+    return event[:2], n, bytes(got).rstrip(b"\0")
+
+
+def test_write_pipe2(rump_boot):
+    """write/t_pipe.c pipe2: EVFILT_WRITE is ready while a reader on another CPU
+    waits; the write reaches it (the upstream child process is a kthread here)."""
+    k = rump_boot(4)
+    ident_filter, n, read = k.run(pipe2, cpu=0)
+    assert ident_filter[1] == EVFILT_WRITE and n == 3 and read == b"foo"
+
+
+def test_write_pipe3(rump_kernel):
+    """write/t_pipe.c pipe3: closing the read end, then the write end, with a knote
+    on the write end, neither fails."""
+    s = rump_kernel.sys
+    r, w = s.pipe()
+    kq = s.kqueue()
+    s.kevent(kq, [(w, EVFILT_WRITE, EV_ADD | EV_ENABLE, 0, 0, None)], 0, None)
+    s.close(r)
+    s.close(w)
+    assert s.kevent(kq, None, 1, 0) == []
+
+
+NLINES = 5
+
+
+def append_lines(arg):
+    from rumpmp.kern import (
+        O_APPEND,
+        O_WRONLY,
+        atomic_load_relaxed,
+        kpause,
+        rump_sys_close,
+        rump_sys_open,
+        rump_sys_write,
+    )
+
+    path, consumed = arg
+    for i in range(NLINES):
+        while atomic_load_relaxed(consumed) < i:  # the reader took the last line
+            kpause("lockstep", False, 1)
+        fd = rump_sys_open(path, O_WRONLY | O_APPEND, 0o644)
+        rump_sys_write(fd, b"foo\n")
+        rump_sys_close(fd)
+
+
+def read_file():
+    from rumpmp.kern import (
+        KTHREAD_MUSTJOIN,
+        O_CREAT,
+        O_RDONLY,
+        PRI_KTHREAD,
+        SEEK_END,
+        atomic_inc_64,
+        kmem_zalloc,
+        kthread_create,
+        kthread_join,
+        rump_sys_kevent,
+        rump_sys_kqueue,
+        rump_sys_lseek,
+        rump_sys_open,
+        rump_sys_read,
+    )
+
+    fd = rump_sys_open("/file", O_RDONLY | O_CREAT, 0o644)
+    rump_sys_lseek(fd, 0, SEEK_END)
+    kq = rump_sys_kqueue()
+    rump_sys_kevent(kq, [(fd, EVFILT_READ, EV_ADD | EV_ENABLE, 0, 0, None)], 0, None)
+    consumed = kmem_zalloc(8)
+    writer = kthread_create(
+        PRI_KTHREAD, KTHREAD_MUSTJOIN, 2, append_lines, ("/file", consumed), "child"
+    )
+    got, num = [], 0
+    while num < NLINES:
+        events = rump_sys_kevent(kq, None, 1, None)
+        num += len(events)
+        got.append((events[0][4], rump_sys_read(fd, 128)))
+        atomic_inc_64(consumed)
+    kthread_join(writer)
+    return got
+
+
+def test_read_file(rump_boot):
+    """read/t_file.c file: EVFILT_READ on a regular file reports each line appended
+    by a writer on another CPU (upstream's child process sleeps a second between
+    lines; here the writer waits for the reader to take each one)."""
+    k = rump_boot(4)
+    assert k.run(read_file, cpu=0) == [(4, b"foo\n")] * NLINES
+
+
+NKEVENT_CALLS = 2000
+
+
+def kevent_thread(arg):
+    from rumpmp.kern import atomic_store_relaxed, rump_sys_kevent
+
+    kq, results, slot = arg
+    done = NKEVENT_CALLS
+    for i in range(NKEVENT_CALLS):
+        if len(rump_sys_kevent(kq, None, 1, 0)) != 1:
+            done = i
+            break
+    atomic_store_relaxed((results, 8 * slot), done)
+
+
+def scan1():
+    from rumpmp.kern import (
+        KTHREAD_MUSTJOIN,
+        PRI_KTHREAD,
+        atomic_load_relaxed,
+        kmem_zalloc,
+        kthread_create,
+        kthread_join,
+        rump_sys_kevent,
+        rump_sys_kqueue,
+        rump_sys_pipe,
+        rump_sys_write,
+    )
+
+    r, w = rump_sys_pipe()
+    kq = rump_sys_kqueue()
+    rump_sys_kevent(kq, [(r, EVFILT_READ, EV_ADD, 0, 0, None)], 0, None)
+    rump_sys_write(w, b"p")
+    results = kmem_zalloc(16)
+    lids = [
+        kthread_create(PRI_KTHREAD, KTHREAD_MUSTJOIN, cpu, kevent_thread, (kq, results, i), "scan")
+        for i, cpu in enumerate((1, 2))
+    ]
+    for lid in lids:
+        kthread_join(lid)
+    return [atomic_load_relaxed((results, 8 * i)) for i in range(2)]
+
+
+@pytest.mark.timeout(120)
+def test_scan1(rump_boot):
+    """t_scan.c scan1 (PR kern/50094): two lwps on two CPUs scan one kqueue; a
+    level-triggered knote is reported to every call (2,000 calls each, 10,000
+    upstream)."""
+    k = rump_boot(4)
+    assert k.run(scan1, cpu=0) == [NKEVENT_CALLS, NKEVENT_CALLS]
