@@ -165,7 +165,13 @@ def test_a_store_is_atomic_with_respect_to_concurrent_adds(rump_boot):
 
 
 def misuse():
-    from rumpmp.kern import atomic_add_64, atomic_inc_64, atomic_load_relaxed, kmem_zalloc
+    from rumpmp.kern import (
+        atomic_add_64,
+        atomic_inc_64,
+        atomic_load_relaxed,
+        atomic_store_relaxed,
+        kmem_zalloc,
+    )
 
     buf = kmem_zalloc(16)
     out = []
@@ -176,6 +182,7 @@ def misuse():
         lambda: atomic_inc_64((buf, 16)),
         lambda: atomic_inc_64(buf, 5),
         lambda: atomic_load_relaxed(buf, bits=16),
+        lambda: atomic_store_relaxed(buf, 1, bits=8),
     ):
         try:
             call()
@@ -196,6 +203,7 @@ def test_bad_pointers_and_values_are_clear_errors(rump_kernel):
         errno.EINVAL,  # misaligned
         errno.EFAULT,  # past the end of the buffer
         ("TypeError", "atomic_inc_64"),
+        errno.EINVAL,
         errno.EINVAL,
     ]
     assert value == 0  # nothing was changed by a rejected call

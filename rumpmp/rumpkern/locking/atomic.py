@@ -74,9 +74,13 @@ def _locate(p: object, bits: int) -> tuple:
     return where
 
 
-def _where(p: object, bits: int) -> tuple:
+def _check_bits(bits: object) -> None:
     if bits not in _MASK:
         raise OSError(errno.EINVAL, f"atomic: bits must be 32 or 64, not {bits!r}")
+
+
+def _where(p: object, bits: int) -> tuple:
+    _check_bits(bits)
     try:
         return getattr(p, f"_atomic{bits}")
     except AttributeError:
@@ -229,12 +233,14 @@ _store = {bits: _rmw(bits, _second, None, "value") for bits in (32, 64)}
 def atomic_store_relaxed(p: Pointer, value: int, bits: int = 64) -> None:
     """atomic_store_relaxed(9): store ``value`` (under the word's stripe, so that it
     falls before or after a concurrent update, never inside it)."""
+    _check_bits(bits)
     _store[bits](p, value)
 
 
 def atomic_store_release(p: Pointer, value: int, bits: int = 64) -> None:
     """atomic_store_release(9): store ``value`` after every earlier load and store
     of this lwp (the stripe's semaphore is a full barrier)."""
+    _check_bits(bits)
     _store[bits](p, value)
 
 

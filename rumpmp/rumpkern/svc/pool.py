@@ -46,7 +46,6 @@ from rumpmp.rumpkern.mem.kmem import KBuf
 PR_WAITOK = 0x01
 PR_NOWAIT = 0x02
 PR_ZERO = 0x100
-PR_LIMITFAIL = 0x04
 
 HEAP_ALIGN = 16
 MAG = 32  # objects a CPU caches
@@ -272,7 +271,7 @@ def _get_slow(pc: pool_cache_t, flags: int) -> KBuf | None:
 
 def pool_cache_put(pc: pool_cache_t, obj: KBuf) -> None:
     """pool_cache_put(9): give back a constructed object (it stays constructed)."""
-    cpu = pc._cpu
+    cpu = getattr(pc, "_cpu", None)
     if cpu is not None and len(cpu) < MAG and isinstance(obj, KBuf) and len(obj) == pc.pool.size:
         cpu.append(obj)
         return
@@ -287,10 +286,9 @@ def pool_cache_put(pc: pool_cache_t, obj: KBuf) -> None:
     _depot_give(pc, spill)
 
 
-def _depot(pc: pool_cache_t) -> tuple[memoryview, int]:
-    """(words, index) of the depot array's first pair (caller holds the lock)."""
-    w, c = pc.arena.w, pc.rec.offset // 8
-    return w, w[c + C_DEPOT] // 8
+def _depot(pc: pool_cache_t) -> int:
+    """Word index of the depot array's first pair (caller holds the lock)."""
+    return pc.arena.w[pc.rec.offset // 8 + C_DEPOT] // 8
 
 
 def _depot_take(pc: pool_cache_t, n: int) -> list[KBuf]:
@@ -299,7 +297,7 @@ def _depot_take(pc: pool_cache_t, n: int) -> list[KBuf]:
     if not w[c + C_NDEPOT]:  # a look without the lock: the depot is often empty
         return []
     mutex_enter(pc.lock)
-    _, d = _depot(pc)
+    d = _depot(pc)
     have = w[c + C_NDEPOT]
     take = min(n, have)
     pairs = [(w[d + 2 * i], w[d + 2 * i + 1]) for i in range(have - take, have)]
@@ -318,7 +316,7 @@ def _depot_give(pc: pool_cache_t, objs: list[KBuf]) -> None:
             break
         mutex_exit(pc.lock)
         _grow_depot(pc, have + len(objs))
-    _, d = _depot(pc)
+    d = _depot(pc)
     for i, obj in enumerate(objs, have):
         w[d + 2 * i], w[d + 2 * i + 1] = obj.offset, obj.gen
     w[c + C_NDEPOT] = have + len(objs)
