@@ -199,3 +199,24 @@ def bad_args():
 @pytest.mark.timeout(60)
 def test_bad_arguments_are_clear_errors(rump_kernel):
     assert rump_kernel.run(bad_args) == ["size", 22, "ctor"]
+
+
+def raising_ctor(arg, obj, flags):
+    raise ValueError("cannot build")
+
+
+def ctor_raises():
+    from rumpmp.kern import pool_cache_destroy, pool_cache_get, pool_cache_init
+
+    pc = pool_cache_init(16, 0, 0, 0, "raise", None, 0, raising_ctor, None, None)
+    try:
+        pool_cache_get(pc)
+    except ValueError:
+        pass
+    pool_cache_destroy(pc)  # would panic "busy" had the object been kept
+    return "clean"
+
+
+@pytest.mark.timeout(60)
+def test_a_constructor_that_raises_gives_the_object_back(rump_kernel):
+    assert rump_kernel.run(ctor_raises) == "clean"

@@ -262,7 +262,12 @@ def _get_slow(pc: pool_cache_t, flags: int) -> KBuf | None:
     new = pool_get(pc.pool, flags)
     if new is None:
         return None
-    if pc.ctor is not None and pc.ctor(pc.arg, new, flags) != 0:
+    try:
+        failed = pc.ctor is not None and pc.ctor(pc.arg, new, flags) != 0
+    except BaseException:
+        pool_put(pc.pool, new)  # the caller gets the exception, the pool its object
+        raise
+    if failed:
         pool_put(pc.pool, new)
         return None
     pc.arena.w[pc.rec.offset // 8 + C_NCTOR] += 1
