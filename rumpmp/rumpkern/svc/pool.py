@@ -29,6 +29,7 @@ from typing import Any
 
 from rumpmp.rumpkern.base import arena as _arena
 from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.args import int_arg
 from rumpmp.rumpkern.base.handle import Handle
 from rumpmp.rumpkern.base.prf import panic_in
 from rumpmp.rumpkern.intr.xcall import xc_broadcast, xc_wait
@@ -85,12 +86,6 @@ class pool_t(Handle):
         return f"{self.name} ({self.size} bytes)"
 
 
-def _check_int(value: object, what: str, func: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{func}: {what} must be an int, not {type(value).__name__}")
-    return value
-
-
 def pool_init(
     size: int,
     align: int = 0,
@@ -101,8 +96,8 @@ def pool_init(
     ipl: int = 0,
 ) -> pool_t:
     """pool_init(9): a pool of ``size``-byte objects (returned, where NetBSD fills one in)."""
-    _check_int(size, "size", "pool_init")
-    _check_int(align, "align", "pool_init")
+    int_arg(size, "size", "pool_init")
+    int_arg(align, "align", "pool_init")
     if size <= 0 or align < 0 or align & (align - 1) or align > HEAP_ALIGN:
         raise OSError(errno.EINVAL, f"pool_init: bad size {size} or align {align}")
     if not isinstance(wchan, str):
@@ -115,7 +110,7 @@ def pool_init(
 
 def pool_sethardlimit(pp: pool_t, n: int, warnmess: str = "", ratecap: int = 0) -> int:
     """pool_sethardlimit(9): at most ``n`` objects out at once (0: no limit)."""
-    _check_int(n, "n", "pool_sethardlimit")
+    int_arg(n, "n", "pool_sethardlimit")
     pp.arena.w[pp.rec.offset // 8 + P_HARDLIMIT] = n
     return 0
 

@@ -27,6 +27,7 @@ from hypercalls import waitq
 from rumpmp.rumpkern.base import arena as _arena
 from rumpmp.rumpkern.base import entry
 from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.args import int_arg
 from rumpmp.rumpkern.base.handle import Handle
 from rumpmp.rumpkern.base.prf import panic_in
 from rumpmp.rumpkern.locking import lockdebug
@@ -165,8 +166,7 @@ class threadpool_job_t(Handle):
 
 
 def _check_pri(pri: object, func: str) -> int:
-    if isinstance(pri, bool) or not isinstance(pri, int):
-        raise TypeError(f"{func}: pri must be an int, not {type(pri).__name__}")
+    pri = int_arg(pri, "pri", func)
     if not PRI_NONE <= pri < 1000 - 2:
         raise OSError(errno.EINVAL, f"{func}: bad priority {pri}")
     return pri

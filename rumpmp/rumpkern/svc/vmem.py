@@ -20,6 +20,7 @@ import errno
 
 from rumpmp.rumpkern.base import arena as _arena
 from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.args import int_arg
 from rumpmp.rumpkern.base.handle import Handle
 from rumpmp.rumpkern.base.prf import panic_in
 from rumpmp.rumpkern.locking.condvar import cv_broadcast, cv_destroy, cv_init, cv_wait, kcondvar_t
@@ -71,12 +72,6 @@ class vmem_t(Handle):
         return self.name
 
 
-def _int(value: object, what: str, func: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{func}: {what} must be an int, not {type(value).__name__}")
-    return value
-
-
 def vmem_create(
     name: str,
     base: int,
@@ -94,7 +89,7 @@ def vmem_create(
     if not isinstance(name, str):
         raise TypeError(f"vmem_create: name must be a str, not {type(name).__name__}")
     for value, what in ((base, "base"), (size, "size"), (quantum, "quantum")):
-        _int(value, what, "vmem_create")
+        int_arg(value, what, "vmem_create")
     if quantum <= 0 or quantum & (quantum - 1) or base < 0 or size < 0:
         raise OSError(errno.EINVAL, f"vmem_create: bad quantum {quantum}, base or size")
     if allocfn is not None or source is not None:
@@ -156,8 +151,8 @@ def _insert_free(free: list[Segment], start: int, size: int) -> None:
 
 def vmem_add(vm: vmem_t, addr: int, size: int, flags: int = VM_SLEEP) -> None:
     """vmem_add(9): add the span [addr, addr + size) to the arena."""
-    _int(addr, "addr", "vmem_add")
-    _int(size, "size", "vmem_add")
+    int_arg(addr, "addr", "vmem_add")
+    int_arg(size, "size", "vmem_add")
     if addr < 0 or size <= 0 or addr + size - 1 > VMEM_ADDR_MAX:
         raise OSError(errno.EINVAL, f"vmem_add: bad span ({addr:#x}, {size:#x})")
     mutex_enter(vm.lock)
@@ -217,7 +212,7 @@ def vmem_xalloc(
         (maxaddr, "maxaddr"),
         (flags, "flags"),
     ):
-        _int(value, what, "vmem_xalloc")
+        int_arg(value, what, "vmem_xalloc")
     q = vm.arena.w[vm.rec.offset // 8 + R_QUANTUM]
     size = _round(vm, size) if size > 0 else 0
     align = align or q
@@ -269,8 +264,8 @@ def vmem_alloc(vm: vmem_t, size: int, flags: int = VM_SLEEP | VM_INSTANTFIT) -> 
 
 def vmem_xfree(vm: vmem_t, addr: int, size: int) -> None:
     """vmem_xfree(9): give back what vmem_xalloc returned (with the size asked)."""
-    _int(addr, "addr", "vmem_xfree")
-    _int(size, "size", "vmem_xfree")
+    int_arg(addr, "addr", "vmem_xfree")
+    int_arg(size, "size", "vmem_xfree")
     size = _round(vm, size)
     mutex_enter(vm.lock)
     try:
