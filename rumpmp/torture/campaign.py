@@ -16,9 +16,11 @@ import subprocess  # each run is a child process
 import sys  # the children run the same interpreter
 from typing import Any
 
-from rumpmp.torture.driver import Params
+from rumpmp.torture.driver import JOIN_LIMIT, Params
 
-#: A child run is given up this long after its duration (boot, join and halt included).
+#: A child run is given up this long after its duration and the longest wait for its
+#: lwps (boot and halt included): a last resort, since a run that stalls reports what
+#: did not finish itself, and one that is only slow must not be cut off.
 SLACK = 120.0
 
 
@@ -70,7 +72,7 @@ def _run_ray(argvs: list[list[str]], timeout: float, address: str) -> list[dict[
 def run_campaign(runs: list[Params], ray_address: str | None = None) -> list[dict[str, Any]]:
     """Run each (seeded) parameter set in a child process; each run's JSON result.
     A run that produced none gets ``success`` false, an ``error`` and its replay."""
-    timeout = max(p.duration for p in runs) + SLACK
+    timeout = max(p.duration for p in runs) + JOIN_LIMIT + SLACK
     argvs = [child_argv(p) for p in runs]
     results = _run_ray(argvs, timeout, ray_address) if ray_address else _run_local(argvs, timeout)
     for p, result in zip(runs, results, strict=True):

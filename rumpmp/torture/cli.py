@@ -129,18 +129,36 @@ def campaign_table(results: list[dict[str, Any]]) -> list[str]:
         reads = r.get("reads") or {}
         wps = f"{writes.get('total', 0) / elapsed:,.0f}" if writes else "-"
         rps = f"{reads.get('total', 0) / elapsed:,.0f}" if reads else "-"
-        kinds: dict[str, int] = {}
-        for f in r.get("failures", []):
-            kinds[f["what"]] = kinds.get(f["what"], 0) + f["count"]
-        failures = r.get("error") or "; ".join(f"{w} ({n}x)" for w, n in kinds.items()) or "-"
         lines.append(
-            f"{r['seed']:>10}  {r['type']:<8} {verdict:<8} {wps:>10} {rps:>10}  {failures}"
+            f"{r['seed']:>10}  {r['type']:<8} {verdict:<8} {wps:>10} {rps:>10}  {_found(r)}"
         )
     failing = [r for r in results if not r["success"]]
     if failing:
         lines.append("replay the failing seeds with:")
         lines += [f"  {r['replay']}" for r in failing]
     return lines
+
+
+def _found(r: dict[str, Any]) -> str:
+    """What a run found, in a line: its violations, a panic, the lwps that did not
+    finish, or why it gave no result; "-" for none.  A failing run always says why."""
+    kinds: dict[str, int] = {}
+    for f in r.get("failures", []):
+        kinds[f["what"]] = kinds.get(f["what"], 0) + f["count"]
+    found = [f"{what} ({n}x)" for what, n in kinds.items()]
+    if r.get("panic"):
+        found.append(f"panic: {r['panic']}")
+    if left := r.get("unfinished"):
+        found.append(
+            f"{len(left)} lwps did not finish ("
+            + ", ".join(f"lwp {u['lwp']} on cpu{u['cpu']}: {u['state']}" for u in left)
+            + ")"
+        )
+    if r.get("error"):
+        found.append(r["error"])
+    if not found and not r["success"]:
+        found.append("failed without saying why (a bug in rumpmp stress: please report it)")
+    return "; ".join(found) or "-"
 
 
 def _write_json(dest: str, data: dict[str, Any]) -> None:

@@ -26,7 +26,13 @@ TYPES = L.TYPES
 READER_TYPES = ("rw", "cv")
 #: The most torture lwps a run may have (the shared words are sized for it).
 MAX_LWPS = 256
-JOIN_TIMEOUT = 60.0
+#: After the stop, the torture lwps are waited for as long as they make progress (an
+#: acquisition, an lwp finishing) at least every STALL_TIMEOUT seconds, so a busy host
+#: only makes the run slower; a run that stalls that long reports what did not finish.
+STALL_TIMEOUT = 30.0
+JOIN_LIMIT = 600.0  # and never longer than this in all
+JOIN_TIMEOUT = 60.0  # the final checks, once every lwp has finished
+DESCRIBE_TIMEOUT = 10.0
 FREEZE_TICKS = 3
 
 
@@ -185,6 +191,8 @@ class Result:
     per_cpu: list[dict[str, Any]]
     extra: dict[str, Any] = field(default_factory=dict)
     panic: str | None = None
+    #: The torture lwps that did not finish (the run stalled): what each was doing.
+    unfinished: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def seed(self) -> int:
@@ -202,6 +210,12 @@ class Result:
         if self.reads is not None:
             out.append(self.reads.line(t, "Reads "))
         out += [f.line(t) for f in self.failures]
+        for u in self.unfinished:
+            held = f", holding lock {', '.join(map(str, u['holds']))}" if u["holds"] else ""
+            out.append(
+                f"{t}-torture: !!! lwp {u['lwp']} ({u['role']} {u['index']}) on cpu{u['cpu']} "
+                f"did not finish: {u['state']}{held}"
+            )
         if self.panic:
             out.append(f"{t}-torture: !!! the kernel panicked: {self.panic}")
         for name, value in self.extra.items():
@@ -235,6 +249,7 @@ class Result:
             "failures": [asdict(f) for f in self.failures],
             "extra": self.extra,
             "panic": self.panic,
+            "unfinished": self.unfinished,
             "replay": self.replay,
         }
 
@@ -435,16 +450,75 @@ def _judge(
     panic = None
     per_cpu_decisions: list[Any] = [None] * p.ncpu
     extra: dict[str, Any] = {}
+    unfinished = _wait_finished(k, p, t, w)
+    if not unfinished:  # (else a join would wait for them: the report says what they do)
+        try:
+            k.run(lwps.join, t, timeout=JOIN_TIMEOUT)
+            if p.type == "callout":
+                extra["callout lateness (ticks late: count)"] = dict(
+                    zip(("0", "1", "2", "3+"), k.run(lwps.callout_lateness, t), strict=True)
+                )
+            if p.perturb:
+                per_cpu_decisions = k.xc_broadcast(0, lwps.perturb_off)
+        except Exception as e:  # noqa: BLE001 - a kernel that fails under torture is the finding
+            panic = f"{type(e).__name__}: {e}"
+    return _result(p, w, elapsed, intervals, per_cpu_decisions, extra, panic, unfinished)
+
+
+def _progress(p: Params, w: memoryview) -> tuple[int, int]:
+    """(acquisitions, lwps finished) of every torture lwp: it moves while they work."""
+    assert p.nwriters is not None and p.nreaders is not None
+    records = [L.record(i) for i in range(p.nwriters + p.nreaders)]
+    return sum(w[r + L.R_ACQ] for r in records), sum(w[r + L.R_DONE] for r in records)
+
+
+def _wait_finished(k: Kernel, p: Params, t: lwps.Torture, w: memoryview) -> list[dict[str, Any]]:
+    """Wait, after the stop, until every torture lwp has finished, for as long as they
+    make progress; [] then, else what the ones left were doing (their roles added)."""
+    assert p.nwriters is not None and p.nreaders is not None
+    nlwps = p.nwriters + p.nreaders
+    start = last_change = time.monotonic()
+    last = _progress(p, w)
+    while last[1] < nlwps and k.state == "running":
+        now = time.monotonic()
+        if now - last_change > STALL_TIMEOUT or now - start > JOIN_LIMIT:
+            return _describe_stall(k, p, t)
+        time.sleep(0.01)
+        if (progress := _progress(p, w)) != last:
+            last, last_change = progress, time.monotonic()
+    return []
+
+
+def _describe_stall(k: Kernel, p: Params, t: lwps.Torture) -> list[dict[str, Any]]:
+    assert p.nwriters is not None
     try:
-        k.run(lwps.join, t, timeout=JOIN_TIMEOUT)
-        if p.type == "callout":
-            extra["callout lateness (ticks late: count)"] = dict(
-                zip(("0", "1", "2", "3+"), k.run(lwps.callout_lateness, t), strict=True)
-            )
-        if p.perturb:
-            per_cpu_decisions = k.xc_broadcast(0, lwps.perturb_off)
-    except Exception as e:  # noqa: BLE001 - a kernel that fails under torture is the finding
-        panic = f"{type(e).__name__}: {e}"
+        seen = k.run(lwps.describe, t, cpu=0, timeout=DESCRIBE_TIMEOUT)["unfinished"]
+    except Exception as e:  # noqa: BLE001 - the kernel may be as stuck as its lwps
+        seen = [
+            {
+                "index": i,
+                "lwp": t.lids[i],
+                "cpu": i % p.ncpu,
+                "holds": [],
+                "state": f"unknown ({e})",
+            }
+            for i in range(len(t.lids))
+        ]
+    for u in seen:
+        u["role"] = "writer" if u["index"] < p.nwriters else "reader"
+    return seen
+
+
+def _result(
+    p: Params,
+    w: memoryview,
+    elapsed: float,
+    intervals: list[Snapshot],
+    per_cpu_decisions: list[Any],
+    extra: dict[str, Any],
+    panic: str | None,
+    unfinished: list[dict[str, Any]],
+) -> Result:
     final = _snapshot(p, w, elapsed)
     failures = _failures(p, w)
     per_cpu = [
@@ -458,7 +532,7 @@ def _judge(
     ]
     return Result(
         params=p,
-        success=not failures and panic is None,
+        success=not failures and panic is None and not unfinished,
         elapsed=elapsed,
         writes=final.writes,
         reads=final.reads,
@@ -467,6 +541,7 @@ def _judge(
         per_cpu=per_cpu,
         extra=extra,
         panic=panic,
+        unfinished=unfinished,
     )
 
 

@@ -22,7 +22,8 @@ R_LWP = 4  # the lwp's id
 R_WHAT = 5  # the first violation: its kind, what was seen and what was expected
 R_SEEN = 6
 R_WANT = 7
-R_WORDS = 8
+R_DONE = 8  # 1 once the lwp has finished (whatever it found)
+R_WORDS = 16
 
 WRITER, READER = 0, 1
 

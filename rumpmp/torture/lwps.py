@@ -63,7 +63,12 @@ from rumpmp.kern import (
 )
 from rumpmp.rumpkern.base import arena as _arena
 from rumpmp.rumpkern.base import perturb
+from rumpmp.rumpkern.base.proc import tables
+from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_owner
 from rumpmp.rumpkern.mem import kmem
+from rumpmp.sys.cpu import cpu_word
+from rumpmp.sys.lwp import L_CPU, L_STATE, L_WCHAN, LSIDL, LSONPROC, LSRUN, LSSLEEP
+from rumpmp.sys.sched import SPC_BASE, SPC_CURLWP
 from rumpmp.torture import layout as L
 
 RING = 64  # slots of the cv type's ring
@@ -517,6 +522,8 @@ def _main(arg: tuple[Torture, int]) -> None:
     except Exception as e:  # noqa: BLE001 - a checker that breaks is a failure to report
         printf("%s-torture/%d: %r\n", t.type, i, e)
         record_failure(t, i, L.RAISED, 0, 0)
+    finally:
+        w[r + L.R_DONE] = 1
 
 
 def _kmem_blocks() -> int:
@@ -551,6 +558,35 @@ def join(t: Torture) -> None:
         _cv_check(t)
     elif t.type == "kmem" and _kmem_blocks() != words(t.shared)[_KMEM_BLOCKS]:
         record_failure(t, 0, L.KMEM_LEAK, _kmem_blocks(), words(t.shared)[_KMEM_BLOCKS])
+
+
+_STATES = {LSIDL: "not started", LSRUN: "runnable", LSONPROC: "running", LSSLEEP: "asleep"}
+
+
+def describe(t: Torture) -> dict[str, Any]:
+    """What the torture lwps that have not finished are doing, as far as the kernel
+    can tell (kernel code: the host asks when a run stops making progress): each
+    one's state (asleep on which channel; "blocked" for a thread that gave its CPU up
+    waiting for a lock), and which torture lock each lwp holds."""
+    arena = _arena.current()
+    tab, w = tables(arena), words(t.stats)
+    holders = {k: mutex_owner(m) for k, m in enumerate(t.locks) if isinstance(m, kmutex_t)}
+    out = []
+    for i in range(t.nlwps):
+        r = L.record(i)
+        if w[r + L.R_DONE]:
+            continue
+        lid = w[r + L.R_LWP]
+        l = tab.lwp(lid)
+        state = _STATES.get(arena.w[l + L_STATE], f"state {arena.w[l + L_STATE]}")
+        cpu = arena.w[l + L_CPU]  # (the record's is set only once the lwp has started)
+        if state == "running" and arena.w[cpu_word(arena, cpu) + SPC_BASE + SPC_CURLWP] != lid:
+            state = "blocked (gave its CPU up waiting, for a lock or the host)"
+        elif state == "asleep":
+            state += f" on channel {arena.w[l + L_WCHAN]:#x}"
+        held = [k for k, owner in holders.items() if owner == lid]
+        out.append({"index": i, "lwp": lid, "cpu": cpu, "state": state, "holds": held})
+    return {"unfinished": out, "lock holders": holders}
 
 
 def perturb_on(seed: int, _: object) -> None:

@@ -352,3 +352,77 @@ def test_soak_every_type_on_eight_cpus_with_every_perturbation(type_, no_leak):
     )
     assert r.success, r.lines()
     assert len(r.intervals) == 2 and r.intervals[-1].writes.total > r.intervals[0].writes.total
+
+
+# -- no silent failure (issue 24) ----------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_a_stalled_run_says_which_lwps_did_not_finish(monkeypatch, no_leak):
+    """A CPU frozen for the whole run (SIGSTOP) keeps its torture lwps from finishing:
+    after STALL_TIMEOUT without progress the run fails, naming each lwp left, its CPU
+    and what it was doing, in the report and the JSON."""
+    import signal
+
+    monkeypatch.setattr(driver, "STALL_TIMEOUT", 1.0)
+    frozen = []
+    real_watch, real_describe = driver._watch, driver._describe_stall
+
+    def watch(k, *args):
+        frozen.append(k.cpu_pids()[1])
+        os.kill(frozen[0], signal.SIGSTOP)
+        return real_watch(k, *args)
+
+    def describe(k, p, t):
+        try:
+            return real_describe(k, p, t)
+        finally:
+            os.kill(frozen[0], signal.SIGCONT)
+
+    monkeypatch.setattr(driver, "_watch", watch)
+    monkeypatch.setattr(driver, "_describe_stall", describe)
+    r = torture.run("mutex", ncpu=2, duration=0.5, seed=3, perturb=False)
+    assert not r.success
+    left = r.unfinished
+    assert left and {u["cpu"] for u in left} == {1} and {u["role"] for u in left} == {"writer"}
+    assert all(u["lwp"] > 0 and u["state"] for u in left)
+    text = "\n".join(r.lines())
+    assert "did not finish" in text and "replay:" in text
+    assert r.to_json()["unfinished"] == left
+
+
+@pytest.mark.timeout(120)
+def test_a_slow_host_only_makes_the_join_longer(monkeypatch):
+    """Progress, not the clock, bounds the wait: lwps that keep moving are waited for
+    even past STALL_TIMEOUT in all (here 0.3 s, shorter than the drain of a cv run)."""
+    monkeypatch.setattr(driver, "STALL_TIMEOUT", 0.3)
+    r = torture.run("cv", ncpu=2, duration=1, seed=5)
+    assert r.success, r.lines()
+    assert r.unfinished == []
+
+
+def test_a_campaign_table_says_why_each_seed_failed():
+    """Seen on a loaded machine: a seed reported FAILURE with nothing listed (a join
+    that timed out was a "panic" the table did not show).  Every failing row says why."""
+    from rumpmp.torture.cli import campaign_table
+
+    base = {"type": "mutex", "elapsed": 1.0, "writes": {"total": 10}, "reads": None}
+    rows = [
+        {**base, "seed": 1, "success": False, "panic": "TimeoutError: join"},
+        {
+            **base,
+            "seed": 2,
+            "success": False,
+            "unfinished": [{"lwp": 12, "cpu": 1, "state": "runnable", "holds": []}],
+        },
+        {"type": "mutex", "seed": 3, "success": False, "error": "no result within 130 s"},
+        {**base, "seed": 4, "success": True, "failures": []},
+    ]
+    for r in rows:
+        r["replay"] = f"python -m rumpmp stress --seed {r['seed']}"
+    table = campaign_table(rows)
+    assert "panic: TimeoutError: join" in table[1]
+    assert "1 lwps did not finish (lwp 12 on cpu1: runnable)" in table[2]
+    assert "no result within 130 s" in table[3]
+    assert table[4].rstrip().endswith("-")
+    assert [line.split()[-1] for line in table[-3:]] == ["1", "2", "3"]
