@@ -9,6 +9,9 @@ Fixtures:
   host.  ``perturb`` turns on the stress suite's seeded perturbation on every CPU.
 - ``rump_boot``: a function that boots kernels for the test, each halted after it.
 - ``rump_kernel_session``: one kernel for the whole session.
+- ``rump_torture``: a function that runs a torture type (``torture.run``'s
+  arguments) and fails the test with the run's report and replay command if the
+  run fails.
 
 After every test, every kernel the test booted must be halted with nothing of it
 left in /dev/shm: a leak fails the test with the names, and the kernel is halted so
@@ -153,6 +156,23 @@ def rump_kernel(request: pytest.FixtureRequest) -> Iterator[Kernel]:
     k = _boot(request.node, _params(request))
     yield k
     _halt_all(request.node)
+
+
+@pytest.fixture
+def rump_torture() -> Callable[..., Any]:
+    """``rump_torture(type, **params)``: run a torture type (a TortureType subclass or
+    a name) as ``torture.run`` does; a failing run fails the test with its report and
+    the command that replays it.  Returns the Result."""
+
+    def run(type_: Any, **params: Any) -> Any:
+        from rumpmp import torture  # noqa: PLC0415 - the suite loads when a test uses it
+
+        result = torture.run(type_, **params)
+        if not result.success:
+            pytest.fail("\n".join(result.lines()), pytrace=False)
+        return result
+
+    return run
 
 
 @pytest.fixture(scope="session")

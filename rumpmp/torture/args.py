@@ -4,6 +4,7 @@ the rest of the command line starts no slower for it)."""
 from __future__ import annotations
 
 import argparse
+from importlib.metadata import entry_points
 from typing import Any
 
 from rumpmp.torture.layout import TYPES
@@ -22,7 +23,8 @@ def add_parser(sub: Any) -> None:
         "--type",
         default="mutex",
         type=_types,
-        help=f"torture type: {', '.join(TYPES)} (a comma list takes turns in a campaign)",
+        help=f"torture type: {', '.join(TYPES)}, an entry point of rumpmp.torture_types, "
+        "or package.module:Class (a comma list takes turns in a campaign)",
     )
     s.add_argument("--ncpu", type=int, default=4, help="virtual CPUs (default 4)")
     s.add_argument("--nwriters", type=int, help="writer lwps (default 2 per CPU; rw, cv: 1)")
@@ -62,10 +64,14 @@ def add_parser(sub: Any) -> None:
 
 
 def _types(text: str) -> list[str]:
+    """Built-in names, names of the entry point group ``rumpmp.torture_types``, and
+    ``package.module:Class`` (imported when the run starts)."""
     names = [t.strip() for t in text.split(",")]
-    bad = [t for t in names if t not in TYPES]
+    known = [*TYPES, *(ep.name for ep in entry_points(group="rumpmp.torture_types"))]
+    bad = [t for t in names if t not in known and ":" not in t]
     if bad or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown type {bad[0] if bad else text!r} (one of {', '.join(TYPES)})"
+            f"unknown type {bad[0] if bad else text!r} "
+            f"(one of {', '.join(known)}, or package.module:Class)"
         )
     return names

@@ -7,6 +7,7 @@ the CPU processes between host cores (``--shuffle``) and stops and continues the
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os  # the driver may: sched_setaffinity and SIGSTOP/SIGCONT on the CPU processes
 import random
@@ -20,10 +21,10 @@ from typing import Any
 from rumpmp.host.kernel import Kernel, boot
 from rumpmp.torture import layout as L
 from rumpmp.torture import lwps
+from rumpmp.torture.base import Torture, TortureType, int64_view
+from rumpmp.torture.registry import resolve_type, type_spec
 
 TYPES = L.TYPES
-#: Types with readers as well as writers.
-READER_TYPES = ("rw", "cv")
 #: The most torture lwps a run may have (the shared words are sized for it).
 MAX_LWPS = 256
 #: After the stop, the torture lwps are waited for as long as they make progress (an
@@ -97,12 +98,10 @@ class Params:
     perturb: bool = True
 
     def resolve(self) -> Params:
-        """Check every parameter and fill in the defaults (locktorture's: two writers
-        per CPU for exclusive locks, one reader and one writer per CPU for rw and cv)."""
-        if self.type not in TYPES:
-            raise ValueError(
-                f"type: unknown torture type {self.type!r} (one of {', '.join(TYPES)})"
-            )
+        """Check every parameter and fill in the defaults (the type's: locktorture's
+        two writers per CPU for an exclusive lock, one reader and one writer per CPU
+        for a type with readers)."""
+        kind = resolve_type(self.type)
         for name in ("ncpu", "long_hold", "nested"):
             _check_int(name, getattr(self, name), 1 if name == "ncpu" else 0)
         for name in ("nwriters", "nreaders", "seed"):
@@ -111,21 +110,19 @@ class Params:
         for name in ("duration", "stat_interval", "stutter", "shuffle", "freeze"):
             _check_number(name, getattr(self, name), positive=name == "duration")
         p = Params(**asdict(self))
-        per_cpu = 1 if self.type in READER_TYPES else 2
         if p.nwriters is None:
-            p.nwriters = per_cpu * p.ncpu
+            p.nwriters = kind.writers_per_cpu * p.ncpu
         if p.nreaders is None:
-            p.nreaders = p.ncpu if self.type in READER_TYPES else 0
-        if p.nwriters < 1 or (self.type == "cv" and p.nreaders < 1):
-            raise ValueError(
-                f"nwriters/nreaders: a {self.type} run needs writers (and readers for cv)"
-            )
-        if p.nreaders and self.type not in READER_TYPES:
-            raise ValueError(f"nreaders: the {self.type} type has no readers")
+            p.nreaders = kind.readers_per_cpu * p.ncpu if kind.reader else 0
+        name = kind.type_name()
+        if p.nwriters < 1:
+            raise ValueError(f"nwriters: a {name} run needs writers")
+        if p.nreaders and kind.reader is None:
+            raise ValueError(f"nreaders: the {name} type has no readers")
         if p.nwriters + p.nreaders > MAX_LWPS or p.nested > 8:
             raise ValueError(f"nwriters + nreaders must be at most {MAX_LWPS}, nested at most 8")
-        if p.nested and self.type not in ("mutex", "spin", "busted"):
-            raise ValueError(f"nested: the {self.type} type takes no nested locks")
+        if p.nested and not kind.takes_nested:
+            raise ValueError(f"nested: the {name} type takes no nested locks")
         if p.seed is None:
             p.seed = random.SystemRandom().randrange(1 << 32)
         return p
@@ -278,6 +275,7 @@ def _snapshot(p: Params, w: memoryview, elapsed: float) -> Snapshot:
 
 def _failures(p: Params, w: memoryview) -> list[Failure]:
     assert p.nwriters is not None and p.nreaders is not None
+    kind = resolve_type(p.type)
     out = []
     for i in range(p.nwriters + p.nreaders):
         r = L.record(i)
@@ -289,7 +287,7 @@ def _failures(p: Params, w: memoryview) -> list[Failure]:
                     index=i,
                     role=role,
                     cpu=w[r + L.R_CPU],
-                    what=L.WHAT.get(w[r + L.R_WHAT], f"violation {w[r + L.R_WHAT]}"),
+                    what=kind.kind_text(w[r + L.R_WHAT]),
                     seen=w[r + L.R_SEEN],
                     expected=w[r + L.R_WANT],
                     count=w[r + L.R_FAIL],
@@ -359,7 +357,7 @@ class _Perturber:
 
 
 def run(
-    type: str = "mutex",
+    type: str | builtins.type[TortureType] = "mutex",
     *,
     on_interval: Callable[[Snapshot], None] | None = None,
     on_tick: Callable[[Snapshot], None] | None = None,
@@ -367,6 +365,8 @@ def run(
 ) -> Result:
     """Run one torture test on a fresh kernel and return what it found.
 
+    ``type`` is a built-in type's name, a ``TortureType`` subclass, a name under the
+    entry point group ``rumpmp.torture_types`` or ``package.module:Class``.
     ``params`` are those of ``Params`` (``ncpu``, ``nwriters``, ``nreaders``,
     ``duration``, ``stat_interval``, ``long_hold``, ``nested``, ``lockdebug``,
     ``seed``, ``stutter``, ``shuffle``, ``freeze``, ``perturb``).  ``on_interval``
@@ -376,7 +376,8 @@ def run(
     unknown = set(params) - set(Params.__dataclass_fields__)
     if unknown:
         raise TypeError(f"run() got unknown parameters: {', '.join(sorted(unknown))}")
-    p = Params(type=type, **params).resolve()
+    spec = type if isinstance(type, str) else type_spec(resolve_type(type))
+    p = Params(type=spec, **params).resolve()
     assert p.nwriters is not None and p.nreaders is not None and p.seed is not None
     k = boot(p.ncpu, lockdebug=p.lockdebug)
     try:
@@ -394,8 +395,9 @@ def _run_on(
 ) -> Result:
     if p.perturb:
         k.xc_broadcast(0, lwps.perturb_on, p.seed)
-    t = k.run(lwps.setup, p.type, p.ncpu, p.nwriters, p.nreaders, p.seed, p.long_hold, p.nested)
-    w = lwps.int64_view(t.stats)  # let go before the halt, which unmaps the arena
+    kind = resolve_type(p.type)
+    t = k.run(lwps.setup, kind, p.ncpu, p.nwriters, p.nreaders, p.seed, p.long_hold, p.nested)
+    w = int64_view(t.stats)  # let go before the halt, which unmaps the arena
     try:
         start = time.monotonic()
         t = k.run(lwps.start, t)
@@ -442,7 +444,7 @@ def _watch(
 def _judge(
     k: Kernel,
     p: Params,
-    t: lwps.Torture,
+    t: Torture,
     w: memoryview,
     elapsed: float,
     intervals: list[Snapshot],
@@ -453,11 +455,7 @@ def _judge(
     unfinished = _wait_finished(k, p, t, w)
     if not unfinished:  # (else a join would wait for them: the report says what they do)
         try:
-            k.run(lwps.join, t, timeout=JOIN_TIMEOUT)
-            if p.type == "callout":
-                extra["callout lateness (ticks late: count)"] = dict(
-                    zip(("0", "1", "2", "3+"), k.run(lwps.callout_lateness, t), strict=True)
-                )
+            extra = k.run(lwps.join, t, timeout=JOIN_TIMEOUT)
             if p.perturb:
                 per_cpu_decisions = k.xc_broadcast(0, lwps.perturb_off)
         except Exception as e:  # noqa: BLE001 - a kernel that fails under torture is the finding
@@ -472,7 +470,7 @@ def _progress(p: Params, w: memoryview) -> tuple[int, int]:
     return sum(w[r + L.R_ACQ] for r in records), sum(w[r + L.R_DONE] for r in records)
 
 
-def _wait_finished(k: Kernel, p: Params, t: lwps.Torture, w: memoryview) -> list[dict[str, Any]]:
+def _wait_finished(k: Kernel, p: Params, t: Torture, w: memoryview) -> list[dict[str, Any]]:
     """Wait, after the stop, until every torture lwp has finished, for as long as they
     make progress; [] then, else what the ones left were doing (their roles added)."""
     assert p.nwriters is not None and p.nreaders is not None
@@ -489,7 +487,7 @@ def _wait_finished(k: Kernel, p: Params, t: lwps.Torture, w: memoryview) -> list
     return []
 
 
-def _describe_stall(k: Kernel, p: Params, t: lwps.Torture) -> list[dict[str, Any]]:
+def _describe_stall(k: Kernel, p: Params, t: Torture) -> list[dict[str, Any]]:
     assert p.nwriters is not None
     try:
         seen = k.run(lwps.describe, t, cpu=0, timeout=DESCRIBE_TIMEOUT)["unfinished"]

@@ -1,30 +1,27 @@
 """The torture lwps: kernel code that hammers one kind of lock or service and checks it.
 
-Each torture type is a pair of classes (its writer and, where it has one, its reader);
-one instance runs in each torture lwp, bound to CPU ``i % ncpu``.  ``step()`` does one
-unit of work (an acquisition, an item, a hand-off, a call) and checks what it may
-assume; ``fail()`` records a violation in the lwp's record (``layout``), which the
-host reads while the run goes on.  The host starts and stops the lwps with
-``setup``/``start``/``stop_and_join``/``finish``, each run through ``Kernel.run``.
+The built-in torture types, written with the API every type uses (``base.py``): a
+``TortureType`` names its writer (and reader) ``TortureLwp`` classes; one instance
+runs in each torture lwp, bound to CPU ``i % ncpu``.  ``step()`` does one unit of
+work (an acquisition, an item, a hand-off, a call) and checks what it may assume;
+``fail()`` records a violation in the lwp's record (``layout``), which the host reads
+while the run goes on.  The host drives a run with ``setup``, ``start``, ``join`` and
+``describe``, each run through ``Kernel.run``.
 """
 
 from __future__ import annotations
 
 import errno
-import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from hypercalls import clock
 from rumpmp.kern import (
     CALLOUT_MPSAFE,
-    DELAY,
     IPL_VM,
     KM_SLEEP,
     KTHREAD_MPSAFE,
     KTHREAD_MUSTJOIN,
-    MUTEX_DEFAULT,
     MUTEX_SPIN,
     PRI_NONE,
     RW_READER,
@@ -70,86 +67,26 @@ from rumpmp.sys.cpu import cpu_word
 from rumpmp.sys.lwp import L_CPU, L_STATE, L_WCHAN, LSIDL, LSONPROC, LSRUN, LSSLEEP
 from rumpmp.sys.sched import SPC_BASE, SPC_CURLWP
 from rumpmp.torture import layout as L
+from rumpmp.torture.base import GENERIC, Torture, TortureLwp, TortureType, words
 
 RING = 64  # slots of the cv type's ring
 #: A torture lwp offers its CPU to the others placed there every so many steps.
 PREEMPT_EVERY = 64
 SHARED_WORDS = 4096
 
-
-@dataclass
-class Torture:
-    """One run's kernel objects and parameters; pickles by reference to them."""
-
-    type: str
-    ncpu: int
-    nwriters: int
-    nreaders: int
-    seed: int
-    long_hold: int  # ms
-    nested: int
-    stats: KBuf
-    shared: KBuf
-    locks: list[Any] = field(default_factory=list)
-    cvs: list[Any] = field(default_factory=list)
-    lids: list[int] = field(default_factory=list)
-
-    @property
-    def nlwps(self) -> int:
-        return self.nwriters + self.nreaders
-
-
-_views: dict[tuple[str, int, int], memoryview] = {}
-
-
-def words(buf: KBuf) -> memoryview:
-    """The buffer as int64 words, made once per CPU process (kernel code only: the
-    host reads the record through a view of its own, which it lets go at halt)."""
-    key = (buf.prefix, buf.offset, buf.gen)
-    view = _views.get(key)
-    if view is None:
-        view = _views[key] = int64_view(buf)
-    return view
-
-
-def int64_view(buf: KBuf) -> memoryview:
-    return memoryview(buf).cast("B").cast("q")
-
-
-def record_failure(t: Torture, i: int, what: int, seen: int, want: int) -> None:
-    """Count a violation against torture lwp ``i``, keeping the first one's details."""
-    w, r = words(t.stats), L.record(i)
-    if not w[r + L.R_FAIL]:
-        w[r + L.R_WHAT], w[r + L.R_SEEN], w[r + L.R_WANT] = what, seen, want
-    w[r + L.R_FAIL] += 1
-
-
-class _Lwp:
-    """One torture lwp: its record, its generator and the type's shared words."""
-
-    drains = False  # keeps stepping after the stop until step() says it is done
-
-    def __init__(self, t: Torture, i: int) -> None:
-        self.t, self.i = t, i
-        self.w, self.s = words(t.stats), words(t.shared)
-        self.r = L.record(i)
-        self.rng = random.Random(f"rumpmp-torture:{t.seed}:{i}")
-
-    def step(self) -> bool:
-        raise NotImplementedError
-
-    def done(self) -> None:
-        """Called once the lwp stops (release what it holds)."""
-
-    def fail(self, what: int, seen: int, want: int) -> None:
-        record_failure(self.t, self.i, what, seen, want)
-
-    def hold(self) -> None:
-        """The critical section: now and then a long one (locktorture's long_hold)."""
-        if self.t.long_hold and not self.rng.randrange(2000 * self.t.nwriters):
-            DELAY(self.t.long_hold * 1000)
-        else:
-            DELAY(self.rng.randrange(3))
+# What the built-in types' checkers report (each type declares its own).
+TWO_HOLDERS = "lock taken while another lwp held it"
+HOLDER_CHANGED = "holder word changed inside the critical section"
+WRITER_WITH_READERS = "writer got the lock with readers inside"
+READER_WITH_WRITER = "reader got the lock with a writer inside"
+OUT_OF_ORDER = "item consumed out of order (lost or duplicated)"
+LOST_ITEMS = "items produced but never consumed"
+LOST_WAKEUP = "wake-up lost (or later than 200 ms)"
+XCALL_COUNT = "cross-call ran a wrong number of times on a target"
+CALLOUT_EARLY = "callout ran before its time"
+CALLOUT_WRONG_CPU = "callout ran on another CPU"
+KMEM_CORRUPT = "kmem buffer changed under its owner (overlap or corruption)"
+KMEM_LEAK = "kmem statistics differ from the start"
 
 
 # -- exclusive locks: mutex, spin, busted ------------------------------------------
@@ -159,7 +96,7 @@ def _busted_enter(_: object) -> None:
     """A lock that excludes nobody (locktorture's lock_busted): the checkers must see it."""
 
 
-class Exclusive(_Lwp):
+class Exclusive(TortureLwp):
     """Takes the lock and its nested locks in order; each has a holder word."""
 
     busted = False
@@ -174,18 +111,18 @@ class Exclusive(_Lwp):
         for k, m in enumerate(self.t.locks):
             self.enter(m)
             if holder := s[k]:
-                self.fail(L.TWO_HOLDERS, holder, 0)
+                self.fail(TWO_HOLDERS, holder, 0)
             s[k] = me
         self.hold()
         for k in reversed(range(len(self.t.locks))):
             if (holder := s[k]) != me:
-                self.fail(L.HOLDER_CHANGED, holder, me)
+                self.fail(HOLDER_CHANGED, holder, me)
             s[k] = 0
             self.exit(self.t.locks[k])
         return True
 
 
-class Busted(Exclusive):
+class BustedExclusive(Exclusive):
     busted = True
 
 
@@ -195,33 +132,33 @@ _RW_WRITER = 0  # shared word: the writer inside, 0 if none
 _RW_READERS = 8  # one word per reader: 1 while it is inside
 
 
-class RwWriter(_Lwp):
+class RwWriter(TortureLwp):
     def step(self) -> bool:
         s, me, nr = self.s, self.i + 1, self.t.nreaders
         rw_enter(self.t.locks[0], RW_WRITER)
         if writer := s[_RW_WRITER]:
-            self.fail(L.TWO_HOLDERS, writer, 0)
+            self.fail(TWO_HOLDERS, writer, 0)
         if inside := sum(s[_RW_READERS : _RW_READERS + nr]):
-            self.fail(L.WRITER_WITH_READERS, inside, 0)
+            self.fail(WRITER_WITH_READERS, inside, 0)
         s[_RW_WRITER] = me
         self.hold()
         if (writer := s[_RW_WRITER]) != me:
-            self.fail(L.HOLDER_CHANGED, writer, me)
+            self.fail(HOLDER_CHANGED, writer, me)
         s[_RW_WRITER] = 0
         rw_exit(self.t.locks[0])
         return True
 
 
-class RwReader(_Lwp):
+class RwReader(TortureLwp):
     def step(self) -> bool:
         s, slot = self.s, _RW_READERS + self.i - self.t.nwriters
         rw_enter(self.t.locks[0], RW_READER)
         if writer := s[_RW_WRITER]:
-            self.fail(L.READER_WITH_WRITER, writer, 0)
+            self.fail(READER_WITH_WRITER, writer, 0)
         s[slot] = 1
         self.hold()
         if writer := s[_RW_WRITER]:
-            self.fail(L.READER_WITH_WRITER, writer, 0)
+            self.fail(READER_WITH_WRITER, writer, 0)
         s[slot] = 0
         rw_exit(self.t.locks[0])
         return True
@@ -234,7 +171,7 @@ _CV_LAST = 8  # per producer: the last sequence number consumed
 _CV_RING = 1024
 
 
-class CvProducer(_Lwp):
+class CvProducer(TortureLwp):
     """Puts (producer, sequence) items in the ring; waits while it is full."""
 
     def step(self) -> bool:
@@ -261,7 +198,7 @@ class CvProducer(_Lwp):
         mutex_exit(m)
 
 
-class CvConsumer(_Lwp):
+class CvConsumer(TortureLwp):
     """Takes items out; each producer's must come in order, each exactly once."""
 
     drains = True
@@ -280,7 +217,7 @@ class CvConsumer(_Lwp):
         producer, seq = (item >> 32) - 1, item & 0xFFFFFFFF
         want = s[_CV_LAST + producer] + 1
         if seq != want:
-            self.fail(L.OUT_OF_ORDER, seq, want)
+            self.fail(OUT_OF_ORDER, seq, want)
         s[_CV_LAST + producer] = seq
         cv_signal(notfull)
         mutex_exit(m)
@@ -293,7 +230,7 @@ def _cv_check(t: Torture) -> None:
     for p in range(t.nwriters):
         made, taken = w[L.record(p) + L.R_ACQ], s[_CV_LAST + p]
         if made != taken:
-            record_failure(t, p, L.LOST_ITEMS, taken, made)
+            t.fail(p, LOST_ITEMS, taken, made)
 
 
 # -- sleepq: a token passed round with mtsleep/wakeup ---------------------------------
@@ -302,7 +239,7 @@ _SQ_TOKEN, _SQ_HANDOFF_NS = 0, 1
 _LATE_NS = 200_000_000
 
 
-class SleepqPasser(_Lwp):
+class SleepqPasser(TortureLwp):
     def step(self) -> bool:
         t, s, w = self.t, self.s, self.w
         m, chan = t.locks[0], t.shared.offset
@@ -314,7 +251,7 @@ class SleepqPasser(_Lwp):
             rc = mtsleep(chan, 0, "torture", max(1, hz() // 4), m)
             late = clock.monotonic_ns() - s[_SQ_HANDOFF_NS]
             if rc == errno.EWOULDBLOCK and s[_SQ_TOKEN] == self.i and late > _LATE_NS:
-                self.fail(L.LOST_WAKEUP, late // 1_000_000, _LATE_NS // 1_000_000)
+                self.fail(LOST_WAKEUP, late // 1_000_000, _LATE_NS // 1_000_000)
         s[_SQ_TOKEN] = (self.i + 1) % t.nwriters
         s[_SQ_HANDOFF_NS] = clock.monotonic_ns()
         wakeup(chan)
@@ -329,7 +266,7 @@ def _xc_bump(t: Torture, issuer: int) -> None:
     words(t.shared)[issuer * t.ncpu + cpu_index()] += 1
 
 
-class XcallIssuer(_Lwp):
+class XcallIssuer(TortureLwp):
     def __init__(self, t: Torture, i: int) -> None:
         super().__init__(t, i)
         self.expected = [0] * t.ncpu
@@ -347,7 +284,7 @@ class XcallIssuer(_Lwp):
             self.expected[c] += 1
         for c, want in enumerate(self.expected):
             if s[base + c] != want:
-                self.fail(L.XCALL_COUNT, s[base + c], want)
+                self.fail(XCALL_COUNT, s[base + c], want)
                 self.expected[c] = s[base + c]  # count each wrong run once
         return True
 
@@ -364,9 +301,9 @@ def _callout_fired(arg: Any) -> None:
     s = words(t.shared)
     elapsed = getticks() - t0
     if elapsed < ticks:
-        record_failure(t, i, L.CALLOUT_EARLY, elapsed, ticks)
+        t.fail(i, CALLOUT_EARLY, elapsed, ticks)
     if cpu_index() != cpu:
-        record_failure(t, i, L.CALLOUT_WRONG_CPU, cpu_index(), cpu)
+        t.fail(i, CALLOUT_WRONG_CPU, cpu_index(), cpu)
     s[_CO_HIST + i * LATE_BUCKETS + min(max(elapsed - ticks, 0), LATE_BUCKETS - 1)] += 1
     mutex_enter(t.locks[0])
     s[_CO_FIRED + i] = 1
@@ -374,7 +311,7 @@ def _callout_fired(arg: Any) -> None:
     mutex_exit(t.locks[0])
 
 
-class CalloutSetter(_Lwp):
+class CalloutSetter(TortureLwp):
     def __init__(self, t: Torture, i: int) -> None:
         super().__init__(t, i)
         self.cpu = cpu_index()
@@ -414,7 +351,7 @@ _KMEM_SIZES = (8, 24, 64, 200, 512, 1500, 4096)
 _KMEM_LIVE = 16
 
 
-class KmemChurner(_Lwp):
+class KmemChurner(TortureLwp):
     def __init__(self, t: Torture, i: int) -> None:
         super().__init__(t, i)
         self.live: list[tuple[KBuf, int]] = []
@@ -435,7 +372,7 @@ class KmemChurner(_Lwp):
         data = bytes(buf)
         if data != bytes((tag,)) * len(data):
             bad = next(b for b in data if b != tag)
-            self.fail(L.KMEM_CORRUPT, bad, tag)
+            self.fail(KMEM_CORRUPT, bad, tag)
         kmem_free(buf, len(data))
 
     def done(self) -> None:
@@ -445,22 +382,114 @@ class KmemChurner(_Lwp):
 
 # -- the types ---------------------------------------------------------------------------
 
-#: type -> (writer class, reader class or None), for each of layout.TYPES
-TYPES: dict[str, tuple[type[_Lwp], type[_Lwp] | None]] = {
-    "mutex": (Exclusive, None),
-    "spin": (Exclusive, None),
-    "rw": (RwWriter, RwReader),
-    "cv": (CvProducer, CvConsumer),
-    "sleepq": (SleepqPasser, None),
-    "xcall": (XcallIssuer, None),
-    "callout": (CalloutSetter, None),
-    "kmem": (KmemChurner, None),
-    "busted": (Busted, None),
+
+class Mutex(TortureType):
+    """2 writers per CPU on an adaptive mutex (and its nested locks, in order)."""
+
+    writer = Exclusive
+    takes_nested = True
+    violations = (TWO_HOLDERS, HOLDER_CHANGED)
+
+
+class Spin(Mutex):
+    """The same on spin mutexes."""
+
+    @staticmethod
+    def setup(t: Torture) -> None:
+        t.locks = [mutex_init(MUTEX_SPIN, IPL_VM) for _ in range(1 + t.nested)]
+
+
+class Busted(Mutex):
+    """A lock that excludes nobody: a run must end in FAILURE."""
+
+    writer = BustedExclusive
+
+
+class Rw(TortureType):
+    """1 writer and 1 reader per CPU on a reader/writer lock."""
+
+    writer, reader = RwWriter, RwReader
+    writers_per_cpu = 1
+    violations = (TWO_HOLDERS, HOLDER_CHANGED, WRITER_WITH_READERS, READER_WITH_WRITER)
+
+    @staticmethod
+    def setup(t: Torture) -> None:
+        t.locks = [rw_init()]
+
+
+class Cv(TortureType):
+    """Producers and consumers through a ring under a mutex and two condvars."""
+
+    writer, reader = CvProducer, CvConsumer
+    writers_per_cpu = 1
+    violations = (OUT_OF_ORDER, LOST_ITEMS)
+
+    @staticmethod
+    def setup(t: Torture) -> None:
+        t.locks = [mutex_init()]
+        t.cvs = [cv_init("notempty"), cv_init("notfull")]
+
+    @staticmethod
+    def check(t: Torture) -> None:
+        _cv_check(t)
+
+
+class Sleepq(TortureType):
+    """A token passed round with mtsleep/wakeup."""
+
+    writer = SleepqPasser
+    violations = (LOST_WAKEUP,)
+
+
+class Xcall(TortureType):
+    """xc_broadcast/xc_unicast issued from every CPU at once."""
+
+    writer = XcallIssuer
+    violations = (XCALL_COUNT,)
+
+
+class Callout(TortureType):
+    """A callout per lwp, bound to its CPU."""
+
+    writer = CalloutSetter
+    violations = (CALLOUT_EARLY, CALLOUT_WRONG_CPU)
+
+    @staticmethod
+    def extra(t: Torture) -> dict[str, Any]:
+        late = callout_lateness(t)
+        return {
+            "callout lateness (ticks late: count)": dict(
+                zip(("0", "1", "2", "3+"), late, strict=True)
+            )
+        }
+
+
+class Kmem(TortureType):
+    """Allocations from every CPU, filled and checked."""
+
+    writer = KmemChurner
+    violations = (KMEM_CORRUPT, KMEM_LEAK)
+
+    @staticmethod
+    def start(t: Torture) -> None:
+        words(t.shared)[_KMEM_BLOCKS] = _kmem_blocks()
+
+    @staticmethod
+    def check(t: Torture) -> None:
+        """As many blocks allocated as before the run, measured from a kernel lwp both
+        times, so the harness's own payloads cancel out."""
+        if _kmem_blocks() != words(t.shared)[_KMEM_BLOCKS]:
+            t.fail(0, KMEM_LEAK, _kmem_blocks(), words(t.shared)[_KMEM_BLOCKS])
+
+
+#: The built-in types by name, in the order the help lists them.
+BUILTIN: dict[str, type[TortureType]] = {
+    cls.type_name(): cls for cls in (Mutex, Spin, Rw, Cv, Sleepq, Xcall, Callout, Kmem, Busted)
 }
 
 
 def setup(
-    type_: str,
+    kind: type[TortureType],
     ncpu: int,
     nwriters: int,
     nreaders: int,
@@ -468,37 +497,21 @@ def setup(
     long_hold: int,
     nested: int,
 ) -> Torture:
-    """Make the run's record, shared words and locks (kernel code: run it in the kernel)."""
+    """Make the run's record and shared words, then the type's objects (kernel code:
+    run it in the kernel)."""
     stats = kmem_zalloc(L.words(nwriters + nreaders) * 8)
-    t = Torture(
-        type_,
-        ncpu,
-        nwriters,
-        nreaders,
-        seed,
-        long_hold,
-        nested,
-        stats,
-        kmem_zalloc(SHARED_WORDS * 8),
-    )
-    if type_ in ("mutex", "busted", "spin"):
-        kind, ipl = (MUTEX_SPIN, IPL_VM) if type_ == "spin" else (MUTEX_DEFAULT, 0)
-        t.locks = [mutex_init(kind, ipl) for _ in range(1 + nested)]
-    elif type_ == "rw":
-        t.locks = [rw_init()]
-    else:
-        t.locks = [mutex_init()]
-        t.cvs = [cv_init("notempty"), cv_init("notfull")] if type_ == "cv" else []
+    shared = kmem_zalloc(SHARED_WORDS * 8)
+    t = Torture(kind, ncpu, nwriters, nreaders, seed, long_hold, nested, stats, shared)
+    kind.setup(t)
     words(stats)[L.H_NLWPS] = t.nlwps
     return t
 
 
-def _role(t: Torture, i: int) -> tuple[int, type[_Lwp]]:
-    writer, reader = TYPES[t.type]
+def _role(t: Torture, i: int) -> tuple[int, type[TortureLwp]]:
     if i < t.nwriters:
-        return L.WRITER, writer
-    assert reader is not None
-    return L.READER, reader
+        return L.WRITER, t.kind.writer
+    assert t.kind.reader is not None
+    return L.READER, t.kind.reader
 
 
 def _main(arg: tuple[Torture, int]) -> None:
@@ -520,8 +533,8 @@ def _main(arg: tuple[Torture, int]) -> None:
                 preempt()  # the kernel is not preemptive: let this CPU's other lwps in
         me.done()
     except Exception as e:  # noqa: BLE001 - a checker that breaks is a failure to report
-        printf("%s-torture/%d: %r\n", t.type, i, e)
-        record_failure(t, i, L.RAISED, 0, 0)
+        printf("%s-torture/%d: %r\n", t.kind.type_name(), i, e)
+        t.fail(i, GENERIC[0], 0, 0)
     finally:
         w[r + L.R_DONE] = 1
 
@@ -532,8 +545,7 @@ def _kmem_blocks() -> int:
 
 def start(t: Torture) -> Torture:
     """Start one bound kthread per torture lwp; the run with their lwp ids."""
-    if t.type == "kmem":
-        words(t.shared)[_KMEM_BLOCKS] = _kmem_blocks()
+    t.kind.start(t)
     for i in range(t.nlwps):
         lid = kthread_create(
             PRI_NONE,
@@ -541,23 +553,20 @@ def start(t: Torture) -> Torture:
             i % t.ncpu,
             _main,
             (t, i),
-            f"{t.type}-torture/{i}",
+            f"{t.kind.type_name()}-torture/{i}",
         )
         words(t.stats)[L.record(i) + L.R_LWP] = lid
         t.lids.append(lid)
     return t
 
 
-def join(t: Torture) -> None:
+def join(t: Torture) -> dict[str, Any]:
     """Wait for every torture lwp (after the host set H_STOP), then run the type's
-    end-of-run check (kmem: as many blocks allocated as before the run, measured
-    from a kernel lwp both times, so the harness's own payloads cancel out)."""
+    end-of-run check; the type's extra figures."""
     for lid in t.lids:
         kthread_join(lid)
-    if t.type == "cv":
-        _cv_check(t)
-    elif t.type == "kmem" and _kmem_blocks() != words(t.shared)[_KMEM_BLOCKS]:
-        record_failure(t, 0, L.KMEM_LEAK, _kmem_blocks(), words(t.shared)[_KMEM_BLOCKS])
+    t.kind.check(t)
+    return t.kind.extra(t)
 
 
 _STATES = {LSIDL: "not started", LSRUN: "runnable", LSONPROC: "running", LSSLEEP: "asleep"}

@@ -71,8 +71,10 @@ def test_the_busted_lock_fails_and_names_what_was_seen(no_leak):
     r = torture.self_check(ncpu=4, duration=1.5)
     assert not r.success
     assert r.writes.fail > 0 and "!!!" in r.writes.line("busted", "Writes")
+    from rumpmp.torture.lwps import HOLDER_CHANGED, TWO_HOLDERS
+
     kinds = {f.what for f in r.failures}
-    assert kinds <= {driver.L.WHAT[1], driver.L.WHAT[2]}
+    assert kinds and kinds <= {TWO_HOLDERS, HOLDER_CHANGED}
     assert all(0 <= f.cpu < 4 and f.lwp > 0 for f in r.failures)
 
 
@@ -288,7 +290,8 @@ def test_a_campaign_runs_as_ray_tasks_on_a_local_ray():
 def test_every_type_has_its_lwps():
     from rumpmp.torture import lwps
 
-    assert tuple(lwps.TYPES) == torture.TYPES
+    assert tuple(lwps.BUILTIN) == torture.TYPES
+    assert all(lwps.BUILTIN[name].type_name() == name for name in torture.TYPES)
 
 
 def test_run_checks_its_parameters():
@@ -426,3 +429,93 @@ def test_a_campaign_table_says_why_each_seed_failed():
     assert "no result within 130 s" in table[3]
     assert table[4].rstrip().endswith("-")
     assert [line.split()[-1] for line in table[-3:]] == ["1", "2", "3"]
+
+
+# -- types of your own (issue 24) ----------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_a_user_type_runs_as_a_builtin_does(no_leak):
+    from tests.torture.user_types import Counter, RacyCounter
+
+    good = torture.run(Counter, ncpu=4, duration=1, seed=7)
+    assert good.success, good.lines()
+    assert good.params.type == "tests.torture.user_types:Counter"
+    assert good.writes.total > 0 and len(good.per_cpu) == 4
+    bad = torture.run(RacyCounter, ncpu=4, duration=1, seed=7)
+    assert not bad.success
+    assert [f.what for f in bad.failures] == ["count lost"]
+    assert "--type tests.torture.user_types:RacyCounter" in bad.replay
+
+
+@pytest.mark.timeout(60)
+def test_an_undeclared_violation_is_reported_as_the_lwp_raising():
+    from tests.torture.user_types import Undeclared
+
+    r = torture.run(Undeclared, ncpu=2, duration=0.5, seed=1)
+    assert not r.success and {f.what for f in r.failures} == {"torture lwp raised an exception"}
+
+
+@pytest.mark.timeout(120)
+def test_cli_takes_a_type_by_module_path():
+    ok = stress("--type", "tests.torture.user_types:Counter", "--ncpu", "2", "--duration", "1")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "End of test: SUCCESS" in ok.stdout
+    bad = stress("--type", "tests.torture.user_types:RacyCounter", "--ncpu", "2", "--duration", "1")
+    assert bad.returncode == 1
+    assert "count lost" in bad.stdout and "replay: python -m rumpmp stress --type" in bad.stdout
+    nope = stress("--type", "tests.torture.user_types:Nope", "--duration", "1")
+    assert nope.returncode == 2 and "unknown torture type" in nope.stderr
+
+
+@pytest.mark.timeout(120)
+def test_cli_takes_a_type_by_entry_point(tmp_path):
+    info = tmp_path / "counter_types-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: counter-types\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[rumpmp.torture_types]\ncounter = tests.torture.user_types:Counter\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    argv = ["--type", "counter", "--ncpu", "2", "--duration", "1"]
+    out = subprocess.run(
+        [sys.executable, "-m", "rumpmp", "stress", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "End of test: SUCCESS" in out.stdout
+
+
+PLUGIN_TEST = """
+from tests.torture.user_types import Counter, RacyCounter
+
+
+def test_correct(rump_torture):
+    assert rump_torture(Counter, ncpu=2, duration=0.5, seed=3).success
+
+
+def test_racy(rump_torture):
+    rump_torture(RacyCounter, ncpu=2, duration=0.5, seed=3)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_the_pytest_plugin_fails_a_test_with_the_replay_command(tmp_path):
+    test_file = tmp_path / "test_user_torture.py"
+    test_file.write_text(PLUGIN_TEST)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(test_file)],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        cwd=ROOT,
+    )
+    assert "1 failed, 1 passed" in out.stdout, out.stdout[-2000:]
+    assert "count lost" in out.stdout
+    assert "replay: python -m rumpmp stress --type tests.torture.user_types:RacyCounter" in (
+        out.stdout
+    )
