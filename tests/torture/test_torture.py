@@ -519,3 +519,28 @@ def test_the_pytest_plugin_fails_a_test_with_the_replay_command(tmp_path):
     assert "replay: python -m rumpmp stress --type tests.torture.user_types:RacyCounter" in (
         out.stdout
     )
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("name", "found"),
+    [
+        ("RacyCounter", "count lost"),
+        ("LostWakeup", "wake-up lost"),
+        ("LockOrder", "did not finish"),
+    ],
+)
+def test_the_example_bugs_are_found(monkeypatch, name, found, no_leak):
+    """rumpmp.torture.examples: an atomicity violation, a lost wake-up and an AB/BA
+    deadlock, each found by a parallel run of 2 s on 4 CPUs (the deadlock as a stall:
+    30 s without progress by default, 2 s here)."""
+    from rumpmp.torture import examples
+
+    monkeypatch.setattr(driver, "STALL_TIMEOUT", 2.0)
+    r = torture.run(getattr(examples, name), ncpu=4, duration=2, seed=11)
+    assert not r.success
+    assert found in "\n".join(r.lines())
+    assert f"--type rumpmp.torture.examples:{name}" in r.replay
+    if name == "LockOrder":
+        held = sorted(k for u in r.unfinished for k in u["holds"])
+        assert held == [0, 1]  # each lock held by one of the lwps that did not finish
