@@ -28,6 +28,7 @@ L_CALLS = 21
 L_ANSWERED = 22
 L_RETIRE = 23
 L_NAME = 24  # 32 bytes
+L_WAITLOCK = 28  # the record (byte offset) of the mutex it waits to take, 0 if none
 LWP_WORDS = 32
 NAME_LEN = 32
 

@@ -154,6 +154,8 @@ def _found(r: dict[str, Any]) -> str:
             + ", ".join(f"lwp {u['lwp']} on cpu{u['cpu']}: {u['state']}" for u in left)
             + ")"
         )
+    if r.get("deadlock"):
+        found.append("deadlock: " + "; ".join(r["deadlock"]))
     if r.get("error"):
         found.append(r["error"])
     if not found and not r["success"]:

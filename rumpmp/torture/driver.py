@@ -190,6 +190,8 @@ class Result:
     panic: str | None = None
     #: The torture lwps that did not finish (the run stalled): what each was doing.
     unfinished: list[dict[str, Any]] = field(default_factory=list)
+    #: The wait-for cycle among them, a line per lwp, if the stall is a deadlock.
+    deadlock: list[str] = field(default_factory=list)
 
     @property
     def seed(self) -> int:
@@ -213,6 +215,8 @@ class Result:
                 f"{t}-torture: !!! lwp {u['lwp']} ({u['role']} {u['index']}) on cpu{u['cpu']} "
                 f"did not finish: {u['state']}{held}"
             )
+        if self.deadlock:
+            out.append(f"{t}-torture: !!! deadlock: " + "; ".join(self.deadlock))
         if self.panic:
             out.append(f"{t}-torture: !!! the kernel panicked: {self.panic}")
         for name, value in self.extra.items():
@@ -247,6 +251,7 @@ class Result:
             "extra": self.extra,
             "panic": self.panic,
             "unfinished": self.unfinished,
+            "deadlock": self.deadlock,
             "replay": self.replay,
         }
 
@@ -452,15 +457,15 @@ def _judge(
     panic = None
     per_cpu_decisions: list[Any] = [None] * p.ncpu
     extra: dict[str, Any] = {}
-    unfinished = _wait_finished(k, p, t, w)
-    if not unfinished:  # (else a join would wait for them: the report says what they do)
+    stall = _wait_finished(k, p, t, w)
+    if stall is None:  # (else a join would wait for them: the report says what they do)
         try:
             extra = k.run(lwps.join, t, timeout=JOIN_TIMEOUT)
             if p.perturb:
                 per_cpu_decisions = k.xc_broadcast(0, lwps.perturb_off)
         except Exception as e:  # noqa: BLE001 - a kernel that fails under torture is the finding
             panic = f"{type(e).__name__}: {e}"
-    return _result(p, w, elapsed, intervals, per_cpu_decisions, extra, panic, unfinished)
+    return _result(p, w, elapsed, intervals, per_cpu_decisions, extra, panic, stall)
 
 
 def _progress(p: Params, w: memoryview) -> tuple[int, int]:
@@ -470,9 +475,10 @@ def _progress(p: Params, w: memoryview) -> tuple[int, int]:
     return sum(w[r + L.R_ACQ] for r in records), sum(w[r + L.R_DONE] for r in records)
 
 
-def _wait_finished(k: Kernel, p: Params, t: Torture, w: memoryview) -> list[dict[str, Any]]:
+def _wait_finished(k: Kernel, p: Params, t: Torture, w: memoryview) -> dict[str, Any] | None:
     """Wait, after the stop, until every torture lwp has finished, for as long as they
-    make progress; [] then, else what the ones left were doing (their roles added)."""
+    make progress; None then, else the stall: what the lwps left were doing
+    ("unfinished", their roles added) and the wait-for cycle among them ("deadlock")."""
     assert p.nwriters is not None and p.nreaders is not None
     nlwps = p.nwriters + p.nreaders
     start = last_change = time.monotonic()
@@ -484,25 +490,20 @@ def _wait_finished(k: Kernel, p: Params, t: Torture, w: memoryview) -> list[dict
         time.sleep(0.01)
         if (progress := _progress(p, w)) != last:
             last, last_change = progress, time.monotonic()
-    return []
+    return None
 
 
-def _describe_stall(k: Kernel, p: Params, t: Torture) -> list[dict[str, Any]]:
+def _describe_stall(k: Kernel, p: Params, t: Torture) -> dict[str, Any]:
     assert p.nwriters is not None
     try:
-        seen = k.run(lwps.describe, t, cpu=0, timeout=DESCRIBE_TIMEOUT)["unfinished"]
+        seen = k.run(lwps.describe, t, cpu=0, timeout=DESCRIBE_TIMEOUT)
     except Exception as e:  # noqa: BLE001 - the kernel may be as stuck as its lwps
-        seen = [
-            {
-                "index": i,
-                "lwp": t.lids[i],
-                "cpu": i % p.ncpu,
-                "holds": [],
-                "state": f"unknown ({e})",
-            }
-            for i in range(len(t.lids))
+        unknown: dict[str, Any] = {"holds": [], "waits": None, "state": f"unknown ({e})"}
+        left = [
+            {"index": i, "lwp": lid, "cpu": i % p.ncpu, **unknown} for i, lid in enumerate(t.lids)
         ]
-    for u in seen:
+        seen = {"unfinished": left, "deadlock": []}
+    for u in seen["unfinished"]:
         u["role"] = "writer" if u["index"] < p.nwriters else "reader"
     return seen
 
@@ -515,7 +516,7 @@ def _result(
     per_cpu_decisions: list[Any],
     extra: dict[str, Any],
     panic: str | None,
-    unfinished: list[dict[str, Any]],
+    stall: dict[str, Any] | None,
 ) -> Result:
     final = _snapshot(p, w, elapsed)
     failures = _failures(p, w)
@@ -530,7 +531,7 @@ def _result(
     ]
     return Result(
         params=p,
-        success=not failures and panic is None and not unfinished,
+        success=not failures and panic is None and stall is None,
         elapsed=elapsed,
         writes=final.writes,
         reads=final.reads,
@@ -539,7 +540,8 @@ def _result(
         per_cpu=per_cpu,
         extra=extra,
         panic=panic,
-        unfinished=unfinished,
+        unfinished=stall["unfinished"] if stall else [],
+        deadlock=stall["deadlock"] if stall else [],
     )
 
 

@@ -64,7 +64,7 @@ from rumpmp.rumpkern.base.proc import tables
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_owner
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.sys.cpu import cpu_word
-from rumpmp.sys.lwp import L_CPU, L_STATE, L_WCHAN, LSIDL, LSONPROC, LSRUN, LSSLEEP
+from rumpmp.sys.lwp import L_CPU, L_STATE, L_WAITLOCK, L_WCHAN, LSIDL, LSONPROC, LSRUN, LSSLEEP
 from rumpmp.sys.sched import SPC_BASE, SPC_CURLWP
 from rumpmp.torture import layout as L
 from rumpmp.torture.base import GENERIC, Torture, TortureLwp, TortureType, words
@@ -576,10 +576,13 @@ def describe(t: Torture) -> dict[str, Any]:
     """What the torture lwps that have not finished are doing, as far as the kernel
     can tell (kernel code: the host asks when a run stops making progress): each
     one's state (asleep on which channel; "blocked" for a thread that gave its CPU up
-    waiting for a lock), and which torture lock each lwp holds."""
+    waiting), which of the run's locks it holds and which it waits to take, and the
+    wait-for cycle among them if there is one (a deadlock)."""
     arena = _arena.current()
     tab, w = tables(arena), words(t.stats)
-    holders = {k: mutex_owner(m) for k, m in enumerate(t.locks) if isinstance(m, kmutex_t)}
+    mutexes = {k: m for k, m in enumerate(t.locks) if isinstance(m, kmutex_t)}
+    holders = {k: mutex_owner(m) for k, m in mutexes.items()}
+    by_rec = {m.rec.offset: k for k, m in mutexes.items()}
     out = []
     for i in range(t.nlwps):
         r = L.record(i)
@@ -589,13 +592,37 @@ def describe(t: Torture) -> dict[str, Any]:
         l = tab.lwp(lid)
         state = _STATES.get(arena.w[l + L_STATE], f"state {arena.w[l + L_STATE]}")
         cpu = arena.w[l + L_CPU]  # (the record's is set only once the lwp has started)
-        if state == "running" and arena.w[cpu_word(arena, cpu) + SPC_BASE + SPC_CURLWP] != lid:
+        wants = by_rec.get(arena.w[l + L_WAITLOCK])
+        if wants is not None:
+            state = f"waiting for lock {wants} (held by lwp {holders[wants]})"
+        elif state == "running" and arena.w[cpu_word(arena, cpu) + SPC_BASE + SPC_CURLWP] != lid:
             state = "blocked (gave its CPU up waiting, for a lock or the host)"
         elif state == "asleep":
             state += f" on channel {arena.w[l + L_WCHAN]:#x}"
         held = [k for k, owner in holders.items() if owner == lid]
-        out.append({"index": i, "lwp": lid, "cpu": cpu, "state": state, "holds": held})
-    return {"unfinished": out, "lock holders": holders}
+        out.append(
+            {"index": i, "lwp": lid, "cpu": cpu, "state": state, "holds": held, "waits": wants}
+        )
+    return {"unfinished": out, "deadlock": _cycle(out, holders)}
+
+
+def _cycle(lwps: list[dict[str, Any]], holders: dict[int, int]) -> list[str]:
+    """A wait-for cycle among ``lwps`` (lwp waits for a lock, the lock's holder waits
+    for another ...), as one line per lwp in it; [] if there is none."""
+    waits = {u["lwp"]: u["waits"] for u in lwps if u["waits"] is not None}
+    for start in waits:
+        path, lid = [], start
+        while lid in waits and lid not in path:
+            path.append(lid)
+            lid = holders[waits[lid]]
+        if lid == start:
+            held = {lid: [k for k, o in holders.items() if o == lid] for lid in path}
+            return [
+                f"lwp {lid} holds lock {', '.join(map(str, held[lid]))} and waits for lock "
+                f"{waits[lid]} (held by lwp {holders[waits[lid]]})"
+                for lid in path
+            ]
+    return []
 
 
 def perturb_on(seed: int, _: object) -> None:

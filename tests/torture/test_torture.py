@@ -544,3 +544,5 @@ def test_the_example_bugs_are_found(monkeypatch, name, found, no_leak):
     if name == "LockOrder":
         held = sorted(k for u in r.unfinished for k in u["holds"])
         assert held == [0, 1]  # each lock held by one of the lwps that did not finish
+        assert len(r.deadlock) == 2 and all("waits for lock" in line for line in r.deadlock)
+        assert r.to_json()["deadlock"] == r.deadlock

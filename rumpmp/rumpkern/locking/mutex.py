@@ -22,8 +22,10 @@ from rumpmp.rumpkern.base import perturb
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.handle import Handle
 from rumpmp.rumpkern.base.prf import panic_in
+from rumpmp.rumpkern.base.proc import tables
 from rumpmp.rumpkern.locking import lockdebug
 from rumpmp.rumpkern.mem import kmem
+from rumpmp.sys.lwp import L_WAITLOCK
 
 MUTEX_DEFAULT = 0
 MUTEX_SPIN = 1
@@ -126,12 +128,21 @@ def mutex_enter(m: kmutex_t) -> None:
         _debug_enter(m)
     elif m._hm.owner() == lwp:  # error-checking, as rump's host mutexes are
         lockdebug.abort(m.arena, "mutex", "mutex_enter", m.name, "locking against myself")
-    if m.spin:
-        m._hm.enter_nowrap()
-        if m._debug:
-            lockdebug.spin_acquired()
-    else:
-        m._hm.enter()
+    # Say what this lwp waits for while it waits (a stalled run's report builds the
+    # wait-for graph from it); the fast path above never waits.
+    l = tables(m.arena).lwp(lwp) if lwp > 0 else 0
+    if l:
+        m.arena.w[l + L_WAITLOCK] = m.rec.offset
+    try:
+        if m.spin:
+            m._hm.enter_nowrap()
+            if m._debug:
+                lockdebug.spin_acquired()
+        else:
+            m._hm.enter()
+    finally:
+        if l:
+            m.arena.w[l + L_WAITLOCK] = 0
 
 
 def _not_a_mutex(m: object, func: str) -> None:
