@@ -128,16 +128,21 @@ def mutex_enter(m: kmutex_t) -> None:
         _debug_enter(m)
     elif m._hm.owner() == lwp:  # error-checking, as rump's host mutexes are
         lockdebug.abort(m.arena, "mutex", "mutex_enter", m.name, "locking against myself")
-    # Say what this lwp waits for while it waits (a stalled run's report builds the
-    # wait-for graph from it); the fast path above never waits.
+    if not m._hm.tryenter():
+        _wait_for(m, lwp)
+    if m.spin and m._debug:
+        lockdebug.spin_acquired()
+
+
+def _wait_for(m: kmutex_t, lwp: int) -> None:
+    """Take a busy mutex, saying meanwhile which lock this lwp waits for (a stalled
+    stress run's report builds its wait-for graph from it)."""
     l = tables(m.arena).lwp(lwp) if lwp > 0 else 0
     if l:
         m.arena.w[l + L_WAITLOCK] = m.rec.offset
     try:
         if m.spin:
             m._hm.enter_nowrap()
-            if m._debug:
-                lockdebug.spin_acquired()
         else:
             m._hm.enter()
     finally:
