@@ -436,7 +436,8 @@ def test_a_campaign_table_says_why_each_seed_failed():
 
 @pytest.mark.timeout(120)
 def test_a_user_type_runs_as_a_builtin_does(no_leak):
-    from tests.torture.user_types import Counter, RacyCounter
+    from rumpmp.torture.examples import RacyCounter
+    from tests.torture.user_types import Counter
 
     good = torture.run(Counter, ncpu=4, duration=1, seed=7)
     assert good.success, good.lines()
@@ -445,7 +446,7 @@ def test_a_user_type_runs_as_a_builtin_does(no_leak):
     bad = torture.run(RacyCounter, ncpu=4, duration=1, seed=7)
     assert not bad.success
     assert [f.what for f in bad.failures] == ["count lost"]
-    assert "--type tests.torture.user_types:RacyCounter" in bad.replay
+    assert "--type rumpmp.torture.examples:RacyCounter" in bad.replay
 
 
 @pytest.mark.timeout(60)
@@ -461,7 +462,7 @@ def test_cli_takes_a_type_by_module_path():
     ok = stress("--type", "tests.torture.user_types:Counter", "--ncpu", "2", "--duration", "1")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "End of test: SUCCESS" in ok.stdout
-    bad = stress("--type", "tests.torture.user_types:RacyCounter", "--ncpu", "2", "--duration", "1")
+    bad = stress("--type", "rumpmp.torture.examples:RacyCounter", "--ncpu", "2", "--duration", "1")
     assert bad.returncode == 1
     assert "count lost" in bad.stdout and "replay: python -m rumpmp stress --type" in bad.stdout
     nope = stress("--type", "tests.torture.user_types:Nope", "--duration", "1")
@@ -491,7 +492,8 @@ def test_cli_takes_a_type_by_entry_point(tmp_path):
 
 
 PLUGIN_TEST = """
-from tests.torture.user_types import Counter, RacyCounter
+from rumpmp.torture.examples import RacyCounter
+from tests.torture.user_types import Counter
 
 
 def test_correct(rump_torture):
@@ -516,7 +518,7 @@ def test_the_pytest_plugin_fails_a_test_with_the_replay_command(tmp_path):
     )
     assert "1 failed, 1 passed" in out.stdout, out.stdout[-2000:]
     assert "count lost" in out.stdout
-    assert "replay: python -m rumpmp stress --type tests.torture.user_types:RacyCounter" in (
+    assert "replay: python -m rumpmp stress --type rumpmp.torture.examples:RacyCounter" in (
         out.stdout
     )
 
