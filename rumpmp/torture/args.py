@@ -34,6 +34,24 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--long-hold", type=int, default=100, help="ms of an occasional long hold")
     s.add_argument("--nested", type=int, default=0, help="extra locks taken in order inside")
     s.add_argument("--lockdebug", action="store_true", help="boot with LOCKDEBUG")
+    s.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="one torture lwp runs at a time, in an order the seed decides (PCT), on "
+        "virtual time: a seed gives the same schedule and result every time",
+    )
+    s.add_argument(
+        "--replay-schedule",
+        metavar="FILE",
+        help="replay the schedule a deterministic run's --json result holds (implies "
+        "--deterministic)",
+    )
+    s.add_argument(
+        "--minimize",
+        action="store_true",
+        help="if the deterministic run fails, shrink its schedule to the fewest "
+        "preemptions that still fail, and write it to minimized-schedule.json",
+    )
     s.add_argument("--seed", type=int, help="perturbation seed (default: random, printed)")
     s.add_argument(
         "--stutter", type=float, default=0.0, help="stop all torture lwps S of every 2S seconds"

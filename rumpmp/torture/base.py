@@ -45,7 +45,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from rumpmp.kern import DELAY, KBuf, mutex_init
+from rumpmp.kern import DELAY, KBuf, mutex_init, preempt
 from rumpmp.torture import layout as L
 
 #: The violations every type may report, before its own ``violations``.
@@ -88,6 +88,8 @@ class Torture:
     locks: list[Any] = field(default_factory=list)
     cvs: list[Any] = field(default_factory=list)
     lids: list[int] = field(default_factory=list)
+    deterministic: bool = False
+    det: KBuf | None = None  # the deterministic run's record (rumpkern/base/detsched.py)
 
     @property
     def nlwps(self) -> int:
@@ -141,8 +143,12 @@ class TortureLwp:
         self.t.fail(self.i, what, seen, expected)
 
     def hold(self) -> None:
-        """The critical section: now and then a long one (locktorture's long_hold)."""
-        if self.t.long_hold and not self.rng.randrange(2000 * self.t.nwriters):
+        """The critical section: now and then a long one (locktorture's long_hold).
+        In a deterministic run it is a hand-over point instead: the seed decides
+        whether another lwp runs inside it."""
+        if self.t.deterministic:
+            preempt()
+        elif self.t.long_hold and not self.rng.randrange(2000 * self.t.nwriters):
             DELAY(self.t.long_hold * 1000)
         else:
             DELAY(self.rng.randrange(3))
@@ -164,6 +170,10 @@ class TortureType:
     takes_nested: ClassVar[bool] = False
     #: What its lwps may report with ``fail``.
     violations: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``--deterministic`` can schedule it: its lwps meet only through kernel
+    #: mutexes, tsleep/mtsleep/kpause/wakeup and preempt (not condvars, rwlocks,
+    #: cross-calls, callouts, or a spin mutex held across another lock's entry).
+    deterministic: ClassVar[bool] = True
 
     @classmethod
     def type_name(cls) -> str:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shlex
 import sys  # the CLI may: it writes the report to stdio
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, NoReturn, TextIO
 
 from rumpmp.torture import campaign
-from rumpmp.torture.driver import Params, Result, Snapshot, run, self_check
+from rumpmp.torture.driver import Params, Result, Snapshot, minimize, run, self_check
 
 NOT_CHECKED = (
     "rumpmp stress: warning: the busted self-check has not run in this session, so nothing "
@@ -35,6 +36,8 @@ def main(args: argparse.Namespace, usage: Callable[[str], NoReturn]) -> int:
         usage("--ray runs a campaign: give --campaign N")
     if args.campaign is not None and args.campaign < 1:
         usage("--campaign: N must be at least 1")
+    if args.minimize and (args.campaign or not (args.deterministic or args.replay_schedule)):
+        usage("--minimize shrinks one deterministic run: give --deterministic, not --campaign")
     try:
         runs = _plan(args)
     except (ValueError, TypeError) as e:
@@ -50,7 +53,31 @@ def main(args: argparse.Namespace, usage: Callable[[str], NoReturn]) -> int:
     result = _single(runs[0], out, live=out.isatty() and not quiet)
     if args.json:
         _write_json(args.json, result.to_json())
+    if args.minimize and not result.success:
+        _minimize(result, out)
     return 0 if result.success else 1
+
+
+MINIMIZED = "minimized-schedule.json"
+
+
+def _minimize(result: Result, out: TextIO) -> None:
+    """Shrink the failing run's schedule; print and save the smallest that fails."""
+    t = result.params.type
+    before = len(result.extra["schedule"]["overrides"])
+    print(f"{t}-torture: minimizing a schedule of {before} preemptions ...", file=out, flush=True)
+    kept, smallest, runs = minimize(result)
+    smallest.params.replay_schedule = MINIMIZED  # (it ran from a temporary file)
+    _write_json(MINIMIZED, smallest.to_json())
+    replay = smallest.params.argv()
+    print(
+        f"{t}-torture: minimized in {runs} runs: {len(kept)} preemptions (from {before}), "
+        f"{smallest.params.duration:g} s, still fail: "
+        f"{', '.join(f.what for f in smallest.failures) or 'deadlock'}",
+        file=out,
+    )
+    print(f"{t}-torture: preemptions (choice, lwp): {kept}", file=out)
+    print(f"{t}-torture: saved to {MINIMIZED}; replay: {shlex.join(replay)}", file=out)
 
 
 def _plan(args: argparse.Namespace) -> list[Params]:

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import json
 import os  # the driver may: sched_setaffinity and SIGSTOP/SIGCONT on the CPU processes
 import random
 import shlex
 import signal  # the driver may: SIGSTOP/SIGCONT for --freeze
+import tempfile
 import time  # the driver may: it waits out the run's duration
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rumpmp.host.kernel import Kernel, boot
+from rumpmp.rumpkern.base import detsched
 from rumpmp.torture import layout as L
 from rumpmp.torture import lwps
 from rumpmp.torture.base import Torture, TortureType, int64_view
@@ -34,6 +37,7 @@ STALL_TIMEOUT = 30.0
 JOIN_LIMIT = 600.0  # and never longer than this in all
 JOIN_TIMEOUT = 60.0  # the final checks, once every lwp has finished
 DESCRIBE_TIMEOUT = 10.0
+MIN_DURATION = 0.01  # s: minimize shortens a deterministic run to a tick at most
 FREEZE_TICKS = 3
 
 
@@ -96,6 +100,9 @@ class Params:
     shuffle: float = 0.0
     freeze: float = 0.0
     perturb: bool = True
+    deterministic: bool = False
+    #: A schedule to replay (a file with a run's JSON result, or its "schedule").
+    replay_schedule: str | None = None
 
     def resolve(self) -> Params:
         """Check every parameter and fill in the defaults (the type's: locktorture's
@@ -123,6 +130,14 @@ class Params:
             raise ValueError(f"nwriters + nreaders must be at most {MAX_LWPS}, nested at most 8")
         if p.nested and not kind.takes_nested:
             raise ValueError(f"nested: the {name} type takes no nested locks")
+        if p.replay_schedule is not None:
+            p.deterministic = True
+        if p.deterministic:
+            if not kind.deterministic:
+                raise ValueError(f"deterministic: the {name} type cannot be scheduled so")
+            if p.stutter or p.shuffle or p.freeze:
+                raise ValueError("deterministic: stutter, shuffle and freeze act on wall time")
+            p.perturb = False  # the seed chooses the schedule instead
         if p.seed is None:
             p.seed = random.SystemRandom().randrange(1 << 32)
         return p
@@ -134,7 +149,7 @@ class Params:
             flag = "--" + name.replace("_", "-")
             if name == "perturb":
                 out += [] if value else ["--no-perturb"]
-            elif name == "lockdebug":
+            elif name in ("lockdebug", "deterministic"):
                 out += [flag] if value else []
             elif value is not None:
                 out += [flag, _fmt(value)]
@@ -220,6 +235,11 @@ class Result:
         if self.panic:
             out.append(f"{t}-torture: !!! the kernel panicked: {self.panic}")
         for name, value in self.extra.items():
+            if name == "schedule":  # (the JSON has all of it)
+                value = (
+                    f"{value['choices']} choices, {len(value['overrides'])} preemptions, "
+                    f"digest {value['digest']}"
+                )
             out.append(f"{t}-torture: {name}: {value}")
         verdict = "SUCCESS" if self.success else "FAILURE"
         out.append(f"{t}-torture:--- End of test: {verdict}: {self.params.line()}")
@@ -402,11 +422,18 @@ def _run_on(
         k.xc_broadcast(0, lwps.perturb_on, p.seed)
     kind = resolve_type(p.type)
     t = k.run(lwps.setup, kind, p.ncpu, p.nwriters, p.nreaders, p.seed, p.long_hold, p.nested)
+    if p.deterministic:  # it ends at a virtual time: the duration in ticks
+        overrides = load_schedule(p.replay_schedule) if p.replay_schedule else None
+        t = k.run(lwps.det_setup, t, max(1, round(p.duration * k.hz)), overrides)
+        k.xc_broadcast(0, lwps.det_switch, True)
     w = int64_view(t.stats)  # let go before the halt, which unmaps the arena
     try:
         start = time.monotonic()
         t = k.run(lwps.start, t)
-        intervals = _watch(k, p, w, start, on_interval, on_tick)
+        if p.deterministic:
+            intervals: list[Snapshot] = []  # (nothing to watch: the run stops itself)
+        else:
+            intervals = _watch(k, p, w, start, on_interval, on_tick)
         return _judge(k, p, t, w, time.monotonic() - start, intervals)
     finally:
         w.release()
@@ -465,6 +492,8 @@ def _judge(
                 per_cpu_decisions = k.xc_broadcast(0, lwps.perturb_off)
         except Exception as e:  # noqa: BLE001 - a kernel that fails under torture is the finding
             panic = f"{type(e).__name__}: {e}"
+    if p.deterministic and k.state == "running":
+        extra["schedule"] = k.run(lwps.det_schedule, t, timeout=JOIN_TIMEOUT)
     return _result(p, w, elapsed, intervals, per_cpu_decisions, extra, panic, stall)
 
 
@@ -483,14 +512,35 @@ def _wait_finished(k: Kernel, p: Params, t: Torture, w: memoryview) -> dict[str,
     nlwps = p.nwriters + p.nreaders
     start = last_change = time.monotonic()
     last = _progress(p, w)
+    dead = _deadlock_flag(t)
     while last[1] < nlwps and k.state == "running":
         now = time.monotonic()
-        if now - last_change > STALL_TIMEOUT or now - start > JOIN_LIMIT:
+        if now - last_change > STALL_TIMEOUT or now - start > JOIN_LIMIT or dead():
             return _describe_stall(k, p, t)
         time.sleep(0.01)
         if (progress := _progress(p, w)) != last:
             last, last_change = progress, time.monotonic()
     return None
+
+
+def load_schedule(path: str) -> list[tuple[int, int]]:
+    """The overrides of the schedule in ``path``: a run's JSON result (``--json``),
+    or its ``schedule`` object alone."""
+    with open(path) as f:
+        data = json.load(f)
+    sched = data.get("extra", {}).get("schedule", data) if isinstance(data, dict) else None
+    try:
+        return [(int(pick), int(lwp)) for pick, lwp in sched["overrides"]]  # type: ignore[index]
+    except (TypeError, KeyError, ValueError):
+        raise ValueError(f"replay_schedule: {path} holds no schedule") from None
+
+
+def _deadlock_flag(t: Torture) -> Callable[[], bool]:
+    """Whether a deterministic run has found nobody able to run (never, in parallel)."""
+    if t.det is None:
+        return lambda: False
+    view = int64_view(t.det)
+    return lambda: bool(view[detsched.D_DEAD])
 
 
 def _describe_stall(k: Kernel, p: Params, t: Torture) -> dict[str, Any]:
@@ -543,6 +593,56 @@ def _result(
         unfinished=stall["unfinished"] if stall else [],
         deadlock=stall["deadlock"] if stall else [],
     )
+
+
+def minimize(
+    result: Result, max_runs: int = 400, on_try: Callable[[int, bool], None] | None = None
+) -> tuple[list[list[int]], Result, int]:
+    """Shrink the schedule of a failing deterministic run: drop as many of its
+    overrides (its choices beyond the plain policy: its preemptions) as can go with
+    the run still failing, in chunks that halve down to single ones (ddmin), then
+    halve its duration while it still fails.  The overrides left, the failing run
+    with them, and the runs it took."""
+    if result.success or "schedule" not in result.extra:
+        raise ValueError("minimize: needs a failing deterministic run")
+    params = {
+        k: v for k, v in asdict(result.params).items() if k not in ("type", "replay_schedule")
+    }
+    kept: list[list[int]] = list(result.extra["schedule"]["overrides"])
+    best, runs = result, 0
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "schedule.json")
+
+        def still_fails(overrides: list[list[int]]) -> Result | None:
+            nonlocal runs
+            runs += 1
+            with open(path, "w") as f:
+                json.dump({"overrides": overrides}, f)
+            r = run(result.params.type, **params, replay_schedule=path)
+            if on_try:
+                on_try(len(overrides), not r.success)
+            return None if r.success else r
+
+        chunk = max(1, len(kept) // 2)
+        while kept and runs < max_runs:
+            j, removed = 0, False
+            while j < len(kept) and runs < max_runs:
+                candidate = kept[:j] + kept[j + chunk :]
+                failing = still_fails(candidate)
+                if failing is not None:
+                    kept, best, removed = candidate, failing, True
+                else:
+                    j += chunk
+            if chunk == 1 and not removed:
+                break
+            chunk = max(1, chunk // 2)
+        while runs < max_runs and best.params.duration >= 2 * MIN_DURATION:
+            params["duration"] = best.params.duration / 2  # then shorter, while it fails
+            failing = still_fails(kept)
+            if failing is None:
+                break
+            best = failing
+    return kept, best, runs
 
 
 def self_check(ncpu: int = 4, duration: float = 1.0, seed: int | None = None) -> Result:

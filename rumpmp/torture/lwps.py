@@ -59,7 +59,7 @@ from rumpmp.kern import (
     xc_wait,
 )
 from rumpmp.rumpkern.base import arena as _arena
-from rumpmp.rumpkern.base import perturb
+from rumpmp.rumpkern.base import detsched, perturb
 from rumpmp.rumpkern.base.proc import tables
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_owner
 from rumpmp.rumpkern.mem import kmem
@@ -394,6 +394,8 @@ class Mutex(TortureType):
 class Spin(Mutex):
     """The same on spin mutexes."""
 
+    deterministic = False
+
     @staticmethod
     def setup(t: Torture) -> None:
         t.locks = [mutex_init(MUTEX_SPIN, IPL_VM) for _ in range(1 + t.nested)]
@@ -408,6 +410,8 @@ class Busted(Mutex):
 class Rw(TortureType):
     """1 writer and 1 reader per CPU on a reader/writer lock."""
 
+    deterministic = False
+
     writer, reader = RwWriter, RwReader
     writers_per_cpu = 1
     violations = (TWO_HOLDERS, HOLDER_CHANGED, WRITER_WITH_READERS, READER_WITH_WRITER)
@@ -419,6 +423,8 @@ class Rw(TortureType):
 
 class Cv(TortureType):
     """Producers and consumers through a ring under a mutex and two condvars."""
+
+    deterministic = False
 
     writer, reader = CvProducer, CvConsumer
     writers_per_cpu = 1
@@ -444,12 +450,16 @@ class Sleepq(TortureType):
 class Xcall(TortureType):
     """xc_broadcast/xc_unicast issued from every CPU at once."""
 
+    deterministic = False
+
     writer = XcallIssuer
     violations = (XCALL_COUNT,)
 
 
 class Callout(TortureType):
     """A callout per lwp, bound to its CPU."""
+
+    deterministic = False
 
     writer = CalloutSetter
     violations = (CALLOUT_EARLY, CALLOUT_WRONG_CPU)
@@ -521,6 +531,8 @@ def _main(arg: tuple[Torture, int]) -> None:
     w, r = words(t.stats), L.record(i)
     w[r + L.R_CPU], w[r + L.R_ROLE] = cpu_index(), role
     try:
+        if t.deterministic:
+            detsched.register(i)  # from here on, the seed decides when it runs
         me = cls(t, i)
         while me.drains or not w[L.H_STOP]:
             if w[L.H_PAUSE] and not me.drains:
@@ -529,7 +541,9 @@ def _main(arg: tuple[Torture, int]) -> None:
             if not me.step():
                 break
             w[r + L.R_ACQ] += 1
-            if not w[r + L.R_ACQ] % PREEMPT_EVERY:
+            if t.deterministic:
+                detsched.point()  # the end of a step is a hand-over point
+            elif not w[r + L.R_ACQ] % PREEMPT_EVERY:
                 preempt()  # the kernel is not preemptive: let this CPU's other lwps in
         me.done()
     except Exception as e:  # noqa: BLE001 - a checker that breaks is a failure to report
@@ -537,6 +551,8 @@ def _main(arg: tuple[Torture, int]) -> None:
         t.fail(i, GENERIC[0], 0, 0)
     finally:
         w[r + L.R_DONE] = 1
+        if t.deterministic:
+            detsched.finish()
 
 
 def _kmem_blocks() -> int:
@@ -558,6 +574,30 @@ def start(t: Torture) -> Torture:
         words(t.stats)[L.record(i) + L.R_LWP] = lid
         t.lids.append(lid)
     return t
+
+
+def det_setup(
+    t: Torture, end_ticks: int, overrides: list[tuple[int, int]] | None = None
+) -> Torture:
+    """Make the deterministic run's record (kernel code, before the lwps start); its
+    end is a virtual time, and the stop flag it sets is the run's H_STOP.  With
+    ``overrides`` it replays that schedule instead of choosing with PCT."""
+    t.deterministic = True
+    t.det = kmem_zalloc(detsched.record_words(t.nlwps) * 8)
+    stop = t.stats.offset // 8 + L.H_STOP
+    arena = _arena.current()
+    detsched.create(arena, t.det.offset // 8, t.nlwps, t.seed, end_ticks, stop, overrides)
+    return t
+
+
+def det_switch(on: bool, _: object) -> None:
+    """Cross-call: this CPU process takes part in the deterministic run (or not)."""
+    detsched.switch(on)
+
+
+def det_schedule(t: Torture) -> dict[str, object]:
+    """The deterministic run's schedule (detsched.schedule)."""
+    return detsched.schedule(_arena.current())
 
 
 def join(t: Torture) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import errno
 from hypercalls import sync, thread
 from hypercalls.thread import current as _thread
 from rumpmp.rumpkern.base import arena as _arena
-from rumpmp.rumpkern.base import perturb
+from rumpmp.rumpkern.base import detsched, perturb
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.handle import Handle
 from rumpmp.rumpkern.base.prf import panic_in
@@ -113,6 +113,9 @@ def mutex_init_in(
 
 def mutex_enter(m: kmutex_t) -> None:
     """mutex_enter(9).  An adaptive mutex releases the CPU while it waits."""
+    if detsched.state.on and detsched.participant() is not None:
+        _det_enter(m)
+        return
     try:
         lwp = _thread.curlwp
         if lwp and not m._debug and m._acq(False):  # the fast path: an lwp, a free lock
@@ -132,6 +135,20 @@ def mutex_enter(m: kmutex_t) -> None:
         _wait_for(m, lwp)
     if m.spin and m._debug:
         lockdebug.spin_acquired()
+
+
+def _det_enter(m: kmutex_t) -> None:
+    """mutex_enter in a deterministic run: a hand-over point, then the lock if it is
+    free, else the baton goes on until mutex_exit makes this lwp runnable again."""
+    w = m.arena.w
+    l = tables(m.arena).lwp(_thread.curlwp)
+    while True:
+        detsched.point()
+        if m._hm.tryenter():
+            return
+        w[l + L_WAITLOCK] = m.rec.offset
+        detsched.block(m.rec.offset, 0)
+        w[l + L_WAITLOCK] = 0
 
 
 def _wait_for(m: kmutex_t, lwp: int) -> None:
@@ -175,6 +192,8 @@ def mutex_exit(m: kmutex_t) -> None:
             lockdebug.spin_released()
     m._w[m._o] = 0
     m._rel()
+    if detsched.state.on:  # a deterministic run: its lwps waiting for m may run again
+        detsched.unblock(m.rec.offset)
 
 
 def mutex_tryenter(m: kmutex_t) -> bool:

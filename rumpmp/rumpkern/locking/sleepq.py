@@ -17,7 +17,7 @@ import zlib
 
 from hypercalls import clock, sync, thread, waitq
 from rumpmp.rumpkern.base import arena as _arena
-from rumpmp.rumpkern.base import perturb
+from rumpmp.rumpkern.base import detsched, perturb
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.proc import Tables, tables
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit
@@ -69,7 +69,8 @@ def _sleep(key: int, timo: int, mtx: kmutex_t | None, relock: bool, catch: bool 
     """Sleep on channel ``key`` for up to ``timo`` ticks (0: forever); 0, EWOULDBLOCK,
     or with ``catch`` EINTR when a signal is pending for the process (psignal wakes
     the lwp to look)."""
-
+    if detsched.state.on and detsched.participant() is not None:
+        return _det_sleep(key, timo, mtx, relock)
     arena = _arena.current()
     t = tables(arena)
     w = arena.w
@@ -98,6 +99,17 @@ def _sleep(key: int, timo: int, mtx: kmutex_t | None, relock: bool, catch: bool 
     if mtx is not None and relock:
         mutex_enter(mtx)
     return rc
+
+
+def _det_sleep(key: int, timo: int, mtx: kmutex_t | None, relock: bool) -> int:
+    """_sleep in a deterministic run: blocked on the channel until a wakeup, or until
+    ``timo`` virtual ticks have passed (signals do not interrupt it)."""
+    if mtx is not None:
+        mutex_exit(mtx)
+    timed_out = detsched.block(key, timo)
+    if mtx is not None and relock:
+        mutex_enter(mtx)
+    return errno.EWOULDBLOCK if timed_out else 0
 
 
 def _park_until_woken(arena: Arena, l: int, timo: int, catching: Tables | None) -> int:
@@ -154,3 +166,5 @@ def wakeup(ident: object) -> None:
             w[l + L_WCHAN] = 0
             arena.pool.unpark(w[l + L_PARK])
     bucket.lock.exit()
+    if detsched.state.on:  # a deterministic run's lwps asleep on it may run again
+        detsched.unblock(key)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hypercalls import sync, thread, waitq
-from rumpmp.rumpkern.base import evcnt, perturb
+from rumpmp.rumpkern.base import detsched, evcnt, perturb
 from rumpmp.rumpkern.base.arena import H_LOCKDEBUG, H_STATE, HALTING, Arena, here, onproc
 from rumpmp.rumpkern.base.evcnt import EV_FAST, EV_NSWTCH, EV_SLOW, EV_STARTED, EV_STEALS
 from rumpmp.rumpkern.base.prf import panic_in
@@ -206,6 +206,9 @@ def preempt() -> None:
     Runnable includes lwps placed here that have not started yet: the CPU is left
     idle for a moment so the idle loop can start the next one.
     """
+    if detsched.state.on and detsched.participant() is not None:
+        detsched.point()  # a deterministic run: the seed decides who runs next
+        return
     if perturb.state.on:
         perturb.point()
     ctx = _context()
