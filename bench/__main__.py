@@ -24,6 +24,7 @@ MODULES = [
     "files",
     "sp",
     "smp",
+    "deterministic",
 ]
 
 

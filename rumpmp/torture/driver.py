@@ -516,7 +516,7 @@ def _wait_finished(k: Kernel, p: Params, t: Torture, w: memoryview) -> dict[str,
     while last[1] < nlwps and k.state == "running":
         now = time.monotonic()
         if now - last_change > STALL_TIMEOUT or now - start > JOIN_LIMIT or dead():
-            return _describe_stall(k, p, t)
+            return _describe_stall(k, p, t, dead())
         time.sleep(0.01)
         if (progress := _progress(p, w)) != last:
             last, last_change = progress, time.monotonic()
@@ -543,7 +543,7 @@ def _deadlock_flag(t: Torture) -> Callable[[], bool]:
     return lambda: bool(view[detsched.D_DEAD])
 
 
-def _describe_stall(k: Kernel, p: Params, t: Torture) -> dict[str, Any]:
+def _describe_stall(k: Kernel, p: Params, t: Torture, nobody_can_run: bool) -> dict[str, Any]:
     assert p.nwriters is not None
     try:
         seen = k.run(lwps.describe, t, cpu=0, timeout=DESCRIBE_TIMEOUT)
@@ -555,6 +555,8 @@ def _describe_stall(k: Kernel, p: Params, t: Torture) -> dict[str, Any]:
         seen = {"unfinished": left, "deadlock": []}
     for u in seen["unfinished"]:
         u["role"] = "writer" if u["index"] < p.nwriters else "reader"
+    if nobody_can_run and not seen["deadlock"]:  # no lock cycle: sleepers nobody wakes
+        seen["deadlock"] = [f"lwp {u['lwp']} {u['state']}" for u in seen["unfinished"]]
     return seen
 
 

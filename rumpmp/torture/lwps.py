@@ -633,7 +633,10 @@ def describe(t: Torture) -> dict[str, Any]:
         state = _STATES.get(arena.w[l + L_STATE], f"state {arena.w[l + L_STATE]}")
         cpu = arena.w[l + L_CPU]  # (the record's is set only once the lwp has started)
         wants = by_rec.get(arena.w[l + L_WAITLOCK])
-        if wants is not None:
+        blocked_on = _det_wait(t, i)  # a deterministic run's lwps wait on its record
+        if blocked_on is not None and blocked_on not in by_rec:
+            state = f"asleep on channel {blocked_on:#x}"
+        elif wants is not None:
             state = f"waiting for lock {wants} (held by lwp {holders[wants]})"
         elif state == "running" and arena.w[cpu_word(arena, cpu) + SPC_BASE + SPC_CURLWP] != lid:
             state = "blocked (gave its CPU up waiting, for a lock or the host)"
@@ -644,6 +647,15 @@ def describe(t: Torture) -> dict[str, Any]:
             {"index": i, "lwp": lid, "cpu": cpu, "state": state, "holds": held, "waits": wants}
         )
     return {"unfinished": out, "deadlock": _cycle(out, holders)}
+
+
+def _det_wait(t: Torture, i: int) -> int | None:
+    """What participant ``i`` of a deterministic run is blocked on, if it is."""
+    if t.det is None:
+        return None
+    d = words(t.det)
+    p = detsched.D_PART + i * detsched.P_WORDS
+    return d[p + detsched.P_KEY] if d[p + detsched.P_STATUS] == detsched.BLOCKED else None
 
 
 def _cycle(lwps: list[dict[str, Any]], holders: dict[int, int]) -> list[str]:

@@ -72,7 +72,7 @@ def test_separate_processes_replay_a_seed_and_a_saved_schedule_exactly(tmp_path)
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize(
     ("name", "found"),
-    [("RacyCounter", "count lost"), ("LostWakeup", "wake-up lost"), ("LockOrder", "deadlock")],
+    [("RacyCounter", "count lost"), ("LostWakeup", "asleep on channel"), ("LockOrder", "deadlock")],
 )
 def test_the_example_bugs_are_found_by_a_deterministic_campaign(name, found):
     kind = getattr(examples, name)

@@ -376,9 +376,9 @@ def test_a_stalled_run_says_which_lwps_did_not_finish(monkeypatch, no_leak):
         os.kill(frozen[0], signal.SIGSTOP)
         return real_watch(k, *args)
 
-    def describe(k, p, t):
+    def describe(k, p, t, nobody_can_run):
         try:
-            return real_describe(k, p, t)
+            return real_describe(k, p, t, nobody_can_run)
         finally:
             os.kill(frozen[0], signal.SIGCONT)
 
@@ -528,13 +528,13 @@ def test_the_pytest_plugin_fails_a_test_with_the_replay_command(tmp_path):
     ("name", "found"),
     [
         ("RacyCounter", "count lost"),
-        ("LostWakeup", "wake-up lost"),
+        ("LostWakeup", "asleep on channel"),
         ("LockOrder", "did not finish"),
     ],
 )
 def test_the_example_bugs_are_found(monkeypatch, name, found, no_leak):
     """rumpmp.torture.examples: an atomicity violation, a lost wake-up and an AB/BA
-    deadlock, each found by a parallel run of 2 s on 4 CPUs (the deadlock as a stall:
+    deadlock, each found by a parallel run of 2 s on 4 CPUs (the last two as a stall:
     30 s without progress by default, 2 s here)."""
     from rumpmp.torture import examples
 
