@@ -171,8 +171,8 @@ class TortureType:
     #: What its lwps may report with ``fail``.
     violations: ClassVar[tuple[str, ...]] = ()
     #: Whether ``--deterministic`` can schedule it: its lwps meet only through kernel
-    #: mutexes, tsleep/mtsleep/kpause/wakeup and preempt (not condvars, rwlocks,
-    #: cross-calls, callouts, or a spin mutex held across another lock's entry).
+    #: mutexes, rwlocks, condvars, tsleep/mtsleep/kpause/wakeup and preempt (not
+    #: cross-calls, callouts or softints, nor a spin mutex held across another entry).
     deterministic: ClassVar[bool] = True
 
     @classmethod

@@ -410,8 +410,6 @@ class Busted(Mutex):
 class Rw(TortureType):
     """1 writer and 1 reader per CPU on a reader/writer lock."""
 
-    deterministic = False
-
     writer, reader = RwWriter, RwReader
     writers_per_cpu = 1
     violations = (TWO_HOLDERS, HOLDER_CHANGED, WRITER_WITH_READERS, READER_WITH_WRITER)
@@ -423,8 +421,6 @@ class Rw(TortureType):
 
 class Cv(TortureType):
     """Producers and consumers through a ring under a mutex and two condvars."""
-
-    deterministic = False
 
     writer, reader = CvProducer, CvConsumer
     writers_per_cpu = 1

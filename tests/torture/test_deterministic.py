@@ -96,7 +96,7 @@ def test_a_deadlock_is_reported_at_once_with_its_cycle(monkeypatch):
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("kind", [Counter, "mutex", "kmem", "sleepq"], ids=str)
+@pytest.mark.parametrize("kind", [Counter, "mutex", "rw", "cv", "kmem", "sleepq"], ids=str)
 def test_correct_types_never_fail_deterministically(kind):
     for seed in range(1, 21):
         r = torture.run(kind, ncpu=4, duration=0.5, seed=seed, deterministic=True)
@@ -136,7 +136,7 @@ def test_cli_minimize_prints_and_saves_the_smallest_schedule(tmp_path):
 
 
 def test_types_that_cannot_be_scheduled_deterministically_are_refused():
-    with pytest.raises(ValueError, match="deterministic: the rw type"):
-        torture.run("rw", deterministic=True)
+    with pytest.raises(ValueError, match="deterministic: the xcall type"):
+        torture.run("xcall", deterministic=True)
     with pytest.raises(ValueError, match="wall time"):
         torture.run("mutex", deterministic=True, stutter=1.0)

@@ -7,8 +7,9 @@ from the seed, with PCT (Burckhardt et al., ASPLOS 2010): each participant has a
 random priority, the highest runnable one runs, and at a few random steps (the
 change points) the running one drops below all others.  A participant that must
 wait (a busy mutex, ``tsleep``/``mtsleep``/``kpause``) is *blocked* on a key and
-gives the baton away; ``mutex_exit`` and ``wakeup`` make the waiters on their key
-runnable again.  Time is virtual: a tick every ``K`` steps, and when nobody is
+gives the baton away (so does a condvar or rwlock wait); ``mutex_exit``, ``rw_exit``,
+``wakeup`` and ``cv_signal``/``cv_broadcast`` make the waiters on their key runnable
+again.  Time is virtual: a tick every ``K`` steps, and when nobody is
 runnable but some sleep with a deadline, the clock jumps to the earliest one; when
 nobody is runnable and none has a deadline, that is a deadlock.  The run ends at a
 virtual time, not the host's, so one seed gives one schedule and one result
@@ -198,8 +199,9 @@ def block(key: int, ticks: int) -> bool:
     return bool(w[p + P_TIMEDOUT])
 
 
-def unblock(key: int) -> None:
-    """Every participant blocked on ``key`` may run again (after mutex_exit, wakeup)."""
+def unblock(key: int, one: bool = False) -> None:
+    """Every participant blocked on ``key`` may run again (after mutex_exit, wakeup,
+    cv_broadcast), or with ``one`` the lowest-numbered of them (cv_signal)."""
     run = _run()
     w = run.w
     run.lock.enter_nowrap()
@@ -207,6 +209,8 @@ def unblock(key: int) -> None:
         p = run.p(j)
         if w[p + P_STATUS] == BLOCKED and w[p + P_KEY] == key:
             w[p + P_STATUS], w[p + P_DEADLINE] = RUNNABLE, -1
+            if one:
+                break
     run.lock.exit()
 
 

@@ -12,11 +12,11 @@ import errno
 
 from hypercalls import sync
 from rumpmp.rumpkern.base import arena as _arena
-from rumpmp.rumpkern.base import perturb
+from rumpmp.rumpkern.base import detsched, perturb
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.handle import Handle
 from rumpmp.rumpkern.locking import lockdebug
-from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_owned
+from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit, mutex_owned
 from rumpmp.rumpkern.mem import kmem
 
 
@@ -53,6 +53,11 @@ def cv_init_in(arena: Arena, wmesg: str | None = None) -> kcondvar_t:
 def _wait(cv: kcondvar_t, mtx: kmutex_t, ticks: int, func: str) -> int:
     if cv._debug and not mutex_owned(mtx):
         lockdebug.abort(cv.arena, "condvar", func, mtx.name, "mutex not held by this lwp")
+    if detsched.state.on and detsched.participant() is not None:
+        mutex_exit(mtx)  # a deterministic run: blocked on the condvar in its model
+        timed_out = detsched.block(cv.rec.offset, ticks)
+        mutex_enter(mtx)
+        return errno.EWOULDBLOCK if timed_out else 0
     spin = mtx.spin and mtx._debug
     if spin:
         lockdebug.spin_released()  # the interlock is dropped while we sleep
@@ -87,6 +92,9 @@ def cv_signal(cv: kcondvar_t) -> None:
     if perturb.state.on:
         perturb.point()
     cv._hc.signal()
+    if detsched.state.on:
+        detsched.unblock(cv.rec.offset, one=True)
+        detsched.point()
 
 
 def cv_broadcast(cv: kcondvar_t) -> None:
@@ -94,6 +102,9 @@ def cv_broadcast(cv: kcondvar_t) -> None:
     if perturb.state.on:
         perturb.point()
     cv._hc.broadcast()
+    if detsched.state.on:
+        detsched.unblock(cv.rec.offset)
+        detsched.point()
 
 
 def cv_has_waiters(cv: kcondvar_t) -> bool:

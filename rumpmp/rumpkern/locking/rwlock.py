@@ -12,7 +12,7 @@ import errno
 
 from hypercalls import sync, thread
 from rumpmp.rumpkern.base import arena as _arena
-from rumpmp.rumpkern.base import perturb
+from rumpmp.rumpkern.base import detsched, perturb
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.handle import Handle
 from rumpmp.rumpkern.locking import lockdebug
@@ -88,6 +88,12 @@ def rw_enter(rw: krwlock_t, op: int) -> None:
 
     Taking it again for writing, or for reading while write-holding it, panics even
     without LOCKDEBUG (it could only deadlock), as with rump's host rwlocks."""
+    if detsched.state.on and detsched.participant() is not None:
+        while True:  # a deterministic run: a hand-over point, then the lock or a wait
+            detsched.point()
+            if rw_tryenter(rw, op):
+                return
+            detsched.block(rw.rec.offset, 0)
     _check_args(rw, op, "rw_enter")
     if rw._debug:
         _check_enter(rw, op, "rw_enter")
@@ -115,13 +121,13 @@ def rw_tryenter(rw: krwlock_t, op: int) -> bool:
 
 def rw_exit(rw: krwlock_t) -> None:
     """rw_exit(9): release the caller's hold."""
-    if _mine(rw):
-        rw._hr.exit()
-        return
-    if rw._debug and not lockdebug.reads().get(id_of(rw)):
-        lockdebug.abort(rw.arena, "rwlock", "rw_exit", rw.name, "not held by this lwp")
-    _note_read(rw, -1)
+    if not _mine(rw):
+        if rw._debug and not lockdebug.reads().get(id_of(rw)):
+            lockdebug.abort(rw.arena, "rwlock", "rw_exit", rw.name, "not held by this lwp")
+        _note_read(rw, -1)
     rw._hr.exit()
+    if detsched.state.on:  # a deterministic run's lwps waiting for it may run again
+        detsched.unblock(rw.rec.offset)
 
 
 def rw_tryupgrade(rw: krwlock_t) -> bool:
