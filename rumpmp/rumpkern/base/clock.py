@@ -70,7 +70,6 @@ def tick_deadline_ns(arena: Arena, tick: int) -> int:
 # bintime, ...) read the counter now; the get* calls return the time of the last
 # tick, as NetBSD's cheap variants do.
 
-TC_NAME = "rumpclk"
 TC_FREQUENCY = NS
 
 
@@ -159,14 +158,9 @@ def getboottime() -> tuple[int, int]:
     return w[_arena.H_BOOT_SEC], w[_arena.H_BOOT_NSEC]
 
 
-def nanotime_in(arena: Arena) -> _t.timespec:
-    """nanotime of a given kernel."""
-    return _timespec(wall_ns(arena, False))
-
-
 def nanotime() -> _t.timespec:
     """nanotime(9): wall-clock time, boottime plus uptime."""
-    return nanotime_in(_arena.current())
+    return _timespec(wall_ns(_arena.current(), False))
 
 
 def microtime() -> _t.timeval:

@@ -37,6 +37,12 @@ def new_record(arena: Arena, slot: int, spin: bool = False, ipl: int = 0) -> kme
     return rec
 
 
+def record_at(arena: Arena, ref: int) -> kmem.KBuf:
+    """The lock record whose (offset, generation) are at words ``ref``, ``ref + 1``
+    (how a shared structure keeps a lock it made)."""
+    return kmem.kbuf_at(arena, arena.w[ref], RECORD_BYTES, arena.w[ref + 1])
+
+
 def record_live(arena: Arena, rec: kmem.KBuf) -> bool:
     return kmem.is_live(arena, rec) and arena.w[rec.offset // 8 + R_MAGIC] == LOCK_MAGIC
 

@@ -95,9 +95,8 @@ def threadpool_init(arena: Arena) -> None:
 
 def _registry_lock(arena: Arena) -> kmutex_t:
     def attach() -> kmutex_t:
-        r = arena.region_word("threadpool")
-        off, gen = arena.w[r + G_LOCK], arena.w[r + G_LOCK + 1]
-        return kmutex_t(arena, kmem.kbuf_at(arena, off, lockdebug.RECORD_BYTES, gen), "threadpools")
+        lock = lockdebug.record_at(arena, arena.region_word("threadpool") + G_LOCK)
+        return kmutex_t(arena, lock, "threadpools")
 
     return arena.attached("threadpools", attach)
 

@@ -112,12 +112,8 @@ class workqueue_t(Handle):
 
 def _locks_of(arena: Arena, q: int, name: str) -> tuple[kmutex_t, kcondvar_t]:
     """Handles of a worker's mutex and condvar, from the lock records it names."""
-    m = kmutex_t(arena, _lock_rec(arena, q + Q_MTX), name)
-    return m, kcondvar_t(arena, _lock_rec(arena, q + Q_CV), name)
-
-
-def _lock_rec(arena: Arena, ref: int) -> kmem.KBuf:
-    return kmem._make_kbuf(arena, arena.w[ref], lockdebug.RECORD_BYTES, arena.w[ref + 1])
+    m = kmutex_t(arena, lockdebug.record_at(arena, q + Q_MTX), name)
+    return m, kcondvar_t(arena, lockdebug.record_at(arena, q + Q_CV), name)
 
 
 def _record_bytes(nworkers: int) -> int:
@@ -232,9 +228,9 @@ def _teardown(arena: Arena, rec: kmem.KBuf, name: str) -> None:
         _free_nodes(arena, waitq.take_all(w, q + Q_HEAD))  # left only where no worker ran
         # A half-made queue has no locks past the failure.
         if w[q + Q_MTX]:
-            mutex_destroy(kmutex_t(arena, _lock_rec(arena, q + Q_MTX), name))
+            mutex_destroy(kmutex_t(arena, lockdebug.record_at(arena, q + Q_MTX), name))
         if w[q + Q_CV]:
-            cv_destroy(kcondvar_t(arena, _lock_rec(arena, q + Q_CV), name))
+            cv_destroy(kcondvar_t(arena, lockdebug.record_at(arena, q + Q_CV), name))
     if w[r + W_FUNC]:
         blob_free(arena, r + W_FUNC)
     w[r + W_MAGIC] = 0
