@@ -68,3 +68,18 @@ def _section(text: str, group: str) -> list[tuple[str, str]]:
             name, _, value = line.partition("=")
             out.append((name.strip(), value.strip()))
     return out
+
+
+def caller_site(skip_dir: str) -> str:
+    """``file:line`` of the innermost caller outside ``skip_dir`` (and outside this
+    layer): the return address NetBSD's lockstat symbolises.  A file under the
+    working directory is named relative to it."""
+    here = os.path.dirname(__file__)
+    f = sys._getframe(1)
+    while f.f_back is not None and f.f_code.co_filename.startswith((skip_dir, here)):
+        f = f.f_back
+    name = f.f_code.co_filename
+    cwd = os.getcwd()
+    if name.startswith(cwd + os.sep):
+        name = name[len(cwd) + 1 :]
+    return f"{name}:{f.f_lineno}"

@@ -162,11 +162,27 @@ def spin_until(
     if getattr(_no_spin, "on", False) or not (worth_it or hooks.worth_spinning)():
         return False
     deadline = time.monotonic_ns() + budget_ns
-    while time.monotonic_ns() < deadline:
-        os.sched_yield()
-        if ready():
-            return True
-    return False
+    tries = 0
+    try:
+        while time.monotonic_ns() < deadline:
+            os.sched_yield()
+            tries += 1
+            if ready():
+                return True
+        return False
+    finally:
+        _spun.n = getattr(_spun, "n", 0) + tries
+
+
+_spun = threading.local()
+
+
+def spins_taken() -> int:
+    """The tries the calling thread's hot waits made since it last asked (lockstat
+    counts them as spins)."""
+    n = getattr(_spun, "n", 0)
+    _spun.n = 0
+    return n
 
 
 def yield_host() -> None:

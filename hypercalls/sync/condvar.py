@@ -52,25 +52,28 @@ class CondVar(_Guarded):
         """rumpuser_cv_timedwait: 0 if signalled, ETIMEDOUT if the time ran out."""
         return 0 if self._wait(m, sec + nsec / 1e9, True) else errno.ETIMEDOUT
 
-    def _wake(self, limit: int) -> None:
+    def _wake(self, limit: int) -> list[int]:
         pool, w = self.pool, self.pool.w
+        woken = []
         self._lock()
         for _ in range(limit):
             if not w[self.r + _C_HEAD]:
                 break
             w[self.r + _C_WAITERS] -= 1  # before the waiter, which may be spinning, goes
-            pool.unpark(pool.dequeue(self.r + _C_HEAD))
+            slot = pool.dequeue(self.r + _C_HEAD)
+            woken.append(pool.token(slot))
+            pool.unpark(slot)
         self._unlock()
+        return woken
 
-    def signal(self) -> None:
-        """rumpuser_cv_signal: wake the longest waiter."""
-        if self.pool.w[self.r + _C_WAITERS]:
-            self._wake(1)
+    def signal(self) -> list[int]:
+        """rumpuser_cv_signal: wake the longest waiter; the owner tokens of those woken
+        (the kernel's trace records who woke whom)."""
+        return self._wake(1) if self.pool.w[self.r + _C_WAITERS] else []
 
-    def broadcast(self) -> None:
-        """rumpuser_cv_broadcast: wake every waiter."""
-        if self.pool.w[self.r + _C_WAITERS]:
-            self._wake(self.pool.nslots)
+    def broadcast(self) -> list[int]:
+        """rumpuser_cv_broadcast: wake every waiter; their owner tokens."""
+        return self._wake(self.pool.nslots) if self.pool.w[self.r + _C_WAITERS] else []
 
     def has_waiters(self) -> bool:
         """rumpuser_cv_has_waiters."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import pathlib
 import threading  # the client library may: one host lock guards stopping
 import weakref
 from collections.abc import Callable, Iterable
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from hypercalls import clock, param, proc, shm, sp, sync, thread
 from hypercalls.intr import hold_interrupts
+from rumpmp.host import trace
 from rumpmp.host.hostlwp import HostLwps
 from rumpmp.rumpkern import init
 from rumpmp.rumpkern.base import arena as _arena
@@ -29,6 +31,7 @@ from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.msgbuf import msgbuf_read
 from rumpmp.rumpkern.base.prf import RumpPanic, kprintf, panic_info, record_panic
 from rumpmp.rumpkern.intr import xcall
+from rumpmp.rumpkern.locking import lockstat as kern_lockstat
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.mem.blob import PickledFunctions
 from rumpmp.rumpkern.sched import reboot, scheduler
@@ -132,6 +135,20 @@ class Kernel:
         """Per-CPU scheduler counters (context switches, fast/slow path, steals)."""
         self._check_running()
         return [scheduler.stats(self._arena, i) for i in range(self.ncpu)]
+
+    def lockstat(self) -> list[kern_lockstat.LockStat]:
+        """lockstat(8)'s figures: a row per lock and kind of hold, summed over the
+        CPUs, most time waited first (EINVAL unless booted with ``lockstat=True``)."""
+        self._check_running()
+        if not kern_lockstat.enabled(self._arena):
+            raise OSError(errno.EINVAL, "lockstat is off: boot with lockstat=True")
+        return kern_lockstat.rows(self._arena)
+
+    def trace_dump(self, path: str | pathlib.PurePath) -> trace.TraceSummary:
+        """Write the trace so far to ``path`` as Chrome trace-event JSON (Perfetto
+        opens it); EINVAL unless booted with ``trace=``."""
+        self._check_running()
+        return trace.write(self._arena, path)
 
     def evcnts(self) -> list[tuple[str, str, int]]:
         """(group, name, count) of every event counter, the kernel's own first
@@ -393,6 +410,17 @@ class Kernel:
         call into the kernel, nor take a kernel lock (a dead CPU may hold one)."""
         self._stop_hooks.append(hook)
 
+    def _write_trace(self, path: str | pathlib.PurePath) -> None:
+        """The stop hook of ``boot(trace=PATH)``: what the CPUs recorded, to PATH."""
+        try:
+            summary = trace.write(self._arena, path)
+        except OSError as e:  # the kernel still stops; dmesg (the host's copy) says why
+            kprintf(self._arena, f"trace: cannot write {path!s}: {e.strerror}\n")
+            return
+        lost = sum(summary.dropped)
+        kprintf(self._arena, f"trace: {summary.events} events to {summary.path}"
+                + (f" ({lost} oldest dropped)\n" if lost else "\n"))  # fmt: skip
+
     def _remove_stop_hook(self, hook: Callable[[Kernel], None]) -> None:
         self._stop_hooks.remove(hook)
 
@@ -478,6 +506,8 @@ def boot(
     hz: int | None = None,
     vfs: bool | None = None,
     sigmodel: int | None = None,
+    lockstat: bool | None = None,
+    trace: str | pathlib.PurePath | None = None,
     components: Iterable[module.rump_component] = (),
 ) -> Kernel:
     """Boot a new, independent kernel.  Unset parameters come from RUMP_NCPU,
@@ -487,6 +517,10 @@ def boot(
     (open, stat, mkdir, ...) answer ENOSYS.  ``sigmodel`` is what a signal to a
     rump process does (RUMP_SIGMODEL_*; rump_boot_setsigmodel on the host sets the
     default).
+
+    ``lockstat=True`` (or RUMP_LOCKSTAT=1) counts lock contention (``k.lockstat()``);
+    ``trace=PATH`` records what each CPU does and writes it to PATH as the kernel
+    stops (``k.trace_dump(path)`` writes it on demand).
 
     The components the host provides (entry points ``rumpmp.components``) and
     ``components`` run, then the modules it provides load (``rumpmp.modules``); one
@@ -499,7 +533,14 @@ def boot(
     # that only imports rumpmp does not load it.
     import rumpmp.vfs  # noqa: F401, PLC0415
 
-    k = Kernel(init.rump__init(ncpu, verbose, threads, hostname, lockdebug, hz, vfs, sigmodel))
+    if trace is not None and not isinstance(trace, str | pathlib.PurePath):
+        raise TypeError(f"trace must be a path, not {type(trace).__name__}")
+    booted = init.rump__init(
+        ncpu, verbose, threads, hostname, lockdebug, hz, vfs, sigmodel, lockstat, trace is not None
+    )
+    k = Kernel(booted)
+    if trace is not None:
+        k._add_stop_hook(lambda k: k._write_trace(trace))
     if not (components or module.provided()):
         return k  # nothing to run: spare the boot a call into the kernel
     try:

@@ -15,18 +15,20 @@ import hypercalls
 from hypercalls import clock, param, proc, rnd, shm, sp
 from rumpmp.rumpkern.base import arena as _arena
 from rumpmp.rumpkern.base import clock as kern_clock
-from rumpmp.rumpkern.base import evcnt, msgbuf
+from rumpmp.rumpkern.base import evcnt, kernhist, msgbuf
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.prf import aprint_verbose
 from rumpmp.rumpkern.cred import signals
 from rumpmp.rumpkern.file import descrip, select
 from rumpmp.rumpkern.intr import callout, percpu, softint, xcall
-from rumpmp.rumpkern.locking import atomic, biglock, sleepq
+from rumpmp.rumpkern.locking import atomic, biglock, lockstat, sleepq
 from rumpmp.rumpkern.locking.sleepq import tsleep
 from rumpmp.rumpkern.mem import kmem, specificdata
 from rumpmp.rumpkern.sched import cpu, kthread, lwproc, reboot
 from rumpmp.rumpkern.svc import module, sysctl, threadpool, workqueue
 from rumpmp.sys import file as file_layout
+from rumpmp.sys import kernhist as kernhist_layout
+from rumpmp.sys import lockstat as lockstat_layout
 from rumpmp.sys import module as module_layout
 from rumpmp.sys import sp as sp_layout
 from rumpmp.sys import syscall as syscall_layout
@@ -55,6 +57,7 @@ BOOT_TIMEOUT = 60.0  # seconds for every CPU to report ready
 
 #: The per-CPU initialisation each CPU runs, in the seed's order.
 PERCPU_INIT = [
+    kernhist.kernhist_init_cpu,
     callout.callout_init_cpu,
     softint.softint_init,
     xcall.xc_init_cpu,
@@ -86,6 +89,13 @@ class BootParams:
     lockdebug: bool
     vfs: bool = True  # with the file system, if the program has it
     sigmodel: int = signals.RUMP_SIGMODEL_RAISE
+    lockstat: bool = False
+    trace_events: int = 0  # events per CPU of the trace's ring, 0 for no trace
+
+    @property
+    def lockstat_entries(self) -> int:
+        """Entries per CPU of lockstat's tables (the trace names locks through them)."""
+        return lockstat_layout.DEFAULT_CAP if self.lockstat or self.trace_events else 0
 
 
 @dataclass
@@ -176,8 +186,11 @@ def boot_params(
     hz: int | None = None,
     vfs: bool | None = None,
     sigmodel: int | None = None,
+    lockstat: bool | None = None,
+    trace: bool = False,
 ) -> BootParams:
-    """The boot parameters: arguments first, then the RUMP_* environment, as in rump."""
+    """The boot parameters: arguments first, then the RUMP_* environment, as in rump.
+    With ``trace``, the ring holds RUMP_TRACE_EVENTS events per CPU."""
     try:
         memlimit = parse_memlimit(param.getenv("RUMP_MEMLIMIT"))
     except FileNotFoundError:
@@ -201,7 +214,21 @@ def boot_params(
         sigmodel=signals.boot_sigmodel
         if sigmodel is None
         else signals.check_sigmodel(sigmodel, "sigmodel"),
+        lockstat=_env_flag("RUMP_LOCKSTAT", "lockstat", lockstat, False),
+        trace_events=_trace_events() if trace else 0,
     )
+
+
+def _trace_events() -> int:
+    """RUMP_TRACE_EVENTS, rounded up to a multiple of 8 (so each CPU's ring starts on
+    its own cache line)."""
+    n = _parse_int(
+        _env_or("RUMP_TRACE_EVENTS", kernhist_layout.DEFAULT_EVENTS),
+        "RUMP_TRACE_EVENTS",
+        8,
+        1 << 24,
+    )
+    return -(-n // 8) * 8
 
 
 def name_tag() -> str:
@@ -233,6 +260,8 @@ def _regions(p: BootParams) -> list[tuple[str, int]]:
         msgbuf.REGION,
         sleepq.REGION,
         atomic.REGION,
+        lockstat_layout.region(p.ncpu, p.lockstat_entries),
+        kernhist_layout.region(p.ncpu, p.trace_events),
         *REGIONS,
         callout.region(p.ncpu),
         softint.region(p.ncpu),
@@ -273,12 +302,14 @@ def rump__init(
     hz: int | None = None,
     vfs: bool | None = None,
     sigmodel: int | None = None,
+    lockstat: bool | None = None,
+    trace: bool = False,
 ) -> Booted:
     """Boot a new kernel; returns when every CPU has reported ready."""
     timings: dict[str, float] = {}
     timer = _Timer(timings)
     check_versions()
-    p = boot_params(ncpu, verbose, threads, hostname, lockdebug, hz, vfs, sigmodel)
+    p = boot_params(ncpu, verbose, threads, hostname, lockdebug, hz, vfs, sigmodel, lockstat, trace)
     timer.mark("parameters")
 
     prefix = (
@@ -313,6 +344,8 @@ def _setup_kernel(arena: Arena, p: BootParams) -> None:
     w[_arena.H_THREADS] = int(p.threads)
     w[_arena.H_HZ] = p.hz
     w[_arena.H_LOCKDEBUG] = int(p.lockdebug)
+    lockstat.lockstat_init(arena, p.lockstat, p.lockstat_entries)  # before the first lock
+    kernhist.kernhist_init(arena, p.trace_events)
     w[_arena.H_HOSTPID] = param.getpid()
     kern_clock.inittimecounter(arena)
     kern_clock.tc_setclock_in(arena, clock.clock_gettime(clock.CLOCK_RELWALL))

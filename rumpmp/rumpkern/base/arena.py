@@ -56,6 +56,7 @@ H_KSYMS = 25  # 3 words: blob of the kernel symbol table (size -1 while it is lo
 H_SPSERVING = 28  # 1 once every CPU runs its sysproxy receiver
 H_VFS = 29  # 1 if the kernel has the file system (rump_vfs_init ran at boot)
 H_DET = 30  # word index of a deterministic stress run's record (detsched), 0 if none
+H_LOCKSTAT = 31  # 1 if lockstat counts (locking.lockstat)
 HEADER_WORDS = 32
 
 # Strings in the header area, after the words.

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from hypercalls import sync, thread, waitq
 from rumpmp.rumpkern.base import arena as _arena
-from rumpmp.rumpkern.base import clock, entry, evcnt
+from rumpmp.rumpkern.base import clock, entry, evcnt, kernhist
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.handle import Handle
 from rumpmp.rumpkern.base.prf import panic_in
@@ -33,6 +33,7 @@ from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit
 from rumpmp.rumpkern.locking.sleepq import tsleep, wakeup
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
+from rumpmp.sys.kernhist import EV_CALLOUT, EV_TICK
 
 CALLOUT_MPSAFE = 0x0100
 
@@ -120,6 +121,8 @@ def _hardclock(arena: Arena, cpu: int, tick: int) -> None:
     w = arena.w
     r = record(arena, cpu)
     w[evcnt.count_word(arena, cpu, evcnt.EV_HARDCLOCK)] += 1
+    if kernhist.state.on:
+        kernhist.emit(EV_TICK, 0, tick)
     head = w[r + CC_HEAD]
     sih = w[record(arena, arena.ncpu) + G_SIH]
     if head and sih and w[head + C_DUE] <= tick:
@@ -390,7 +393,10 @@ def _softclock(_: object) -> None:
         if not off:
             return
         try:
+            start = kernhist.now() if kernhist.state.on else 0
             ok, e = biglock.call(mpsafe, func, arg)
+            if start:
+                kernhist.emit(EV_CALLOUT, thread.curlwp(), off, kernhist.now() - start)
             if not ok:  # nobody waits for a callout: dmesg says what it raised
                 entry.report(arena, f"callout handler {func!r} on cpu{cpu}", e)  # type: ignore[arg-type]
         finally:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from hypercalls import sync, thread, waitq
 from rumpmp.rumpkern.base import arena as _arena
-from rumpmp.rumpkern.base import entry, evcnt
+from rumpmp.rumpkern.base import entry, evcnt, kernhist
 from rumpmp.rumpkern.base.arena import Arena, onproc
 from rumpmp.rumpkern.base.handle import Handle
 from rumpmp.rumpkern.base.prf import kprintf, panic_in
@@ -34,6 +34,7 @@ from rumpmp.rumpkern.locking import biglock
 from rumpmp.rumpkern.locking.sleepq import kpause
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
 from rumpmp.rumpkern.sched import kthread
+from rumpmp.sys.kernhist import EV_SOFTINT
 from rumpmp.sys.lwp import L_PARK
 from rumpmp.sys.param import PRI_SOFTBIO, PRI_SOFTCLOCK, PRI_SOFTNET, PRI_SOFTSERIAL
 
@@ -287,7 +288,10 @@ def _softint_thread(level: int) -> None:
         h = _handle(arena, first - 1)
         if w[h + SH_STATE] == SH_LIVE:
             func, arg = blob_get(arena, h + SH_FUNC, cache=True)
+            start = kernhist.now() if kernhist.state.on else 0
             ok, e = biglock.call(w[h + SH_FLAGS] & SOFTINT_MPSAFE, func, arg)
+            if start:
+                kernhist.emit(EV_SOFTINT, thread.curlwp(), level, kernhist.now() - start)
             if not ok:  # nobody waits for a softint: dmesg says what it raised
                 entry.report(arena, f"softint handler {func!r} on cpu{cpu}", e)  # type: ignore[arg-type]
             w[evcnt.count_word(arena, cpu, evcnt.EV_SOFTINT + level)] += 1

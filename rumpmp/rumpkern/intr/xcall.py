@@ -24,7 +24,7 @@ from typing import Any
 
 from hypercalls import clock, sync, thread
 from rumpmp.rumpkern.base import arena as _arena
-from rumpmp.rumpkern.base import entry, evcnt
+from rumpmp.rumpkern.base import entry, evcnt, kernhist
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.prf import kprintf
 from rumpmp.rumpkern.base.proc import tables
@@ -41,6 +41,7 @@ from rumpmp.rumpkern.mem.blob import (
     payload_put,
 )
 from rumpmp.rumpkern.sched import kthread, scheduler
+from rumpmp.sys.kernhist import EV_XC_SEND, EV_XC_SERVE
 from rumpmp.sys.lwp import L_PARK
 from rumpmp.sys.param import PRI_XCALL
 
@@ -240,9 +241,12 @@ def issue(
     w[x + X_HEADP] += 1
     where = w[x + X_HEADP]
     st.lock.exit()
+    ticket = where | (XC_PRI_BIT if prio == HIGH else 0)
+    if kernhist.state.on:
+        kernhist.emit(EV_XC_SEND, thread.curlwp(), target, ticket)
     for cpu in range(arena.ncpu) if target == -1 else (target,):
         _kick(arena, prio, cpu)
-    return where | (XC_PRI_BIT if prio == HIGH else 0)
+    return ticket
 
 
 def _release(st: _State) -> None:
@@ -378,7 +382,11 @@ def run_pending(arena: Arena, prio: int, cpu: int) -> bool:
     w[r + XC_SEEN + prio] = seq
     if target not in (-1, cpu):
         return True
+    start = kernhist.now() if kernhist.state.on else 0
     ok, value = entry.call(_call_pending, arena, x)
+    if start:
+        ticket = seq | (XC_PRI_BIT if prio == HIGH else 0)
+        kernhist.emit(EV_XC_SERVE, thread.curlwp(), ticket, kernhist.now() - start)
     if not ok and not collect:  # issued by kernel code, which gets no results
         entry.report(arena, f"cross-call on cpu{cpu}", value)  # type: ignore[arg-type]
     kind = evcnt.EV_XC_HIGHPRI if prio == HIGH else evcnt.EV_XC_UNICAST

@@ -12,8 +12,8 @@ import errno
 
 from hypercalls import sync
 from rumpmp.rumpkern.base import arena as _arena
-from rumpmp.rumpkern.base import detsched, perturb
-from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base import detsched, kernhist, perturb
+from rumpmp.rumpkern.base.arena import Arena, onproc
 from rumpmp.rumpkern.base.handle import Handle
 from rumpmp.rumpkern.locking import lockdebug
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit, mutex_owned
@@ -61,6 +61,8 @@ def _wait(cv: kcondvar_t, mtx: kmutex_t, ticks: int, func: str) -> int:
     spin = mtx.spin and mtx._debug
     if spin:
         lockdebug.spin_released()  # the interlock is dropped while we sleep
+    if kernhist.state.on:  # the trace says what the lwp blocks on
+        onproc.wchan = cv.rec.offset
     try:
         if ticks <= 0:
             cv._hc.wait(mtx._hm)
@@ -70,6 +72,8 @@ def _wait(cv: kcondvar_t, mtx: kmutex_t, ticks: int, func: str) -> int:
         )
         return errno.EWOULDBLOCK if rc else 0
     finally:
+        if kernhist.state.on:
+            onproc.wchan = 0
         if spin:
             lockdebug.spin_acquired()
 
@@ -91,7 +95,10 @@ def cv_signal(cv: kcondvar_t) -> None:
     """cv_signal(9): wake the longest waiter, if any."""
     if perturb.state.on:
         perturb.point()
-    cv._hc.signal()
+    ts = kernhist.now() if kernhist.state.on else 0
+    woken = cv._hc.signal()
+    if ts and woken:
+        kernhist.woke(cv.arena, woken, ts)
     if detsched.state.on:
         detsched.unblock(cv.rec.offset, one=True)
         detsched.point()
@@ -101,7 +108,10 @@ def cv_broadcast(cv: kcondvar_t) -> None:
     """cv_broadcast(9): wake every waiter."""
     if perturb.state.on:
         perturb.point()
-    cv._hc.broadcast()
+    ts = kernhist.now() if kernhist.state.on else 0
+    woken = cv._hc.broadcast()
+    if ts and woken:
+        kernhist.woke(cv.arena, woken, ts)
     if detsched.state.on:
         detsched.unblock(cv.rec.offset)
         detsched.point()

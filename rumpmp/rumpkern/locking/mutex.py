@@ -18,13 +18,15 @@ import errno
 from hypercalls import sync, thread
 from hypercalls.thread import current as _thread
 from rumpmp.rumpkern.base import arena as _arena
-from rumpmp.rumpkern.base import detsched, perturb
+from rumpmp.rumpkern.base import detsched, kernhist, perturb
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.handle import Handle
 from rumpmp.rumpkern.base.prf import panic_in
 from rumpmp.rumpkern.base.proc import tables
-from rumpmp.rumpkern.locking import lockdebug
+from rumpmp.rumpkern.locking import lockdebug, lockstat
 from rumpmp.rumpkern.mem import kmem
+from rumpmp.sys.kernhist import EV_LOCK
+from rumpmp.sys.lockstat import LS_ADAPTIVE, LS_SPIN
 from rumpmp.sys.lwp import L_WAITLOCK
 
 MUTEX_DEFAULT = 0
@@ -45,9 +47,14 @@ IPL_HIGH = 7
 class kmutex_t(Handle):
     """A kernel mutex handle; pickles by reference, works on every CPU."""
 
-    __slots__ = ("_acq", "_debug", "_hm", "_o", "_r", "_rel", "_w", "arena", "name", "rec", "spin")
+    __slots__ = (
+        "_acq", "_debug", "_hm", "_o", "_r", "_rel", "_slow", "_stat", "_w",
+        "arena", "name", "rec", "site", "spin",
+    )  # fmt: skip
 
-    def __init__(self, arena: Arena, rec: kmem.KBuf, name: str | None = None) -> None:
+    def __init__(
+        self, arena: Arena, rec: kmem.KBuf, name: str | None = None, site: str = ""
+    ) -> None:
         self.arena = arena
         self.rec = rec
         self._r = rec.offset // 8
@@ -56,14 +63,17 @@ class kmutex_t(Handle):
         flags = sync.MTX_KMUTEX | (sync.MTX_SPIN if self.spin else 0)
         self._hm = sync.Mutex.attach(arena.pool, w[self._r + lockdebug.R_SLOT], flags)
         self._debug = lockdebug.enabled(arena)
+        self._stat = lockstat.enabled(arena)
+        self._slow = self._debug or self._stat  # the fast paths test this one flag
         self.name = name or f"{'spin' if self.spin else 'adaptive'} mutex@{rec.offset:#x}"
+        self.site = site
         # The fast path below touches the semaphore and the owner word directly.
         self._w, self._o = self._hm.owner_word()
         sem = arena.pool.sem(self._hm.slot)
         self._acq, self._rel = sem.acquire, sem.release
 
     def _args(self) -> tuple:
-        return (self.arena, self.rec, self.name)
+        return (self.arena, self.rec, self.name, self.site)
 
     def _what(self) -> str:
         return self.name
@@ -108,7 +118,8 @@ def mutex_init_in(
     if mtx_type not in (MUTEX_DEFAULT, MUTEX_SPIN, MUTEX_ADAPTIVE) or not 0 <= ipl <= IPL_HIGH:
         raise OSError(errno.EINVAL, f"mutex_init: bad type {mtx_type} or ipl {ipl}")
     slot = sync.Mutex(arena.pool, sync.MTX_KMUTEX).slot
-    return kmutex_t(arena, lockdebug.new_record(arena, slot, _is_spin(mtx_type, ipl), ipl), name)
+    rec = lockdebug.new_record(arena, slot, _is_spin(mtx_type, ipl), ipl)
+    return kmutex_t(arena, rec, name, lockstat.init_site() if lockstat.named(arena) else "")
 
 
 def mutex_enter(m: kmutex_t) -> None:
@@ -118,7 +129,7 @@ def mutex_enter(m: kmutex_t) -> None:
         return
     try:
         lwp = _thread.curlwp
-        if lwp and not m._debug and m._acq(False):  # the fast path: an lwp, a free lock
+        if lwp and not m._slow and m._acq(False):  # the fast path: an lwp, a free lock
             m._w[m._o] = lwp
             return
     except AttributeError:
@@ -131,10 +142,12 @@ def mutex_enter(m: kmutex_t) -> None:
         _debug_enter(m)
     elif m._hm.owner() == lwp:  # error-checking, as rump's host mutexes are
         lockdebug.abort(m.arena, "mutex", "mutex_enter", m.name, "locking against myself")
-    if not m._hm.tryenter():
-        _wait_for(m, lwp)
+    waited = 0 if m._hm.tryenter() else _wait_for(m, lwp)
     if m.spin and m._debug:
         lockdebug.spin_acquired()
+    if m._stat:
+        spins = thread.spins_taken() if waited else 0
+        lockstat.acquired(m, LS_SPIN if m.spin else LS_ADAPTIVE, waited, spins)
 
 
 def _det_enter(m: kmutex_t) -> None:
@@ -151,12 +164,13 @@ def _det_enter(m: kmutex_t) -> None:
         w[l + L_WAITLOCK] = 0
 
 
-def _wait_for(m: kmutex_t, lwp: int) -> None:
+def _wait_for(m: kmutex_t, lwp: int) -> int:
     """Take a busy mutex, saying meanwhile which lock this lwp waits for (a stalled
-    stress run's report builds its wait-for graph from it)."""
+    stress run's report builds its wait-for graph from it); the ns it waited."""
     l = tables(m.arena).lwp(lwp) if lwp > 0 else 0
     if l:
         m.arena.w[l + L_WAITLOCK] = m.rec.offset
+    start = kernhist.now()
     try:
         if m.spin:
             m._hm.enter_nowrap()
@@ -165,6 +179,12 @@ def _wait_for(m: kmutex_t, lwp: int) -> None:
     finally:
         if l:
             m.arena.w[l + L_WAITLOCK] = 0
+    waited = max(kernhist.now() - start, 1)
+    if kernhist.state.on:
+        if not m._stat:
+            lockstat.entry(m, LS_SPIN if m.spin else LS_ADAPTIVE)  # names it for the trace
+        kernhist.emit(EV_LOCK, lwp, m.rec.offset, waited)
+    return waited
 
 
 def _not_a_mutex(m: object, func: str) -> None:
@@ -181,19 +201,26 @@ def _debug_enter(m: kmutex_t) -> None:
 def mutex_exit(m: kmutex_t) -> None:
     """mutex_exit(9).  LOCKDEBUG panics if the caller does not own it."""
     try:
-        debug = m._debug
+        slow = m._slow
     except AttributeError:
         _not_a_mutex(m, "mutex_exit")
-    if debug:
-        if m._hm.owner() != thread.owner_token():
-            kind = "spin" if m.spin else "adaptive"
-            lockdebug.abort(m.arena, "mutex", "mutex_exit", m.name, f"exiting unheld {kind} mutex")
-        if m.spin:
-            lockdebug.spin_released()
+    if slow:
+        if m._debug:
+            _debug_exit(m)
+        if m._stat:
+            lockstat.released(m, LS_SPIN if m.spin else LS_ADAPTIVE)
     m._w[m._o] = 0
     m._rel()
     if detsched.state.on:  # a deterministic run: its lwps waiting for m may run again
         detsched.unblock(m.rec.offset)
+
+
+def _debug_exit(m: kmutex_t) -> None:
+    if m._hm.owner() != thread.owner_token():
+        kind = "spin" if m.spin else "adaptive"
+        lockdebug.abort(m.arena, "mutex", "mutex_exit", m.name, f"exiting unheld {kind} mutex")
+    if m.spin:
+        lockdebug.spin_released()
 
 
 def mutex_tryenter(m: kmutex_t) -> bool:
@@ -205,6 +232,8 @@ def mutex_tryenter(m: kmutex_t) -> bool:
     ok = m._hm.tryenter()
     if ok and m.spin and m._debug:
         lockdebug.spin_acquired()
+    if ok and m._stat:
+        lockstat.acquired(m, LS_SPIN if m.spin else LS_ADAPTIVE)
     return ok
 
 

@@ -12,11 +12,13 @@ import errno
 
 from hypercalls import sync, thread
 from rumpmp.rumpkern.base import arena as _arena
-from rumpmp.rumpkern.base import detsched, perturb
+from rumpmp.rumpkern.base import detsched, kernhist, perturb
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.handle import Handle
-from rumpmp.rumpkern.locking import lockdebug
+from rumpmp.rumpkern.locking import lockdebug, lockstat
 from rumpmp.rumpkern.mem import kmem
+from rumpmp.sys.kernhist import EV_LOCK
+from rumpmp.sys.lockstat import LS_RW_READER, LS_RW_WRITER
 
 RW_READER = sync.RW_READER
 RW_WRITER = sync.RW_WRITER
@@ -25,17 +27,21 @@ RW_WRITER = sync.RW_WRITER
 class krwlock_t(Handle):
     """A reader/writer lock handle; pickles by reference."""
 
-    __slots__ = ("_debug", "_hr", "arena", "name", "rec")
+    __slots__ = ("_debug", "_hr", "_stat", "arena", "name", "rec", "site")
 
-    def __init__(self, arena: Arena, rec: kmem.KBuf, name: str | None = None) -> None:
+    def __init__(
+        self, arena: Arena, rec: kmem.KBuf, name: str | None = None, site: str = ""
+    ) -> None:
         self.arena = arena
         self.rec = rec
         self._hr = sync.RWLock.attach(arena.pool, arena.w[rec.offset // 8 + lockdebug.R_SLOT])
         self._debug = lockdebug.enabled(arena)
+        self._stat = lockstat.enabled(arena)
         self.name = name or f"rwlock@{rec.offset:#x}"
+        self.site = site
 
     def _args(self) -> tuple:
-        return (self.arena, self.rec, self.name)
+        return (self.arena, self.rec, self.name, self.site)
 
     def _what(self) -> str:
         return self.name
@@ -49,7 +55,8 @@ def rw_init(name: str | None = None) -> krwlock_t:
 def rw_init_in(arena: Arena, name: str | None = None) -> krwlock_t:
     """A new reader/writer lock on a given kernel (the host uses it at boot)."""
     slot = sync.RWLock(arena.pool).slot
-    return krwlock_t(arena, lockdebug.new_record(arena, slot), name)
+    site = lockstat.init_site() if lockstat.named(arena) else ""
+    return krwlock_t(arena, lockdebug.new_record(arena, slot), name, site)
 
 
 def _mine(rw: krwlock_t) -> bool:
@@ -97,15 +104,34 @@ def rw_enter(rw: krwlock_t, op: int) -> None:
     _check_args(rw, op, "rw_enter")
     if rw._debug:
         _check_enter(rw, op, "rw_enter")
-        rw._hr.enter(op)
-    elif not rw._hr.tryenter(op):  # the slow path: see that it is not our own hold
+    if rw._hr.tryenter(op):
+        waited = 0
+    else:  # the slow path: see that it is not our own hold
         if perturb.state.on:
             perturb.point()
         if _mine(rw):
             lockdebug.abort(rw.arena, "rwlock", "rw_enter", rw.name, "locking against myself")
-        rw._hr.enter(op)
+        waited = _wait_for(rw, op)
     if op == RW_READER:
         _note_read(rw, 1)
+    if rw._stat:
+        lockstat.acquired(rw, _kind(op), waited)
+
+
+def _kind(op: int) -> int:
+    return LS_RW_READER if op == RW_READER else LS_RW_WRITER
+
+
+def _wait_for(rw: krwlock_t, op: int) -> int:
+    """Take a busy rwlock; the ns it waited (the trace records it)."""
+    start = kernhist.now()
+    rw._hr.enter(op)
+    waited = max(kernhist.now() - start, 1)
+    if kernhist.state.on:
+        if not rw._stat:
+            lockstat.entry(rw, _kind(op))  # names it for the trace
+        kernhist.emit(EV_LOCK, thread.curlwp(), rw.rec.offset, waited)
+    return waited
 
 
 def rw_tryenter(rw: krwlock_t, op: int) -> bool:
@@ -116,15 +142,20 @@ def rw_tryenter(rw: krwlock_t, op: int) -> bool:
     ok = rw._hr.tryenter(op)
     if ok and op == RW_READER:
         _note_read(rw, 1)
+    if ok and rw._stat:
+        lockstat.acquired(rw, _kind(op))
     return ok
 
 
 def rw_exit(rw: krwlock_t) -> None:
     """rw_exit(9): release the caller's hold."""
-    if not _mine(rw):
+    writer = _mine(rw)
+    if not writer:
         if rw._debug and not lockdebug.reads().get(id_of(rw)):
             lockdebug.abort(rw.arena, "rwlock", "rw_exit", rw.name, "not held by this lwp")
         _note_read(rw, -1)
+    if rw._stat:
+        lockstat.released(rw, LS_RW_WRITER if writer else LS_RW_READER)
     rw._hr.exit()
     if detsched.state.on:  # a deterministic run's lwps waiting for it may run again
         detsched.unblock(rw.rec.offset)
@@ -135,6 +166,9 @@ def rw_tryupgrade(rw: krwlock_t) -> bool:
     ok = rw._hr.tryupgrade()
     if ok:
         _note_read(rw, -1)
+        if rw._stat:
+            lockstat.released(rw, LS_RW_READER)
+            lockstat.acquired(rw, LS_RW_WRITER)
     return ok
 
 
@@ -144,6 +178,9 @@ def rw_downgrade(rw: krwlock_t) -> None:
         lockdebug.abort(rw.arena, "rwlock", "rw_downgrade", rw.name, "not write-held by this lwp")
     rw._hr.downgrade()
     _note_read(rw, 1)
+    if rw._stat:
+        lockstat.released(rw, LS_RW_WRITER)
+        lockstat.acquired(rw, LS_RW_READER)
 
 
 def rw_read_held(rw: krwlock_t) -> bool:

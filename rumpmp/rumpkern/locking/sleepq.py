@@ -17,11 +17,22 @@ import zlib
 
 from hypercalls import clock, sync, thread, waitq
 from rumpmp.rumpkern.base import arena as _arena
-from rumpmp.rumpkern.base import detsched, perturb
+from rumpmp.rumpkern.base import detsched, kernhist, perturb
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.proc import Tables, tables
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit
-from rumpmp.sys.lwp import L_CATCH, L_PARK, L_PID, L_SLEEPQ, L_STATE, L_WCHAN, LSONPROC, LSSLEEP
+from rumpmp.sys.kernhist import EV_WAKE
+from rumpmp.sys.lwp import (
+    L_CATCH,
+    L_CPU,
+    L_PARK,
+    L_PID,
+    L_SLEEPQ,
+    L_STATE,
+    L_WCHAN,
+    LSONPROC,
+    LSSLEEP,
+)
 from rumpmp.sys.proc import P_SIGPEND
 
 NBUCKETS = 64
@@ -162,6 +173,9 @@ def wakeup(ident: object) -> None:
     q = bucket.b + B_HEAD
     for l in waitq.items(w, q, L_SLEEPQ):
         if w[l + L_WCHAN] == key:
+            if kernhist.state.on:
+                woken = tables(arena).lid_of(l)
+                kernhist.emit(EV_WAKE, woken, thread.curlwp(), w[l + L_CPU])
             waitq.remove(w, q, l, L_SLEEPQ)
             w[l + L_WCHAN] = 0
             arena.pool.unpark(w[l + L_PARK])

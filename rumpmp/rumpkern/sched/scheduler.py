@@ -27,13 +27,22 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hypercalls import sync, thread, waitq
-from rumpmp.rumpkern.base import detsched, evcnt, perturb
+from rumpmp.rumpkern.base import detsched, evcnt, kernhist, perturb
 from rumpmp.rumpkern.base.arena import H_LOCKDEBUG, H_STATE, HALTING, Arena, here, onproc
-from rumpmp.rumpkern.base.evcnt import EV_FAST, EV_NSWTCH, EV_SLOW, EV_STARTED, EV_STEALS
+from rumpmp.rumpkern.base.evcnt import (
+    EV_FAST,
+    EV_NSWTCH,
+    EV_SLOW,
+    EV_SOFTINT,
+    EV_STARTED,
+    EV_STEALS,
+    EV_XC_UNICAST,
+)
 from rumpmp.rumpkern.base.prf import panic_in
 from rumpmp.rumpkern.base.proc import Tables, tables
 from rumpmp.rumpkern.locking import biglock, lockdebug
 from rumpmp.sys.cpu import cpu_word
+from rumpmp.sys.kernhist import EV_OFF, EV_RUN
 from rumpmp.sys.lwp import (
     L_BIGLOCKS,
     L_BIGSAVED,
@@ -45,6 +54,8 @@ from rumpmp.sys.lwp import (
     L_PRI,
     L_RUNQ,
     L_STATE,
+    L_WAITLOCK,
+    L_WCHAN,
     LSONPROC,
     LSRUN,
     LW_HOSTCALL,
@@ -158,6 +169,8 @@ def rump_schedule() -> None:
     l = t.lwp(lid)
     w[l + L_STATE] = LSONPROC
     onproc.scheduled = True
+    if kernhist.state.on:
+        kernhist.emit(EV_RUN, lid)
     if w[l + L_BIGSAVED]:  # it slept holding the big lock: take it back
         biglock.retake_after_sleep(arena, l)
 
@@ -192,8 +205,12 @@ def rump_unschedule() -> None:
         if getattr(onproc, "nopreempt", 0):
             who = lockdebug.describe_curlwp(arena)
             panic_in(arena, f"rump_unschedule: sleeping with preemption disabled ({who})")
-    if arena.w[t.lwp(lid) + L_BIGLOCKS]:  # the big lock is not held across a sleep
-        biglock.release_for_sleep(arena, t.lwp(lid))
+    l = t.lwp(lid)
+    if arena.w[l + L_BIGLOCKS]:  # the big lock is not held across a sleep
+        biglock.release_for_sleep(arena, l)
+    if kernhist.state.on:  # what it waits for: a mutex, a sleep channel or a condvar
+        wchan = arena.w[l + L_WCHAN] or getattr(onproc, "wchan", 0)
+        kernhist.emit(EV_OFF, lid, arena.w[l + L_WAITLOCK], wchan)
     onproc.scheduled = False
     sp.lock.enter_nowrap()
     _handoff(sp, t, arena)
@@ -218,6 +235,8 @@ def preempt() -> None:
     w, s = sp.w, sp.s
     if not w[s + SPC_NRUN] and not w[s + SPC_NNEW]:
         return
+    if kernhist.state.on:
+        kernhist.emit(EV_OFF, lid)
     sp.lock.enter_nowrap()
     if w[s + SPC_NRUN]:
         _enqueue(sp, t, lid)
@@ -230,6 +249,8 @@ def preempt() -> None:
     sp.lock.exit()
     arena.pool.wait_until(w[t.lwp(lid) + L_PARK], lambda: w[s + SPC_CURLWP] == lid)
     w[t.lwp(lid) + L_STATE] = LSONPROC
+    if kernhist.state.on:
+        kernhist.emit(EV_RUN, lid)
 
 
 # -- kernel preemption (kpreempt(9)) and context ---------------------------------------
@@ -462,7 +483,7 @@ def user_lwps_running(arena: Arena, cpu: int) -> int:
 
 
 #: The counters kern.sched.cpuN shows.
-STAT_KEYS = ("nswtch", "fast", "slow", "steals", "started")
+STAT_KEYS = ("nswtch", "fast", "slow", "steals", "started", "curlwp", "nrun", "xcalls", "softints")
 
 
 def sysctl_stat(arena: Arena, arg: int) -> int:
@@ -473,9 +494,13 @@ def sysctl_stat(arena: Arena, arg: int) -> int:
 
 
 def stats(arena: Arena, cpu: int) -> dict[str, int]:
-    """The scheduler counters of one CPU."""
+    """The scheduler counters of one CPU, and the cross-calls and softints it ran."""
     sp = spc(arena, cpu)
     w, s = sp.w, sp.s
+    ran = {
+        what: sum(w[evcnt.count_word(arena, cpu, ev)] for ev in range(first, first + n))
+        for what, first, n in (("xcalls", EV_XC_UNICAST, 3), ("softints", EV_SOFTINT, 4))
+    }
     return {
         "nswtch": w[sp.ev + EV_NSWTCH],
         "fast": w[sp.ev + EV_FAST],
@@ -485,4 +510,6 @@ def stats(arena: Arena, cpu: int) -> dict[str, int]:
         "load": w[s + SPC_LOAD],
         "unstarted": w[s + SPC_NNEW],  # lwps placed here that have not started yet
         "curlwp": w[s + SPC_CURLWP],  # the lwp holding the CPU, 0 if idle
+        "nrun": w[s + SPC_NRUN],  # lwps queued for it
+        **ran,
     }

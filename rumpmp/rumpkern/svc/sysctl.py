@@ -22,8 +22,10 @@ from typing import Any
 
 from hypercalls import sync, thread
 from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import evcnt
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.cred import kauth, prot
+from rumpmp.rumpkern.locking import lockstat
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.sched import scheduler
 from rumpmp.sys import sysctl as S
@@ -34,9 +36,16 @@ Mib = tuple[int, ...]
 Node = str | Mib
 
 #: The functions that compute handler nodes: (arena, the node's value) -> what it reads.
-_HANDLERS: tuple[Callable[[Arena, int], object], ...] = (scheduler.sysctl_stat, prot.proc2)
+_HANDLERS: tuple[Callable[[Arena, int], object], ...] = (
+    scheduler.sysctl_stat,
+    prot.proc2,
+    lambda arena, _: [tuple(row) for row in lockstat.rows(arena)],
+    lambda arena, _: evcnt.evcnt_list(arena),
+)
 _SCHED_STAT = 1  # kern.sched.cpuN.<counter>: value = 16 * cpu + the counter's index
 _PROC2 = 2  # kern.proc2: every process, as a list
+_LOCKSTAT = 3  # kern.lockstat.stats: lockstat's rows (LockStat fields, as tuples)
+_EVCNT = 4  # kern.evcnt: (group, name, count) of every event counter, as vmstat -e reads
 
 _LIMITS = {S.CTLTYPE_INT: (-(2**31), 2**31 - 1), S.CTLTYPE_QUAD: (-(2**63), 2**63 - 1)}
 _TYPE_NAMES = {
@@ -461,3 +470,7 @@ def sysctl_init(arena: Arena, ostype: str, osrelease: str, version: str, memlimi
         for k, key in enumerate(scheduler.STAT_KEYS):
             create(mib, key, S.CTLTYPE_QUAD, S.CTL_CREATE, cpu * 16 + k, handler=_SCHED_STAT)
     create("kern", "proc2", S.CTLTYPE_STRUCT, S.KERN_PROC2, b"\0", handler=_PROC2)
+    create("kern", "evcnt", S.CTLTYPE_STRUCT, S.KERN_EVCNT, b"\0", handler=_EVCNT)
+    create((S.CTL_KERN,), "lockstat", node, S.CTL_CREATE, flags=perm)
+    create("kern.lockstat", "enabled", S.CTLTYPE_BOOL, S.CTL_CREATE, lockstat.enabled(arena))
+    create("kern.lockstat", "stats", S.CTLTYPE_STRUCT, S.CTL_CREATE, b"\0", handler=_LOCKSTAT)
