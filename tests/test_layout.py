@@ -35,6 +35,8 @@ HOST_MODULES = {
 ALLOWED = {
     "rumpmp/__main__.py": {"sys"},  # the entry point exits with main()'s status
     "rumpmp/host/cli.py": {"signal", "sys"},  # waits for SIGINT/SIGTERM, writes to stdio
+    "rumpmp/host/lockstat.py": {"sys"},  # the lockstat tool writes to stdio
+    "rumpmp/host/top.py": {"sys", "time"},  # the top tool writes to stdio, once a second
     "rumpmp/host/kernel.py": {"threading"},  # one host lock guards stopping a kernel
     "rumpmp/host/hostlwp.py": {"threading"},  # each host thread keeps its own lwps
     "rumpmp/rumpkern/mem/kmem.py": {"ctypes"},  # KBufs are ctypes arrays over the arena

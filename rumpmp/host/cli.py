@@ -1,5 +1,6 @@
-"""The command line: ``python -m rumpmp boot``, ``stress``, ``cleanup``, and the
-sysproxy server and tools (``server``, ``halt``, ``sysctl``, ``ps``: ``spcli``).
+"""The command line: ``python -m rumpmp boot``, ``stress``, ``cleanup``, the
+sysproxy server and tools (``server``, ``halt``, ``sysctl``, ``ps``: ``spcli``) and
+the observers of a server's kernel (``lockstat``, ``top``).
 
 As the CLI entry point this module may touch the host directly: it waits for
 SIGINT/SIGTERM with ``signal`` for ``boot --wait``.
@@ -11,7 +12,7 @@ import argparse
 import signal  # the CLI may: --wait sleeps until SIGINT or SIGTERM
 import sys
 
-from rumpmp.host import spcli
+from rumpmp.host import lockstat, spcli, top
 from rumpmp.host.kernel import Kernel, boot, cleanup
 from rumpmp.rumpkern import init
 from rumpmp.rumpkern.base.prf import RumpPanic
@@ -49,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--timings", action="store_true", help="print each boot phase's duration")
     b.add_argument("--evcnt", action="store_true", help="print the event counters before halting")
     b.add_argument(
+        "--lockstat", action="store_true", help="count lock contention, print it before halting"
+    )
+    b.add_argument(
+        "--trace",
+        metavar="PATH",
+        help="record what each CPU does; written to PATH at the halt (Perfetto opens it)",
+    )
+    b.add_argument(
         "--no-vfs",
         dest="vfs",
         action="store_false",
@@ -62,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Unlink the shared memory and semaphores of kernels whose host died.",
     )
     spcli.add_parsers(sub)
+    lockstat.add_parser(sub)
+    top.add_parser(sub)
     return p
 
 
@@ -72,7 +83,14 @@ def _boot(args: argparse.Namespace) -> int:
         print(f"rumpmp: {e.strerror or e}", file=sys.stderr)
         return 2
     try:
-        kernel = boot(args.ncpu, verbose=args.verbose, hostname=args.hostname, vfs=args.vfs)
+        kernel = boot(
+            args.ncpu,
+            verbose=args.verbose,
+            hostname=args.hostname,
+            vfs=args.vfs,
+            lockstat=args.lockstat or None,
+            trace=args.trace,
+        )
     except OSError as e:
         print(f"rumpmp: {e.strerror or e}", file=sys.stderr)
         return 1
@@ -89,6 +107,8 @@ def _boot(args: argparse.Namespace) -> int:
             _wait_for_signal()
         if args.evcnt:
             _print_evcnts(kernel)
+        if args.lockstat:
+            print("\n".join(lockstat.lockstat_table(kernel.lockstat())), flush=True)
         kernel.halt()
     except RumpPanic as e:
         print(f"rumpmp: {e}", file=sys.stderr)
@@ -136,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         return torture_cli.main(args, parser.error)
     if args.command in ("server", "halt", "sysctl", "ps"):
         return getattr(spcli, args.command)(args)
+    if args.command in ("lockstat", "top"):
+        return {"lockstat": lockstat, "top": top}[args.command].main(args)
     return _cleanup()
 
 

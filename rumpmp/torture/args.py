@@ -35,6 +35,14 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--nested", type=int, default=0, help="extra locks taken in order inside")
     s.add_argument("--lockdebug", action="store_true", help="boot with LOCKDEBUG")
     s.add_argument(
+        "--lockstat", action="store_true", help="count lock contention and print lockstat's table"
+    )
+    s.add_argument(
+        "--trace",
+        metavar="PATH",
+        help="record what each CPU does and write it to PATH (Perfetto opens it)",
+    )
+    s.add_argument(
         "--deterministic",
         action="store_true",
         help="one torture lwp runs at a time, in an order the seed decides (PCT), on "

@@ -201,7 +201,7 @@ class TortureType:
     @staticmethod
     def setup(t: Torture) -> None:
         """Make the run's kernel objects (before any lwp starts)."""
-        t.locks = [mutex_init() for _ in range(1 + t.nested)]
+        t.locks = [mutex_init(name=f"torture lock {i}") for i in range(1 + t.nested)]
 
     @staticmethod
     def start(t: Torture) -> None:

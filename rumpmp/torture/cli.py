@@ -38,6 +38,8 @@ def main(args: argparse.Namespace, usage: Callable[[str], NoReturn]) -> int:
         usage("--campaign: N must be at least 1")
     if args.minimize and (args.campaign or not (args.deterministic or args.replay_schedule)):
         usage("--minimize shrinks one deterministic run: give --deterministic, not --campaign")
+    if args.trace and args.campaign:
+        usage("--trace records one run: not with --campaign")
     try:
         runs = _plan(args)
     except (ValueError, TypeError) as e:
@@ -51,6 +53,11 @@ def main(args: argparse.Namespace, usage: Callable[[str], NoReturn]) -> int:
     if args.campaign:
         return _campaign(args, runs, out)
     result = _single(runs[0], out, live=out.isatty() and not quiet)
+    if args.trace:
+        print(
+            f"{result.params.type}-torture: trace in {args.trace} (ui.perfetto.dev opens it)",
+            file=out,
+        )
     if args.json:
         _write_json(args.json, result.to_json())
     if args.minimize and not result.success:

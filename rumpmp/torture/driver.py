@@ -21,7 +21,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rumpmp.host.kernel import Kernel, boot
+from rumpmp.host.lockstat import TOP_LOCKS, lockstat_table
 from rumpmp.rumpkern.base import detsched
+from rumpmp.rumpkern.locking.lockstat import LockStat
 from rumpmp.torture import layout as L
 from rumpmp.torture import lwps
 from rumpmp.torture.base import Torture, TortureType, int64_view
@@ -103,6 +105,8 @@ class Params:
     deterministic: bool = False
     #: A schedule to replay (a file with a run's JSON result, or its "schedule").
     replay_schedule: str | None = None
+    lockstat: bool = False  # count lock contention: the report ends with lockstat's table
+    trace: str | None = None  # write the kernel's trace here (Chrome trace-event JSON)
 
     def resolve(self) -> Params:
         """Check every parameter and fill in the defaults (the type's: locktorture's
@@ -149,7 +153,7 @@ class Params:
             flag = "--" + name.replace("_", "-")
             if name == "perturb":
                 out += [] if value else ["--no-perturb"]
-            elif name in ("lockdebug", "deterministic"):
+            elif name in ("lockdebug", "deterministic", "lockstat"):
                 out += [flag] if value else []
             elif value is not None:
                 out += [flag, _fmt(value)]
@@ -207,6 +211,8 @@ class Result:
     unfinished: list[dict[str, Any]] = field(default_factory=list)
     #: The wait-for cycle among them, a line per lwp, if the stall is a deadlock.
     deadlock: list[str] = field(default_factory=list)
+    #: lockstat's rows at the end of the run (with ``lockstat=True``).
+    lockstat: list[LockStat] | None = None
 
     @property
     def seed(self) -> int:
@@ -241,6 +247,8 @@ class Result:
                     f"digest {value['digest']}"
                 )
             out.append(f"{t}-torture: {name}: {value}")
+        if self.lockstat is not None:
+            out += lockstat_table(self.lockstat, TOP_LOCKS, self.elapsed)
         verdict = "SUCCESS" if self.success else "FAILURE"
         out.append(f"{t}-torture:--- End of test: {verdict}: {self.params.line()}")
         if not self.success:
@@ -272,6 +280,7 @@ class Result:
             "panic": self.panic,
             "unfinished": self.unfinished,
             "deadlock": self.deadlock,
+            "lockstat": None if self.lockstat is None else [r._asdict() for r in self.lockstat],
             "replay": self.replay,
         }
 
@@ -404,7 +413,7 @@ def run(
     spec = type if isinstance(type, str) else type_spec(resolve_type(type))
     p = Params(type=spec, **params).resolve()
     assert p.nwriters is not None and p.nreaders is not None and p.seed is not None
-    k = boot(p.ncpu, lockdebug=p.lockdebug)
+    k = boot(p.ncpu, lockdebug=p.lockdebug, lockstat=p.lockstat, trace=p.trace)
     try:
         return _run_on(k, p, on_interval, on_tick)
     finally:
@@ -494,7 +503,10 @@ def _judge(
             panic = f"{type(e).__name__}: {e}"
     if p.deterministic and k.state == "running":
         extra["schedule"] = k.run(lwps.det_schedule, t, timeout=JOIN_TIMEOUT)
-    return _result(p, w, elapsed, intervals, per_cpu_decisions, extra, panic, stall)
+    result = _result(p, w, elapsed, intervals, per_cpu_decisions, extra, panic, stall)
+    if p.lockstat and k.state == "running":
+        result.lockstat = k.lockstat()
+    return result
 
 
 def _progress(p: Params, w: memoryview) -> tuple[int, int]:

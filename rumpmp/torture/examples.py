@@ -103,4 +103,4 @@ class LockOrder(TortureType):
 
     @staticmethod
     def setup(t: Torture) -> None:
-        t.locks = [mutex_init(), mutex_init()]
+        t.locks = [mutex_init(name="lock A"), mutex_init(name="lock B")]

@@ -398,7 +398,9 @@ class Spin(Mutex):
 
     @staticmethod
     def setup(t: Torture) -> None:
-        t.locks = [mutex_init(MUTEX_SPIN, IPL_VM) for _ in range(1 + t.nested)]
+        t.locks = [
+            mutex_init(MUTEX_SPIN, IPL_VM, name=f"torture lock {i}") for i in range(1 + t.nested)
+        ]
 
 
 class Busted(Mutex):
@@ -416,7 +418,7 @@ class Rw(TortureType):
 
     @staticmethod
     def setup(t: Torture) -> None:
-        t.locks = [rw_init()]
+        t.locks = [rw_init("torture rwlock")]
 
 
 class Cv(TortureType):
@@ -428,7 +430,7 @@ class Cv(TortureType):
 
     @staticmethod
     def setup(t: Torture) -> None:
-        t.locks = [mutex_init()]
+        t.locks = [mutex_init(name="torture lock 0")]
         t.cvs = [cv_init("notempty"), cv_init("notfull")]
 
     @staticmethod

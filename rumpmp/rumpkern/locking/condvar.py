@@ -15,9 +15,10 @@ from rumpmp.rumpkern.base import arena as _arena
 from rumpmp.rumpkern.base import detsched, kernhist, perturb
 from rumpmp.rumpkern.base.arena import Arena, onproc
 from rumpmp.rumpkern.base.handle import Handle
-from rumpmp.rumpkern.locking import lockdebug
+from rumpmp.rumpkern.locking import lockdebug, lockstat
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit, mutex_owned
 from rumpmp.rumpkern.mem import kmem
+from rumpmp.sys.lockstat import LS_ADAPTIVE, LS_SPIN
 
 
 class kcondvar_t(Handle):
@@ -61,6 +62,9 @@ def _wait(cv: kcondvar_t, mtx: kmutex_t, ticks: int, func: str) -> int:
     spin = mtx.spin and mtx._debug
     if spin:
         lockdebug.spin_released()  # the interlock is dropped while we sleep
+    kind = LS_SPIN if mtx.spin else LS_ADAPTIVE
+    if mtx._stat:  # ... and taken again after: a hold ends and another begins
+        lockstat.released(mtx, kind)
     if kernhist.state.on:  # the trace says what the lwp blocks on
         onproc.wchan = cv.rec.offset
     try:
@@ -76,6 +80,8 @@ def _wait(cv: kcondvar_t, mtx: kmutex_t, ticks: int, func: str) -> int:
             onproc.wchan = 0
         if spin:
             lockdebug.spin_acquired()
+        if mtx._stat:
+            lockstat.acquired(mtx, kind)
 
 
 def cv_wait(cv: kcondvar_t, mtx: kmutex_t) -> None:
