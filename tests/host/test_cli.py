@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -122,3 +123,67 @@ def test_boot_evcnt_prints_the_kernel_counters():
         check=True,
     ).stdout
     assert "sched / started" in out and "clock / hardclock" in out
+
+
+# -- lockstat, the trace and top (issue 25) ---------------------------------------------
+
+
+def _contend(n: int) -> None:
+    from rumpmp.kern import mutex_enter, mutex_exit, mutex_init
+
+    m = mutex_init(name="cli lock")
+    for _ in range(n):
+        mutex_enter(m)
+        mutex_exit(m)
+
+
+@pytest.mark.timeout(90)
+def test_top_once_and_lockstat_read_a_server(rump_boot, tmp_path):
+    k = rump_boot(2, lockstat=True)
+    url = f"unix://{tmp_path}/sock"
+    k.listen(url)
+    k.run(_contend, 5)
+    env = {"RUMP_SERVER": url}
+    top = rumpmp("top", "--once", "--interval", "0.2", env=env)
+    assert top.returncode == 0, top.stderr
+    for c in range(2):
+        assert re.search(rf"cpu{c}\s*│\s*(idle|\d+)\s*│\s*\d+\s*│", top.stdout), top.stdout
+    assert "most contended locks" in top.stdout and "cli lock" in top.stdout
+    table = rumpmp("lockstat", "-n", "50", env=env)
+    assert table.returncode == 0, table.stderr
+    (line,) = [ln for ln in table.stdout.splitlines() if "cli lock" in ln]
+    assert line.split()[1] == "5"  # Count: the five acquisitions
+    assert "test_cli.py:" in line  # where it was initialised
+
+
+@pytest.mark.timeout(60)
+def test_lockstat_says_when_the_server_does_not_count(rump_kernel, tmp_path):
+    url = f"unix://{tmp_path}/sock"
+    rump_kernel.listen(url)
+    r = rumpmp("lockstat", env={"RUMP_SERVER": url})
+    assert r.returncode == 1 and "RUMP_LOCKSTAT=1" in r.stderr
+    assert rumpmp("top", "--once", "--interval", "0", env={"RUMP_SERVER": url}).returncode == 2
+
+
+@pytest.mark.timeout(90)
+def test_stress_lockstat_and_trace(tmp_path):
+    path = tmp_path / "stress.json"
+    args = ("stress", "--ncpu", "2", "--duration", "0.5", "--seed", "4", "--lockstat")
+    r = rumpmp(*args, "--trace", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    (row,) = [ln for ln in r.stdout.splitlines() if "torture lock 0" in ln]
+    assert int(row.split()[1]) > 0 and "adaptive" in row
+    assert "Wait%" in r.stdout and f"trace in {path}" in r.stdout
+    events = json.loads(path.read_text())["traceEvents"]
+    assert {e["args"]["name"] for e in events if e["name"] == "thread_name"} == {"cpu0", "cpu1"}
+    usage = rumpmp("stress", "--trace", str(path), "--campaign", "2")
+    assert usage.returncode == 2 and "--trace records one run" in usage.stderr
+
+
+@pytest.mark.timeout(60)
+def test_boot_trace_writes_at_the_halt(tmp_path):
+    path = tmp_path / "boot.json"
+    r = rumpmp("boot", "--ncpu", "2", "--trace", str(path), "--lockstat")
+    assert r.returncode == 0, r.stderr
+    assert f"events to {path}" in r.stdout and "Lock contention" in r.stdout
+    assert json.loads(path.read_text())["otherData"]["ncpu"] == 2

@@ -82,7 +82,7 @@ class _Table:
         n = w[t + S.T_USED]
         if n >= self.cap:
             w[t + S.T_DROPPED] += 1
-            return 0
+            return -1
         e = t + S.T_HDR_WORDS + n * S.E_WORDS
         w[e : e + S.E_WORDS] = memoryview(bytes(S.E_WORDS * 8)).cast("q")
         w[e + S.E_OFF], w[e + S.E_GEN], w[e + S.E_KIND] = key
@@ -96,23 +96,34 @@ def _table(arena: Arena) -> _Table:
     return arena.attached(("lockstat", cpu), lambda: _Table(arena, cpu))
 
 
+def entries() -> list[int]:
+    """A lock handle's cache of its entries in this CPU's table, by kind (0: not
+    looked up yet, -1: the table was full).  A handle lives in one process."""
+    return [0] * len(S.KIND_NAMES)
+
+
 def entry(lock: object, kind: int) -> int:
     """The word index of this CPU's entry for ``lock`` (a kernel lock handle) held as
-    ``kind``, made on first use; 0 if the table is full."""
+    ``kind``, made on first use; -1 if the table is full."""
+    e: int = lock._ls[kind]  # type: ignore[attr-defined]
+    if e:
+        return e
     arena, rec = lock.arena, lock.rec  # type: ignore[attr-defined]
     t = _table(arena)
     key = (rec.offset, rec.gen, kind)
-    e = t.index.get(key)
-    if e is None:
-        e = t.index[key] = t.add(key, lock.name, lock.site)  # type: ignore[attr-defined]
+    e = t.index.get(key) or t.add(key, lock.name, lock.site)  # type: ignore[attr-defined]
+    t.index[key] = lock._ls[kind] = e  # type: ignore[attr-defined]
     return e
+
+
+_now = clock.monotonic_ns
 
 
 def acquired(lock: object, kind: int, waited: int = 0, spins: int = 0) -> None:
     """Count an acquisition that waited ``waited`` ns (0: it did not) and spun
     ``spins`` times; an exclusive hold starts its clock."""
     e = entry(lock, kind)
-    if not e:
+    if e < 0:
         return
     w = lock.arena.w  # type: ignore[attr-defined]
     w[e + S.E_ACQ] += 1
@@ -124,9 +135,9 @@ def acquired(lock: object, kind: int, waited: int = 0, spins: int = 0) -> None:
     if spins:
         w[e + S.E_SPIN] += spins
     if kind == S.LS_RW_READER:  # readers overlap: each thread keeps its own starts
-        _read_starts(lock).append(clock.monotonic_ns())
+        _read_starts(lock).append(_now())
     else:
-        w[e + S.E_SINCE] = clock.monotonic_ns()
+        w[e + S.E_SINCE] = _now()
 
 
 _reads = thread.local()
@@ -140,7 +151,7 @@ def _read_starts(lock: object) -> list[int]:
 def released(lock: object, kind: int) -> None:
     """Count the end of a hold (its time, from where ``acquired`` started it)."""
     e = entry(lock, kind)
-    if not e:
+    if e < 0:
         return
     w = lock.arena.w  # type: ignore[attr-defined]
     if kind == S.LS_RW_READER:
@@ -149,7 +160,7 @@ def released(lock: object, kind: int) -> None:
     else:
         since, w[e + S.E_SINCE] = w[e + S.E_SINCE], 0
     if since:
-        held = clock.monotonic_ns() - since
+        held = _now() - since
         w[e + S.E_HOLD] += held
         if held > w[e + S.E_HOLDMAX]:
             w[e + S.E_HOLDMAX] = held

@@ -48,7 +48,7 @@ class kmutex_t(Handle):
     """A kernel mutex handle; pickles by reference, works on every CPU."""
 
     __slots__ = (
-        "_acq", "_debug", "_hm", "_o", "_r", "_rel", "_slow", "_stat", "_w",
+        "_acq", "_debug", "_hm", "_ls", "_o", "_r", "_rel", "_slow", "_stat", "_w",
         "arena", "name", "rec", "site", "spin",
     )  # fmt: skip
 
@@ -65,6 +65,7 @@ class kmutex_t(Handle):
         self._debug = lockdebug.enabled(arena)
         self._stat = lockstat.enabled(arena)
         self._slow = self._debug or self._stat  # the fast paths test this one flag
+        self._ls = lockstat.entries()
         self.name = name or f"{'spin' if self.spin else 'adaptive'} mutex@{rec.offset:#x}"
         self.site = site
         # The fast path below touches the semaphore and the owner word directly.
@@ -134,6 +135,10 @@ def mutex_enter(m: kmutex_t) -> None:
             return
     except AttributeError:
         _not_a_mutex(m, "mutex_enter")
+    if m._stat and lwp and not m._debug and m._acq(False):  # lockstat's fast path
+        m._w[m._o] = lwp
+        lockstat.acquired(m, LS_SPIN if m.spin else LS_ADAPTIVE)
+        return
     if not lwp:
         _arena.current()  # ENXIO in the host: kernel locks are for kernel code
     if perturb.state.on:
@@ -171,6 +176,7 @@ def _wait_for(m: kmutex_t, lwp: int) -> int:
     if l:
         m.arena.w[l + L_WAITLOCK] = m.rec.offset
     start = kernhist.now()
+    thread.spins_taken()  # (from zero: lockstat counts this wait's spins)
     try:
         if m.spin:
             m._hm.enter_nowrap()

@@ -27,7 +27,7 @@ RW_WRITER = sync.RW_WRITER
 class krwlock_t(Handle):
     """A reader/writer lock handle; pickles by reference."""
 
-    __slots__ = ("_debug", "_hr", "_stat", "arena", "name", "rec", "site")
+    __slots__ = ("_debug", "_hr", "_ls", "_stat", "arena", "name", "rec", "site")
 
     def __init__(
         self, arena: Arena, rec: kmem.KBuf, name: str | None = None, site: str = ""
@@ -37,6 +37,7 @@ class krwlock_t(Handle):
         self._hr = sync.RWLock.attach(arena.pool, arena.w[rec.offset // 8 + lockdebug.R_SLOT])
         self._debug = lockdebug.enabled(arena)
         self._stat = lockstat.enabled(arena)
+        self._ls = lockstat.entries()
         self.name = name or f"rwlock@{rec.offset:#x}"
         self.site = site
 

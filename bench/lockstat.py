@@ -1,0 +1,158 @@
+"""What watching costs (issue 25): ``python -m bench.lockstat``.
+
+- uncontended mutex_enter+mutex_exit with lockstat compiled in but off, against the
+  tree before issue 25 (BASELINE, unpacked from git), each in its own program
+  (the same script, only the import path differs), rounds alternating
+- torture mutex throughput on 4 CPUs with lockstat on vs off, and with the trace on
+  vs off, runs alternating
+
+Each is measured twice: pinned (the host, and so every CPU process it forks, on one
+host core) and unplaced (as a user runs it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+
+from rumpmp import torture
+
+#: The last commit before issue 25 (lockstat and the trace).
+BASELINE = "9f0cf3a"
+ROUNDS = 5
+UNCONTENDED = 200_000
+RUNS = 3
+DURATION = 2.0
+PLACEMENTS = ("pinned", "unplaced")
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+#: Run in a fresh program: boot one CPU, time the uncontended pair, print the median ns.
+_SCRIPT = """
+import json, os, statistics, sys, time
+if sys.argv[1] == "pinned":
+    os.sched_setaffinity(0, {0})
+import rumpmp
+assert rumpmp.__file__.startswith(sys.argv[2]), rumpmp.__file__
+
+def pairs(n):
+    from rumpmp.kern import mutex_enter, mutex_exit, mutex_init
+    m = mutex_init()
+    start = time.perf_counter()
+    for _ in range(n):
+        mutex_enter(m)
+        mutex_exit(m)
+    return (time.perf_counter() - start) / n * 1e9
+
+with rumpmp.boot(1, lockdebug=False) as k:
+    print(json.dumps(statistics.median(k.run(pairs, int(sys.argv[3])) for _ in range(5))))
+"""
+
+
+@contextlib.contextmanager
+def baseline_tree() -> Iterator[pathlib.Path]:
+    """The BASELINE revision's files, unpacked in a temporary directory."""
+    with tempfile.TemporaryDirectory() as d:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", BASELINE], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", d], input=archive, check=True)
+        yield pathlib.Path(d)
+
+
+def _pairs_ns(tree: pathlib.Path, placement: str) -> float:
+    env = {**os.environ, "PYTHONPATH": str(tree), "RUMP_LOCKDEBUG": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, placement, str(tree), str(UNCONTENDED)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=tree,  # (a -c program imports from its working directory first)
+        timeout=120,
+    ).stdout
+    return float(json.loads(out))
+
+
+def uncontended(placement: str) -> tuple[float, float]:
+    """Median ns of a pair: (this tree, BASELINE), rounds alternating."""
+    now, before = [], []
+    with baseline_tree() as old:
+        for _ in range(ROUNDS):
+            before.append(_pairs_ns(old, placement))
+            now.append(_pairs_ns(ROOT, placement))
+    return statistics.median(now), statistics.median(before)
+
+
+@contextlib.contextmanager
+def placed(placement: str) -> Iterator[None]:
+    """Pinned: this host (and the CPU processes it forks) on host core 0."""
+    saved = os.sched_getaffinity(0)
+    if placement == "pinned":
+        os.sched_setaffinity(0, {0})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, saved)
+
+
+def _rate(**params: object) -> float:
+    r = torture.run("mutex", ncpu=4, duration=DURATION, seed=1, **params)
+    assert r.success, r.lines()
+    return r.writes.total / r.elapsed
+
+
+def torture_rates(placement: str) -> dict[str, float]:
+    """Median acquisitions per second: plain, with lockstat, with the trace."""
+    rates: dict[str, list[float]] = {"off": [], "lockstat": [], "trace": []}
+    with placed(placement), tempfile.TemporaryDirectory() as d:
+        for _ in range(RUNS):
+            rates["off"].append(_rate())
+            rates["lockstat"].append(_rate(lockstat=True))
+            rates["trace"].append(_rate(trace=os.path.join(d, "t.json")))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def rows() -> list[tuple[str, str, str, str]]:
+    out = []
+    for placement in PLACEMENTS:
+        now, before = uncontended(placement)
+        out.append(
+            (
+                f"uncontended mutex_enter+exit, lockstat compiled in but off, {placement} "
+                "(target <= 1.03x)",
+                f"{now:.0f} ns",
+                f"{before:.0f} ns before issue 25 ({BASELINE})",
+                f"{now / before:.2f}x",
+            )
+        )
+    for placement in PLACEMENTS:
+        rates = torture_rates(placement)
+        for name, target in (("lockstat", 0.5), ("trace", 0.7)):
+            out.append(
+                (
+                    f"torture mutex, 4 CPUs, {name} on vs off, {placement} (target >= {target}x)",
+                    f"{rates[name]:,.0f} acq/s",
+                    f"{rates['off']:,.0f} acq/s off",
+                    f"{rates[name] / rates['off']:.2f}x",
+                )
+            )
+    return out
+
+
+def main() -> None:
+    print("| benchmark | rumpmp | peer or floor | ratio |")
+    print("|---|---:|---:|---:|")
+    for row in rows():
+        print("| " + " | ".join(row) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
