@@ -4,6 +4,7 @@ with one track per CPU and a flow arrow from each wake-up to the run it caused."
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
 import json
 
 import pytest
@@ -72,7 +73,7 @@ def test_one_track_per_cpu_and_valid_events(rump_boot, tmp_path):
     assert {e["tid"] for e in runs} >= {1, 2}  # the ping-pong's CPUs
     for cpu in range(4):  # a CPU runs one lwp at a time: its run slices do not overlap
         mine = sorted((e["ts"], e["ts"] + e["dur"]) for e in runs if e["tid"] == cpu)
-        assert all(a[1] <= b[0] + 1e-3 for a, b in zip(mine, mine[1:], strict=False))
+        assert all(a[1] <= b[0] + 1e-3 for a, b in itertools.pairwise(mine))
     assert doc["otherData"]["ncpu"] == 4 and doc["otherData"]["dropped"] == [0] * 4
     k.halt()
     at_halt = json.loads((tmp_path / "at-halt.json").read_text())  # boot(trace=PATH)

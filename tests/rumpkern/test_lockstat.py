@@ -18,6 +18,7 @@ def _alternate(lock, shared, me: int, rounds: int) -> None:
     holds it until the other lwp waits for it, so exactly one acquisition a round is
     contended.  ``shared`` words: 0 the round whose holder holds the lock, 1 rounds
     finished (both lwps count)."""
+    from hypercalls.thread import curlwp
     from rumpmp.kern import (
         DELAY,
         atomic_inc_64,
@@ -27,7 +28,6 @@ def _alternate(lock, shared, me: int, rounds: int) -> None:
         mutex_enter,
         mutex_exit,
     )
-    from hypercalls.thread import curlwp
     from rumpmp.rumpkern.base.arena import current
     from rumpmp.rumpkern.base.proc import tables
     from rumpmp.sys.lwp import L_WAITLOCK
