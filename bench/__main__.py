@@ -25,6 +25,7 @@ MODULES = [
     "sp",
     "smp",
     "deterministic",
+    "lockstat",
 ]
 
 

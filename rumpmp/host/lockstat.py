@@ -42,7 +42,7 @@ def lockstat_table(
         out.append(
             f"{100 * r.wait_ns / total_wait:6.2f} {r.acquisitions:8d} {r.contended:8d} "
             f"{r.wait_ns / 1e6:9.2f} {r.wait_max_ns / 1e3:9.1f} {r.hold_ns / 1e6:9.2f} "
-            f"{r.hold_max_ns / 1e3:9.1f} {r.spins:8d}  {r.kind:<9}  {r.name:<24}  {r.site}"
+            f"{r.hold_max_ns / 1e3:9.1f} {r.spins:8d}  {r.kind:<9}  {r.name:<24}  {r.site or '-'}"
         )
     if top is not None and len(rows) > top:
         out.append(f"({len(rows) - top} more locks)")
