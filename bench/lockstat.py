@@ -34,25 +34,18 @@ PLACEMENTS = ("pinned", "unplaced")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-#: Run in a fresh program: boot one CPU, time the uncontended pair, print the median ns.
+#: Run in a fresh program, from a tree: boot one CPU, time the uncontended pair (the
+#: tree's own bench.locks loop), print the median ns.
 _SCRIPT = """
-import json, os, statistics, sys, time
+import json, os, statistics, sys
 if sys.argv[1] == "pinned":
     os.sched_setaffinity(0, {0})
 import rumpmp
+from bench.locks import kernel_uncontended
 assert rumpmp.__file__.startswith(sys.argv[2]), rumpmp.__file__
-
-def pairs(n):
-    from rumpmp.kern import mutex_enter, mutex_exit, mutex_init
-    m = mutex_init()
-    start = time.perf_counter()
-    for _ in range(n):
-        mutex_enter(m)
-        mutex_exit(m)
-    return (time.perf_counter() - start) / n * 1e9
-
 with rumpmp.boot(1, lockdebug=False) as k:
-    print(json.dumps(statistics.median(k.run(pairs, int(sys.argv[3])) for _ in range(5))))
+    runs = [k.run(kernel_uncontended, int(sys.argv[3])) for _ in range(5)]
+print(json.dumps(statistics.median(runs)))
 """
 
 
