@@ -14,7 +14,7 @@ LS_HDR_WORDS = 8
 
 # Table header words (each CPU's table starts on its own cache line).
 T_USED = 0  # entries in use
-T_DROPPED = 1  # locks not counted because the table was full
+T_DROPPED = 1  # lookups that found the table full (their locks are not counted)
 T_HDR_WORDS = 8
 
 # Entry words.

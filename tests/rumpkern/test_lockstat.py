@@ -139,3 +139,26 @@ def test_sched_nodes_show_each_cpu(rump_boot):
         got = {n: k.sysctl(f"kern.sched.cpu{c}.{n}") for n in ("curlwp", "nrun", "xcalls")}
         assert got["xcalls"] >= 1 and got["nrun"] >= 0 and got["curlwp"] >= 0
     assert ("xcall", "broadcast", 2) in [tuple(e) for e in k.sysctl("kern.evcnt")]
+
+
+def _many_locks(n: int) -> None:
+    from rumpmp.kern import mutex_destroy, mutex_enter, mutex_exit, mutex_init
+
+    for i in range(n):
+        m = mutex_init(name=f"lock {i}")
+        mutex_enter(m)
+        mutex_exit(m)
+        mutex_destroy(m)
+
+
+@pytest.mark.timeout(120)
+def test_a_full_table_says_so_and_counts_what_it_holds(rump_boot):
+    from rumpmp.sys.lockstat import DEFAULT_CAP
+
+    k = rump_boot(1, lockstat=True)
+    k.run(_many_locks, DEFAULT_CAP + 10, cpu=0)
+    assert "lockstat: cpu0's table is full (1024 locks)" in k.dmesg()
+    rows = k.lockstat()
+    assert len(rows) == DEFAULT_CAP and all(
+        r.acquisitions == 1 for r in rows if r.name[:5] == "lock "
+    )

@@ -18,7 +18,6 @@ from rumpmp.rumpkern.base.handle import Handle
 from rumpmp.rumpkern.locking import lockdebug, lockstat
 from rumpmp.rumpkern.locking.mutex import kmutex_t, mutex_enter, mutex_exit, mutex_owned
 from rumpmp.rumpkern.mem import kmem
-from rumpmp.sys.lockstat import LS_ADAPTIVE, LS_SPIN
 
 
 class kcondvar_t(Handle):
@@ -62,9 +61,8 @@ def _wait(cv: kcondvar_t, mtx: kmutex_t, ticks: int, func: str) -> int:
     spin = mtx.spin and mtx._debug
     if spin:
         lockdebug.spin_released()  # the interlock is dropped while we sleep
-    kind = LS_SPIN if mtx.spin else LS_ADAPTIVE
     if mtx._stat:  # ... and taken again after: a hold ends and another begins
-        lockstat.released(mtx, kind)
+        lockstat.released(mtx, mtx._kind)
     if kernhist.state.on:  # the trace says what the lwp blocks on
         onproc.wchan = cv.rec.offset
     try:
@@ -81,7 +79,7 @@ def _wait(cv: kcondvar_t, mtx: kmutex_t, ticks: int, func: str) -> int:
         if spin:
             lockdebug.spin_acquired()
         if mtx._stat:
-            lockstat.acquired(mtx, kind)
+            lockstat.acquired(mtx, mtx._kind)
 
 
 def cv_wait(cv: kcondvar_t, mtx: kmutex_t) -> None:

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from hypercalls import clock, dl, thread
 from rumpmp.rumpkern.base import arena as _arena
 from rumpmp.rumpkern.base.arena import H_LOCKSTAT, Arena
+from rumpmp.rumpkern.base.prf import kprintf
 from rumpmp.sys import lockstat as S
 
 
@@ -81,6 +82,9 @@ class _Table:
         w, t = self.w, self.t
         n = w[t + S.T_USED]
         if n >= self.cap:
+            if not w[t + S.T_DROPPED]:
+                kprintf(self.arena, f"lockstat: cpu{_arena.here.cpu}'s table is full "
+                        f"({self.cap} locks): the locks it meets next are not counted\n")  # fmt: skip
             w[t + S.T_DROPPED] += 1
             return -1
         e = t + S.T_HDR_WORDS + n * S.E_WORDS
@@ -157,6 +161,8 @@ def released(lock: object, kind: int) -> None:
     if kind == S.LS_RW_READER:
         starts = _read_starts(lock)
         since = starts.pop() if starts else 0
+        if not starts:
+            del vars(_reads)[lock.rec.offset]  # type: ignore[attr-defined]
     else:
         since, w[e + S.E_SINCE] = w[e + S.E_SINCE], 0
     if since:
@@ -181,11 +187,6 @@ def _entries(arena: Arena) -> list[tuple[list[int], str, str]]:
 def lock_names(arena: Arena) -> dict[int, str]:
     """The name of every lock a CPU has entered, by record offset (for the trace)."""
     return {words[S.E_OFF]: name for words, name, _ in _entries(arena)}
-
-
-def dropped(arena: Arena) -> int:
-    """Locks left uncounted because a CPU's table was full."""
-    return sum(arena.w[table_word(arena, cpu) + S.T_DROPPED] for cpu in range(arena.ncpu))
 
 
 def rows(arena: Arena) -> list[LockStat]:

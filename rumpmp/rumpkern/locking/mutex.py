@@ -48,7 +48,7 @@ class kmutex_t(Handle):
     """A kernel mutex handle; pickles by reference, works on every CPU."""
 
     __slots__ = (
-        "_acq", "_debug", "_hm", "_ls", "_o", "_r", "_rel", "_slow", "_stat", "_w",
+        "_acq", "_debug", "_hm", "_kind", "_ls", "_o", "_r", "_rel", "_slow", "_stat", "_w",
         "arena", "name", "rec", "site", "spin",
     )  # fmt: skip
 
@@ -66,6 +66,7 @@ class kmutex_t(Handle):
         self._stat = lockstat.enabled(arena)
         self._slow = self._debug or self._stat  # the fast paths test this one flag
         self._ls = lockstat.entries()
+        self._kind = LS_SPIN if self.spin else LS_ADAPTIVE  # lockstat's kind of hold
         self.name = name or f"{'spin' if self.spin else 'adaptive'} mutex@{rec.offset:#x}"
         self.site = site
         # The fast path below touches the semaphore and the owner word directly.
@@ -137,7 +138,7 @@ def mutex_enter(m: kmutex_t) -> None:
         _not_a_mutex(m, "mutex_enter")
     if m._stat and lwp and not m._debug and m._acq(False):  # lockstat's fast path
         m._w[m._o] = lwp
-        lockstat.acquired(m, LS_SPIN if m.spin else LS_ADAPTIVE)
+        lockstat.acquired(m, m._kind)
         return
     if not lwp:
         _arena.current()  # ENXIO in the host: kernel locks are for kernel code
@@ -152,7 +153,7 @@ def mutex_enter(m: kmutex_t) -> None:
         lockdebug.spin_acquired()
     if m._stat:
         spins = thread.spins_taken() if waited else 0
-        lockstat.acquired(m, LS_SPIN if m.spin else LS_ADAPTIVE, waited, spins)
+        lockstat.acquired(m, m._kind, waited, spins)
 
 
 def _det_enter(m: kmutex_t) -> None:
@@ -188,7 +189,7 @@ def _wait_for(m: kmutex_t, lwp: int) -> int:
     waited = max(kernhist.now() - start, 1)
     if kernhist.state.on:
         if not m._stat:
-            lockstat.entry(m, LS_SPIN if m.spin else LS_ADAPTIVE)  # names it for the trace
+            lockstat.entry(m, m._kind)  # names it for the trace
         kernhist.emit(EV_LOCK, lwp, m.rec.offset, waited)
     return waited
 
@@ -214,7 +215,7 @@ def mutex_exit(m: kmutex_t) -> None:
         if m._debug:
             _debug_exit(m)
         if m._stat:
-            lockstat.released(m, LS_SPIN if m.spin else LS_ADAPTIVE)
+            lockstat.released(m, m._kind)
     m._w[m._o] = 0
     m._rel()
     if detsched.state.on:  # a deterministic run: its lwps waiting for m may run again
@@ -239,7 +240,7 @@ def mutex_tryenter(m: kmutex_t) -> bool:
     if ok and m.spin and m._debug:
         lockdebug.spin_acquired()
     if ok and m._stat:
-        lockstat.acquired(m, LS_SPIN if m.spin else LS_ADAPTIVE)
+        lockstat.acquired(m, m._kind)
     return ok
 
 
