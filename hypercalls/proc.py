@@ -1,10 +1,11 @@
 """Starting, watching and stopping the virtual CPU processes.
 
-A vCPU is a child process forked from the host (``multiprocess``'s fork context: a
-fork is cheap and the child starts with the kernel code already imported).  Two
-channels tie the processes together so that no failure goes unnoticed:
+A vCPU is a process forked by this host's fork server (``forkserver``: a process
+that has only ever had one thread, so no lock another host thread held is left held
+in a CPU; the child starts with the kernel code already imported).  Two channels tie
+the processes together so that no failure goes unnoticed:
 
-* the host watches every child's sentinel and learns of an unexpected exit at once;
+* the host watches every CPU's sentinel and learns of an unexpected exit at once;
 * each child holds the read end of a *lifeline* pipe whose only write end stays in
   the host: when the host dies, for whatever reason, the read returns EOF and the
   child cleans up and exits.
@@ -14,15 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 from collections.abc import Callable, Sequence
 
-import multiprocess
-from multiprocess.connection import wait as _wait_sentinels
-
-from hypercalls import thread
-
-_ctx = multiprocess.get_context("fork")
+from hypercalls import forkserver, thread
+from hypercalls.forkserver import ServedProcess
 
 #: Write ends of every lifeline this process holds; a forked child closes them all,
 #: or a child of one kernel would keep another kernel's lifeline open.
@@ -54,15 +52,7 @@ def _close_lifelines() -> None:
     _lifeline_writers.clear()
 
 
-def _forget_children() -> None:
-    """In a forked child: the CPU processes are its parent's children, not its own.
-    multiprocess would otherwise try to join them when the child exits and fail
-    ("can only join a child process"); its own bootstrap does the same reset."""
-    multiprocess.process._children.clear()
-
-
 os.register_at_fork(after_in_child=_close_lifelines)
-os.register_at_fork(after_in_child=_forget_children)
 
 #: What a terminal (Ctrl-C), a CI runner, ``timeout`` or ``docker stop`` sends a whole
 #: process group.  CPU processes ignore them: they are the kernel, and the lifeline
@@ -93,11 +83,16 @@ def detach_stdio_if_daemon() -> None:
     os.close(null)
 
 
-def spawn(target: Callable[..., object], args: tuple, name: str) -> multiprocess.Process:
-    """Fork a child process running ``target(*args)``."""
-    p = _ctx.Process(target=target, args=args, name=name, daemon=True)
-    p.start()
-    return p
+def spawn(
+    target: Callable[..., object],
+    args: tuple,
+    name: str,
+    pass_fds: Sequence[int] = (),
+    preload: Sequence[str] = (),
+) -> ServedProcess:
+    """Fork a process running ``target(*args, *fds)``, ``fds`` being its copies of
+    ``pass_fds`` (see ``forkserver.spawn``)."""
+    return forkserver.spawn(target, args, name, pass_fds, preload)
 
 
 def watch_parent(lifeline_fd: int, on_death: Callable[[], None]) -> None:
@@ -117,13 +112,15 @@ def watch_parent(lifeline_fd: int, on_death: Callable[[], None]) -> None:
     thread.thread_create(watch, None, "lifeline")
 
 
-def wait_any(procs: Sequence[multiprocess.Process], timeout: float) -> list[int]:
+def wait_any(procs: Sequence[ServedProcess], timeout: float) -> list[int]:
     """Indices of the processes in ``procs`` that have exited (waits up to ``timeout``)."""
-    ready = _wait_sentinels([p.sentinel for p in procs], timeout)
-    dead = [i for i, p in enumerate(procs) if p.sentinel in ready]
-    for i in dead:
-        procs[i].join(1)  # the sentinel closes a moment before the exit status is there
-    return dead
+    live = [p.sentinel for p in procs if p.exitcode is None and p.sentinel >= 0]
+    if live and len(live) == len(procs):
+        # (A sentinel closed meanwhile, the kernel having stopped, only ends the wait:
+        # the exit codes are read under each process's lock.)
+        with contextlib.suppress(OSError, ValueError):
+            select.select(live, [], [], timeout)
+    return [i for i, p in enumerate(procs) if p.exitcode is not None]
 
 
 def exitcode_text(code: int | None) -> str:

@@ -311,16 +311,27 @@ class Channel:
 
     MAX_MESSAGE = 256
 
-    def __init__(self) -> None:
-        self._host, self._cpu = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    def __init__(self, cpu_end: socket.socket | None = None) -> None:
+        self._host: socket.socket | None = None  # (the CPU's half has no host end)
+        if cpu_end is None:
+            self._host, cpu_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._cpu = cpu_end
         self._cpu.setblocking(False)
         self._taken: weakref.WeakSet[Conn] = weakref.WeakSet()
-        _channels.add(self)
+
+    @classmethod
+    def in_cpu(cls, fd: int) -> Channel:
+        """In a CPU process: its end of the channel, from the descriptor passed to it."""
+        return cls(socket.socket(fileno=fd))
+
+    def cpu_fd(self) -> int:
+        """The CPU's end, to pass to the CPU process as it is started."""
+        return self._cpu.fileno()
 
     def hand_over(self, conn: Conn, message: bytes) -> None:
         """Send ``conn``'s descriptor and ``message`` to the CPU (this process's
         descriptor stays open: ``conn.close()`` it once handed over)."""
-        socket.send_fds(self._host, [message], [conn.sock.fileno()])
+        socket.send_fds(self._host, [message], [conn.sock.fileno()])  # type: ignore[arg-type]
 
     def forked(self) -> None:
         """In the host, once the CPU is forked: its end is the CPU's alone."""
@@ -328,7 +339,7 @@ class Channel:
 
     def tell(self, message: bytes) -> None:
         """Send ``message`` alone."""
-        self._host.send(message)
+        self._host.send(message)  # type: ignore[union-attr]
 
     def take(self) -> list[tuple[Conn | None, bytes]]:
         """In the CPU: what the host has sent since the last call, in order, without
@@ -353,20 +364,7 @@ class Channel:
         for conn in list(self._taken):
             conn.shutdown()
 
-    def keep_only(self) -> None:
-        """In a CPU process: keep this channel's CPU end, close every other end this
-        process inherited (other CPUs', other kernels')."""
-        for other in list(_channels):
-            other._host.close()
-            if other is not self:
-                other._cpu.close()
-                _channels.discard(other)
-
     def close(self) -> None:
-        _channels.discard(self)
-        self._host.close()
+        if self._host is not None:
+            self._host.close()
         self._cpu.close()
-
-
-#: Every channel this process holds an end of.
-_channels: set[Channel] = set()

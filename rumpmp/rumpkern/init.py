@@ -55,6 +55,10 @@ DEFAULT_HZ = 100
 DEFAULT_NSLOTS = 4096  # semaphore pool: bounds the named semaphores a kernel creates
 BOOT_TIMEOUT = 60.0  # seconds for every CPU to report ready
 
+#: What a fork server started as a new program imports before it forks a CPU (one
+#: forked from the host has what the host has).
+CPU_PRELOAD = ("rumpmp", "rumpmp.vfs", "rumpmp.kern")
+
 #: The per-CPU initialisation each CPU runs, in the seed's order.
 PERCPU_INIT = [
     kernhist.kernhist_init_cpu,
@@ -408,8 +412,10 @@ def _start_cpus(booted: Booted) -> None:
         booted.procs.append(
             proc.spawn(
                 cpu.cpu_main,
-                (arena.prefix, i, booted.lifeline.read_fd, booted.channels[i], PERCPU_INIT),
+                (arena.prefix, i, PERCPU_INIT),
                 name=f"rumpmp-cpu{i}",
+                pass_fds=(booted.lifeline.read_fd, booted.channels[i].cpu_fd()),
+                preload=CPU_PRELOAD,
             )
         )
         booted.channels[i].forked()
@@ -441,11 +447,15 @@ def _wait_ready(booted: Booted) -> None:
 
 
 def close_channels(booted: Booted) -> None:
-    """The host's ends of its lifeline and of its channels to the CPUs, closed."""
+    """The host's ends of its lifeline and of its channels to the CPUs, and the CPUs'
+    sentinels, closed (their exit codes stay known)."""
     if booted.lifeline:
         booted.lifeline.close()
     for channel in booted.channels:
         channel.close()
+    for p in booted.procs:
+        p.join(0)
+        p.close()
 
 
 def _abort_boot(booted: Booted) -> None:

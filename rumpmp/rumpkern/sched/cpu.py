@@ -67,14 +67,13 @@ def cpus_bootstrap(arena: Arena) -> None:
 # -- the CPU process ---------------------------------------------------------------
 
 
-def cpu_main(
-    prefix: str, cpu: int, lifeline_fd: int, channel: sp.Channel, percpu_init: list
-) -> None:
+def cpu_main(prefix: str, cpu: int, percpu_init: list, lifeline_fd: int, channel_fd: int) -> None:
     """Body of a vCPU process: attach, initialise, report ready, run lwps until halt.
-    ``channel`` brings it the remote clients' connections the host hands over."""
+    The channel at ``channel_fd`` brings it the remote clients' connections the host
+    hands over; ``lifeline_fd`` breaks when the host dies."""
     proc.ignore_group_signals()  # the lifeline, not a group signal, ends a CPU
     proc.detach_stdio_if_daemon()
-    channel.keep_only()
+    channel = sp.Channel.in_cpu(channel_fd)
     arena = Arena.attach(prefix)
     _arena.here.arena, _arena.here.cpu, _arena.here.channel = arena, cpu, channel
     proc.watch_parent(lifeline_fd, lambda: _host_died(prefix))
