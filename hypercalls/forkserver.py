@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import importlib
 import os
 import pickle
@@ -33,6 +34,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import cloudpickle
 
@@ -146,37 +148,50 @@ def _forget_server() -> None:
 os.register_at_fork(after_in_child=_forget_server)
 
 
-def spawn(
+def spawn_group(
     target: Callable[..., object],
-    args: tuple,
-    name: str,
-    pass_fds: Sequence[int] = (),
+    args: Sequence[tuple],
+    names: Sequence[str],
+    pass_fds: Sequence[Sequence[int]],
+    prepare: tuple[Callable[..., Callable[[], None]], tuple] | None = None,
     preload: Sequence[str] = (),
-) -> ServedProcess:
-    """Have the server fork a child running ``target(*args, *fds)``, where ``fds``
-    are the child's copies of ``pass_fds``; a server started for it imports
+) -> list[ServedProcess]:
+    """Have the server fork one child per ``args[i]``, running ``target(*args[i],
+    *fds)`` where ``fds`` are its copies of ``pass_fds[i]``.  ``prepare`` is
+    (function, arguments) called in the server first, its result called once the
+    children are forked: what every child should inherit (a kernel attached, its
+    semaphores open) is done there once.  A server started for this imports
     ``preload`` first."""
     request = cloudpickle.dumps(
-        (target, args, dict(os.environ), os.getcwd(), list(sys.path), _host_modules())
-    )
-    status_r, status_w = os.pipe()
+        (target, list(args), prepare, dict(os.environ), os.getcwd(), list(sys.path),
+         _host_modules())
+    )  # fmt: skip
+    pipes = [os.pipe() for _ in args]
     null = os.open(os.devnull, os.O_RDWR)
     try:
         stdio = [fd if _valid(fd) else null for fd in (0, 1, 2)]
+        fds = [*stdio, *(w for _, w in pipes), *(fd for group in pass_fds for fd in group)]
         with _lock:
             sock = _start(preload)
-            socket.send_fds(sock, [request], [status_w, *stdio, *pass_fds])
-            reply = sock.recv(_PID.size)
+            socket.send_fds(sock, [request], fds)
+            reply = sock.recv(_PID.size * len(args))
     except OSError as e:
-        os.close(status_r)
-        raise OSError(e.errno, f"the fork server is gone: {e.strerror or e}") from None
+        reply = b""
+        error = f"the fork server is gone: {e.strerror or e}"
+    else:
+        error = "the fork server is gone"
     finally:
-        os.close(status_w)
+        for _, w in pipes:
+            os.close(w)
         os.close(null)
-    if len(reply) != _PID.size:
-        os.close(status_r)
-        raise OSError(errno.ECHILD, "the fork server is gone")
-    return ServedProcess(_PID.unpack(reply)[0], status_r, name)
+    if len(reply) != _PID.size * len(args):
+        for r, _ in pipes:
+            os.close(r)
+        raise OSError(errno.ECHILD, error)
+    pids = [_PID.unpack_from(reply, i * _PID.size)[0] for i in range(len(args))]
+    return [
+        ServedProcess(pid, r, name) for pid, (r, _), name in zip(pids, pipes, names, strict=True)
+    ]
 
 
 def _valid(fd: int) -> bool:
@@ -198,12 +213,14 @@ def _host_modules() -> list[str]:
 def _serve_forever(sock: socket.socket, preload: Sequence[str]) -> None:
     """Fork a child per request until the host's end closes; never returns."""
     try:
+        # Not the host's terminal or pipes: a shell waiting for the host's output must
+        # not wait for the server's copy.  (Its other descriptors stay open: objects it
+        # inherited own some, and would close them again, reused.  The CPUs close all
+        # they do not need; the server ends with the host.)
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        keep = sock.fileno()  # (the host's other descriptors are none of its business)
-        os.closerange(3, keep)
-        os.closerange(keep + 1, 1 << 20)
+        os.close(null)
         for sig in _GROUP_SIGNALS:  # like the CPUs, it ends when the host has gone
             signal.signal(sig, signal.SIG_IGN)
         for name in preload:
@@ -253,45 +270,54 @@ class _Server:
                 os.close(w)
 
     def fork(self, data: bytes, fds: list[int]) -> None:
-        status_w, stdio, passed = fds[0], fds[1:4], fds[4:]
-        pid = os.fork()
-        if pid == 0:
-            self._child(data, stdio, passed, status_w)
-        self.children[pid] = status_w
-        for fd in (*stdio, *passed):
-            os.close(fd)
-        with contextlib.suppress(OSError):
-            self.sock.send(_PID.pack(pid))
+        request = _Request(*pickle.loads(data))
+        n = len(request.args)
+        stdio, status, passed = fds[:3], fds[3 : 3 + n], fds[3 + n :]
+        per_child = len(passed) // n
+        request.prepare_imports()  # here, once: every later child starts with them
+        gc.freeze()  # (the children's collections leave the server's objects alone,
+        # so their pages stay shared instead of being copied as each child scans them)
+        release = request.prepare[0](*request.prepare[1]) if request.prepare else None
+        pids = []
+        try:
+            for i, args in enumerate(request.args):
+                mine = passed[i * per_child : (i + 1) * per_child]
+                pid = os.fork()
+                if pid == 0:
+                    self._child(request.target, (*args, *mine), request.env, stdio, mine)
+                self.children[pid] = status[i]
+                pids.append(pid)
+        finally:
+            for fd in (*stdio, *passed):
+                os.close(fd)
+            with contextlib.suppress(OSError):  # (the host waits for this, not the rest)
+                self.sock.send(b"".join(_PID.pack(pid) for pid in pids))
+            if release is not None:
+                release()
 
-    def _child(self, data: bytes, stdio: list[int], passed: list[int], status_w: int) -> None:
-        """In the new child: become what the host asked for, run it, exit."""
+    def _child(
+        self,
+        target: Callable[..., object],
+        args: tuple,
+        env: dict[str, str],
+        stdio: list[int],
+        keep: list[int],
+    ) -> None:
+        """In the new child: become what the host asked for, run ``target(*args)``
+        with its descriptors ``keep`` (the rest are the server's and the others'), exit."""
         code = 1
         try:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             for sig in _GROUP_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
-            for fd in (
-                self.sock.fileno(),
-                self.wake_r,
-                self.wake_w,
-                status_w,
-                *self.children.values(),
-            ):
-                os.close(fd)
             for i, fd in enumerate(stdio):
                 os.dup2(fd, i)
-                os.close(fd)
-            target, args, env, cwd, path, modules = pickle.loads(data)
-            os.environ.clear()
-            os.environ.update(env)
-            os.chdir(cwd)
-            sys.path[:] = path
-            for module in modules:
-                if module not in sys.modules:
-                    with contextlib.suppress(Exception):
-                        importlib.import_module(module)
-            target(*args, *passed)
+            _close_all_but(set(keep))
+            if os.environ != env:  # (usually the same: the server was forked from the host)
+                os.environ.clear()
+                os.environ.update(env)
+            target(*args)
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 1
@@ -302,6 +328,38 @@ class _Server:
                 sys.stdout.flush()
                 sys.stderr.flush()
             os._exit(code)
+
+
+def _close_all_but(keep: set[int]) -> None:
+    """Close every descriptor above stderr except ``keep``."""
+    low = 3
+    for fd in sorted(fd for fd in keep if fd >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
+class _Request(NamedTuple):
+    """What the host asks for: ``target(*a)`` for each ``a`` in ``args``, in its
+    environment, working directory and import path, with the modules it has
+    imported, after ``prepare``."""
+
+    target: Callable[..., object]
+    args: list[tuple]
+    prepare: tuple[Callable[..., Callable[[], None]], tuple] | None
+    env: dict[str, str]
+    cwd: str
+    path: list[str]
+    modules: list[str]
+
+    def prepare_imports(self) -> None:
+        """In the server: the host's directory and path, and its modules imported."""
+        os.chdir(self.cwd)
+        sys.path[:] = self.path
+        for module in self.modules:
+            if module not in sys.modules:
+                with contextlib.suppress(Exception):
+                    importlib.import_module(module)
 
 
 if __name__ == "__main__":

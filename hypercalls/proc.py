@@ -83,16 +83,17 @@ def detach_stdio_if_daemon() -> None:
     os.close(null)
 
 
-def spawn(
+def spawn_group(
     target: Callable[..., object],
-    args: tuple,
-    name: str,
-    pass_fds: Sequence[int] = (),
+    args: Sequence[tuple],
+    names: Sequence[str],
+    pass_fds: Sequence[Sequence[int]],
+    prepare: tuple[Callable[..., Callable[[], None]], tuple] | None = None,
     preload: Sequence[str] = (),
-) -> ServedProcess:
-    """Fork a process running ``target(*args, *fds)``, ``fds`` being its copies of
-    ``pass_fds`` (see ``forkserver.spawn``)."""
-    return forkserver.spawn(target, args, name, pass_fds, preload)
+) -> list[ServedProcess]:
+    """Fork a process per ``args[i]`` running ``target(*args[i], *fds)``, ``fds``
+    being its copies of ``pass_fds[i]`` (see ``forkserver.spawn_group``)."""
+    return forkserver.spawn_group(target, args, names, pass_fds, prepare, preload)
 
 
 def watch_parent(lifeline_fd: int, on_death: Callable[[], None]) -> None:

@@ -136,6 +136,10 @@ class SyncPool:
         for _ in range(initial):
             sem.release()
 
+    def open_slots(self) -> list[int]:
+        """The slots whose semaphores this process has open."""
+        return list(self._sems)
+
     def sem(self, slot: int) -> SemLock:
         """The slot's semaphore, opened once per process."""
         sem = self._sems.get(slot)

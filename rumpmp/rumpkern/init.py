@@ -408,17 +408,17 @@ def _start_cpus(booted: Booted) -> None:
     arena = booted.arena
     booted.lifeline = proc.Lifeline()
     booted.channels = [sp.Channel() for _ in range(arena.ncpu)]
-    for i in range(arena.ncpu):
-        booted.procs.append(
-            proc.spawn(
-                cpu.cpu_main,
-                (arena.prefix, i, PERCPU_INIT),
-                name=f"rumpmp-cpu{i}",
-                pass_fds=(booted.lifeline.read_fd, booted.channels[i].cpu_fd()),
-                preload=CPU_PRELOAD,
-            )
-        )
-        booted.channels[i].forked()
+    n = range(arena.ncpu)
+    booted.procs = proc.spawn_group(
+        cpu.cpu_main,
+        [(arena.prefix, i, PERCPU_INIT) for i in n],
+        [f"rumpmp-cpu{i}" for i in n],
+        [(booted.lifeline.read_fd, booted.channels[i].cpu_fd()) for i in n],
+        prepare=(cpu.cpu_prepare, (arena.prefix, arena.pool.open_slots())),
+        preload=CPU_PRELOAD,
+    )
+    for channel in booted.channels:
+        channel.forked()
     _wait_ready(booted)
 
 

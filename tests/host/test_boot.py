@@ -192,3 +192,65 @@ def test_rump_init_boots_once_and_again_after_halt():
 def test_boot_timings_cover_every_phase(rump_kernel):
     assert set(rump_kernel.timings) == {"parameters", "arena", "cpus", "kthreads"}
     assert all(ms >= 0 for ms in rump_kernel.timings.values())
+
+
+# -- the fork server (issue 26) ----------------------------------------------------------
+
+
+def _log_something() -> str:
+    import logging
+
+    logging.getLogger("rumpmp.test").warning("from a CPU")  # takes logging's module lock
+    return logging.getLogger("rumpmp.test").name
+
+
+@pytest.mark.timeout(60)
+def test_a_lock_another_host_thread_holds_is_not_held_in_the_cpus(rump_boot):
+    """A CPU forked from the host while another host thread held logging's lock
+    would find it held forever; the CPUs come from a fork server with one thread."""
+    import logging
+    import threading
+
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with logging._lock:  # (logging's module lock, as getLogger takes it)
+            holding.set()
+            done.wait(50)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        k = rump_boot(2)
+        for cpu in (0, 1):
+            assert k.run(_log_something, cpu=cpu, timeout=20) == "rumpmp.test"
+    finally:
+        done.set()
+        holder.join(10)
+
+
+@pytest.mark.timeout(60)
+def test_boot_forks_no_thread_of_a_threaded_host(tmp_path):
+    """Python 3.12 warns when a process with threads forks; booting (a second time,
+    after the first kernel's threads started, and with a thread of the program's
+    own) forks none."""
+    script = (
+        "import threading, warnings, rumpmp\n"
+        "warnings.simplefilter('error', DeprecationWarning)\n"
+        "stop = threading.Event()\n"
+        "threading.Thread(target=stop.wait, daemon=True).start()\n"
+        "for _ in range(2):\n"
+        "    with rumpmp.boot(2) as k:\n"
+        "        assert k.run(sum, [1, 2]) == 3\n"
+        "stop.set()\n"
+        "print('ok')\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", script],
+        capture_output=True, text=True, timeout=50, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -170,6 +170,15 @@ class Arena:
         self.pool.close()
         shm.forget_prefix(self.prefix)
 
+    def forget(self) -> None:
+        """Let go of this view, keeping nothing (the fork server, once it has forked
+        a kernel's CPUs, which keep what they inherited)."""
+        _views.pop(self.prefix, None)
+        self.cache.clear()
+        self.buf = self.w = memoryview(b"").cast("q")
+        self.seg.close()
+        self.pool.close()
+
     # -- what this process attached ------------------------------------------
 
     def attached(self, key: Hashable, make: Callable[[], T]) -> T:
