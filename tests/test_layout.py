@@ -34,7 +34,8 @@ HOST_MODULES = {
 #: directly; each says what for.
 ALLOWED = {
     "rumpmp/__main__.py": {"sys"},  # the entry point exits with main()'s status
-    "rumpmp/host/cli.py": {"signal", "sys"},  # waits for SIGINT/SIGTERM, writes to stdio
+    # waits for SIGINT/SIGTERM, writes to stdio, points it at /dev/null once unread
+    "rumpmp/host/cli.py": {"os", "signal", "sys"},
     "rumpmp/host/lockstat.py": {"sys"},  # the lockstat tool writes to stdio
     "rumpmp/host/top.py": {"sys", "time"},  # the top tool writes to stdio, once a second
     "rumpmp/host/kernel.py": {"threading"},  # one host lock guards stopping a kernel
@@ -54,7 +55,7 @@ ALLOWED = {
     # the sysproxy server's host side: an accepting thread, a thread per handshake
     "rumpmp/sp/server.py": {"threading"},
     # the server command waits for signals; the tools write to stdio
-    "rumpmp/host/spcli.py": {"os", "signal", "sys", "threading"},
+    "rumpmp/host/spcli.py": {"os", "signal", "sys", "threading", "time"},
     # the client library is a host program's: it forks, execs, raises signals in
     # itself, names its program, waits for replies and between reconnections
     "rumpmp/rumpclient/__init__.py": {

@@ -3,14 +3,18 @@ sysproxy server and tools (``server``, ``halt``, ``sysctl``, ``ps``: ``spcli``) 
 the observers of a server's kernel (``lockstat``, ``top``).
 
 As the CLI entry point this module may touch the host directly: it waits for
-SIGINT/SIGTERM with ``signal`` for ``boot --wait``.
+SIGINT/SIGTERM with ``signal`` for ``boot --wait``, and points its output at
+/dev/null (``os``) when the reader has gone.  ``rumpmp`` (the console script) and
+``python -m rumpmp`` are the same command.
 """
 
 from __future__ import annotations
 
 import argparse
+import os  # the CLI may: output to /dev/null once its reader has gone
 import signal  # the CLI may: --wait sleeps until SIGINT or SIGTERM
 import sys
+from typing import Any
 
 from rumpmp.host import lockstat, spcli, top
 from rumpmp.host.kernel import Kernel, boot, cleanup
@@ -26,6 +30,54 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version (looked up only when asked:
+    importlib.metadata costs every other command 25 ms)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from importlib.metadata import version  # noqa: PLC0415 - only when asked
+
+        print(f"rumpmp {version('rumpmp')}")
+        parser.exit()
+
+
+#: What each command's --help ends with.
+EXAMPLES = {
+    "": "rumpmp boot --ncpu 8\n"
+    "rumpmp stress --type rw --ncpu 4 --duration 10\n"
+    "rumpmp server -c 4 unix:///tmp/kern.sock\n"
+    "RUMP_SERVER=unix:///tmp/kern.sock rumpmp sysctl -a",
+    "boot": "rumpmp boot --ncpu 8\n"
+    "rumpmp boot --ncpu 4 --timings --evcnt\n"
+    "rumpmp boot --ncpu 4 --lockstat --trace boot.json\n"
+    "rumpmp boot --ncpu 2 --wait",
+    "stress": "rumpmp stress --type mutex --ncpu 4 --duration 10 --lockstat\n"
+    "rumpmp stress --type mutex,spin,rw --campaign 20 --duration 2\n"
+    "rumpmp stress --type mypkg.locks:MyLock --deterministic --seed 7 --minimize\n"
+    "rumpmp stress --type cv --ncpu 4 --duration 1 --trace cv.json",
+    "cleanup": "rumpmp cleanup",
+    "server": "rumpmp server -c 4 unix:///tmp/kern.sock\n"
+    "RUMP_LOCKSTAT=1 rumpmp server -s -c 8 tcp://127.0.0.1:7000",
+    "halt": "RUMP_SERVER=unix:///tmp/kern.sock rumpmp halt",
+    "sysctl": "RUMP_SERVER=unix:///tmp/kern.sock rumpmp sysctl -a\n"
+    "RUMP_SERVER=unix:///tmp/kern.sock rumpmp sysctl kern.boottime kern.clockrate\n"
+    "RUMP_SERVER=unix:///tmp/kern.sock rumpmp sysctl -w kern.maxfiles=2048",
+    "ps": "RUMP_SERVER=unix:///tmp/kern.sock rumpmp ps",
+    "lockstat": "RUMP_SERVER=unix:///tmp/kern.sock rumpmp lockstat -n 10",
+    "top": "RUMP_SERVER=unix:///tmp/kern.sock rumpmp top\n"
+    "RUMP_SERVER=unix:///tmp/kern.sock rumpmp top --once",
+}
+
+
+def _with_examples(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    lines = EXAMPLES[command].splitlines()
+    parser.epilog = "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def _ncpu(text: str) -> int:
     try:
         return init.parse_ncpu(text)
@@ -34,7 +86,8 @@ def _ncpu(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m rumpmp", description="rumpmp: an SMP rump kernel for Python.")
+    p = _Parser(prog="rumpmp", description="rumpmp: an SMP rump kernel for Python.")
+    p.add_argument("--version", action=_Version, help="print rumpmp's version and exit")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     b = sub.add_parser(
         "boot",
@@ -73,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     spcli.add_parsers(sub)
     lockstat.add_parser(sub)
     top.add_parser(sub)
+    _with_examples(p, "")
+    for command, parser in sub.choices.items():
+        _with_examples(parser, command)
     return p
 
 
@@ -146,6 +202,22 @@ def _cleanup() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """Our output's reader has gone (``rumpmp sysctl -a | head``): stop quietly, as
+    NetBSD's tools do (they die of SIGPIPE, which the shell reports as 141)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())  # (so that the exit's flush has nowhere to fail)
+    os.close(null)
+    return 128 + signal.SIGPIPE
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "boot":

@@ -14,13 +14,15 @@ import os
 import signal  # the server halts its kernel on SIGINT/SIGTERM
 import sys
 import threading
+import time  # the tools print the boot time as a date
 from typing import Any
 
 from rumpmp import rumpclient
 from rumpmp.host import daemon
 from rumpmp.host.kernel import Kernel, boot
 from rumpmp.rumpkern.base.arena import H_HOWTO
-from rumpmp.sys.sysctl import CTL_QUERY
+from rumpmp.sys.sysctl import CTL_QUERY, clockinfo
+from rumpmp.sys.time import timespec
 
 RB_HALT, RB_NOSYNC, RB_DUMP = 0x8, 0x4, 0x100
 
@@ -174,8 +176,32 @@ def _walk(client: Any, mib: tuple[int, ...], prefix: str) -> list[str]:
     return names
 
 
-def _show(value: object) -> str:
+def show(name: str, value: object) -> list[str]:
+    """``name = value`` line(s) as NetBSD's sysctl(8) prints them: a boot time as a
+    date, a clockinfo as its fields, a list (kern.proc2, kern.evcnt, ...) a line per
+    entry, a bool as 1 or 0, other structs' bytes in hex."""
+    if isinstance(value, list):
+        return [f"{name} = {_fields(item)}" for item in value]
+    return [f"{name} = {_value(value)}"]
+
+
+def _value(value: object) -> str:
+    if isinstance(value, timespec):
+        return time.ctime(value.tv_sec)
+    if isinstance(value, clockinfo):  # NetBSD's order
+        return ", ".join(f"{f} = {getattr(value, f)}" for f in _CLOCKINFO_ORDER)
+    if isinstance(value, bool):
+        return str(int(value))
     return value.hex() if isinstance(value, bytes) else str(value)
+
+
+_CLOCKINFO_ORDER = ("tick", "tickadj", "hz", "profhz", "stathz")
+
+
+def _fields(item: object) -> str:
+    if hasattr(item, "_fields"):  # a named tuple: field=value, as ps -o shows them
+        return " ".join(f"{f}={getattr(item, f)}" for f in item._fields)
+    return " ".join(map(str, item)) if isinstance(item, tuple) else str(item)
 
 
 def sysctl(args: argparse.Namespace) -> int:
@@ -190,15 +216,18 @@ def sysctl(args: argparse.Namespace) -> int:
             if eq and not args.write:
                 return _usage(f"sysctl: {item}: setting a value needs -w")
             try:
-                if eq:
-                    old = client.sysctl(name, _parse(value))
-                    print(f"{name}: {_show(old)} -> {value}")
-                else:
-                    print(f"{name} = {_show(client.sysctl(name))}")
+                got = client.sysctl(name, _parse(value)) if eq else client.sysctl(name)
             except OSError as e:
                 print(f"rumpmp sysctl: {name}: {e.strerror or e}", file=sys.stderr)
                 status = 1
+                continue
+            if eq:
+                print(f"{name}: {_value(got)} -> {value}")
+            else:
+                print("\n".join(show(name, got)))
         return status
+    except BrokenPipeError:
+        raise  # our reader has gone: the command line stops quietly
     except OSError as e:
         print(f"rumpmp sysctl: {e.strerror or e}", file=sys.stderr)
         return 1

@@ -37,6 +37,7 @@ from typing import Any
 from hypercalls import sp, thread
 from rumpmp.sp import wire
 from rumpmp.sys import syscall as N
+from rumpmp.sys.sysctl import typed
 
 RETRYCONN_INFTIME, RETRYCONN_ONCE, RETRYCONN_DIE = -1, -2, -3
 _CORES = os.cpu_count() or 1
@@ -370,8 +371,9 @@ class Client:
 
     def sysctl(self, name: str | tuple[int, ...], value: object = None) -> object:
         """sysctl(3), as ``Kernel.sysctl``: the value of ``name``, set to ``value``
-        when given (the old value is returned)."""
-        return self.syscall(N.SYS___sysctl, (name, value))
+        when given (the old value is returned).  Struct nodes come as named tuples."""
+        got = self.syscall(N.SYS___sysctl, (name, value))
+        return typed(name, got) if isinstance(name, str) else got
 
     # -- fork and exec ------------------------------------------------------------------------
 

@@ -1,4 +1,10 @@
-"""sysctl(7): the tree's names and numbers (NetBSD's sys/sysctl.h) and its shared layout."""
+"""sysctl(7): the tree's names and numbers (NetBSD's sys/sysctl.h), the structs some
+nodes hold, and the tree's shared layout."""
+
+import struct
+from typing import NamedTuple
+
+from rumpmp.sys.time import timespec
 
 CTL_MAXNAME = 12
 SYSCTL_NAMELEN = 32
@@ -25,6 +31,52 @@ KERN_OSTYPE, KERN_OSRELEASE, KERN_VERSION, KERN_MAXPROC, KERN_MAXFILES = 1, 2, 4
 KERN_HOSTNAME, KERN_CLOCKRATE, KERN_PROC2, KERN_BOOTTIME, KERN_EVCNT = 10, 12, 47, 83, 84
 HW_NCPU, HW_PHYSMEM, HW_PHYSMEM64, HW_NCPUONLINE = 3, 5, 13, 16
 MAXHOSTNAMELEN = 256
+
+
+class clockinfo(NamedTuple):
+    """struct clockinfo (kern.clockrate)."""
+
+    hz: int
+    tick: int  # microseconds a tick
+    tickadj: int
+    stathz: int
+    profhz: int
+
+
+class kinfo_proc2(NamedTuple):
+    """A process as kern.proc2 shows it (NetBSD's struct kinfo_proc2, the fields
+    rump has)."""
+
+    pid: int
+    ppid: int
+    uid: int
+    gid: int
+    comm: str
+    rtime: float  # seconds its system calls ran
+
+
+#: How the struct nodes' bytes are laid out (kern.boottime is a timespec).
+CLOCKINFO = struct.Struct("<5i")
+TIMESPEC = struct.Struct("<qq")
+
+#: The struct nodes read as named tuples (a list of them for kern.proc2).
+STRUCT_TYPES: dict[str, type[tuple]] = {
+    "kern.boottime": timespec,
+    "kern.clockrate": clockinfo,
+    "kern.proc2": kinfo_proc2,
+}
+
+
+def typed(name: str, value: object) -> object:
+    """``value`` of node ``name`` as its named tuple(s), if it is a struct node whose
+    fields came as a plain tuple (through the sysproxy wire, which carries tuples)."""
+    kind = STRUCT_TYPES.get(name)
+    if kind is None:
+        return value
+    if isinstance(value, list):
+        return [kind._make(v) for v in value]  # type: ignore[attr-defined]
+    return kind._make(value) if isinstance(value, tuple) else value  # type: ignore[attr-defined]
+
 
 # The tree in the "sysctl" region: a header, then fixed node records.
 S_LOCK = 0  # pool slot of the tree's spin lock

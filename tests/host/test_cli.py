@@ -187,3 +187,76 @@ def test_boot_trace_writes_at_the_halt(tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"events to {path}" in r.stdout and "Lock contention" in r.stdout
     assert json.loads(path.read_text())["otherData"]["ncpu"] == 2
+
+
+# -- tools that read like NetBSD's (issue 26) ------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_sysctl_prints_struct_nodes_as_netbsds_sysctl_does(rump_boot, tmp_path):
+    k = rump_boot(2, hz=100)
+    url = f"unix://{tmp_path}/sock"
+    k.listen(url)
+    env = {"RUMP_SERVER": url}
+    r = rumpmp("sysctl", "kern.boottime", "kern.clockrate", "kern.proc2", "hw.ncpu", env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    # NetBSD: "kern.boottime = Fri Dec  4 18:57:30 2026"
+    assert re.fullmatch(r"kern\.boottime = \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}", lines[0])
+    assert (
+        lines[1]
+        == "kern.clockrate = tick = 10000, tickadj = 0, hz = 100, profhz = 100, stathz = 100"
+    )
+    procs = [ln for ln in lines if ln.startswith("kern.proc2 = ")]
+    assert len(procs) >= 2 and all(
+        re.fullmatch(r"kern\.proc2 = pid=\d+ ppid=\d+ uid=\d+ gid=\d+ comm=.* rtime=[\d.e-]+", ln)
+        for ln in procs
+    )
+    assert lines[-1] == "hw.ncpu = 2"
+    every = rumpmp("sysctl", "-a", env=env).stdout.splitlines()
+    names = [ln.split(" = ")[0] for ln in every]
+    assert names.index("kern.ostype") < names.index("kern.hostname") < names.index("hw.ncpu")
+    assert (
+        names[0] == "kern.ostype"
+        and "kern.clockrate = tick = 10000, tickadj = 0, hz = 100, profhz = 100, stathz = 100"
+        in every
+    )
+
+
+@pytest.mark.timeout(60)
+def test_a_closed_output_pipe_ends_a_command_quietly(rump_kernel, tmp_path):
+    """`rumpmp sysctl -a | head -3`: no 'Broken pipe' lines, the status of SIGPIPE."""
+    url = f"unix://{tmp_path}/sock"
+    rump_kernel.listen(url)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "rumpmp", "sysctl", "-a"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "RUMP_SERVER": url},
+    )  # fmt: skip
+    assert p.stdout is not None and p.stderr is not None
+    first = p.stdout.readline()
+    p.stdout.close()  # as head does, having read its lines
+    assert p.wait(30) == 141 and first.startswith(b"kern.")
+    assert p.stderr.read() == b""
+
+
+def test_version_and_the_console_script():
+    r = rumpmp("--version")
+    assert r.returncode == 0 and re.fullmatch(r"rumpmp \d+\.\d+\.\d+\n", r.stdout)
+    script = os.path.join(os.path.dirname(sys.executable), "rumpmp")
+    if not os.path.exists(script):
+        pytest.skip(f"no console script next to {sys.executable}: rumpmp is not pip-installed")
+    same = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=30)
+    assert same.stdout == r.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["", "boot", "stress", "cleanup", "server", "halt", "sysctl", "ps", "lockstat", "top"],
+)
+def test_every_commands_help_ends_with_examples(command):
+    r = rumpmp(*([command] if command else []), "--help")
+    assert r.returncode == 0, r.stderr
+    examples = r.stdout.split("examples:\n", 1)[1].splitlines()
+    assert examples and all("rumpmp" in line for line in examples)
+    if command:
+        assert all(command in line for line in examples)

@@ -4,7 +4,6 @@ and the host; the boot nodes; NetBSD's error values; t_sp's hostname identity ca
 from __future__ import annotations
 
 import errno
-import struct
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,10 +19,14 @@ def test_the_boot_nodes(rump_kernel):
     assert values["kern.hostname"] == k.hostname
     assert values["hw.ncpu"] == values["hw.ncpuonline"] == 4
     assert values["hw.physmem64"] == k.params.memlimit
-    hz, tick, _, stathz, _ = struct.unpack("<5i", values["kern.clockrate"])
-    assert hz == stathz == k.hz and tick == 1_000_000 // k.hz
-    sec, _ = struct.unpack("<qq", values["kern.boottime"])
-    assert sec > 1_700_000_000
+    rate = values["kern.clockrate"]  # struct nodes read as NetBSD's structs (issue 26)
+    assert type(rate).__name__ == "clockinfo" and rate.hz == rate.stathz == k.hz
+    assert rate.tick == 1_000_000 // k.hz and rate == (k.hz, rate.tick, 0, k.hz, k.hz)
+    boot = values["kern.boottime"]
+    assert type(boot).__name__ == "timespec" and boot.tv_sec > 1_700_000_000
+    assert 0 <= boot.tv_nsec < 1_000_000_000
+    first = values["kern.proc2"][0]
+    assert type(first).__name__ == "kinfo_proc2" and isinstance(first.comm, str)
     assert k.sysctl((1, 10)) == k.hostname  # by MIB: CTL_KERN, KERN_HOSTNAME
 
 

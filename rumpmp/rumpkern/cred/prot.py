@@ -27,6 +27,7 @@ from rumpmp.sys.proc import (
     P_PPID,
     P_RTIME,
 )
+from rumpmp.sys.sysctl import kinfo_proc2
 
 
 def rump_sys_getpid() -> int:
@@ -146,9 +147,9 @@ def proc_setcomm(name: str) -> None:
     arena.set_str(curproc_word(arena) * 8 + P_COMM * 8, COMM_LEN, name)
 
 
-def proc2(arena: Arena, _: int) -> list[tuple[int, int, int, int, str, float]]:
-    """kern.proc2 (computed when read): (pid, ppid, uid, gid, name, seconds its
-    system calls ran) of every process."""
+def proc2(arena: Arena, _: int) -> list[kinfo_proc2]:
+    """kern.proc2 (computed when read): every process (pid, ppid, uid, gid, name,
+    seconds its system calls ran)."""
     t = tables(arena)
     w = arena.w
     out = []
@@ -158,7 +159,7 @@ def proc2(arena: Arena, _: int) -> list[tuple[int, int, int, int, str, float]]:
             cred = kauth.proc_cred(arena, p)
             name = arena.get_str(p * 8 + P_COMM * 8, COMM_LEN)
             ids = kauth.kauth_cred_geteuid(cred), kauth.kauth_cred_getegid(cred)
-            out.append((w[p + P_PID], w[p + P_PPID], *ids, name, w[p + P_RTIME] / 1e9))
+            out.append(kinfo_proc2(w[p + P_PID], w[p + P_PPID], *ids, name, w[p + P_RTIME] / 1e9))
     finally:
         t.lock.exit()
     return out

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,6 +30,7 @@ from rumpmp.rumpkern.sched import scheduler
 from rumpmp.sys import sysctl as S
 from rumpmp.sys.file import NFILE
 from rumpmp.sys.proc import NPROC
+from rumpmp.sys.time import timespec
 
 Mib = tuple[int, ...]
 Node = str | Mib
@@ -46,6 +46,12 @@ _SCHED_STAT = 1  # kern.sched.cpuN.<counter>: value = 16 * cpu + the counter's i
 _PROC2 = 2  # kern.proc2: every process, as a list
 _LOCKSTAT = 3  # kern.lockstat.stats: lockstat's rows (LockStat fields, as tuples)
 _EVCNT = 4  # kern.evcnt: (group, name, count) of every event counter, as vmstat -e reads
+
+#: The struct nodes read as named tuples (the rest as their bytes).
+_STRUCTS: dict[str, Callable[[bytes], object]] = {
+    "kern.boottime": lambda data: timespec._make(S.TIMESPEC.unpack(data)),
+    "kern.clockrate": lambda data: S.clockinfo._make(S.CLOCKINFO.unpack(data)),
+}
 
 _LIMITS = {S.CTLTYPE_INT: (-(2**31), 2**31 - 1), S.CTLTYPE_QUAD: (-(2**63), 2**63 - 1)}
 _TYPE_NAMES = {
@@ -178,7 +184,10 @@ def _read(t: _Tree, i: int) -> object:
     if ctype in _LIMITS:
         return w[r + S.N_VALUE]
     data = bytes(t.arena.buf[w[r + S.N_DATA] : w[r + S.N_DATA] + w[r + S.N_LEN]])
-    return data.decode() if ctype == S.CTLTYPE_STRING else data
+    if ctype == S.CTLTYPE_STRING:
+        return data.decode()
+    decode = _STRUCTS.get(t.full_name(i))
+    return decode(data) if decode is not None else data
 
 
 def _store(t: _Tree, i: int, value: object) -> None:
@@ -455,9 +464,9 @@ def sysctl_init(arena: Arena, ostype: str, osrelease: str, version: str, memlimi
         flags=S.CTLFLAG_READWRITE | perm, size=S.MAXHOSTNAMELEN, data_off=_arena.HOSTNAME_OFF,
     )  # fmt: skip
     hz = w[_arena.H_HZ]
-    clockinfo = struct.pack("<5i", hz, 1_000_000 // hz, 0, hz, hz)  # hz tick tickadj stathz profhz
+    clockinfo = S.CLOCKINFO.pack(*S.clockinfo(hz, 1_000_000 // hz, 0, hz, hz))
     create("kern", "clockrate", S.CTLTYPE_STRUCT, S.KERN_CLOCKRATE, clockinfo)
-    boottime = struct.pack("<qq", w[_arena.H_BOOT_SEC], w[_arena.H_BOOT_NSEC])
+    boottime = S.TIMESPEC.pack(w[_arena.H_BOOT_SEC], w[_arena.H_BOOT_NSEC])
     create("kern", "boottime", S.CTLTYPE_STRUCT, S.KERN_BOOTTIME, boottime)
     create("", "hw", node, S.CTL_HW, flags=perm)
     create("hw", "ncpu", S.CTLTYPE_INT, S.HW_NCPU, arena.ncpu)
