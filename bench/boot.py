@@ -1,7 +1,9 @@
 """Boot-to-ready of 1, 2, 4, 8 CPUs beside the floor, and the whole CLI beside a bare import.
 
 The floor: forking the same number of bare processes that each post a semaphore,
-and waiting for all the posts.  Run: ``python -m bench.boot``.
+and waiting for all the posts.  And boot beside the last tree whose CPUs were forked
+from the host itself (FORKED_FROM_HOST, before the fork server of issue 26).
+Run: ``python -m bench.boot``.
 """
 
 from __future__ import annotations
@@ -18,8 +20,27 @@ import multiprocess
 import posix_ipc
 
 import rumpmp
+from bench import baseline
 
 REPEAT = 7
+#: The last commit whose CPUs were forked from the host (before the fork server).
+FORKED_FROM_HOST = "a6d0c1b"
+ROUNDS = 3
+
+#: Run in a program of its own against a tree: the first boot of the program and
+#: the median of the later ones, in ms.
+_BOOTS = """
+import json, statistics, sys, time
+import rumpmp
+assert rumpmp.__file__.startswith(sys.argv[1]), rumpmp.__file__
+n, times = int(sys.argv[2]), []
+for _ in range(16):
+    start = time.perf_counter()
+    k = rumpmp.boot(n)
+    times.append((time.perf_counter() - start) * 1e3)
+    k.halt()
+print(json.dumps({"first": times[0], "later": statistics.median(times[1:])}))
+"""
 
 
 def _post(name: str) -> None:
@@ -87,6 +108,38 @@ def rows() -> list[tuple[str, str, str, str]]:
     bare = [sys.executable, "-c", "import multiprocess, posix_ipc, cloudpickle"]
     ours, floor = median_ms(command_once, cli), median_ms(command_once, bare)
     out.append(_row("`python -m rumpmp boot --ncpu 8`", ours, floor, "bare imports"))
+    return out + fork_server_rows()
+
+
+def against_forked_from_host(n: int) -> tuple[dict, dict]:
+    """Boot times (first, later) of this tree and of FORKED_FROM_HOST, each program
+    alternating with the other, medians over ROUNDS programs."""
+    now: list[dict] = []
+    before: list[dict] = []
+    with baseline.tree(FORKED_FROM_HOST) as old:
+        for _ in range(ROUNDS):
+            before.append(baseline.run_in(old, _BOOTS, str(n)))
+            now.append(baseline.run_in(baseline.ROOT, _BOOTS, str(n)))
+
+    def medians(runs: list[dict]) -> dict:
+        return {k: statistics.median(r[k] for r in runs) for k in ("first", "later")}
+
+    return medians(now), medians(before)
+
+
+def fork_server_rows() -> list[tuple[str, str, str, str]]:
+    out = []
+    for n in (1, 8):
+        now, before = against_forked_from_host(n)
+        for which in ("later", "first"):
+            out.append(
+                (
+                    f"boot {n} CPUs, {which} boots of a program, fork server (target: no worse)",
+                    f"{now[which]:.1f} ms",
+                    f"{before[which]:.1f} ms forked from the host ({FORKED_FROM_HOST})",
+                    f"{now[which] / before[which]:.2f}x",
+                )
+            )
     return out
 
 

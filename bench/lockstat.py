@@ -13,15 +13,13 @@ host core) and unplaced (as a user runs it).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pathlib
 import statistics
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 
+from bench import baseline
 from rumpmp import torture
 
 #: The last commit before issue 25 (lockstat and the trace).
@@ -32,55 +30,32 @@ RUNS = 3
 DURATION = 2.0
 PLACEMENTS = ("pinned", "unplaced")
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-
 #: Run in a fresh program, from a tree: boot one CPU, time the uncontended pair (the
 #: tree's own bench.locks loop), print the median ns.
 _SCRIPT = """
 import json, os, statistics, sys
-if sys.argv[1] == "pinned":
+if sys.argv[2] == "pinned":
     os.sched_setaffinity(0, {0})
 import rumpmp
 from bench.locks import kernel_uncontended
-assert rumpmp.__file__.startswith(sys.argv[2]), rumpmp.__file__
+assert rumpmp.__file__.startswith(sys.argv[1]), rumpmp.__file__
 with rumpmp.boot(1, lockdebug=False) as k:
     runs = [k.run(kernel_uncontended, int(sys.argv[3])) for _ in range(5)]
 print(json.dumps(statistics.median(runs)))
 """
 
 
-@contextlib.contextmanager
-def baseline_tree() -> Iterator[pathlib.Path]:
-    """The BASELINE revision's files, unpacked in a temporary directory."""
-    with tempfile.TemporaryDirectory() as d:
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", BASELINE], capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", d], input=archive, check=True)
-        yield pathlib.Path(d)
-
-
-def _pairs_ns(tree: pathlib.Path, placement: str) -> float:
-    env = {**os.environ, "PYTHONPATH": str(tree), "RUMP_LOCKDEBUG": "0"}
-    out = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, placement, str(tree), str(UNCONTENDED)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-        cwd=tree,  # (a -c program imports from its working directory first)
-        timeout=120,
-    ).stdout
-    return float(json.loads(out))
+def _pairs_ns(where: pathlib.Path, placement: str) -> float:
+    return float(baseline.run_in(where, _SCRIPT, placement, str(UNCONTENDED)))
 
 
 def uncontended(placement: str) -> tuple[float, float]:
     """Median ns of a pair: (this tree, BASELINE), rounds alternating."""
     now, before = [], []
-    with baseline_tree() as old:
+    with baseline.tree(BASELINE) as old:
         for _ in range(ROUNDS):
             before.append(_pairs_ns(old, placement))
-            now.append(_pairs_ns(ROOT, placement))
+            now.append(_pairs_ns(baseline.ROOT, placement))
     return statistics.median(now), statistics.median(before)
 
 

@@ -31,6 +31,17 @@ def entry_points(group: str) -> list[tuple[str, str]]:
     return _found[group]
 
 
+def scanned() -> dict[str, list[tuple[str, str]]]:
+    """The entry points this process has scanned, by group (a process that starts a
+    new one hands them over, sparing it the scan)."""
+    return dict(_found)
+
+
+def adopt(found: dict[str, list[tuple[str, str]]]) -> None:
+    """Take over another process's scan (``scanned``)."""
+    _found.update(found)
+
+
 def load(value: str) -> Any:
     """The object an entry point names ("module:attribute" or "module")."""
     module, _, attribute = value.partition(":")

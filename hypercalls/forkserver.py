@@ -32,14 +32,21 @@ import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import cloudpickle
 
+from hypercalls import dl
+
 #: The largest request: a function and arguments pickled, the environment and path.
 MAX_REQUEST = 1 << 20
+#: How often an idle server with work announced ahead does a step of it (s), and
+#: how long it keeps at it before it gives up (a boot that failed never comes).
+AHEAD_POLL = 0.0002
+AHEAD_LIMIT = 10.0
 _PID = struct.Struct("<q")
 _STATUS = struct.Struct("<i")
 _GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -148,7 +155,24 @@ def _forget_server() -> None:
 os.register_at_fork(after_in_child=_forget_server)
 
 
+def ahead(
+    key: str,
+    func: Callable[..., tuple[Callable[[], bool], Callable[[], None]]],
+    args: tuple,
+    preload: Sequence[str] = (),
+) -> None:
+    """Have the server start on work a later ``spawn_group(key, ...)`` needs, while
+    this process does something else: ``func(*args)`` returns (step, release); the
+    server calls ``step()`` whenever it is idle, until the group comes (whose
+    ``prepare`` takes the work over) or, if it returns False or AHEAD_LIMIT seconds
+    pass, it calls ``release()``."""
+    message = cloudpickle.dumps(("ahead", key, func, args))
+    with _lock:
+        _start(preload).send(message)
+
+
 def spawn_group(
+    key: str,
     target: Callable[..., object],
     args: Sequence[tuple],
     names: Sequence[str],
@@ -163,8 +187,8 @@ def spawn_group(
     semaphores open) is done there once.  A server started for this imports
     ``preload`` first."""
     request = cloudpickle.dumps(
-        (target, list(args), prepare, dict(os.environ), os.getcwd(), list(sys.path),
-         _host_modules())
+        ("spawn", key, target, list(args), prepare, dict(os.environ), os.getcwd(),
+         list(sys.path), _host_modules(), dl.scanned())
     )  # fmt: skip
     pipes = [os.pipe() for _ in args]
     null = os.open(os.devnull, os.O_RDWR)
@@ -235,6 +259,8 @@ class _Server:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.children: dict[int, int] = {}  # pid -> the write end of its status pipe
+        # key -> (a step of work announced ahead, what undoes it, when to give it up)
+        self.ahead: dict[str, tuple[Callable[[], bool], Callable[[], None], float]] = {}
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         signal.set_wakeup_fd(self.wake_w)
@@ -242,7 +268,8 @@ class _Server:
 
     def run(self) -> None:
         while True:
-            ready, _, _ = select.select([self.sock.fileno(), self.wake_r], [], [])
+            idle = AHEAD_POLL if self.ahead else None
+            ready, _, _ = select.select([self.sock.fileno(), self.wake_r], [], [], idle)
             if self.wake_r in ready:
                 os.read(self.wake_r, 512)
                 self.reap()
@@ -253,7 +280,22 @@ class _Server:
                     return
                 if not data:
                     return  # the host has gone
-                self.fork(data, fds)
+                message = pickle.loads(data)
+                if message[0] == "ahead":
+                    _, key, func, args = message
+                    step, release = func(*args)
+                    self.ahead[key] = (step, release, time.monotonic() + AHEAD_LIMIT)
+                else:
+                    self.fork(_Request(*message[1:]), fds)
+            elif self.ahead:
+                self.work_ahead()
+
+    def work_ahead(self) -> None:
+        """A step of each preparation the host announced (while it is busy elsewhere)."""
+        for key, (step, release, give_up) in list(self.ahead.items()):
+            if not step() or time.monotonic() > give_up:  # (the group is not coming)
+                del self.ahead[key]
+                release()
 
     def reap(self) -> None:
         while True:
@@ -269,8 +311,8 @@ class _Server:
                     os.write(w, _STATUS.pack(os.waitstatus_to_exitcode(status)))
                 os.close(w)
 
-    def fork(self, data: bytes, fds: list[int]) -> None:
-        request = _Request(*pickle.loads(data))
+    def fork(self, request: _Request, fds: list[int]) -> None:
+        self.ahead.pop(request.key, None)  # (its preparation is finished now)
         n = len(request.args)
         stdio, status, passed = fds[:3], fds[3 : 3 + n], fds[3 + n :]
         per_child = len(passed) // n
@@ -342,8 +384,9 @@ def _close_all_but(keep: set[int]) -> None:
 class _Request(NamedTuple):
     """What the host asks for: ``target(*a)`` for each ``a`` in ``args``, in its
     environment, working directory and import path, with the modules it has
-    imported, after ``prepare``."""
+    imported, after ``prepare``; ``key`` ends the work announced ahead for it."""
 
+    key: str
     target: Callable[..., object]
     args: list[tuple]
     prepare: tuple[Callable[..., Callable[[], None]], tuple] | None
@@ -351,6 +394,7 @@ class _Request(NamedTuple):
     cwd: str
     path: list[str]
     modules: list[str]
+    entry_points: dict[str, list[tuple[str, str]]]
 
     def prepare_imports(self) -> None:
         """In the server: the host's directory and path, and its modules imported."""
@@ -360,6 +404,7 @@ class _Request(NamedTuple):
             if module not in sys.modules:
                 with contextlib.suppress(Exception):
                     importlib.import_module(module)
+        dl.adopt(self.entry_points)
 
 
 if __name__ == "__main__":

@@ -83,7 +83,19 @@ def detach_stdio_if_daemon() -> None:
     os.close(null)
 
 
+def ahead(
+    key: str,
+    func: Callable[..., tuple[Callable[[], bool], Callable[[], None]]],
+    args: tuple,
+    preload: Sequence[str] = (),
+) -> None:
+    """Have the fork server start on what ``spawn_group(key, ...)`` will need (see
+    ``forkserver.ahead``)."""
+    forkserver.ahead(key, func, args, preload)
+
+
 def spawn_group(
+    key: str,
     target: Callable[..., object],
     args: Sequence[tuple],
     names: Sequence[str],
@@ -93,7 +105,7 @@ def spawn_group(
 ) -> list[ServedProcess]:
     """Fork a process per ``args[i]`` running ``target(*args[i], *fds)``, ``fds``
     being its copies of ``pass_fds[i]`` (see ``forkserver.spawn_group``)."""
-    return forkserver.spawn_group(target, args, names, pass_fds, prepare, preload)
+    return forkserver.spawn_group(key, target, args, names, pass_fds, prepare, preload)
 
 
 def watch_parent(lifeline_fd: int, on_death: Callable[[], None]) -> None:

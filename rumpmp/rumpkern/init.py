@@ -320,6 +320,9 @@ def rump__init(
         f"{PREFIX_STEM}{param.getpid()}-{next(_kernel_seq)}-{name_tag()}{rnd.getrandom(3).hex()}."
     )
     arena = Arena.create(prefix, _regions(p), DEFAULT_NSLOTS)
+    # The fork server opens the kernel's semaphores while the kernel is set up here,
+    # so that the CPUs it forks have them open, as a fork from here would have.
+    proc.ahead(prefix, cpu.cpu_preopen, (prefix,), CPU_PRELOAD)
     booted = Booted(arena, p, timings=timings)
     try:
         _setup_kernel(arena, p)
@@ -410,6 +413,7 @@ def _start_cpus(booted: Booted) -> None:
     booted.channels = [sp.Channel() for _ in range(arena.ncpu)]
     n = range(arena.ncpu)
     booted.procs = proc.spawn_group(
+        arena.prefix,
         cpu.cpu_main,
         [(arena.prefix, i, PERCPU_INIT) for i in n],
         [f"rumpmp-cpu{i}" for i in n],

@@ -79,6 +79,31 @@ def cpu_prepare(prefix: str, slots: list[int]) -> Callable[[], None]:
     return arena.forget
 
 
+def cpu_preopen(prefix: str) -> tuple[Callable[[], bool], Callable[[], None]]:
+    """In the fork server while the host sets a kernel up: open the kernel's
+    semaphores as the host creates them (slots are handed out in order at boot).
+    Returns the step to repeat (False once the kernel has gone) and what lets go of
+    the kernel if its CPUs are never asked for."""
+    try:
+        arena = Arena.attach(prefix)
+    except OSError:
+        return (lambda: False), (lambda: None)
+    pool, nxt = arena.pool, [1]
+
+    def step() -> bool:
+        for _ in range(16):
+            try:
+                pool.sem(nxt[0])
+            except FileNotFoundError:
+                return True  # not created yet (or the kernel is gone: the limit ends it)
+            except hypercalls.sync.Shutdown:
+                return False
+            nxt[0] += 1
+        return True
+
+    return step, arena.forget
+
+
 def cpu_main(prefix: str, cpu: int, percpu_init: list, lifeline_fd: int, channel_fd: int) -> None:
     """Body of a vCPU process: attach, initialise, report ready, run lwps until halt.
     The channel at ``channel_fd`` brings it the remote clients' connections the host
