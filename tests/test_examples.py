@@ -1,5 +1,6 @@
-"""Every Python example of the README runs, each as a program of its own (or, for the
-pytest example, as a test file; for the client example, against a server)."""
+"""Every Python example of the README and the documentation site runs, each as a
+program of its own (or, for a pytest example, as a test file; for a client example,
+against a server); and the site builds with ``mkdocs build --strict``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ import pytest
 from tests.helpers import wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+EXAMPLES = [
+    (page.relative_to(ROOT), i, block)
+    for page in PAGES
+    if page.is_file() and not page.is_symlink() and "plots" not in page.parts
+    for i, block in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), re.S))
+]
+BLOCKS = [block for _, _, block in EXAMPLES]
 COMPONENT = next(b for b in BLOCKS if b.startswith("# hello_component/__init__.py"))
 
 
@@ -48,8 +56,8 @@ def run(argv: list[str], cwd: pathlib.Path, env: dict[str, str]) -> subprocess.C
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"example{i}" for i in range(len(BLOCKS))])
-def test_the_readme_example_runs(block, tmp_path):
+@pytest.mark.parametrize("block", BLOCKS, ids=[f"{page}:{i}" for page, i, _ in EXAMPLES])
+def test_the_example_runs(block, tmp_path):
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
     env.pop("RUMP_LOCKDEBUG", None)  # as a user runs it
     install_component(tmp_path)
@@ -74,3 +82,31 @@ def test_the_readme_example_runs(block, tmp_path):
             run([sys.executable, "-c", block], tmp_path, env)
         finally:
             run([sys.executable, "-m", "rumpmp", "halt"], tmp_path, env)
+
+
+@pytest.mark.timeout(180)
+def test_the_documentation_site_builds_strictly(tmp_path):
+    pytest.importorskip(
+        "mkdocs", reason="the docs extra is not installed (pip install -e '.[docs]')"
+    )
+    pytest.importorskip("mkdocstrings", reason="the docs extra is not installed")
+    out = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=ROOT, capture_output=True, text=True, timeout=170,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (tmp_path / "site" / "reference" / "api" / "index.html").exists()
+
+
+def test_the_readme_is_a_landing_page():
+    """At most 200 lines, and every link into the docs leads to a page."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    links = re.findall(r"\]\((docs/[^)#]+)", text)
+    assert links and all((ROOT / link).is_file() for link in links), links
+    ci = (ROOT / ".ci" / "run").read_text()
+    for command in re.findall(r"```sh\n(python3 -m pip install .*?)\n(python3 -m pytest)\n", text)[
+        0
+    ]:
+        assert command.replace("pip install", "pip install -q") in ci or command in ci
