@@ -19,7 +19,7 @@ import select
 import signal
 from collections.abc import Callable, Sequence
 
-from hypercalls import forkserver, thread
+from hypercalls import thread
 from hypercalls.forkserver import ServedProcess
 
 #: Write ends of every lifeline this process holds; a forked child closes them all,
@@ -81,31 +81,6 @@ def detach_stdio_if_daemon() -> None:
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
-
-
-def ahead(
-    key: str,
-    func: Callable[..., tuple[Callable[[], bool], Callable[[], None]]],
-    args: tuple,
-    preload: Sequence[str] = (),
-) -> None:
-    """Have the fork server start on what ``spawn_group(key, ...)`` will need (see
-    ``forkserver.ahead``)."""
-    forkserver.ahead(key, func, args, preload)
-
-
-def spawn_group(
-    key: str,
-    target: Callable[..., object],
-    args: Sequence[tuple],
-    names: Sequence[str],
-    pass_fds: Sequence[Sequence[int]],
-    prepare: tuple[Callable[..., Callable[[], None]], tuple] | None = None,
-    preload: Sequence[str] = (),
-) -> list[ServedProcess]:
-    """Fork a process per ``args[i]`` running ``target(*args[i], *fds)``, ``fds``
-    being its copies of ``pass_fds[i]`` (see ``forkserver.spawn_group``)."""
-    return forkserver.spawn_group(key, target, args, names, pass_fds, prepare, preload)
 
 
 def watch_parent(lifeline_fd: int, on_death: Callable[[], None]) -> None:

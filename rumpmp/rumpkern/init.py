@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import hypercalls
-from hypercalls import clock, param, proc, rnd, shm, sp
+from hypercalls import clock, forkserver, param, proc, rnd, shm, sp
 from rumpmp.rumpkern.base import arena as _arena
 from rumpmp.rumpkern.base import clock as kern_clock
 from rumpmp.rumpkern.base import evcnt, kernhist, msgbuf
@@ -322,7 +322,7 @@ def rump__init(
     arena = Arena.create(prefix, _regions(p), DEFAULT_NSLOTS)
     # The fork server opens the kernel's semaphores while the kernel is set up here,
     # so that the CPUs it forks have them open, as a fork from here would have.
-    proc.ahead(prefix, cpu.cpu_preopen, (prefix,), CPU_PRELOAD)
+    forkserver.ahead(prefix, cpu.cpu_preopen, (prefix,), CPU_PRELOAD)
     booted = Booted(arena, p, timings=timings)
     try:
         _setup_kernel(arena, p)
@@ -412,7 +412,7 @@ def _start_cpus(booted: Booted) -> None:
     booted.lifeline = proc.Lifeline()
     booted.channels = [sp.Channel() for _ in range(arena.ncpu)]
     n = range(arena.ncpu)
-    booted.procs = proc.spawn_group(
+    booted.procs = forkserver.spawn_group(
         arena.prefix,
         cpu.cpu_main,
         [(arena.prefix, i, PERCPU_INIT) for i in n],
