@@ -10,12 +10,17 @@ the server would keep), else started afresh (``python -m hypercalls.forkserver``
 Either way it has the kernel's modules imported, so a CPU starts with its code
 loaded, as a fork from the host did.
 
-A request carries what a fork from the host would have given the CPU: the function
-and arguments (pickled), the host's environment, working directory and import path,
-its standard input, output and error, and the descriptors the CPU needs (passed with
-SCM_RIGHTS over a SOCK_SEQPACKET socket).  The server answers with the child's pid.
-It reaps its children and writes each one's exit code to a pipe whose read end the
-host holds: the host waits on that pipe as on a child's sentinel.
+A request asks for a group of children (a kernel's CPUs) and carries what a fork
+from the host would have given them: the function and each child's arguments
+(pickled), the host's environment, working directory, import path and entry-point
+scan, its standard input, output and error, and each child's descriptors (passed
+with SCM_RIGHTS over a SOCK_SEQPACKET socket), and what to prepare first (the
+kernel attached, its semaphores opened: then every child inherits them).  Work can
+be announced ahead (``ahead``), for the server to do while the host is busy.  The
+server answers with the children's pids.  It reaps its children and writes each
+one's exit code to a pipe whose read end the host holds: the host waits on that
+pipe as on a child's sentinel.  If the server dies, the next request starts a new
+one.
 """
 
 from __future__ import annotations
@@ -85,9 +90,6 @@ class ServedProcess:
                 data = os.read(self.sentinel, _STATUS.size)
                 # No status: the server died before it could reap the child.
                 self._exitcode = _STATUS.unpack(data)[0] if data else -signal.SIGKILL
-
-    def is_alive(self) -> bool:
-        return self.exitcode is None
 
     def close(self) -> None:
         """Let go of the sentinel (the host, once it waits for the child no more)."""
@@ -168,7 +170,10 @@ def ahead(
     pass, it calls ``release()``."""
     message = cloudpickle.dumps(("ahead", key, func, args))
     with _lock:
-        _start(preload).send(message)
+        try:
+            _start(preload).send(message)
+        except OSError:  # the server is gone: the group will start a new one
+            _forget_server()
 
 
 def spawn_group(
@@ -211,6 +216,8 @@ def spawn_group(
     if len(reply) != _PID.size * len(args):
         for r, _ in pipes:
             os.close(r)
+        with _lock:
+            _forget_server()  # (the next request starts a new server)
         raise OSError(errno.ECHILD, error)
     pids = [_PID.unpack_from(reply, i * _PID.size)[0] for i in range(len(args))]
     return [
