@@ -56,8 +56,8 @@ _PID = struct.Struct("<q")
 _STATUS = struct.Struct("<i")
 _GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
-#: This process's connection to its fork server: (owner pid, socket), or None.
-_server: tuple[int, socket.socket] | None = None
+#: This process's fork server: (this process's pid, the socket, the server's pid).
+_server: tuple[int, socket.socket, int] | None = None
 _lock = threading.Lock()
 
 
@@ -116,10 +116,15 @@ def _start(preload: Sequence[str]) -> socket.socket:
             host.close()
             _serve_forever(served, preload)
     else:
-        _exec_server(served, preload)
+        pid = _exec_server(served, preload)
     served.close()
-    _server = (os.getpid(), host)
+    _server = (os.getpid(), host, pid)
     return host
+
+
+def server_pid() -> int | None:
+    """This process's fork server's pid, if it has one."""
+    return _server[2] if _server is not None and _server[0] == os.getpid() else None
 
 
 def _importing() -> bool:
@@ -131,11 +136,11 @@ def _importing() -> bool:
     )
 
 
-def _exec_server(served: socket.socket, preload: Sequence[str]) -> None:
+def _exec_server(served: socket.socket, preload: Sequence[str]) -> int:
     served.set_inheritable(True)
     null = os.open(os.devnull, os.O_RDWR)
     try:
-        os.posix_spawn(
+        return os.posix_spawn(
             sys.executable,
             [sys.executable, "-m", "hypercalls.forkserver", str(served.fileno()), *preload],
             dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)),
@@ -146,11 +151,15 @@ def _exec_server(served: socket.socket, preload: Sequence[str]) -> None:
 
 
 def _forget_server() -> None:
-    """In a forked child of the host: the server is its parent's."""
+    """Let go of the server: in a forked child of the host (it is its parent's), or
+    once it has died (reaped, if it was this process's child)."""
     global _server
     if _server is not None:
         with contextlib.suppress(OSError):
             _server[1].close()
+        if _server[0] == os.getpid():
+            with contextlib.suppress(OSError):
+                os.waitpid(_server[2], os.WNOHANG)
     _server = None
 
 

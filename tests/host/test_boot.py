@@ -254,3 +254,19 @@ def test_boot_forks_no_thread_of_a_threaded_host(tmp_path):
         capture_output=True, text=True, timeout=50, cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.timeout(60)
+def test_a_fork_server_that_died_is_replaced(rump_boot):
+    """SIGKILL the fork server: the next boot starts a new one and boots."""
+    import signal
+
+    from hypercalls import forkserver
+
+    rump_boot(1).halt()
+    dead = forkserver.server_pid()
+    assert dead is not None
+    os.kill(dead, signal.SIGKILL)
+    k = rump_boot(2)
+    assert k.run(sum, [2, 3]) == 5
+    assert forkserver.server_pid() not in (None, dead)
