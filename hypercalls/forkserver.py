@@ -210,9 +210,18 @@ def spawn_group(
         stdio = [fd if _valid(fd) else null for fd in (0, 1, 2)]
         fds = [*stdio, *(w for _, w in pipes), *(fd for group in pass_fds for fd in group)]
         with _lock:
-            sock = _start(preload)
-            socket.send_fds(sock, [request], fds)
-            reply = sock.recv(_PID.size * len(args))
+            for attempt in (1, 2):  # (a server found dead is replaced once)
+                try:
+                    sock = _start(preload)
+                    socket.send_fds(sock, [request], fds)
+                    reply = sock.recv(_PID.size * len(args))
+                except OSError:
+                    if attempt == 2:
+                        raise
+                    reply = b""
+                if reply:
+                    break
+                _forget_server()
     except OSError as e:
         reply = b""
         error = f"the fork server is gone: {e.strerror or e}"
