@@ -387,11 +387,11 @@ def test_a_stalled_run_says_which_lwps_did_not_finish(monkeypatch, no_leak):
     r = torture.run("mutex", ncpu=2, duration=0.5, seed=3, perturb=False)
     assert not r.success
     left = r.unfinished
-    # The frozen CPU's lwps are left; CPU 0's only when one frozen there holds the lock
-    # (seen in CI: frozen between mutex_enter and mutex_exit, CPU 0's writers wait on it).
-    cpus = {u["cpu"] for u in left}
-    assert 1 in cpus and {u["role"] for u in left} == {"writer"}
-    assert cpus == {1} or any(u["holds"] for u in left if u["cpu"] == 1), left
+    # Every lwp of the frozen CPU is left.  CPU 0's may be too: the frozen process
+    # may hold what they need (the torture lock, seen in CI; or a spin lock of the
+    # kernel's own, as a SIGSTOP lands anywhere).
+    assert {u["index"] for u in left if u["cpu"] == 1} == {1, 3}, left
+    assert {u["role"] for u in left} == {"writer"}
     assert all(u["lwp"] > 0 and u["state"] for u in left)
     text = "\n".join(r.lines())
     assert "did not finish" in text and "replay:" in text
