@@ -52,6 +52,17 @@ def kwait_for(cond, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def forked(target, args: list[tuple], pass_fds: list[tuple] | None = None) -> list:
+    """Run ``target(*args[i])`` in a process each, forked by the fork server (as the
+    CPUs are: the test process has threads, and Python 3.12 warns of a fork from
+    it); their ServedProcess objects (join, exitcode)."""
+    from hypercalls import forkserver
+
+    key = f"test-{os.getpid()}-{time.monotonic_ns()}"
+    names = [f"test{i}" for i in range(len(args))]
+    return forkserver.spawn_group(key, target, args, names, pass_fds or [()] * len(args))
+
+
 def errno_of(call, *args) -> int:
     """The errno of the OSError ``call(*args)`` raises (failing if it raises none)."""
     with pytest.raises(OSError) as info:

@@ -8,10 +8,10 @@ import os
 import threading
 import time
 
-import multiprocess
 import pytest
 
 from hypercalls import shm, sync
+from tests.helpers import forked
 
 PROCS = 4
 
@@ -28,13 +28,11 @@ def pool():
 
 def run_in_processes(target, *args, n: int = PROCS) -> None:
     """Run target(i, *args) in n forked processes; each must exit 0 within the bound."""
-    ctx = multiprocess.get_context("fork")
-    procs = [ctx.Process(target=_child, args=(target, i, args)) for i in range(n)]
-    for p in procs:
-        p.start()
+    procs = forked(_child, [(target, i, args) for i in range(n)])
     for p in procs:
         p.join(50)
         assert p.exitcode == 0, f"child exited {p.exitcode}"
+        p.close()
 
 
 def _child(target, i, args) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
-import multiprocess
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hypercalls import shm, sync, waitq
+from tests.helpers import forked
 
 LINK = 1  # records of 4 words: [key, next, prev, spare]
 Q = 2  # the list's head and tail words
@@ -151,13 +151,11 @@ def test_one_list_shared_by_four_processes_stays_whole():
         seg = shm.Segment.create(prefix + "list", 8 * (RECORDS + 4 * 64))
         w = seg.buf.cast("q")
         w[0] = sync.Mutex(pool).slot
-        ctx = multiprocess.get_context("fork")
-        procs = [ctx.Process(target=_worker, args=(prefix, i)) for i in range(PROCS)]
-        for p in procs:
-            p.start()
+        procs = forked(_worker, [(prefix, i) for i in range(PROCS)])
         for p in procs:
             p.join(50)
             assert p.exitcode == 0
+            p.close()
         members = list(waitq.items(w, Q, LINK))
         assert len(members) == len(set(members)) == w[1]
         assert w[Q + 1] == (members[-1] if members else 0)

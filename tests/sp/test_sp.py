@@ -24,7 +24,7 @@ from hypercalls import shm
 from rumpmp import rumpclient
 from rumpmp.kern import O_CREAT, O_RDONLY, O_WRONLY
 from rumpmp.sp import wire
-from tests.helpers import assert_no_leak, errno_of, wait_for
+from tests.helpers import assert_no_leak, errno_of, forked, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 pytestmark = pytest.mark.timeout(120)
@@ -183,22 +183,23 @@ def _as_user(uid: int, gid: int, fn) -> str:
     """``fn()`` in a forked child running as ``uid``/``gid`` (the test's Python may
     not be executable by them); its result, as text, through a pipe."""
     r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-            os.write(w, str(fn()).encode())
-        except BaseException as e:  # noqa: BLE001 - the parent reads what went wrong
-            os.write(w, f"error {e!r}".encode())
-        os._exit(0)
+    (child,) = forked(_as_user_child, [(uid, gid, fn)], [(w,)])
     os.close(w)
     with os.fdopen(r) as f:
         out = f.read()
-    os.waitpid(pid, 0)
+    child.join(30)
+    child.close()
     return out
+
+
+def _as_user_child(uid: int, gid: int, fn, w: int) -> None:
+    try:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+        os.write(w, str(fn()).encode())
+    except BaseException as e:  # noqa: BLE001 - the parent reads what went wrong
+        os.write(w, f"error {e!r}".encode())
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to run a client as another user")
