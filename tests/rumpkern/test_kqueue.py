@@ -36,7 +36,6 @@ def test_pipe_wrong_end(rump_kernel, end, filt):
     assert s.kevent(kq, None, 1, 0) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 27: EV_EOF with data 0 once the reader is gone")
 def test_write_pipe1(rump_kernel):
     """write/t_pipe.c pipe1: EVFILT_WRITE on a pipe whose reader has gone."""
     s = rump_kernel.sys
@@ -220,3 +219,56 @@ def test_scan1(rump_boot):
     upstream)."""
     k = rump_boot(4)
     assert k.run(scan1, cpu=0) == [NKEVENT_CALLS, NKEVENT_CALLS]
+
+
+# -- EVFILT_TIMER as t_timer.c and t_oneshot.c expect it (issue 27) ----------------------
+
+
+def _timer_modify(scale: float) -> tuple[int, int, int]:
+    """t_timer.c modify, its times scaled by ``scale``: a 500 ms timer read after 5 s,
+    then EV_ADD again as a 4000 ms timer (re-armed: not active at once), read after
+    5 s.  Kernel code: kevent and nanosleep are the kernel's own calls."""
+    from rumpmp.kern import EV_ADD, EVFILT_TIMER, rump_sys_kevent, rump_sys_kqueue
+    from rumpmp.kern import rump_sys_nanosleep as nanosleep
+
+    def ms(n: int) -> int:
+        return int(n * scale)
+
+    def sleep(seconds: float) -> None:
+        nanosleep((int(seconds * scale), int(seconds * scale % 1 * 1e9)))
+
+    kq = rump_sys_kqueue()
+    rump_sys_kevent(kq, [(1, EVFILT_TIMER, EV_ADD, 0, ms(500), None)], 0, None)
+    sleep(5)
+    ((ident, _, _, _, first, _),) = rump_sys_kevent(kq, None, 1, 0)
+    assert ident == 1
+    rump_sys_kevent(kq, [(1, EVFILT_TIMER, EV_ADD, 0, ms(4000), None)], 0, None)
+    active = len(rump_sys_kevent(kq, None, 1, 0))
+    sleep(5)
+    ((_, _, _, _, second, _),) = rump_sys_kevent(kq, None, 1, 0)
+    return first, active, second
+
+
+@pytest.mark.timeout(60)
+def test_timer_modify(rump_kernel):
+    """kqueue/t_timer.c modify (times a fifth of upstream's): adding a timer again
+    with a new period restarts it with that period."""
+    first, active, second = rump_kernel.run(_timer_modify, 0.2, cpu=1)
+    assert 9 <= first <= 11
+    assert active == 0  # re-armed: the knote is no longer active
+    assert second == 1  # one 800 ms period in 1 s (upstream: 4 s in 5 s)
+
+
+def test_oneshot_udata(rump_kernel):
+    """kqueue/t_oneshot.c oneshot_udata: a one-shot 1 ms timer fires once (data 1),
+    however late it is read, and gives its udata back."""
+    from rumpmp.kern import EV_ONESHOT, EVFILT_TIMER
+
+    s = rump_kernel.sys
+    kq = s.kqueue()
+    udata = 0xBEEFCAFE
+    s.kevent(kq, [(1, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 1, udata)], 0, None)
+    s.nanosleep((0, 20_000_000))  # (read it 20 periods late: still one expiry)
+    ((ident, filt, _, _, data, got),) = s.kevent(kq, None, 1, None)
+    assert (ident, filt, data, got) == (1, EVFILT_TIMER, 1, udata)
+    assert s.kevent(kq, None, 1, 0) == []  # one-shot: gone

@@ -101,12 +101,13 @@ def _apply(notes: dict[tuple[int, int], list], change: tuple, resolve: Resolve) 
         return errno.EBADF
     if flags & F.EV_ADD:
         note = notes.get(key)
+        period = data * 1_000_000 if filt == F.EVFILT_TIMER else 0
+        if filt == F.EVFILT_TIMER and period <= 0:
+            return errno.EINVAL
         if note is None:
-            period = data * 1_000_000 if filt == F.EVFILT_TIMER else 0
-            if filt == F.EVFILT_TIMER and period <= 0:
-                return errno.EINVAL
-            deadline = clock.monotonic_ns() + period if period else 0
-            note = notes[key] = [0, fflags, 0, udata, -1, deadline, period]
+            note = notes[key] = [0, fflags, 0, udata, -1, 0, period]
+        if period:  # a timer added, or added again with a new period: (re)armed
+            note[_DEADLINE], note[_PERIOD] = clock.monotonic_ns() + period, period
         note[_FLAGS] = flags & (F.EV_ONESHOT | F.EV_CLEAR) | note[_FLAGS] & F.EV_DISABLE
         note[_UDATA], note[_FFLAGS] = udata, fflags
     elif key not in notes:
@@ -128,6 +129,8 @@ def _filter(
     if filt == F.EVFILT_TIMER:
         if now < note[_DEADLINE]:
             return False, 0, 0, 0
+        if note[_FLAGS] & F.EV_ONESHOT:  # it fires once, however late it is read
+            return True, 1, 0, 0
         return True, 1 + (now - note[_DEADLINE]) // note[_PERIOD], 0, 0
     target = resolve(ident)
     if target is None:

@@ -262,6 +262,8 @@ def _fo_kqfilter(
     if end != (READ_END if filt == EVFILT_READ else WRITE_END):
         return False, 0, 0, 0
     ready, data, eof, seq = pipe_state(arena, n, end, record)
+    if eof and end == WRITE_END:  # filt_pipewrite: the reader has gone, nothing fits
+        return True, 0, EV_EOF, seq
     return ready, data, EV_EOF if eof else 0, seq
 
 
