@@ -66,9 +66,8 @@ class ServedProcess:
     readable when it has exited, and its exit code (negative: the signal).  Any
     thread may ask; the sentinel stays open until ``close``."""
 
-    def __init__(self, pid: int, status_fd: int, name: str) -> None:
+    def __init__(self, pid: int, status_fd: int) -> None:
         self.pid = pid
-        self.name = name
         self.sentinel = status_fd
         self._exitcode: int | None = None
         self._lock = threading.Lock()
@@ -189,7 +188,6 @@ def spawn_group(
     key: str,
     target: Callable[..., object],
     args: Sequence[tuple],
-    names: Sequence[str],
     pass_fds: Sequence[Sequence[int]],
     prepare: tuple[Callable[..., Callable[[], None]], tuple] | None = None,
     preload: Sequence[str] = (),
@@ -209,38 +207,34 @@ def spawn_group(
     try:
         stdio = [fd if _valid(fd) else null for fd in (0, 1, 2)]
         fds = [*stdio, *(w for _, w in pipes), *(fd for group in pass_fds for fd in group)]
-        with _lock:
-            for attempt in (1, 2):  # (a server found dead is replaced once)
-                try:
-                    sock = _start(preload)
-                    socket.send_fds(sock, [request], fds)
-                    reply = sock.recv(_PID.size * len(args))
-                except OSError:
-                    if attempt == 2:
-                        raise
-                    reply = b""
-                if reply:
-                    break
-                _forget_server()
-    except OSError as e:
-        reply = b""
-        error = f"the fork server is gone: {e.strerror or e}"
-    else:
-        error = "the fork server is gone"
+        reply = _ask(request, fds, _PID.size * len(args), preload)
+    except OSError:
+        for r, _ in pipes:
+            os.close(r)
+        raise
     finally:
         for _, w in pipes:
             os.close(w)
         os.close(null)
-    if len(reply) != _PID.size * len(args):
-        for r, _ in pipes:
-            os.close(r)
-        with _lock:
-            _forget_server()  # (the next request starts a new server)
-        raise OSError(errno.ECHILD, error)
     pids = [_PID.unpack_from(reply, i * _PID.size)[0] for i in range(len(args))]
-    return [
-        ServedProcess(pid, r, name) for pid, (r, _), name in zip(pids, pipes, names, strict=True)
-    ]
+    return [ServedProcess(pid, r) for pid, (r, _) in zip(pids, pipes, strict=True)]
+
+
+def _ask(request: bytes, fds: list[int], size: int, preload: Sequence[str]) -> bytes:
+    """Send a request and its descriptors; the server's answer of ``size`` bytes.  A
+    server found dead is replaced once; ECHILD if the new one fails too."""
+    with _lock:
+        for _ in range(2):
+            try:
+                sock = _start(preload)
+                socket.send_fds(sock, [request], fds)
+                reply = sock.recv(size)
+            except OSError:
+                reply = b""
+            if len(reply) == size:
+                return reply
+            _forget_server()  # (the next attempt starts a new server)
+    raise OSError(errno.ECHILD, "the fork server is gone")
 
 
 def _valid(fd: int) -> bool:

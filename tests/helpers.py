@@ -59,8 +59,7 @@ def forked(target, args: list[tuple], pass_fds: list[tuple] | None = None) -> li
     from hypercalls import forkserver
 
     key = f"test-{os.getpid()}-{time.monotonic_ns()}"
-    names = [f"test{i}" for i in range(len(args))]
-    return forkserver.spawn_group(key, target, args, names, pass_fds or [()] * len(args))
+    return forkserver.spawn_group(key, target, args, pass_fds or [()] * len(args))
 
 
 def errno_of(call, *args) -> int:

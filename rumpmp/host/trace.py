@@ -50,7 +50,7 @@ def chrome_trace(arena: Arena, rings: list[list[Event]], dropped: list[int]) -> 
     """The trace-event document for the CPUs' events (each ring oldest first)."""
     names = _Names(arena)
     out: list[dict[str, Any]] = [_meta("process_name", None, f"rumpmp kernel {arena.prefix}")]
-    runs = []  # per CPU: sorted (start, end, lwp) of each stretch an lwp held it
+    runs = []  # per CPU: sorted (start, end, lwp, its OFF event) of each run
     for cpu, events in enumerate(rings):
         out.append(_meta("thread_name", cpu, f"cpu{cpu}"))
         out.append(_meta("thread_sort_index", cpu, cpu))

@@ -416,7 +416,6 @@ def _start_cpus(booted: Booted) -> None:
         arena.prefix,
         cpu.cpu_main,
         [(arena.prefix, i, PERCPU_INIT) for i in n],
-        [f"rumpmp-cpu{i}" for i in n],
         [(booted.lifeline.read_fd, booted.channels[i].cpu_fd()) for i in n],
         prepare=(cpu.cpu_prepare, (arena.prefix, arena.pool.open_slots())),
         preload=CPU_PRELOAD,

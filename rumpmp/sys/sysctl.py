@@ -59,6 +59,9 @@ class kinfo_proc2(NamedTuple):
 CLOCKINFO = struct.Struct("<5i")
 TIMESPEC = struct.Struct("<qq")
 
+#: The struct nodes whose value is stored as bytes, and how.
+STRUCT_LAYOUTS: dict[str, struct.Struct] = {"kern.boottime": TIMESPEC, "kern.clockrate": CLOCKINFO}
+
 #: The struct nodes read as named tuples (a list of them for kern.proc2).
 STRUCT_TYPES: dict[str, type[tuple]] = {
     "kern.boottime": timespec,
@@ -69,7 +72,8 @@ STRUCT_TYPES: dict[str, type[tuple]] = {
 
 def typed(name: str, value: object) -> object:
     """``value`` of node ``name`` as its named tuple(s), if it is a struct node whose
-    fields came as a plain tuple (through the sysproxy wire, which carries tuples)."""
+    fields came as a plain tuple (unpacked from its bytes, or through the sysproxy
+    wire, which carries tuples)."""
     kind = STRUCT_TYPES.get(name)
     if kind is None:
         return value

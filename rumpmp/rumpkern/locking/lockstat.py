@@ -21,9 +21,11 @@ from typing import Any, NamedTuple
 
 from hypercalls import clock, dl, thread
 from rumpmp.rumpkern.base import arena as _arena
+from rumpmp.rumpkern.base import kernhist
 from rumpmp.rumpkern.base.arena import H_LOCKSTAT, Arena
 from rumpmp.rumpkern.base.prf import kprintf
 from rumpmp.sys import lockstat as S
+from rumpmp.sys.kernhist import EV_LOCK
 
 
 class LockStat(NamedTuple):
@@ -121,6 +123,13 @@ def entry(lock: object, kind: int) -> int:
 
 
 _now = clock.monotonic_ns
+
+
+def traced_wait(lock: object, kind: int, lwp: int, waited: int) -> None:
+    """The trace's record of a contended acquisition that waited ``waited`` ns (the
+    lock entered in this CPU's table, which names it, even with lockstat off)."""
+    entry(lock, kind)
+    kernhist.emit(EV_LOCK, lwp, lock.rec.offset, waited)  # type: ignore[attr-defined]
 
 
 def acquired(lock: object, kind: int, waited: int = 0, spins: int = 0) -> None:

@@ -25,7 +25,6 @@ from rumpmp.rumpkern.base.prf import panic_in
 from rumpmp.rumpkern.base.proc import tables
 from rumpmp.rumpkern.locking import lockdebug, lockstat
 from rumpmp.rumpkern.mem import kmem
-from rumpmp.sys.kernhist import EV_LOCK
 from rumpmp.sys.lockstat import LS_ADAPTIVE, LS_SPIN
 from rumpmp.sys.lwp import L_WAITLOCK
 
@@ -172,12 +171,14 @@ def _det_enter(m: kmutex_t) -> None:
 
 def _wait_for(m: kmutex_t, lwp: int) -> int:
     """Take a busy mutex, saying meanwhile which lock this lwp waits for (a stalled
-    stress run's report builds its wait-for graph from it); the ns it waited."""
+    stress run's report builds its wait-for graph from it); the ns it waited, when
+    lockstat or the trace wants it (else 0)."""
     l = tables(m.arena).lwp(lwp) if lwp > 0 else 0
     if l:
         m.arena.w[l + L_WAITLOCK] = m.rec.offset
-    start = kernhist.now()
-    thread.spins_taken()  # (from zero: lockstat counts this wait's spins)
+    start = kernhist.now() if m._stat or kernhist.state.on else 0
+    if m._stat:
+        thread.spins_taken()  # (from zero: lockstat counts this wait's spins)
     try:
         if m.spin:
             m._hm.enter_nowrap()
@@ -186,11 +187,11 @@ def _wait_for(m: kmutex_t, lwp: int) -> int:
     finally:
         if l:
             m.arena.w[l + L_WAITLOCK] = 0
+    if not start:
+        return 0
     waited = max(kernhist.now() - start, 1)
     if kernhist.state.on:
-        if not m._stat:
-            lockstat.entry(m, m._kind)  # names it for the trace
-        kernhist.emit(EV_LOCK, lwp, m.rec.offset, waited)
+        lockstat.traced_wait(m, m._kind, lwp, waited)
     return waited
 
 

@@ -17,7 +17,6 @@ from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.handle import Handle
 from rumpmp.rumpkern.locking import lockdebug, lockstat
 from rumpmp.rumpkern.mem import kmem
-from rumpmp.sys.kernhist import EV_LOCK
 from rumpmp.sys.lockstat import LS_RW_READER, LS_RW_WRITER
 
 RW_READER = sync.RW_READER
@@ -124,14 +123,15 @@ def _kind(op: int) -> int:
 
 
 def _wait_for(rw: krwlock_t, op: int) -> int:
-    """Take a busy rwlock; the ns it waited (the trace records it)."""
-    start = kernhist.now()
+    """Take a busy rwlock; the ns it waited, when lockstat or the trace wants it
+    (else 0)."""
+    start = kernhist.now() if rw._stat or kernhist.state.on else 0
     rw._hr.enter(op)
+    if not start:
+        return 0
     waited = max(kernhist.now() - start, 1)
     if kernhist.state.on:
-        if not rw._stat:
-            lockstat.entry(rw, _kind(op))  # names it for the trace
-        kernhist.emit(EV_LOCK, thread.curlwp(), rw.rec.offset, waited)
+        lockstat.traced_wait(rw, _kind(op), thread.curlwp(), waited)
     return waited
 
 

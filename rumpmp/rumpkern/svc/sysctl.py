@@ -30,7 +30,6 @@ from rumpmp.rumpkern.sched import scheduler
 from rumpmp.sys import sysctl as S
 from rumpmp.sys.file import NFILE
 from rumpmp.sys.proc import NPROC
-from rumpmp.sys.time import timespec
 
 Mib = tuple[int, ...]
 Node = str | Mib
@@ -46,12 +45,6 @@ _SCHED_STAT = 1  # kern.sched.cpuN.<counter>: value = 16 * cpu + the counter's i
 _PROC2 = 2  # kern.proc2: every process, as a list
 _LOCKSTAT = 3  # kern.lockstat.stats: lockstat's rows (LockStat fields, as tuples)
 _EVCNT = 4  # kern.evcnt: (group, name, count) of every event counter, as vmstat -e reads
-
-#: The struct nodes read as named tuples (the rest as their bytes).
-_STRUCTS: dict[str, Callable[[bytes], object]] = {
-    "kern.boottime": lambda data: timespec._make(S.TIMESPEC.unpack(data)),
-    "kern.clockrate": lambda data: S.clockinfo._make(S.CLOCKINFO.unpack(data)),
-}
 
 _LIMITS = {S.CTLTYPE_INT: (-(2**31), 2**31 - 1), S.CTLTYPE_QUAD: (-(2**63), 2**63 - 1)}
 _TYPE_NAMES = {
@@ -186,8 +179,9 @@ def _read(t: _Tree, i: int) -> object:
     data = bytes(t.arena.buf[w[r + S.N_DATA] : w[r + S.N_DATA] + w[r + S.N_LEN]])
     if ctype == S.CTLTYPE_STRING:
         return data.decode()
-    decode = _STRUCTS.get(t.full_name(i))
-    return decode(data) if decode is not None else data
+    name = t.full_name(i)
+    layout = S.STRUCT_LAYOUTS.get(name)
+    return S.typed(name, layout.unpack(data)) if layout is not None else data
 
 
 def _store(t: _Tree, i: int, value: object) -> None:
