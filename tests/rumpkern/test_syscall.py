@@ -7,7 +7,7 @@ import concurrent.futures
 import errno
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from rumpmp import kern
@@ -59,7 +59,9 @@ def test_bad_arguments_are_einval(rump_kernel):
 )
 def test_random_arguments_never_raise_anything_but_oserror(rump_kernel_session, num, args):
     """Whatever the arguments, the answer is a value or an errno (run in a process
-    of its own, so a setuid does not stay with the session's kernel)."""
+    of its own, so a setuid does not stay with the session's kernel; reboot, which
+    would halt the session's kernel as asked, is left out: seen in CI)."""
+    assume(num != N.SYS_reboot)
     if num in (N.SYS_setuid, N.SYS_setgid, N.SYS_setgroups, N.SYS___sysctl):
         args = args[:1] if num != N.SYS___sysctl else args  # sysctl may set a node: fine
     with rump_kernel_session.process() as p:
