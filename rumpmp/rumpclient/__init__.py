@@ -118,6 +118,7 @@ class Client:
         self._noted, self._note = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         weakref.finalize(self, _close_fds, self._noted, self._note)
         self._retry: float = 0.0
+        self._reconnecting = threading.RLock()  # (a handler's call may reconnect too)
         self._conn: sp.Conn | None = None
         self.pid = self.uid = self.gid = -1
         self.sys = _Syscalls(self)
@@ -187,8 +188,11 @@ class Client:
     # held: a handler runs between frames, never inside one, and a call it makes
     # reads the replies itself (the role is its thread's already).
 
-    def _await(self, conn: sp.Conn, reqno: int, waiter: _Waiter) -> tuple[int, int, Any]:
-        """(class, union, the decoded body) of the reply to request ``reqno``."""
+    def _await(
+        self, conn: sp.Conn, reqno: int, waiter: _Waiter
+    ) -> tuple[int, int, Any] | None:
+        """(class, union, the decoded body) of the reply to request ``reqno``; None
+        if the connection went first."""
         me = threading.get_ident()
         _waiting.add(me)
         try:
@@ -210,8 +214,8 @@ class Client:
             if waiter.reply is None:  # (a reply is taken off the table as it comes)
                 with self._lock:
                     self._waiters.pop(reqno, None)
-        if waiter.reply is None:
-            raise OSError(errno.ENOTCONN, f"{self.url}: the server went during the call")
+        if waiter.reply is None:  # the connection went during the call
+            return None
         cls, union, body = waiter.reply
         try:
             return cls, union, wire.decode(body)
@@ -283,11 +287,15 @@ class Client:
             waiting.wake()
 
     def _hung_up(self, conn: sp.Conn) -> None:
-        """The server has gone: every call waiting on ``conn`` ends with ENOTCONN."""
+        """``conn`` has broken: it is closed, and every call waiting on it wakes (to be
+        sent again on a new connection, or to fail with ENOTCONN)."""
         with self._lock:
-            if self._conn is conn:
+            gone = self._conn is conn
+            if gone:
                 self._conn = None
             waiters = list(self._waiters.values())
+        if gone:
+            conn.close()  # (a thread still reading it wakes to its end)
         for waiter in waiters:
             waiter.wake()
 
@@ -295,7 +303,8 @@ class Client:
         """rumpclient_setconnretry(3): when the server has gone, a call reconnects
         for up to ``policy`` seconds, forever (RETRYCONN_INFTIME), once
         (RETRYCONN_ONCE), or the program exits (RETRYCONN_DIE).  By default (0) it
-        fails with ENOTCONN.  A reconnection is a new rump process."""
+        fails with ENOTCONN.  A reconnection is a new rump process, and a call whose
+        reply had not come is sent again (so it may run twice, as in rump)."""
         if policy not in (RETRYCONN_INFTIME, RETRYCONN_ONCE, RETRYCONN_DIE) and policy < 0:
             raise ValueError(f"setconnretry: bad policy {policy!r}")
         self._retry = policy
@@ -308,6 +317,10 @@ class Client:
             os._exit(1)
         if not self._retry:
             raise OSError(errno.ENOTCONN, f"{self.url}: not connected to the server")
+        with self._reconnecting:  # one thread reconnects; the others take its connection
+            return self._conn or self._reconnect()
+
+    def _reconnect(self) -> sp.Conn:
         deadline = None if self._retry == RETRYCONN_INFTIME else time.monotonic() + self._retry
         while True:
             try:
@@ -324,30 +337,32 @@ class Client:
     # -- calls ------------------------------------------------------------------------------
 
     def _request(self, ftype: int, union: int, payload: Any) -> tuple[int, int, Any]:
-        """Send a request; (class, union, the decoded body) of its reply."""
-        conn = self._connection()
+        """Send a request; (class, union, the decoded body) of its reply.  A request
+        whose connection breaks before its reply has come is sent again on a new
+        connection when the retry policy allows, as rumpclient's syscall_req does."""
         data = wire.encode(payload)
-        waiter = _Waiter()
-        # A signal handler may make calls too (h_sigcli): signals wait while this
-        # thread holds the locks, or a handler's frame could land inside this one's.
-        with _signals_held():
-            reqno = next(self._reqno)
-            with self._lock:
-                self._waiters[reqno] = waiter
-            try:
-                conn.send(wire.frame(wire.REQ, ftype, reqno, union, data))
-            except OSError:
+        while True:
+            conn = self._connection()
+            waiter = _Waiter()
+            # A signal handler may make calls too (h_sigcli): signals wait while this
+            # thread holds the locks, or a handler's frame could land inside this one's.
+            with _signals_held():
+                reqno = next(self._reqno)
                 with self._lock:
-                    self._waiters.pop(reqno, None)
-                sent = False
-            else:
-                sent = True
-        if not sent:  # the server has gone (and the request with it): reconnect, or fail
+                    self._waiters[reqno] = waiter
+                try:
+                    conn.send(wire.frame(wire.REQ, ftype, reqno, union, data))
+                    sent = True
+                except OSError:
+                    with self._lock:
+                        self._waiters.pop(reqno, None)
+                    sent = False
+            reply = self._await(conn, reqno, waiter) if sent else None
+            if reply is not None:
+                return reply
             self._hung_up(conn)
-            if self._retry:
-                return self._request(ftype, union, payload)
-            raise OSError(errno.ENOTCONN, f"{self.url}: the server has gone")
-        return self._await(conn, reqno, waiter)
+            if not self._retry:
+                raise OSError(errno.ENOTCONN, f"{self.url}: the connection to the server went")
 
     def syscall(self, num: int, args: tuple[Any, ...]) -> Any:
         """System call ``num`` with ``args`` in the server's kernel."""

@@ -4,9 +4,13 @@ RUMP_SERVER set.  Each exits 0 when all went as the test expects."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import random
 import signal
+import socket
+import stat
 import sys
 import threading
 import time
@@ -215,6 +219,65 @@ def exec_parent() -> None:
     print(c.sys.getpid(), flush=True)
     argv = [sys.executable, "-m", "tests.sp.clients", "exec_child", str(keep), str(gone)]
     c.exec(sys.executable, argv)
+
+
+def _disintegrate() -> None:
+    """h_reconcli's "wide-angle disintegration beam" (closefrom(3)), made safe for
+    Python: every socket of this process is shut down both ways, which breaks the
+    client's connection wherever its threads are, without closing a descriptor a
+    socket object still owns."""
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # (the listing's own fd is gone by now)
+            if stat.S_ISSOCK(os.fstat(int(name)).st_mode):
+                sock = socket.socket(fileno=os.dup(int(name)))
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+
+def reconnect(seconds: str) -> None:
+    """h_reconcli: four threads call getpid and read kern.hostname while another
+    breaks the connection at random moments; under RETRYCONN_INFTIME no call may
+    fail (each reconnects and is sent again).  Prints how many rump processes the
+    calls were served by (a new one per reconnection)."""
+    c = rumpclient.connect()
+    c.setconnretry(rumpclient.RETRYCONN_INFTIME)
+    good = c.sysctl("kern.hostname")
+    quit_at = time.monotonic() + float(seconds)
+    done = threading.Event()
+    called = threading.Condition()
+    pids: set[int] = set()
+    failures: list[BaseException] = []
+
+    def closer() -> None:
+        while not done.is_set():
+            with called:  # "riseandwhine": break the connection after a call
+                called.wait(1.0)
+            time.sleep(random.random() * 0.02)  # a random slot, as upstream's usleep
+            _disintegrate()
+
+    def worker() -> None:
+        try:
+            while time.monotonic() < quit_at:
+                pids.add(c.sys.getpid())
+                if c.sysctl("kern.hostname") != good:
+                    raise AssertionError("a wrong hostname")
+                with called:
+                    called.notify()
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            failures.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    breaker = threading.Thread(target=closer)
+    breaker.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    breaker.join()
+    if failures:
+        raise failures[0]
+    print(len(pids), flush=True)
 
 
 def block_in_read() -> None:

@@ -515,6 +515,19 @@ def test_connretry(rump_boot, tmp_path):
         c.setconnretry(-5)
 
 
+def test_reconnect(served):
+    """t_sp.sh reconnect (h_reconcli): under RETRYCONN_INFTIME no call fails while
+    another thread keeps breaking the client's connection; each reconnects and is
+    sent again.  Deviation: the connection is broken by shutting its socket down,
+    not by closefrom(3) (a Python socket object owns its descriptor)."""
+    k, url = served
+    before = _nprocs(k)
+    r = run_client(url, "reconnect", "2")
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) > 1  # served by more than one rump process: it did reconnect
+    wait_for(lambda: _nprocs(k) == before, 30, "the broken connections' processes to go")
+
+
 def test_memlimit_and_modules_options(tmp_path):
     sock = tmp_path / "opts"
     url = f"unix://{sock}"
