@@ -188,9 +188,7 @@ class Client:
     # held: a handler runs between frames, never inside one, and a call it makes
     # reads the replies itself (the role is its thread's already).
 
-    def _await(
-        self, conn: sp.Conn, reqno: int, waiter: _Waiter
-    ) -> tuple[int, int, Any] | None:
+    def _await(self, conn: sp.Conn, reqno: int, waiter: _Waiter) -> tuple[int, int, Any] | None:
         """(class, union, the decoded body) of the reply to request ``reqno``; None
         if the connection went first."""
         me = threading.get_ident()

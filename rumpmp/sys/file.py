@@ -97,11 +97,15 @@ PI_RSEL = 8  # selinfo of the read end (SI_WORDS)
 PI_WSEL = 16  # selinfo of the write end
 PIPE_WORDS = 24
 
-# kqueue(2)/kevent(2)
-EVFILT_READ, EVFILT_WRITE, EVFILT_TIMER = -1, -2, -7
+# kqueue(2)/kevent(2), numbered as NetBSD's sys/event.h
+EVFILT_READ, EVFILT_WRITE, EVFILT_VNODE, EVFILT_PROC = 0, 1, 3, 4
+EVFILT_SIGNAL, EVFILT_TIMER = 5, 6
 EV_ADD, EV_DELETE, EV_ENABLE, EV_DISABLE = 0x1, 0x2, 0x4, 0x8
 EV_ONESHOT, EV_CLEAR = 0x10, 0x20
 EV_EOF, EV_ERROR = 0x8000, 0x4000
+# EVFILT_TIMER's fflags: the unit of data, and a deadline on the wall clock
+NOTE_MSECONDS, NOTE_SECONDS, NOTE_USECONDS, NOTE_NSECONDS = 0, 1, 2, 3
+NOTE_TIMER_UNITMASK, NOTE_ABSTIME = 0x3, 0x10
 NKQUEUE = 256
 KQ_STATE = 0
 KQ_NOTES = 1  # 3 words: blob of its knotes

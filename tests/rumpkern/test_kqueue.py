@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from rumpmp.kern import EV_ADD, EV_ENABLE, EV_EOF, EVFILT_READ, EVFILT_WRITE
+from rumpmp.kern import EV_ADD, EV_ENABLE, EV_EOF, EV_ERROR, EVFILT_READ, EVFILT_WRITE
 
 
 def test_read_pipe(rump_kernel):
@@ -272,3 +272,95 @@ def test_oneshot_udata(rump_kernel):
     ((ident, filt, _, _, data, got),) = s.kevent(kq, None, 1, None)
     assert (ident, filt, data, got) == (1, EVFILT_TIMER, 1, udata)
     assert s.kevent(kq, None, 1, 0) == []  # one-shot: gone
+
+
+def _elapsed_oneshot(fflags: int, data: int) -> float:
+    """t_timer.c do_test_timer_units: seconds until a one-shot timer of ``data``
+    in the unit ``fflags`` names fires, added and waited for in one kevent."""
+    from rumpmp.kern import EV_ONESHOT, EVFILT_TIMER, rump_sys_kevent, rump_sys_kqueue
+    from rumpmp.kern import rump_sys_clock_gettime as clock_gettime
+    from rumpmp.kern import rump_sys_close as close
+    from rumpmp.sys.time import CLOCK_MONOTONIC
+
+    kq = rump_sys_kqueue()
+    start = clock_gettime(CLOCK_MONOTONIC)
+    (event,) = rump_sys_kevent(kq, [(1, EVFILT_TIMER, EV_ADD | EV_ONESHOT, fflags, data)], 1)
+    end = clock_gettime(CLOCK_MONOTONIC)
+    close(kq)
+    assert event[:2] == (1, EVFILT_TIMER) and event[4] == 1
+    return (end[0] - start[0]) + (end[1] - start[1]) / 1e9
+
+
+PREC_TIMEOUT_SEC = 1  # upstream's is 2
+
+
+@pytest.mark.timeout(60)
+def test_timer_units(rump_boot):
+    """kqueue/t_timer.c timer_units: the same timeout in each unit (NOTE_SECONDS,
+    NOTE_MSECONDS, NOTE_USECONDS, NOTE_NSECONDS) fires after it, not a tenth of a
+    second early nor a second late; the four run at once, each on its own CPU."""
+    import concurrent.futures as cf
+
+    from rumpmp.kern import NOTE_MSECONDS, NOTE_NSECONDS, NOTE_SECONDS, NOTE_USECONDS
+
+    k = rump_boot(4)
+    units = [
+        (NOTE_SECONDS, PREC_TIMEOUT_SEC),
+        (NOTE_MSECONDS, PREC_TIMEOUT_SEC * 1000),
+        (NOTE_USECONDS, PREC_TIMEOUT_SEC * 1000_000),
+        (NOTE_NSECONDS, PREC_TIMEOUT_SEC * 1000_000_000),
+    ]
+    with cf.ThreadPoolExecutor(4) as pool:
+        runs = [pool.submit(k.run, _elapsed_oneshot, *u, cpu=i) for i, u in enumerate(units)]
+        for (unit, _), run in zip(units, runs, strict=True):
+            elapsed = run.result(30)
+            assert PREC_TIMEOUT_SEC - 0.1 <= elapsed < PREC_TIMEOUT_SEC + 1, (unit, elapsed)
+
+
+def _abstime() -> tuple[float, int]:
+    """t_timer.c abstime: a NOTE_ABSTIME|NOTE_SECONDS timer for TIME1_TOTAL_SEC
+    seconds from now on the wall clock; (seconds until it fired, events a second
+    kevent that does not wait finds)."""
+    from rumpmp.kern import EVFILT_TIMER, NOTE_ABSTIME, NOTE_SECONDS
+    from rumpmp.kern import rump_sys_clock_gettime as clock_gettime
+    from rumpmp.kern import rump_sys_kevent as kevent
+    from rumpmp.kern import rump_sys_kqueue as kqueue
+    from rumpmp.sys.time import CLOCK_REALTIME
+
+    kq = kqueue()
+    start = clock_gettime(CLOCK_REALTIME)
+    seconds = start[0] + TIME1_TOTAL_SEC + (start[1] >= 500_000_000)
+    change = (1, EVFILT_TIMER, EV_ADD, NOTE_ABSTIME | NOTE_SECONDS, seconds, None)
+    assert len(kevent(kq, [change], 1)) == 1
+    end = clock_gettime(CLOCK_REALTIME)
+    return (end[0] - start[0]) + (end[1] - start[1]) / 1e9, len(kevent(kq, None, 1, 0))
+
+
+TIME1_TOTAL_SEC = 1  # upstream's is 5
+
+
+@pytest.mark.timeout(60)
+def test_abstime(rump_kernel):
+    """kqueue/t_timer.c abstime (1 s instead of 5): an absolute timer fires when the
+    wall clock reaches it, and stays active (it is not EV_CLEAR)."""
+    elapsed, again = rump_kernel.run(_abstime, cpu=1)
+    assert TIME1_TOTAL_SEC - 0.5 <= elapsed < TIME1_TOTAL_SEC + 1.5
+    assert again == 1
+
+
+def test_timer_bad_arguments(rump_kernel):
+    """filt_timercompute's EINVAL: unknown fflags, a negative time, a relative
+    timer of 0; an absolute time already past fires at once."""
+    import errno
+    import time
+
+    from rumpmp.kern import EVFILT_TIMER, NOTE_ABSTIME, NOTE_SECONDS
+
+    s = rump_kernel.sys
+    kq = s.kqueue()
+    for fflags, data in ((0x100, 10), (NOTE_SECONDS, -1), (NOTE_SECONDS, 0)):
+        ((_, _, flags, _, err, _),) = s.kevent(kq, [(1, EVFILT_TIMER, EV_ADD, fflags, data)], 1)
+        assert (flags, err) == (EV_ERROR, errno.EINVAL), (fflags, data)
+    past = (2, EVFILT_TIMER, EV_ADD, NOTE_ABSTIME | NOTE_SECONDS, int(time.time()) - 60)
+    ((ident, _, _, _, data, _),) = s.kevent(kq, [past], 1, 0)
+    assert (ident, data) == (2, 1)

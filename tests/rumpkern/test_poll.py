@@ -191,7 +191,7 @@ def test_kqueue_read_write_filters_on_a_pipe(rump_kernel):
     assert s.kevent(kq, None, 4, 0) == [(w, EVFILT_WRITE, 0, 0, 65536, 2)]
     s.write(w, b"hello")
     events = sorted(s.kevent(kq, None, 4, 0), key=lambda e: e[1])
-    assert events == [(w, EVFILT_WRITE, 0, 0, 65531, 2), (r, EVFILT_READ, 0, 0, 5, 1)]
+    assert events == [(r, EVFILT_READ, 0, 0, 5, 1), (w, EVFILT_WRITE, 0, 0, 65531, 2)]
     s.close(r)
     (ev,) = s.kevent(kq, None, 4, 0)
     assert ev[:2] == (w, EVFILT_WRITE) and ev[2] & EV_EOF  # the knote on r went with it

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from hypercalls import clock
 from rumpmp.rumpkern.base.arena import Arena
+from rumpmp.rumpkern.base.clock import NS, wall_ns
 from rumpmp.rumpkern.file import descrip, objlock, table
 from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
@@ -83,7 +84,7 @@ def kevent_register(
     try:
         notes = _load(arena, r)
         for change in changes:
-            err = _apply(notes, change, resolve)
+            err = _apply(arena, notes, change, resolve)
             if err:
                 failed.append((change, err))
         _store(arena, r, notes)
@@ -92,7 +93,9 @@ def kevent_register(
     return failed
 
 
-def _apply(notes: dict[tuple[int, int], list], change: tuple, resolve: Resolve) -> int:
+def _apply(
+    arena: Arena, notes: dict[tuple[int, int], list], change: tuple, resolve: Resolve
+) -> int:
     ident, filt, flags, fflags, data, udata = change
     key = (ident, filt)
     if filt not in FILTERS:
@@ -100,14 +103,14 @@ def _apply(notes: dict[tuple[int, int], list], change: tuple, resolve: Resolve) 
     if filt != F.EVFILT_TIMER and resolve(ident) is None:
         return errno.EBADF
     if flags & F.EV_ADD:
-        note = notes.get(key)
-        period = data * 1_000_000 if filt == F.EVFILT_TIMER else 0
-        if filt == F.EVFILT_TIMER and period <= 0:
-            return errno.EINVAL
-        if note is None:
-            note = notes[key] = [0, fflags, 0, udata, -1, 0, period]
-        if period:  # a timer added, or added again with a new period: (re)armed
-            note[_DEADLINE], note[_PERIOD] = clock.monotonic_ns() + period, period
+        if filt == F.EVFILT_TIMER:  # added, or added again: (re)armed as it now says
+            timer = _timer_arm(arena, flags, fflags, data)
+            if isinstance(timer, int):
+                return timer
+            deadline, period, flags = timer
+        note = notes.setdefault(key, [0, fflags, 0, udata, -1, 0, 0])
+        if filt == F.EVFILT_TIMER:
+            note[_DEADLINE], note[_PERIOD] = deadline, period
         note[_FLAGS] = flags & (F.EV_ONESHOT | F.EV_CLEAR) | note[_FLAGS] & F.EV_DISABLE
         note[_UDATA], note[_FFLAGS] = udata, fflags
     elif key not in notes:
@@ -121,6 +124,31 @@ def _apply(notes: dict[tuple[int, int], list], change: tuple, resolve: Resolve) 
     return 0
 
 
+_UNIT_NS = {
+    F.NOTE_MSECONDS: 1_000_000,
+    F.NOTE_SECONDS: NS,
+    F.NOTE_USECONDS: 1000,
+    F.NOTE_NSECONDS: 1,
+}
+
+
+def _timer_arm(arena: Arena, flags: int, fflags: int, data: int) -> tuple[int, int, int] | int:
+    """(first deadline on the monotonic clock, period ns or 0, flags) of an
+    EVFILT_TIMER knote, or the errno (filt_timercompute).  ``data`` counts the
+    unit fflags name; with NOTE_ABSTIME it is a wall-clock time, which fires once
+    and stays active (no EV_CLEAR); a relative timer repeats (unless EV_ONESHOT) and
+    is EV_CLEAR."""
+    if fflags & ~(F.NOTE_TIMER_UNITMASK | F.NOTE_ABSTIME) or data < 0:
+        return errno.EINVAL
+    ns = data * _UNIT_NS[fflags & F.NOTE_TIMER_UNITMASK]
+    now = clock.monotonic_ns()
+    if fflags & F.NOTE_ABSTIME:
+        return now + max(0, ns - wall_ns(arena, coarse=False)), 0, flags
+    if not ns:
+        return errno.EINVAL
+    return now + ns, 0 if flags & F.EV_ONESHOT else ns, flags | F.EV_CLEAR
+
+
 def _filter(
     arena: Arena, key: tuple[int, int], note: list, resolve: Resolve, now: int, record: bool
 ) -> tuple[bool, int, int, int]:
@@ -129,7 +157,7 @@ def _filter(
     if filt == F.EVFILT_TIMER:
         if now < note[_DEADLINE]:
             return False, 0, 0, 0
-        if note[_FLAGS] & F.EV_ONESHOT:  # it fires once, however late it is read
+        if not note[_PERIOD]:  # it fires once, however late it is read
             return True, 1, 0, 0
         return True, 1 + (now - note[_DEADLINE]) // note[_PERIOD], 0, 0
     target = resolve(ident)
@@ -137,6 +165,12 @@ def _filter(
         return False, 0, 0, -2  # closed: the caller drops the knote
     ftype, obj, end, offset = target
     return descrip.fileops(ftype).kqfilter(arena, obj, end, offset, filt, record)
+
+
+def _cleared(note: list, filt: int) -> bool:
+    """Whether the knote reports a change of its object once (EV_CLEAR); a timer's
+    is cleared by moving its deadline instead."""
+    return bool(note[_FLAGS] & F.EV_CLEAR) and filt != F.EVFILT_TIMER
 
 
 def kevent_scan(
@@ -158,7 +192,7 @@ def kevent_scan(
         fires, data, extra, seq = _filter(arena, key, note, resolve, now, record)
         if seq == -2:
             gone.append(key)
-        elif fires and not (note[_FLAGS] & F.EV_CLEAR and seq == note[_SEQ]):
+        elif fires and not (_cleared(note, key[1]) and seq == note[_SEQ]):
             fired[key] = (data, extra, seq)
     events: list[Kevent] = []
     mutex_enter(lock)
