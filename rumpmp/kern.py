@@ -639,6 +639,8 @@ from rumpmp.vfs.vfs_syscalls import (
     rump_sys_lseek,
     rump_sys_lstat,
     rump_sys_mkdir,
+    rump_sys_mkfifo,
+    rump_sys_mknod,
     rump_sys_mount,
     rump_sys_open,
     rump_sys_readlink,

@@ -519,6 +519,8 @@ KERN_NAMES = [
     "EVFILT_WRITE",
     "EVFILT_TIMER",
     "EVFILT_VNODE",
+    "rump_sys_mkfifo",
+    "rump_sys_mknod",
     "EVFILT_PROC",
     "EVFILT_SIGNAL",
     "NOTE_ABSTIME",

@@ -95,6 +95,8 @@ PI_RWAIT = 14  # readers asleep for data
 PI_WWAIT = 15  # writers asleep for room
 PI_RSEL = 8  # selinfo of the read end (SI_WORDS)
 PI_WSEL = 16  # selinfo of the write end
+PI_ROPENS = 22  # a FIFO's opens for reading ever: an open for writing waits for it
+PI_WOPENS = 23  # ... for writing ever: an open for reading waits for it
 PIPE_WORDS = 24
 
 # kqueue(2)/kevent(2), numbered as NetBSD's sys/event.h

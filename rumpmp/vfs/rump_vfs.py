@@ -34,6 +34,8 @@ from rumpmp.vfs import vfs_syscalls as S
 VFS_CALLS = (
     Sysent(N.SYS_open, "open", S.rump_sys_open, (*PATH, ("flags", INT), ("mode", INT))),
     Sysent(N.SYS_mkdir, "mkdir", S.rump_sys_mkdir, (*PATH, ("mode", INT))),
+    Sysent(N.SYS_mkfifo, "mkfifo", S.rump_sys_mkfifo, (*PATH, ("mode", INT))),
+    Sysent(N.SYS_mknod, "mknod", S.rump_sys_mknod, (*PATH, ("mode", INT), ("dev", INT))),
     Sysent(N.SYS_rmdir, "rmdir", S.rump_sys_rmdir, PATH),
     Sysent(N.SYS_unlink, "unlink", S.rump_sys_unlink, PATH),
     Sysent(N.SYS_rename, "rename", S.rump_sys_rename, (("src", STR), ("dst", STR))),

@@ -25,12 +25,12 @@ from rumpmp.sys import file as F
 from rumpmp.sys import vnode as V
 from rumpmp.sys.proc import P_CWD
 from rumpmp.sys.vnode import Stat, Statvfs
-from rumpmp.vfs import memfs, namei, vfs_init, vnode
+from rumpmp.vfs import fifofs, memfs, namei, vfs_init, vnode
 from rumpmp.vfs.namei import Cred
 
 T = TypeVar("T")
-DT_UNKNOWN, DT_DIR, DT_REG, DT_LNK = 0, 4, 8, 10
-_DTYPE = {V.VDIR: DT_DIR, V.VREG: DT_REG, V.VLNK: DT_LNK}
+DT_UNKNOWN, DT_FIFO, DT_DIR, DT_REG, DT_LNK = 0, 1, 4, 8, 10
+_DTYPE = {V.VDIR: DT_DIR, V.VREG: DT_REG, V.VLNK: DT_LNK, V.VFIFO: DT_FIFO}
 
 
 def _with_node(arena: Arena, node: int, gen: int, op: int, body: Callable[[int], T]) -> T:
@@ -64,7 +64,8 @@ def _on_fd(fd: int, body: Callable[[Arena, int, int, int], T]) -> T:
 def rump_sys_open(path: str, flags: int, mode: int = 0o777) -> int:
     """open(2): a descriptor for ``path``.  O_CREAT (with O_EXCL: EEXIST if it
     exists), O_TRUNC, O_APPEND, O_NONBLOCK, O_DIRECTORY (ENOTDIR), O_NOFOLLOW (ELOOP
-    for a link), O_CLOEXEC; EISDIR to write a directory, EACCES without permission."""
+    for a link), O_CLOEXEC; EISDIR to write a directory, EACCES without permission.
+    A FIFO's open waits for the other side (``fifofs``)."""
     arena = vnode.vfs_arena()
     acc = flags & F.O_ACCMODE
     if acc == F.O_ACCMODE:
@@ -91,7 +92,15 @@ def rump_sys_open(path: str, flags: int, mode: int = 0o777) -> int:
             RW_WRITER if trunc else RW_READER,
             lambda _: _open_checks(arena, node, 0 if created else want, trunc, cred),
         )
-        f = descrip.falloc(arena, F.DTYPE_VNODE, fflag, node)
+        fifo = 0
+        if vtype == V.VFIFO:
+            fifo = fifofs.fifo_open(arena, node, fflag, bool(flags & F.O_NONBLOCK))
+        try:
+            f = descrip.falloc(arena, F.DTYPE_VNODE, fflag, node, fifo)
+        except BaseException:
+            if fifo:
+                fifofs.fifo_close(arena, node, fifo)
+            raise
     except BaseException:
         vnode.vrele(arena, node)
         raise
@@ -141,6 +150,28 @@ def rump_sys_mkdir(path: str, mode: int = 0o777) -> None:
     cred = kauth.curproc_ids()
     d, dgen, name = namei.namei_parent(arena, path, cred)
     memfs.create(arena, d, dgen, name, V.VDIR, mode, cred)
+
+
+def rump_sys_mkfifo(path: str, mode: int = 0o666) -> None:
+    """mkfifo(2): a FIFO named ``path``.  EEXIST if the name is taken."""
+    arena = vnode.vfs_arena()
+    cred = kauth.curproc_ids()
+    d, dgen, name = namei.namei_parent(arena, path, cred)
+    memfs.create(arena, d, dgen, name, V.VFIFO, mode & V.ALLPERMS, cred)
+
+
+def rump_sys_mknod(path: str, mode: int, dev: int = 0) -> None:
+    """mknod(2): a node of the type ``mode`` names; memfs makes FIFOs
+    (S_IFIFO) only: EPERM for a device unless root, then EOPNOTSUPP (there are
+    no devices), EINVAL for another type."""
+    kind = mode & V.S_IFMT
+    if kind in (V.S_IFCHR, V.S_IFBLK):
+        if kauth.curproc_ids()[0] != 0:
+            raise PermissionError(errno.EPERM, "mknod: a device node needs root")
+        raise OSError(errno.EOPNOTSUPP, "mknod: no devices in memfs")
+    if kind != V.S_IFIFO:
+        raise OSError(errno.EINVAL, "mknod: not a FIFO")
+    rump_sys_mkfifo(path, mode & V.ALLPERMS)
 
 
 def rump_sys_symlink(target: str, path: str) -> None:
@@ -352,13 +383,13 @@ def rump_sys_fsync(fd: int) -> None:
 
 
 def rump_sys_lseek(fd: int, offset: int, whence: int) -> int:
-    """lseek(2): the new offset.  ESPIPE on a pipe, EINVAL for a bad whence or a
+    """lseek(2): the new offset.  ESPIPE on a pipe or FIFO, EINVAL for a bad whence or a
     negative result."""
     arena = vnode.vfs_arena()
     f = descrip.fd_getfile(arena, fd)
     try:
-        ftype, _, node, _ = descrip.file_info(arena, f)
-        if ftype != F.DTYPE_VNODE:
+        ftype, _, node, fifo = descrip.file_info(arena, f)
+        if ftype != F.DTYPE_VNODE or fifo:
             raise OSError(errno.ESPIPE, "lseek: not a file")
         r = descrip.frec(arena, f)
         lock = objlock.objlock(arena, objlock.FILE, f)

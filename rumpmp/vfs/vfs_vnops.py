@@ -2,7 +2,8 @@
 process (its working directory).
 
 The core's generic calls (read, write, poll, fstat, kevent, close) reach a file that
-opens a vnode through ``VNOPS``; a process's working directory is taken and let go
+opens a vnode through ``VNOPS``; a FIFO's file (its second word set) goes on to
+``fifofs``; a process's working directory is taken and let go
 by ``cwd_hold`` and ``cwd_release``.  ``rump_vfs`` hands both to the core when the
 file system is linked; they run only where a vnode exists, so a kernel booted
 without the file system never calls them.
@@ -15,14 +16,14 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from rumpmp.rumpkern.base.arena import Arena
-from rumpmp.rumpkern.file import descrip, objlock
+from rumpmp.rumpkern.file import descrip, objlock, pipe
 from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
 from rumpmp.rumpkern.locking.rwlock import RW_READER, RW_WRITER
 from rumpmp.sys import file as F
 from rumpmp.sys import vnode as V
 from rumpmp.sys.proc import P_CWD
 from rumpmp.sys.vnode import Stat
-from rumpmp.vfs import vnode
+from rumpmp.vfs import fifofs, vnode
 
 T = TypeVar("T")
 
@@ -46,7 +47,9 @@ def _at_offset(arena: Arena, f: int, node: int, op: int, io: Callable[[int], tup
 
 
 def vn_read(arena: Arena, f: int, size: int, offset: int | None) -> bytes:
-    node = descrip.file_info(arena, f)[2]
+    _, flag, node, fifo = descrip.file_info(arena, f)
+    if fifo:
+        return fifofs.fifo_read(fifo, size, offset, bool(flag & F.O_NONBLOCK))
     if arena.w[vnode.rec(arena, node) + V.V_TYPE] == V.VDIR:
         raise IsADirectoryError(errno.EISDIR, "is a directory")
     if offset is not None:
@@ -62,7 +65,9 @@ def vn_read(arena: Arena, f: int, size: int, offset: int | None) -> bytes:
 
 
 def vn_write(arena: Arena, f: int, data: memoryview, offset: int | None) -> int:
-    _, flag, node, _ = descrip.file_info(arena, f)
+    _, flag, node, fifo = descrip.file_info(arena, f)
+    if fifo:
+        return fifofs.fifo_write(arena, fifo, data, offset, bool(flag & F.O_NONBLOCK))
     if offset is not None:
         return vnode.vlocked(
             arena, node, RW_WRITER, lambda: vnode.write_data(arena, node, offset, data)
@@ -77,12 +82,17 @@ def vn_write(arena: Arena, f: int, data: memoryview, offset: int | None) -> int:
 
 
 def _nread(arena: Arena, f: int) -> int:
-    size = arena.w[vnode.rec(arena, descrip.file_info(arena, f)[2]) + V.V_SIZE]
+    _, _, node, fifo = descrip.file_info(arena, f)
+    if fifo:
+        return pipe.pipe_nread(arena, fifofs.fifo_pipe(fifo)[0])
+    size = arena.w[vnode.rec(arena, node) + V.V_SIZE]
     return max(0, size - arena.w[descrip.frec(arena, f) + F.F_OFFSET])
 
 
-def _poll(arena: Arena, node: int, _: int, events: int) -> int:
-    """Files are always ready, as genfs_poll says."""
+def _poll(arena: Arena, node: int, fifo: int, events: int) -> int:
+    """Files are always ready, as genfs_poll says; a FIFO as its pipe is."""
+    if fifo:
+        return fifofs.fifo_poll(arena, fifo, events)
     return events & (F.POLLIN | F.POLLOUT | F.POLLRDNORM | F.POLLWRNORM)
 
 
@@ -92,15 +102,19 @@ def vn_statfile(arena: Arena, f: int) -> Stat:
 
 
 def _kqfilter(
-    arena: Arena, node: int, _: int, offset: int, filt: int, record: bool
+    arena: Arena, node: int, fifo: int, offset: int, filt: int, record: bool
 ) -> tuple[bool, int, int, int]:
+    if fifo:
+        return fifofs.fifo_kqfilter(arena, fifo, offset, filt, record)
     if filt == F.EVFILT_WRITE:
         return True, 0, 0, 0
     data, seq = vnode.file_state(arena, node, offset, record)
     return data > 0, data, 0, seq
 
 
-def _close(arena: Arena, node: int, _: int) -> None:
+def _close(arena: Arena, node: int, fifo: int) -> None:
+    if fifo:
+        fifofs.fifo_close(arena, node, fifo)
     vnode.vrele(arena, node)
 
 

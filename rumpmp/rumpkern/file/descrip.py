@@ -71,7 +71,7 @@ class Fileops:
     adds vnodes when it is linked.  ``read``/``write`` None: EINVAL."""
 
     #: (data, data2): the file's last reference went; let its object go.
-    close: Callable[[Arena, int, int], None]
+    close: Callable[[Arena, int, int], object]
     #: (file, size, offset or None for the file's own): the bytes read.
     read: Callable[[Arena, int, int, int | None], bytes] | None = None
     #: (file, bytes, offset or None): the bytes written.

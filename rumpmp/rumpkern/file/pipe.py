@@ -56,24 +56,27 @@ READ_END, WRITE_END = 0, 1
 SIGPIPE = 13
 
 
-def _rec(arena: Arena, n: int) -> int:
+def pipe_rec(arena: Arena, n: int) -> int:
     return arena.region_word("pipe") + n * PIPE_WORDS
 
 
-def pipe_create(arena: Arena) -> int:
-    """A new pipe with one reader and one writer; its number.  ENFILE when the
-    pipe table is full, ENOMEM when the heap has no room for its buffer."""
+def pipe_create(arena: Arena, ends: int = 1) -> int:
+    """A new pipe with ``ends`` readers and as many writers (a FIFO's starts with
+    none); its number.  ENFILE when the pipe table is full, ENOMEM when the heap has
+    no room for its buffer."""
     buf = kmem.kmem_alloc_in(arena, PIPE_SIZE, kmem.KM_NOSLEEP)
     if buf is None:
         raise OSError(errno.ENOMEM, "pipe: no memory for the buffer")
     w = arena.w
-    n = table.claim(arena, arena.region_word("file") + FH_LOCK, _rec(arena, 0), PIPE_WORDS, NPIPE)
+    n = table.claim(
+        arena, arena.region_word("file") + FH_LOCK, pipe_rec(arena, 0), PIPE_WORDS, NPIPE
+    )
     if n < 0:
         kmem.kmem_free_in(arena, buf, PIPE_SIZE)
         raise OSError(errno.ENFILE, "pipe: the pipe table is full")
-    p = _rec(arena, n)
+    p = pipe_rec(arena, n)
     w[p + PI_BUF], w[p + PI_GEN] = buf.offset, buf.gen
-    w[p + PI_READERS] = w[p + PI_WRITERS] = 1
+    w[p + PI_READERS] = w[p + PI_WRITERS] = ends
     return n
 
 
@@ -88,7 +91,7 @@ def pipe_write(n: int, data: bytes | memoryview, nonblock: bool) -> int:
     """Write ``data``; the bytes written.  Blocks for room unless ``nonblock``
     (EAGAIN if nothing fits); EPIPE once no reader is left; EINTR for a signal."""
     arena = _arena.current()
-    w, p = arena.w, _rec(arena, n)
+    w, p = arena.w, pipe_rec(arena, n)
     view = memoryview(data).cast("B")
     size, done = len(view), 0
     lock = objlock.objlock(arena, objlock.PIPE, n)
@@ -129,7 +132,7 @@ def pipe_read(n: int, size: int, nonblock: bool) -> bytes:
     """Up to ``size`` bytes; b"" at end of file (no writer left).  Blocks for data
     unless ``nonblock`` (EAGAIN); EINTR for a signal."""
     arena = _arena.current()
-    w, p = arena.w, _rec(arena, n)
+    w, p = arena.w, pipe_rec(arena, n)
     lock = objlock.objlock(arena, objlock.PIPE, n)
     mutex_enter(lock)
     try:
@@ -170,10 +173,10 @@ def _copy_out(arena: Arena, p: int, k: int) -> bytes:
     return data
 
 
-def pipe_close(arena: Arena, n: int, end: int) -> None:
+def pipe_close(arena: Arena, n: int, end: int) -> bool:
     """The last file of one end is closed: the other side sees end of file (or
-    EPIPE); the pipe goes with its last end."""
-    w, p = arena.w, _rec(arena, n)
+    EPIPE); the pipe goes with its last end (then True)."""
+    w, p = arena.w, pipe_rec(arena, n)
     lock = objlock.objlock(arena, objlock.PIPE, n)
     mutex_enter(lock)
     w[p + (PI_READERS if end == READ_END else PI_WRITERS)] -= 1
@@ -185,13 +188,14 @@ def pipe_close(arena: Arena, n: int, end: int) -> None:
     if buf is not None:
         kmem.kmem_free_in(arena, buf, PIPE_SIZE)
         w[p + PI_STATE] = 0
+    return buf is not None
 
 
 def pipe_state(arena: Arena, n: int, end: int, record: bool) -> tuple[bool, int, bool, int]:
     """(ready, data, eof, seq) of one end, as kevent's filters see it: the bytes to
     read or the room to write, whether the other side is gone, and the end's
     notification count.  With ``record``, an end not ready records the caller."""
-    w, p = arena.w, _rec(arena, n)
+    w, p = arena.w, pipe_rec(arena, n)
     lock = objlock.objlock(arena, objlock.PIPE, n)
     mutex_enter(lock)
     try:
@@ -218,7 +222,7 @@ def pipe_poll(arena: Arena, n: int, end: int, events: int) -> int:
 
 def pipe_nread(arena: Arena, n: int) -> int:
     """FIONREAD: bytes waiting to be read."""
-    w, p = arena.w, _rec(arena, n)
+    w, p = arena.w, pipe_rec(arena, n)
     return w[p + PI_TAIL] - w[p + PI_HEAD]
 
 
@@ -240,6 +244,12 @@ def _fo_read(arena: Arena, f: int, size: int, offset: int | None) -> bytes:
 
 def _fo_write(arena: Arena, f: int, data: memoryview, offset: int | None) -> int:
     n, nonblock = _end(arena, f, offset)
+    return pipe_write_file(arena, n, data, nonblock)
+
+
+def pipe_write_file(arena: Arena, n: int, data: memoryview, nonblock: bool) -> int:
+    """write(2) on a pipe or FIFO: ``pipe_write``, and SIGPIPE for the writer's
+    process when no reader is left."""
     try:
         return pipe_write(n, data, nonblock)
     except BrokenPipeError:
@@ -256,9 +266,10 @@ def _fo_stat(arena: Arena, f: int) -> Stat:
     return Stat(S_IFIFO | 0o600, 0, 0, 1, 0, 0, size, 0.0, 0.0, 0.0, 0, 0, 0, PIPE_BUF, 0)
 
 
-def _fo_kqfilter(
+def pipe_kqfilter(
     arena: Arena, n: int, end: int, offset: int, filt: int, record: bool
 ) -> tuple[bool, int, int, int]:
+    """EVFILT_READ/EVFILT_WRITE on one end of a pipe (filt_piperead/write)."""
     if end != (READ_END if filt == EVFILT_READ else WRITE_END):
         return False, 0, 0, 0
     ready, data, eof, seq = pipe_state(arena, n, end, record)
@@ -276,6 +287,6 @@ descrip.fileops_establish(
         nread=_fo_nread,
         poll=pipe_poll,
         stat=_fo_stat,
-        kqfilter=_fo_kqfilter,
+        kqfilter=pipe_kqfilter,
     ),
 )
