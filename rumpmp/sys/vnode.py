@@ -50,7 +50,8 @@ V_SEL = 18  # selinfo (SI_WORDS): kevent on a file waits here for writes
 V_FLAGS = 24  # VN_ETFS
 V_HOST = 25  # 3 words: blob of an etfs node's host path
 V_FIFO = 28  # a FIFO's pipe number + 1 while it is open, else 0
-VNODE_WORDS = 32
+V_NOTES = 32  # 7 words: how often each EVFILT_VNODE event (NOTE_* bit i) happened
+VNODE_WORDS = 40
 VN_ETFS = 0x1  # its data is a host file's (rump_pub_etfs_register)
 
 # rump_pub_etfs_register types (rump.h)

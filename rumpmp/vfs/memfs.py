@@ -24,7 +24,7 @@ from rumpmp.rumpkern.locking.rwlock import RW_READER, RW_WRITER, krwlock_t
 from rumpmp.rumpkern.mem.blob import blob_get, blob_put
 from rumpmp.rumpkern.svc.module import rump_component
 from rumpmp.sys import vnode as V
-from rumpmp.sys.file import FH_RENAME
+from rumpmp.sys.file import FH_RENAME, NOTE_RENAME
 from rumpmp.sys.module import RUMP_COMPONENT_KERN_VFS
 from rumpmp.vfs import namei, vnode
 from rumpmp.vfs.namei import Cred
@@ -343,3 +343,4 @@ def _rename_locked(
         vnode.link_count(arena, fd, -1)
         vnode.link_count(arena, td, 1)
     w[rec(arena, node) + V.V_CTIME] = vnode.now_ns()
+    vnode.vn_knote(arena, node, NOTE_RENAME)

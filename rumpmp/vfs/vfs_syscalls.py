@@ -265,7 +265,12 @@ def _setattr(path_or_fd: str | int, follow: bool, change: Change) -> None:
         f, node, _ = _file_node(arena, path_or_fd)
         descrip.fd_putfile(arena, f)  # the node stays checked by its generation
         gen = arena.w[vnode.rec(arena, node) + V.V_GEN]
-    _with_node(arena, node, gen, RW_WRITER, lambda r: change(arena, node, r, cred))
+
+    def setattr_(r: int) -> None:
+        change(arena, node, r, cred)
+        vnode.vn_knote(arena, node, F.NOTE_ATTRIB)
+
+    _with_node(arena, node, gen, RW_WRITER, setattr_)
 
 
 def _chmod(mode: int) -> Change:

@@ -103,9 +103,11 @@ def vn_statfile(arena: Arena, f: int) -> Stat:
 
 def _kqfilter(
     arena: Arena, node: int, fifo: int, offset: int, filt: int, record: bool
-) -> tuple[bool, int, int, int]:
+) -> descrip.KqState:
     if fifo:
         return fifofs.fifo_kqfilter(arena, fifo, offset, filt, record)
+    if filt == F.EVFILT_VNODE:  # the event counts: kevent reports those that moved
+        return True, 0, 0, vnode.vnode_notes(arena, node, record)
     if filt == F.EVFILT_WRITE:
         return True, 0, 0, 0
     data, seq = vnode.file_state(arena, node, offset, record)

@@ -31,6 +31,7 @@ from rumpmp.rumpkern.file.select import selnotify, selrecord
 from rumpmp.rumpkern.locking.rwlock import RW_WRITER, krwlock_t, rw_enter, rw_exit, rw_init_in
 from rumpmp.rumpkern.mem import kmem
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
+from rumpmp.sys import file as F
 from rumpmp.sys import vnode as V
 from rumpmp.sys.vnode import Stat
 
@@ -213,9 +214,39 @@ def vrele(arena: Arena, node: int) -> None:
 
 
 def link_count(arena: Arena, node: int, delta: int) -> None:
-    """Add or remove links (the caller holds the node's lock)."""
-    arena.w[rec(arena, node) + V.V_CTIME] = now_ns()
+    """Add or remove links (the caller holds the node's lock): NOTE_LINK, or
+    NOTE_DELETE for the last one."""
+    r = rec(arena, node)
+    arena.w[r + V.V_CTIME] = now_ns()
+    if delta:
+        gone = arena.w[r + V.V_NLINK] + delta <= 0
+        vn_knote(arena, node, F.NOTE_DELETE if gone else F.NOTE_LINK)
     _count(arena, node, V.V_NLINK, delta)
+
+
+def vn_knote(arena: Arena, node: int, hint: int) -> None:
+    """VN_KNOTE: the events ``hint`` (NOTE_* bits) happened to the node, whose lock
+    the caller holds for writing: each is counted for EVFILT_VNODE, and whoever
+    waits on the node (poll, kevent) is woken."""
+    w, r = arena.w, rec(arena, node)
+    for i in range(F.VNODE_NOTES):
+        if hint >> i & 1:
+            w[r + V.V_NOTES + i] += 1
+    selnotify(arena, r + V.V_SEL)
+
+
+def vnode_notes(arena: Arena, node: int, record: bool) -> tuple[int, ...]:
+    """The node's event counts (EVFILT_VNODE compares them with those it last
+    reported); with ``record``, the caller waits for the next event."""
+    w, r = arena.w, rec(arena, node)
+    lock = vlock(arena, node)
+    rw_enter(lock, RW_WRITER)  # for writing: selrecord changes the selinfo
+    try:
+        if record:
+            selrecord(arena, r + V.V_SEL)
+        return tuple(w[r + V.V_NOTES : r + V.V_NOTES + F.VNODE_NOTES])
+    finally:
+        rw_exit(lock)
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -298,9 +329,10 @@ def write_data(arena: Arena, node: int, offset: int, data: bytes | memoryview) -
     w, r = arena.w, rec(arena, node)
     path = host_path(arena, node)
     if path is not None:
+        old = w[r + V.V_SIZE]
         n = hostfile.pwrite(path, data, offset)
         _host_size(arena, node, path)
-        selnotify(arena, r + V.V_SEL)
+        vn_knote(arena, node, F.NOTE_WRITE | (F.NOTE_EXTEND if w[r + V.V_SIZE] > old else 0))
         return n
     end = offset + len(data)
     set_data_size(arena, node, end)
@@ -310,7 +342,7 @@ def write_data(arena: Arena, node: int, offset: int, data: bytes | memoryview) -
     arena.buf[base + offset : base + end] = data
     w[r + V.V_SIZE] = max(old, end)
     w[r + V.V_MTIME] = w[r + V.V_CTIME] = now_ns()
-    selnotify(arena, r + V.V_SEL)
+    vn_knote(arena, node, F.NOTE_WRITE | (F.NOTE_EXTEND if end > old else 0))
     return len(data)
 
 
@@ -319,9 +351,10 @@ def truncate(arena: Arena, node: int, size: int) -> None:
     w, r = arena.w, rec(arena, node)
     path = host_path(arena, node)
     if path is not None:
+        old = w[r + V.V_SIZE]
         hostfile.truncate(path, size)
         _host_size(arena, node, path)
-        selnotify(arena, r + V.V_SEL)
+        vn_knote(arena, node, F.NOTE_ATTRIB | (F.NOTE_EXTEND if size > old else 0))
         return
     old = w[r + V.V_SIZE]
     if size > old:
@@ -333,7 +366,7 @@ def truncate(arena: Arena, node: int, size: int) -> None:
         set_data_size(arena, node, size, shrink=True)
     w[r + V.V_SIZE] = size
     w[r + V.V_MTIME] = w[r + V.V_CTIME] = now_ns()
-    selnotify(arena, r + V.V_SEL)
+    vn_knote(arena, node, F.NOTE_ATTRIB | (F.NOTE_EXTEND if size > old else 0))
 
 
 def file_state(arena: Arena, node: int, offset: int, record: bool) -> tuple[int, int]:
@@ -389,6 +422,7 @@ def dir_store(arena: Arena, node: int, entries: dict[str, int]) -> None:
     w[r + V.V_VERS] += 1
     w[r + V.V_MTIME] = w[r + V.V_CTIME] = now_ns()
     arena.cache[("dir", node)] = ((w[r + V.V_GEN], w[r + V.V_VERS]), entries)
+    vn_knote(arena, node, F.NOTE_WRITE)
 
 
 # -- attributes ------------------------------------------------------------------------------------

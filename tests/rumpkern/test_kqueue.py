@@ -5,6 +5,9 @@ CPUs of a kernel with more CPUs than cores."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+
 import pytest
 
 from rumpmp.kern import EV_ADD, EV_ENABLE, EV_EOF, EV_ERROR, EVFILT_READ, EVFILT_WRITE
@@ -364,3 +367,269 @@ def test_timer_bad_arguments(rump_kernel):
     past = (2, EVFILT_TIMER, EV_ADD, NOTE_ABSTIME | NOTE_SECONDS, int(time.time()) - 60)
     ((ident, _, _, _, data, _),) = s.kevent(kq, [past], 1, 0)
     assert (ident, data) == (2, 1)
+
+
+# -- EVFILT_VNODE as kqueue/t_vnode.c expects it (issue 27) --------------------------------
+
+DIR_TARGET, DIR_INSIDE1, DIR_INSIDE2, DIR_OUTSIDE = "/foo", "/foo/bar1", "/foo/bar2", "/bar"
+FILE_INSIDE1, FILE_INSIDE2, FILE_OUTSIDE = "/foo/baz1", "/foo/baz2", "/qux"
+
+
+def _create_file(s, path: str) -> None:
+    from rumpmp.kern import O_CREAT, O_WRONLY
+
+    s.close(s.open(path, O_WRONLY | O_CREAT, 0o600))
+
+
+#: t_vnode.c's directory cases: (name, what exists before the knote, the change, the
+#: note checked, whether it must be there).
+VNODE_DIR_CASES = [
+    ("dir_no_note_link_create_file_in", [], ("create", FILE_INSIDE1), "NOTE_LINK", False),
+    (
+        "dir_no_note_link_delete_file_in",
+        [FILE_INSIDE1],
+        ("unlink", FILE_INSIDE1),
+        "NOTE_LINK",
+        False,
+    ),
+    (
+        "dir_no_note_link_mv_dir_within",
+        [DIR_INSIDE1],
+        ("rename", DIR_INSIDE1, DIR_INSIDE2),
+        "NOTE_LINK",
+        False,
+    ),
+    (
+        "dir_no_note_link_mv_file_within",
+        [FILE_INSIDE1],
+        ("rename", FILE_INSIDE1, FILE_INSIDE2),
+        "NOTE_LINK",
+        False,
+    ),
+    ("dir_note_link_create_dir_in", [], ("mkdir", DIR_INSIDE1), "NOTE_LINK", True),
+    ("dir_note_link_delete_dir_in", [DIR_INSIDE1], ("rmdir", DIR_INSIDE1), "NOTE_LINK", True),
+    (
+        "dir_note_link_mv_dir_in",
+        [DIR_OUTSIDE],
+        ("rename", DIR_OUTSIDE, DIR_INSIDE1),
+        "NOTE_LINK",
+        True,
+    ),
+    (
+        "dir_note_link_mv_dir_out",
+        [DIR_INSIDE1],
+        ("rename", DIR_INSIDE1, DIR_OUTSIDE),
+        "NOTE_LINK",
+        True,
+    ),
+    ("dir_note_write_create_dir_in", [], ("mkdir", DIR_INSIDE1), "NOTE_WRITE", True),
+    ("dir_note_write_create_file_in", [], ("create", FILE_INSIDE1), "NOTE_WRITE", True),
+    ("dir_note_write_delete_dir_in", [DIR_INSIDE1], ("rmdir", DIR_INSIDE1), "NOTE_WRITE", True),
+    ("dir_note_write_delete_file_in", [FILE_INSIDE1], ("unlink", FILE_INSIDE1), "NOTE_WRITE", True),
+    (
+        "dir_note_write_mv_dir_in",
+        [DIR_OUTSIDE],
+        ("rename", DIR_OUTSIDE, DIR_INSIDE1),
+        "NOTE_WRITE",
+        True,
+    ),
+    (
+        "dir_note_write_mv_dir_out",
+        [DIR_INSIDE1],
+        ("rename", DIR_INSIDE1, DIR_OUTSIDE),
+        "NOTE_WRITE",
+        True,
+    ),
+    (
+        "dir_note_write_mv_dir_within",
+        [DIR_INSIDE1],
+        ("rename", DIR_INSIDE1, DIR_INSIDE2),
+        "NOTE_WRITE",
+        True,
+    ),
+    (
+        "dir_note_write_mv_file_in",
+        [FILE_OUTSIDE],
+        ("rename", FILE_OUTSIDE, FILE_INSIDE1),
+        "NOTE_WRITE",
+        True,
+    ),
+    (
+        "dir_note_write_mv_file_out",
+        [FILE_INSIDE1],
+        ("rename", FILE_INSIDE1, FILE_OUTSIDE),
+        "NOTE_WRITE",
+        True,
+    ),
+    (
+        "dir_note_write_mv_file_within",
+        [FILE_INSIDE1],
+        ("rename", FILE_INSIDE1, FILE_INSIDE2),
+        "NOTE_WRITE",
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("before", "change", "note", "expected"),
+    [case[1:] for case in VNODE_DIR_CASES],
+    ids=[case[0] for case in VNODE_DIR_CASES],
+)
+def test_vnode_dir(rump_kernel_session, before, change, note, expected):
+    """kqueue/t_vnode.c, its directory cases (each named as upstream): an
+    EV_ONESHOT EVFILT_VNODE knote on directory "foo" watching every note, then a
+    change inside or across it; the note checked is there or not."""
+    from rumpmp import kern
+    from rumpmp.kern import EV_ONESHOT, EVFILT_VNODE, O_RDONLY
+
+    s = rump_kernel_session.sys
+    s.mkdir(DIR_TARGET, 0o700)
+    kq = target = -1
+    try:
+        target = s.open(DIR_TARGET, O_RDONLY)
+        for path in before:
+            s.mkdir(path, 0o700) if "bar" in path else _create_file(s, path)
+        kq = s.kqueue()
+        every = sum(getattr(kern, n) for n in VNODE_NOTES)
+        s.kevent(kq, [(target, EVFILT_VNODE, EV_ADD | EV_ONESHOT, every, 0, 0)], 0)
+        op, *args = change
+        if op == "create":
+            _create_file(s, *args)
+        elif op in ("mkdir",):
+            s.mkdir(*args, 0o700)
+        else:
+            getattr(s, op)(*args)
+        ((ident, filt, _, fflags, _, _),) = s.kevent(kq, None, 1, 0)
+        assert (ident, filt) == (target, EVFILT_VNODE)
+        assert bool(fflags & getattr(kern, note)) == expected, hex(fflags)
+    finally:
+        for path in (FILE_INSIDE1, FILE_INSIDE2, FILE_OUTSIDE):
+            with contextlib.suppress(OSError):
+                s.unlink(path)
+        for path in (DIR_INSIDE1, DIR_INSIDE2, DIR_OUTSIDE, DIR_TARGET):
+            with contextlib.suppress(OSError):
+                s.rmdir(path)
+        for fd in (kq, target):
+            if fd >= 0:
+                s.close(fd)
+
+
+VNODE_NOTES = [
+    "NOTE_DELETE",
+    "NOTE_WRITE",
+    "NOTE_EXTEND",
+    "NOTE_ATTRIB",
+    "NOTE_LINK",
+    "NOTE_RENAME",
+    "NOTE_REVOKE",
+]
+
+
+def _vnode_file_events() -> list[int]:
+    """Kernel code: an EV_CLEAR EVFILT_VNODE knote on a file; the fflags each
+    change reports (t_vnode.c open_write_read_close, its NOTE_WRITE/NOTE_EXTEND
+    part, then the other notes a file gets)."""
+    from rumpmp.kern import (
+        EV_CLEAR,
+        EVFILT_VNODE,
+        NOTE_ATTRIB,
+        NOTE_DELETE,
+        NOTE_EXTEND,
+        NOTE_LINK,
+        NOTE_RENAME,
+        NOTE_WRITE,
+        O_CREAT,
+        O_RDWR,
+        O_TRUNC,
+        rump_sys_chmod,
+        rump_sys_kevent,
+        rump_sys_kqueue,
+        rump_sys_link,
+        rump_sys_open,
+        rump_sys_pwrite,
+        rump_sys_rename,
+        rump_sys_unlink,
+    )
+
+    kq = rump_sys_kqueue()
+    fd = rump_sys_open("/testfile", O_RDWR | O_CREAT | O_TRUNC, 0o600)
+    every = NOTE_DELETE | NOTE_WRITE | NOTE_EXTEND | NOTE_ATTRIB | NOTE_LINK | NOTE_RENAME
+    rump_sys_kevent(kq, [(fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, every, 0, None)], 0)
+    seen = []
+
+    def then() -> None:
+        events = rump_sys_kevent(kq, None, 1, 0)
+        seen.append(events[0][3] if events else 0)
+
+    rump_sys_pwrite(fd, b"testfile\0", 0)
+    then()
+    rump_sys_pwrite(fd, b"testfile\0", 0)
+    then()
+    then()  # EV_CLEAR: nothing new
+    rump_sys_chmod("/testfile", 0o644)
+    then()
+    rump_sys_link("/testfile", "/testfile2")
+    then()
+    rump_sys_rename("/testfile2", "/testfile3")  # the same node, by its other name
+    then()
+    rump_sys_unlink("/testfile3")
+    then()
+    rump_sys_unlink("/testfile")
+    then()
+    return seen
+
+
+def test_vnode_file_notes(rump_kernel):
+    """kqueue/t_vnode.c open_write_read_close (its NOTE_WRITE/NOTE_EXTEND part):
+    a write that grows the file is NOTE_WRITE|NOTE_EXTEND, a rewrite NOTE_WRITE;
+    then chmod (NOTE_ATTRIB), link and unlink of one name (NOTE_LINK), rename
+    (NOTE_RENAME), unlink of the last name (NOTE_DELETE).  The knote is made by
+    an lwp on one CPU, the changes come from the same code on the CPU it runs on."""
+    from rumpmp.kern import (
+        NOTE_ATTRIB,
+        NOTE_DELETE,
+        NOTE_EXTEND,
+        NOTE_LINK,
+        NOTE_RENAME,
+        NOTE_WRITE,
+    )
+
+    assert rump_kernel.run(_vnode_file_events, cpu=1) == [
+        NOTE_WRITE | NOTE_EXTEND,
+        NOTE_WRITE,
+        0,
+        NOTE_ATTRIB,
+        NOTE_LINK,
+        NOTE_RENAME,
+        NOTE_LINK,
+        NOTE_DELETE,
+    ]
+
+
+def test_vnode_wait_across_cpus(rump_boot):
+    """A kevent asleep on an EVFILT_VNODE knote on one CPU wakes when another CPU
+    writes the file; without EV_CLEAR the note stays (NetBSD's kn_fflags add up);
+    EVFILT_VNODE on a pipe is EINVAL."""
+    import concurrent.futures as cf
+
+    from rumpmp import kern
+    from rumpmp.kern import EVFILT_VNODE, NOTE_ATTRIB, NOTE_WRITE, O_CREAT, O_RDWR
+
+    k = rump_boot(4)
+    fd = k.run(kern.rump_sys_open, "/watched", O_CREAT | O_RDWR, 0o600, cpu=0)
+    kq = k.run(kern.rump_sys_kqueue, cpu=0)
+    change = (fd, EVFILT_VNODE, EV_ADD, NOTE_WRITE | NOTE_ATTRIB, 0, None)
+    k.run(kern.rump_sys_kevent, kq, [change], 0, cpu=0)
+    with cf.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(k.run, kern.rump_sys_kevent, kq, None, 1, 30, cpu=0)
+        k.run(kern.rump_sys_write, fd, b"x", cpu=3)
+        ((_, _, _, fflags, _, _),) = waiting.result(timeout=30)
+    assert fflags == NOTE_WRITE
+    k.run(kern.rump_sys_fchmod, fd, 0o644, cpu=2)
+    ((_, _, _, fflags, _, _),) = k.run(kern.rump_sys_kevent, kq, None, 1, 0, cpu=1)
+    assert fflags == NOTE_WRITE | NOTE_ATTRIB
+    r, _ = k.sys.pipe()
+    hkq = k.sys.kqueue()
+    ((_, _, flags, _, err, _),) = k.sys.kevent(hkq, [(r, EVFILT_VNODE, EV_ADD, NOTE_WRITE)], 1)
+    assert (flags, err) == (EV_ERROR, errno.EINVAL)

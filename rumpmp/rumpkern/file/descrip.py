@@ -50,9 +50,12 @@ def _never_ready(arena: Arena, data: int, data2: int, events: int) -> int:
     return 0
 
 
-def _no_event(
-    arena: Arena, data: int, data2: int, offset: int, filt: int, record: bool
-) -> tuple[bool, int, int, int]:
+#: What a file's kqfilter says: (fires, data, extra flags, notification count); the
+#: count is a tuple of counts per NOTE_* event for EVFILT_VNODE.
+KqState = tuple[bool, int, int, int | tuple[int, ...]]
+
+
+def _no_event(arena: Arena, data: int, data2: int, offset: int, filt: int, record: bool) -> KqState:
     return False, 0, 0, 0
 
 
@@ -83,9 +86,9 @@ class Fileops:
     poll: Callable[[Arena, int, int, int], int] = _never_ready
     #: (file): fstat.
     stat: Callable[[Arena, int], Stat] = _bare_stat
-    #: (data, data2, file offset, filter, record): a knote's (fires, data, extra
-    #: flags, notification count); with ``record``, waits on the object if not.
-    kqfilter: Callable[[Arena, int, int, int, int, bool], tuple[bool, int, int, int]] = _no_event
+    #: (data, data2, file offset, filter, record): a knote's ``KqState``; with
+    #: ``record``, waits on the object if it does not fire.
+    kqfilter: Callable[[Arena, int, int, int, int, bool], KqState] = _no_event
 
 
 _FILEOPS: dict[int, Fileops] = {}

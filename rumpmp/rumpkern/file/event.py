@@ -1,5 +1,6 @@
-"""kqueue(2) and kevent(2) (kern_event.c): EVFILT_READ and EVFILT_WRITE on pipes and
-files, EVFILT_TIMER; EV_ADD, EV_DELETE, EV_ENABLE, EV_DISABLE, EV_ONESHOT, EV_CLEAR.
+"""kqueue(2) and kevent(2) (kern_event.c): EVFILT_READ and EVFILT_WRITE on pipes,
+FIFOs and files, EVFILT_VNODE on file system nodes, EVFILT_TIMER; EV_ADD, EV_DELETE,
+EV_ENABLE, EV_DISABLE, EV_ONESHOT, EV_CLEAR.
 
 A kqueue is a record of the "kqueue" region whose knotes, keyed by (ident, filter),
 are a blob in the kernel heap under the kqueue's object lock.  A filter asks the
@@ -7,8 +8,10 @@ object for its state (its file operations' ``kqfilter``) and records the
 waiter on the object's selinfo when it is not ready, so kevent waits exactly as
 poll does (``select.selwait``) and is woken from any CPU.  EV_CLEAR reports an
 event once per change of the object: a knote keeps the object's notification
-count as it last reported it.  Timers keep their next deadline in the knote; a
-waiting kevent sleeps no longer than the nearest one.
+count as it last reported it.  EVFILT_VNODE's object gives a count per NOTE_* event
+instead, and the knote reports the events whose counts moved since it last said
+(without EV_CLEAR they add up, as NetBSD's kn_fflags do).  Timers keep their next
+deadline in the knote; a waiting kevent sleeps no longer than the nearest one.
 
 Knotes name descriptors; the caller (``sys_generic``) resolves them to files.  A
 knote whose descriptor has been closed goes away, as NetBSD's knote_fdclose does.
@@ -34,7 +37,7 @@ Kevent = tuple[int, int, int, int, int, object]  # ident, filter, flags, fflags,
 
 # a knote: [flags, fflags, data, udata, last seq, next deadline ns, period ns]
 _FLAGS, _FFLAGS, _DATA, _UDATA, _SEQ, _DEADLINE, _PERIOD = range(7)
-FILTERS = (F.EVFILT_READ, F.EVFILT_WRITE, F.EVFILT_TIMER)
+FILTERS = (F.EVFILT_READ, F.EVFILT_WRITE, F.EVFILT_VNODE, F.EVFILT_TIMER)
 
 
 def _rec(arena: Arena, kq: int) -> int:
@@ -100,9 +103,15 @@ def _apply(
     key = (ident, filt)
     if filt not in FILTERS:
         return errno.EINVAL
-    if filt != F.EVFILT_TIMER and resolve(ident) is None:
+    target = None if filt == F.EVFILT_TIMER else resolve(ident)
+    if filt != F.EVFILT_TIMER and target is None:
         return errno.EBADF
     if flags & F.EV_ADD:
+        if filt == F.EVFILT_VNODE and key not in notes:
+            counts = _vnode_counts(arena, target)
+            if counts is None:
+                return errno.EINVAL
+            notes[key] = [0, fflags, 0, udata, counts, 0, 0]  # events from now on
         if filt == F.EVFILT_TIMER:  # added, or added again: (re)armed as it now says
             timer = _timer_arm(arena, flags, fflags, data)
             if isinstance(timer, int):
@@ -122,6 +131,23 @@ def _apply(
     elif flags & F.EV_ENABLE:
         notes[key][_FLAGS] &= ~F.EV_DISABLE
     return 0
+
+
+def _vnode_counts(arena: Arena, target: tuple[int, int, int, int] | None) -> tuple | None:
+    """The event counts of the node an EVFILT_VNODE knote watches; None if the
+    descriptor does not name a file system node (its file type has no such filter)."""
+    assert target is not None
+    ftype, obj, end, offset = target
+    ops = descrip.fileops(ftype)
+    counts = ops.kqfilter(arena, obj, end, offset, F.EVFILT_VNODE, False)[3]
+    return counts if isinstance(counts, tuple) else None
+
+
+def _moved(counts: tuple[int, ...], seen: tuple[int, ...]) -> int:
+    """The NOTE_* bits whose events happened since ``seen``."""
+    return sum(
+        1 << i for i, (now, then) in enumerate(zip(counts, seen, strict=True)) if now != then
+    )
 
 
 _UNIT_NS = {
@@ -151,20 +177,26 @@ def _timer_arm(arena: Arena, flags: int, fflags: int, data: int) -> tuple[int, i
 
 def _filter(
     arena: Arena, key: tuple[int, int], note: list, resolve: Resolve, now: int, record: bool
-) -> tuple[bool, int, int, int]:
-    """(fires, data, extra flags, seq) of one knote."""
+) -> tuple[bool, int, int, object, int]:
+    """(fires, data, extra flags, seq, fflags) of one knote."""
     ident, filt = key
+    fflags = note[_FFLAGS]
     if filt == F.EVFILT_TIMER:
         if now < note[_DEADLINE]:
-            return False, 0, 0, 0
+            return False, 0, 0, 0, fflags
         if not note[_PERIOD]:  # it fires once, however late it is read
-            return True, 1, 0, 0
-        return True, 1 + (now - note[_DEADLINE]) // note[_PERIOD], 0, 0
+            return True, 1, 0, 0, fflags
+        return True, 1 + (now - note[_DEADLINE]) // note[_PERIOD], 0, 0, fflags
     target = resolve(ident)
     if target is None:
-        return False, 0, 0, -2  # closed: the caller drops the knote
+        return False, 0, 0, -2, 0  # closed: the caller drops the knote
     ftype, obj, end, offset = target
-    return descrip.fileops(ftype).kqfilter(arena, obj, end, offset, filt, record)
+    fires, data, extra, seq = descrip.fileops(ftype).kqfilter(arena, obj, end, offset, filt, record)
+    if filt == F.EVFILT_VNODE:  # the events it watches that happened since it last said
+        assert isinstance(seq, tuple)
+        hints = _moved(seq, note[_SEQ]) & note[_FFLAGS]
+        return bool(hints), 0, 0, seq, hints
+    return fires, data, extra, seq, note[_FFLAGS]
 
 
 def _cleared(note: list, filt: int) -> bool:
@@ -184,28 +216,29 @@ def kevent_scan(
     notes = _load(arena, r)
     mutex_exit(lock)
     now = clock.monotonic_ns()
-    fired: dict[tuple[int, int], tuple[int, int, int]] = {}
+    fired: dict[tuple[int, int], tuple[int, int, object, int]] = {}
     gone = []
     for key, note in notes.items():
         if note[_FLAGS] & F.EV_DISABLE or len(fired) >= nevents:
             continue
-        fires, data, extra, seq = _filter(arena, key, note, resolve, now, record)
+        fires, data, extra, seq, fflags = _filter(arena, key, note, resolve, now, record)
         if seq == -2:
             gone.append(key)
         elif fires and not (_cleared(note, key[1]) and seq == note[_SEQ]):
-            fired[key] = (data, extra, seq)
+            fired[key] = (data, extra, seq, fflags)
     events: list[Kevent] = []
     mutex_enter(lock)
     try:
         notes = _load(arena, r)  # as it is now: another lwp may have changed it
         for key in gone:
             notes.pop(key, None)
-        for key, (data, extra, seq) in fired.items():
+        for key, (data, extra, seq, fflags) in fired.items():
             kn = notes.get(key)
             if kn is None:
                 continue
-            events.append((key[0], key[1], kn[_FLAGS] | extra, kn[_FFLAGS], data, kn[_UDATA]))
-            kn[_SEQ] = seq
+            events.append((key[0], key[1], kn[_FLAGS] | extra, fflags, data, kn[_UDATA]))
+            if key[1] != F.EVFILT_VNODE or kn[_FLAGS] & F.EV_CLEAR:  # (else they add up)
+                kn[_SEQ] = seq
             if key[1] == F.EVFILT_TIMER:
                 kn[_DEADLINE] += data * kn[_PERIOD]
             if kn[_FLAGS] & F.EV_ONESHOT:
