@@ -16,10 +16,12 @@ from rumpmp.rumpkern.base import arena as _arena
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.proc import curproc_word, tables
 from rumpmp.rumpkern.cred import prot, resource, signals
-from rumpmp.rumpkern.file import descrip
+from rumpmp.rumpkern.file import descrip, event
 from rumpmp.rumpkern.sched import lwproc
 from rumpmp.rumpkern.syscall import sysent
 from rumpmp.sys.proc import (
+    P_NEXEC,
+    P_PID,
     P_SPCLIENT,
     P_SPRAISE,
     RLIMIT_NOFILE,
@@ -72,8 +74,10 @@ def _setup(name: str, uid: int | None, gid: int | None, nofile: int) -> tuple[in
 def client_exec(name: str) -> None:
     """The client exec'd (rumpclient_exec): close its FD_CLOEXEC descriptors and
     take its new name."""
-    descrip.fd_closeexec(_arena.current())
+    arena = _arena.current()
+    descrip.fd_closeexec(arena)
     prot.proc_setcomm(name)
+    event.knote_proc(arena, arena.w[curproc_word(arena) + P_PID], P_NEXEC)
 
 
 def client_gone(pid: int) -> None:

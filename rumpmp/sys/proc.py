@@ -3,6 +3,7 @@
 from rumpmp.sys.lwp import IO_WORDS, LWP_WORDS, NLWP
 
 NPROC = 256
+NSIG = 64
 PID_MAX = 30000
 
 # proc record words
@@ -20,7 +21,13 @@ P_RLIMIT = 16  # RLIM_NLIMITS pairs of words: the soft and the hard limit
 P_COMM = 38  # COMM_LEN bytes: its name (a remote client's: its address and program)
 P_RTIME = 46  # nanoseconds its system calls have run
 P_SPCLIENT = 47  # a remote client's process: 1 + the CPU serving it (-1 until one does)
-PROC_WORDS = 48
+# what kevent's EVFILT_PROC and EVFILT_SIGNAL see of a process (under its objlock)
+P_KNSEL = 48  # SI_WORDS: selinfo of the kevents waiting for its events
+P_NFORK = 54  # times it has forked (rump_lwproc_rfork, a client's fork)
+P_NEXEC = 55  # times it has exec'd (a client's exec)
+P_XPID = 56  # the pid of the process that last left this record: its counts stay
+P_NSIG = 64  # NSIG words: times each signal was posted to it
+PROC_WORDS = 128
 COMM_LEN = 64
 
 # resource limits (sys/resource.h)

@@ -154,6 +154,6 @@ def fifo_kqfilter(
 ) -> tuple[bool, int, int, int]:
     n, ends = fifo_pipe(data2)
     end = READ_END if filt == F.EVFILT_READ else WRITE_END
-    if end not in ends:
+    if filt not in (F.EVFILT_READ, F.EVFILT_WRITE) or end not in ends:
         return False, 0, 0, 0
     return pipe.pipe_kqfilter(arena, n, end, offset, filt, record)

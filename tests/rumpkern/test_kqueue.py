@@ -633,3 +633,98 @@ def test_vnode_wait_across_cpus(rump_boot):
     hkq = k.sys.kqueue()
     ((_, _, flags, _, err, _),) = k.sys.kevent(hkq, [(r, EVFILT_VNODE, EV_ADD, NOTE_WRITE)], 1)
     assert (flags, err) == (EV_ERROR, errno.EINVAL)
+
+
+# -- EVFILT_SIGNAL and EVFILT_PROC (issue 27) ----------------------------------------------
+
+NSIGNALS = 5
+
+
+@pytest.mark.timeout(60)
+def test_sig(rump_kernel):
+    """kqueue/t_sig.c sig: EVFILT_SIGNAL counts the posts of a signal to the
+    process that registered it, even one it ignores (here the kernel's signal
+    model ignores it, as upstream's SIG_IGN); a kevent asleep in that process wakes
+    for a post from another.  Upstream sends one every 2 s; here a post wakes the
+    waiter, then the rest are posted at once and counted together."""
+    import concurrent.futures as cf
+    import signal
+
+    from rumpmp import kern
+    from rumpmp.kern import EVFILT_SIGNAL
+
+    k = rump_kernel
+    k.run(kern.rump_boot_setsigmodel, kern.RUMP_SIGMODEL_IGNORE)
+    with k.process() as p, cf.ThreadPoolExecutor(1) as pool:
+        kq = p.sys.kqueue()
+        p.sys.kevent(kq, [(signal.SIGUSR1, EVFILT_SIGNAL, EV_ADD | EV_ENABLE)], 0)
+        waiting = pool.submit(p.sys.kevent, kq, None, 1, 30)
+        k.sys.kill(p.pid, signal.SIGUSR1)
+        ((ident, filt, flags, _, data, _),) = waiting.result(timeout=30)
+        assert (ident, filt, data) == (signal.SIGUSR1, EVFILT_SIGNAL, 1)
+        assert flags & kern.EV_CLEAR
+        for _ in range(NSIGNALS - 1):
+            k.sys.kill(p.pid, signal.SIGUSR1)
+        k.sys.kill(p.pid, signal.SIGUSR2)  # another signal: not this knote's
+        ((_, _, _, _, data, _),) = p.sys.kevent(kq, None, 1, 0)
+        assert data == NSIGNALS - 1
+        assert p.sys.kevent(kq, None, 1, 0) == []
+        ((_, _, flags, _, err, _),) = p.sys.kevent(kq, [(99, EVFILT_SIGNAL, EV_ADD)], 1)
+        assert (flags, err) == (EV_ERROR, errno.EINVAL)
+
+
+def test_proc_fork_and_exit(rump_boot):
+    """kqueue/t_proc1.c's NOTE_FORK and NOTE_EXIT for processes the host makes
+    (rump_lwproc_rfork): without EV_CLEAR the notes add up until the exit, whose
+    event comes once, with EV_EOF; an exited or unknown pid is ESRCH.  The knote's
+    kqueue and the processes run on different CPUs."""
+    from rumpmp.kern import EV_EOF, EVFILT_PROC, NOTE_EXEC, NOTE_EXIT, NOTE_FORK
+
+    k = rump_boot(4)
+    kq = k.sys.kqueue()
+    p = k.process()
+    watch = NOTE_EXIT | NOTE_FORK | NOTE_EXEC
+    k.sys.kevent(kq, [(p.pid, EVFILT_PROC, EV_ADD, watch, 0, "me")], 0)
+    assert k.sys.kevent(kq, None, 1, 0) == []
+    child = p.fork()
+    ((ident, _, flags, fflags, _, udata),) = k.sys.kevent(kq, None, 1, 0)
+    assert (ident, fflags, flags & EV_EOF, udata) == (p.pid, NOTE_FORK, 0, "me")
+    child.release()
+    p.release()
+    ((_, _, flags, fflags, _, _),) = k.sys.kevent(kq, None, 1, 5)
+    assert fflags == NOTE_FORK | NOTE_EXIT and flags & EV_EOF
+    assert k.sys.kevent(kq, None, 1, 0) == []
+    ((_, _, flags, _, err, _),) = k.sys.kevent(kq, [(p.pid, EVFILT_PROC, EV_ADD, watch)], 1)
+    assert (flags, err) == (EV_ERROR, errno.ESRCH)
+
+
+def test_proc_track(rump_kernel):
+    """NOTE_TRACK (kqueue/t_proc1.c's commented-out flag; t_proc2.c's error path has
+    no counterpart, as every rump process may be watched): the parent's NOTE_FORK
+    brings a knote on the child, whose first event is NOTE_CHILD with the parent's
+    pid as data, and which then sees the child's own exit."""
+    from rumpmp.kern import (
+        EV_CLEAR,
+        EV_EOF,
+        EVFILT_PROC,
+        NOTE_CHILD,
+        NOTE_EXIT,
+        NOTE_FORK,
+        NOTE_TRACK,
+    )
+
+    k = rump_kernel
+    kq = k.sys.kqueue()
+    p = k.process()
+    watch = NOTE_EXIT | NOTE_FORK | NOTE_TRACK
+    k.sys.kevent(kq, [(p.pid, EVFILT_PROC, EV_ADD | EV_CLEAR, watch, 0, None)], 0)
+    child = p.fork()
+    events = {}
+    for _ in range(2):  # the parent's NOTE_FORK, then the child's NOTE_CHILD
+        for ident, _, _, fflags, data, _ in k.sys.kevent(kq, None, 4, 0):
+            events[ident] = (fflags, data)
+    assert events == {p.pid: (NOTE_FORK, 0), child.pid: (NOTE_CHILD, p.pid)}
+    child.release()
+    ((ident, _, flags, fflags, _, _),) = k.sys.kevent(kq, None, 4, 5)
+    assert (ident, fflags, bool(flags & EV_EOF)) == (child.pid, NOTE_EXIT, True)
+    p.release()

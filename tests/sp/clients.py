@@ -280,6 +280,26 @@ def reconnect(seconds: str) -> None:
     print(len(pids), flush=True)
 
 
+def proc1() -> None:
+    """kqueue/t_proc1.c's child: once told (a line on stdin), fork (the child exits)
+    and exec a program that exits, so the watcher sees NOTE_FORK, NOTE_EXEC and
+    NOTE_EXIT of this rump process."""
+    c = rumpclient.connect()
+    print(c.pid, flush=True)
+    sys.stdin.readline()
+    pid, child = c.fork()
+    if pid == 0:
+        child.close()
+        os._exit(0)
+    _wait_child(pid)
+    c.exec(sys.executable, [sys.executable, "-m", "tests.sp.clients", "exec_quit"])
+
+
+def exec_quit() -> None:
+    """After ``exec``: take the connection over, then end (the process exits)."""
+    rumpclient.connect().close()
+
+
 def block_in_read() -> None:
     """Sleep in the kernel, in a read of an empty pipe, until killed."""
     c = rumpclient.connect()

@@ -570,3 +570,42 @@ def test_memory_limit_and_cookie_expiry(rump_kernel, tmp_path):
     assert c.sys.write(fd, b"x" * (32 << 10)) == 32 << 10
     handle = c.prefork()  # expired as soon as it is made
     assert errno_of(rumpclient.fork_init, handle) == errno.ESRCH
+
+
+def test_proc1(served):
+    """kqueue/t_proc1.c proc1: EVFILT_PROC on a rump process (a remote client's)
+    reports NOTE_FORK when it forks, NOTE_EXEC when it execs and NOTE_EXIT (with
+    EV_EOF, once) when it ends.  The watcher is the host's process, on another CPU
+    than the one serving the client."""
+    from rumpmp.kern import EV_ADD, EV_ENABLE, EV_EOF, EVFILT_PROC, NOTE_EXEC, NOTE_EXIT, NOTE_FORK
+
+    k, url = served
+    env = {**os.environ, "RUMP_SERVER": url, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.sp.clients", "proc1"],
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid = int(child.stdout.readline())
+        kq = k.sys.kqueue()
+        want = NOTE_EXIT | NOTE_FORK | NOTE_EXEC
+        k.sys.kevent(kq, [(pid, EVFILT_PROC, EV_ADD | EV_ENABLE, want, 0, None)], 0)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        seen = 0
+        while seen != want:
+            events = k.sys.kevent(kq, None, 1, 30)
+            assert events, f"no event in 30 s; seen {seen:#x}"
+            ((ident, filt, flags, fflags, _, _),) = events
+            assert (ident, filt) == (pid, EVFILT_PROC)
+            assert bool(flags & EV_EOF) == bool(fflags & NOTE_EXIT)
+            seen |= fflags
+        assert k.sys.kevent(kq, None, 1, 0) == []  # NOTE_EXIT came once: the knote went
+        assert child.wait(30) == 0
+    finally:
+        child.kill()
+        child.wait()

@@ -16,6 +16,7 @@ a kernel-wide choice:
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 
 from hypercalls import proc
 from rumpmp.rumpkern.base import arena as _arena
@@ -27,12 +28,15 @@ from rumpmp.rumpkern.locking.condvar import cv_timedwait, kcondvar_t
 from rumpmp.rumpkern.locking.mutex import kmutex_t
 from rumpmp.sys.cpu import CI_SPSLOT, cpu_word
 from rumpmp.sys.lwp import L_CATCH, L_PARK, L_PID, L_STATE, LSSLEEP, NLWP
-from rumpmp.sys.proc import P_SIGPEND, P_SPCLIENT, P_SPRAISE
+from rumpmp.sys.proc import NSIG, P_SIGPEND, P_SPCLIENT, P_SPRAISE
 
 RUMP_SIGMODEL_PANIC, RUMP_SIGMODEL_IGNORE, RUMP_SIGMODEL_HOST = 0, 1, 2
 RUMP_SIGMODEL_RAISE, RUMP_SIGMODEL_RECORD = 3, 4
-NSIG = 64
 
+
+#: Counts a post for kevent's EVFILT_SIGNAL: (arena, pid, signal).  Set by
+#: ``file.event``, which sits above this code, as NetBSD's kern_sig.c calls KNOTE.
+knote_signal: Callable[[Arena, int, int], None] | None = None
 
 #: The model the next kernels of this program boot with (rump_boot_setsigmodel
 #: called before boot, as rump's programs call it before rump_init).
@@ -63,6 +67,8 @@ def psignal(pid: int, sig: int) -> None:
     arena = _arena.current()
     if not 1 <= sig < NSIG:
         raise OSError(errno.EINVAL, f"psignal: no signal {sig!r}")
+    if knote_signal is not None:  # EVFILT_SIGNAL sees every post
+        knote_signal(arena, pid, sig)
     model = arena.w[_arena.H_SIGMODEL]
     if model == RUMP_SIGMODEL_PANIC:
         panic_in(arena, f"signal {sig} to pid {pid}")

@@ -9,8 +9,9 @@ waiter on the object's selinfo when it is not ready, so kevent waits exactly as
 poll does (``select.selwait``) and is woken from any CPU.  EV_CLEAR reports an
 event once per change of the object: a knote keeps the object's notification
 count as it last reported it.  EVFILT_VNODE's object gives a count per NOTE_* event
-instead, and the knote reports the events whose counts moved since it last said
-(without EV_CLEAR they add up, as NetBSD's kn_fflags do).  Timers keep their next
+instead, and the knote reports the events whose counts moved since it last looked
+(without EV_CLEAR they add up and stay active, as NetBSD's kn_fflags do);
+EVFILT_PROC's and EVFILT_SIGNAL's come from the process's record likewise.  Timers keep their next
 deadline in the knote; a waiting kevent sleeps no longer than the nearest one.
 
 Knotes name descriptors; the caller (``sys_generic``) resolves them to files.  A
@@ -25,19 +26,46 @@ from collections.abc import Callable
 from hypercalls import clock
 from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.clock import NS, wall_ns
+from rumpmp.rumpkern.base.proc import curproc_word, tables
+from rumpmp.rumpkern.cred import signals
 from rumpmp.rumpkern.file import descrip, objlock, table
+from rumpmp.rumpkern.file.select import selnotify, selrecord
 from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
 from rumpmp.sys import file as F
+from rumpmp.sys.proc import (
+    NPROC,
+    NSIG,
+    P_KNSEL,
+    P_NEXEC,
+    P_NFORK,
+    P_NSIG,
+    P_PID,
+    P_PPID,
+    P_STATE,
+    P_XPID,
+    SACTIVE,
+)
 
 #: What a descriptor names, as a filter needs it: (file type, object, end or 0,
 #: offset), or None for a closed descriptor.
 Resolve = Callable[[int], "tuple[int, int, int, int] | None"]
 Kevent = tuple[int, int, int, int, int, object]  # ident, filter, flags, fflags, data, udata
 
-# a knote: [flags, fflags, data, udata, last seq, next deadline ns, period ns]
+# a knote: [flags, fflags, hints reported and kept (no EV_CLEAR), udata, last seq,
+# next deadline ns, period ns]
 _FLAGS, _FFLAGS, _DATA, _UDATA, _SEQ, _DEADLINE, _PERIOD = range(7)
-FILTERS = (F.EVFILT_READ, F.EVFILT_WRITE, F.EVFILT_VNODE, F.EVFILT_TIMER)
+_PARENT = _DEADLINE  # (a knote NOTE_TRACK made on a child: the parent's pid)
+FILTERS = (
+    F.EVFILT_READ,
+    F.EVFILT_WRITE,
+    F.EVFILT_VNODE,
+    F.EVFILT_PROC,
+    F.EVFILT_SIGNAL,
+    F.EVFILT_TIMER,
+)
+#: The filters whose ident is a descriptor.
+_ON_FILES = (F.EVFILT_READ, F.EVFILT_WRITE, F.EVFILT_VNODE)
 
 
 def _rec(arena: Arena, kq: int) -> int:
@@ -103,15 +131,17 @@ def _apply(
     key = (ident, filt)
     if filt not in FILTERS:
         return errno.EINVAL
-    target = None if filt == F.EVFILT_TIMER else resolve(ident)
-    if filt != F.EVFILT_TIMER and target is None:
+    target = resolve(ident) if filt in _ON_FILES else None
+    if filt in _ON_FILES and target is None:
         return errno.EBADF
     if flags & F.EV_ADD:
-        if filt == F.EVFILT_VNODE and key not in notes:
-            counts = _vnode_counts(arena, target)
-            if counts is None:
-                return errno.EINVAL
-            notes[key] = [0, fflags, 0, udata, counts, 0, 0]  # events from now on
+        if key not in notes and filt in (F.EVFILT_VNODE, F.EVFILT_PROC, F.EVFILT_SIGNAL):
+            seen = _attach(arena, filt, ident, target)
+            if isinstance(seen, int):
+                return seen
+            notes[key] = [0, fflags, 0, udata, seen, 0, 0]  # events from now on
+        if filt == F.EVFILT_SIGNAL:
+            flags |= F.EV_CLEAR  # (filt_sigattach)
         if filt == F.EVFILT_TIMER:  # added, or added again: (re)armed as it now says
             timer = _timer_arm(arena, flags, fflags, data)
             if isinstance(timer, int):
@@ -133,14 +163,132 @@ def _apply(
     return 0
 
 
-def _vnode_counts(arena: Arena, target: tuple[int, int, int, int] | None) -> tuple | None:
-    """The event counts of the node an EVFILT_VNODE knote watches; None if the
-    descriptor does not name a file system node (its file type has no such filter)."""
-    assert target is not None
-    ftype, obj, end, offset = target
-    ops = descrip.fileops(ftype)
-    counts = ops.kqfilter(arena, obj, end, offset, F.EVFILT_VNODE, False)[3]
-    return counts if isinstance(counts, tuple) else None
+def _attach(
+    arena: Arena, filt: int, ident: int, target: tuple[int, int, int, int] | None
+) -> tuple[int, ...] | int:
+    """filter_attach: the counts a new knote starts from (it reports only what
+    happens after), or the errno.  EVFILT_VNODE: the node's event counts (EINVAL
+    for a descriptor that opens no node); EVFILT_PROC: (slot, pid, forks, execs) of
+    process ``ident`` (ESRCH); EVFILT_SIGNAL: (slot, pid, posts) of signal
+    ``ident`` to the calling process."""
+    if filt == F.EVFILT_VNODE:
+        assert target is not None
+        ftype, obj, end, offset = target
+        counts = descrip.fileops(ftype).kqfilter(arena, obj, end, offset, filt, False)[3]
+        return counts if isinstance(counts, tuple) else errno.EINVAL
+    if filt == F.EVFILT_SIGNAL:
+        if not 1 <= ident < NSIG:
+            return errno.EINVAL
+        p = curproc_word(arena)
+        pid = arena.w[p + P_PID]
+    else:
+        pid, slot = ident, _proc_slot(arena, ident)
+        if slot is None:
+            return errno.ESRCH
+        p = slot
+    # (read without the process's lock: the kqueue's is held, and a count that
+    # moves meanwhile is an event as close to the attach as the attach itself)
+    return (p, pid, *_proc_counts(arena, p, filt, ident))
+
+
+def _proc_counts(arena: Arena, p: int, filt: int, ident: int) -> tuple[int, ...]:
+    w = arena.w
+    if filt == F.EVFILT_SIGNAL:
+        return (w[p + P_NSIG + ident],)
+    return w[p + P_NFORK], w[p + P_NEXEC]
+
+
+def _proc_slot(arena: Arena, pid: int) -> int | None:
+    t = tables(arena)
+    t.lock.enter_nowrap()
+    try:
+        return t.find_proc(pid)
+    except ProcessLookupError:
+        return None
+    finally:
+        t.lock.exit()
+
+
+def _proc_filter(
+    arena: Arena, filt: int, ident: int, note: list, record: bool
+) -> tuple[bool, int, int, object, int]:
+    """filt_proc and filt_signal: (fires, data, extra flags, counts, fflags) of a
+    knote on a process.  A process that has gone fires NOTE_EXIT (whatever the
+    knote watches, as NetBSD's does) with EV_EOF, once."""
+    w = arena.w
+    p, pid, *seen = note[_SEQ]
+    lock = objlock.objlock(arena, objlock.PROC, p)
+    mutex_enter(lock)
+    try:
+        alive = w[p + P_PID] == pid and w[p + P_STATE] == SACTIVE
+        # a process that has gone leaves its counts until its record is reused
+        kept = alive or (not w[p + P_STATE] and w[p + P_XPID] == pid)
+        if record:
+            selrecord(arena, p + P_KNSEL)
+        counts = _proc_counts(arena, p, filt, ident) if kept else tuple(seen)
+    finally:
+        mutex_exit(lock)
+    seq = (p, pid, *counts)
+    if filt == F.EVFILT_SIGNAL:
+        posted = counts[0] - seen[0]
+        return posted > 0, posted, 0, seq, note[_FFLAGS]
+    moved = (F.NOTE_FORK if counts[0] != seen[0] else 0) | (
+        F.NOTE_EXEC if counts[1] != seen[1] else 0
+    )
+    hints = moved & note[_FFLAGS] | note[_DATA]
+    data = note[_PARENT] if hints & F.NOTE_CHILD else 0
+    if not alive:
+        return True, data, F.EV_EOF, seq, hints | note[_FFLAGS] & F.NOTE_EXIT
+    return bool(hints), data, 0, seq, hints
+
+
+def _track(arena: Arena, notes: dict[tuple[int, int], list], ppid: int, parent: list) -> None:
+    """NOTE_TRACK: each child of process ``ppid`` the kqueue does not watch yet gets
+    a knote like ``parent``, whose first event is NOTE_CHILD with ``ppid`` as data.
+    (A child found by looking at the process table: one that has already gone by
+    the time its parent's NOTE_FORK is read is not tracked.)"""
+    w, t = arena.w, tables(arena)
+    t.lock.enter_nowrap()
+    try:
+        children = [
+            (t.proc(s), w[t.proc(s) + P_PID])
+            for s in range(NPROC)
+            if w[t.proc(s) + P_STATE] == SACTIVE and w[t.proc(s) + P_PPID] == ppid
+        ]
+    finally:
+        t.lock.exit()
+    for p, pid in children:
+        if (pid, F.EVFILT_PROC) not in notes:
+            seen = (p, pid, *_proc_counts(arena, p, F.EVFILT_PROC, pid))
+            flags, fflags, udata = parent[_FLAGS], parent[_FFLAGS], parent[_UDATA]
+            notes[(pid, F.EVFILT_PROC)] = [flags, fflags, F.NOTE_CHILD, udata, seen, ppid, 0]
+
+
+def knote_proc(arena: Arena, pid: int, counter: int) -> None:
+    """KNOTE on a process: the event its word ``counter`` counts (P_NFORK, P_NEXEC,
+    P_NSIG + a signal) happened to process ``pid``; the kevents waiting for it wake."""
+    p = _proc_slot(arena, pid)
+    if p is None:
+        return
+    lock = objlock.objlock(arena, objlock.PROC, p)
+    mutex_enter(lock)
+    if arena.w[p + P_PID] == pid:
+        arena.w[p + counter] += 1
+    selnotify(arena, p + P_KNSEL)
+    mutex_exit(lock)
+
+
+def knote_proc_exit(arena: Arena, p: int) -> None:
+    """The process whose record was at word ``p`` has gone: the kevents waiting on
+    it wake (and see NOTE_EXIT).  Called once the process table's lock is let go."""
+    lock = objlock.objlock(arena, objlock.PROC, p)
+    mutex_enter(lock)
+    selnotify(arena, p + P_KNSEL)
+    mutex_exit(lock)
+
+
+#: The filters whose events add up in fflags until reported with EV_CLEAR.
+_HINTED = (F.EVFILT_VNODE, F.EVFILT_PROC)
 
 
 def _moved(counts: tuple[int, ...], seen: tuple[int, ...]) -> int:
@@ -181,6 +329,8 @@ def _filter(
     """(fires, data, extra flags, seq, fflags) of one knote."""
     ident, filt = key
     fflags = note[_FFLAGS]
+    if filt in (F.EVFILT_PROC, F.EVFILT_SIGNAL):
+        return _proc_filter(arena, filt, ident, note, record)
     if filt == F.EVFILT_TIMER:
         if now < note[_DEADLINE]:
             return False, 0, 0, 0, fflags
@@ -194,15 +344,16 @@ def _filter(
     fires, data, extra, seq = descrip.fileops(ftype).kqfilter(arena, obj, end, offset, filt, record)
     if filt == F.EVFILT_VNODE:  # the events it watches that happened since it last said
         assert isinstance(seq, tuple)
-        hints = _moved(seq, note[_SEQ]) & note[_FFLAGS]
+        hints = _moved(seq, note[_SEQ]) & note[_FFLAGS] | note[_DATA]
         return bool(hints), 0, 0, seq, hints
     return fires, data, extra, seq, note[_FFLAGS]
 
 
 def _cleared(note: list, filt: int) -> bool:
-    """Whether the knote reports a change of its object once (EV_CLEAR); a timer's
-    is cleared by moving its deadline instead."""
-    return bool(note[_FLAGS] & F.EV_CLEAR) and filt != F.EVFILT_TIMER
+    """Whether the knote reports a change of its object once (EV_CLEAR) by its
+    notification count; the other filters clear in their own way (a timer moves its
+    deadline, the others compare counts of their events)."""
+    return bool(note[_FLAGS] & F.EV_CLEAR) and filt in (F.EVFILT_READ, F.EVFILT_WRITE)
 
 
 def kevent_scan(
@@ -237,11 +388,14 @@ def kevent_scan(
             if kn is None:
                 continue
             events.append((key[0], key[1], kn[_FLAGS] | extra, fflags, data, kn[_UDATA]))
-            if key[1] != F.EVFILT_VNODE or kn[_FLAGS] & F.EV_CLEAR:  # (else they add up)
-                kn[_SEQ] = seq
+            kn[_SEQ] = seq
+            if key[1] in _HINTED:  # without EV_CLEAR they add up, the knote active
+                kn[_DATA] = 0 if kn[_FLAGS] & F.EV_CLEAR else fflags
+            if key[1] == F.EVFILT_PROC and fflags & F.NOTE_FORK and kn[_FFLAGS] & F.NOTE_TRACK:
+                _track(arena, notes, key[0], kn)
             if key[1] == F.EVFILT_TIMER:
                 kn[_DEADLINE] += data * kn[_PERIOD]
-            if kn[_FLAGS] & F.EV_ONESHOT:
+            if kn[_FLAGS] & F.EV_ONESHOT or (extra & F.EV_EOF and key[1] == F.EVFILT_PROC):
                 del notes[key]
         if fired or gone:
             _store(arena, r, notes)
@@ -255,6 +409,7 @@ def kevent_scan(
     return events, min(timers) if timers else None
 
 
+signals.knote_signal = lambda arena, pid, sig: knote_proc(arena, pid, P_NSIG + sig)
 descrip.fileops_establish(
     F.DTYPE_KQUEUE, descrip.Fileops(close=lambda arena, kq, _: kqueue_close(arena, kq))
 )

@@ -1,6 +1,7 @@
 """Object locks for files and what they open: a fixed set of mutexes, shared by number.
 
-Pipes, kqueues, open files and descriptor tables (and the file system's mounts)
+Pipes, kqueues, open files, descriptor tables and processes' kevent state (and
+the file system's mounts)
 each need a mutex, and there may be thousands of them; a kernel's semaphores are a
 bounded resource, so each object uses the mutex its number picks among NOBJLOCKS
 made at boot.  Code never holds two
@@ -16,7 +17,7 @@ from rumpmp.sys.file import FH_LOCKS, NOBJLOCKS
 
 #: Which set an object's number picks its lock in: a pipe and a file with the same
 #: number need not share one.
-PIPE, KQUEUE, FILE, FDTAB = 0, 1, 2, 3
+PIPE, KQUEUE, FILE, FDTAB, PROC = 0, 1, 2, 3, 4
 
 
 def objlock_init(arena: Arena) -> None:
@@ -30,4 +31,4 @@ def objlock(arena: Arena, kind: int, number: int) -> kmutex_t:
     locks = arena.cache.get("objlocks")
     if locks is None:
         locks = arena.cache["objlocks"] = blob_get(arena, arena.region_word("file") + FH_LOCKS)
-    return locks[(number * 4 + kind) % NOBJLOCKS]  # type: ignore[index]
+    return locks[(number * 5 + kind) % NOBJLOCKS]  # type: ignore[index]

@@ -26,6 +26,7 @@ from rumpmp.sys.file import (
     DTYPE_PIPE,
     EV_EOF,
     EVFILT_READ,
+    EVFILT_WRITE,
     FH_LOCK,
     NPIPE,
     O_NONBLOCK,
@@ -270,7 +271,9 @@ def pipe_kqfilter(
     arena: Arena, n: int, end: int, offset: int, filt: int, record: bool
 ) -> tuple[bool, int, int, int]:
     """EVFILT_READ/EVFILT_WRITE on one end of a pipe (filt_piperead/write)."""
-    if end != (READ_END if filt == EVFILT_READ else WRITE_END):
+    if filt not in (EVFILT_READ, EVFILT_WRITE) or end != (
+        READ_END if filt == EVFILT_READ else WRITE_END
+    ):
         return False, 0, 0, 0
     ready, data, eof, seq = pipe_state(arena, n, end, record)
     if eof and end == WRITE_END:  # filt_pipewrite: the reader has gone, nothing fits

@@ -28,9 +28,10 @@ from rumpmp.rumpkern.base.arena import Arena
 from rumpmp.rumpkern.base.prf import panic_in
 from rumpmp.rumpkern.base.proc import Tables, tables
 from rumpmp.rumpkern.cred import kauth
-from rumpmp.rumpkern.file import descrip
+from rumpmp.rumpkern.file import descrip, event
 from rumpmp.rumpkern.mem import specificdata
 from rumpmp.rumpkern.sched import scheduler
+from rumpmp.sys.file import SI_WORDS
 from rumpmp.sys.lwp import (
     L_BOUND,
     L_CPU,
@@ -59,12 +60,15 @@ from rumpmp.sys.proc import (
     P_CRED,
     P_CWD,
     P_FDTAB,
+    P_KNSEL,
     P_NEXTLID,
+    P_NFORK,
     P_NLWP,
     P_PID,
     P_PPID,
     P_RLIMIT,
     P_STATE,
+    P_XPID,
     PID_MAX,
     PROC_WORDS,
     RLIM_INFINITY,
@@ -124,7 +128,10 @@ def proc_alloc(t: Tables, parent: int, pid: int | None = None) -> int:
             break
     else:
         raise OSError(errno.EAGAIN, "process table full")
+    # (its selinfo stays: an exit's kevents may not have been woken yet)
+    knsel = w[p + P_KNSEL : p + P_KNSEL + SI_WORDS]
     w[p : p + PROC_WORDS] = memoryview(bytes(PROC_WORDS * 8)).cast("q")
+    w[p + P_KNSEL : p + P_KNSEL + SI_WORDS] = knsel
     w[p + P_PID] = _alloc_pid(t) if pid is None else pid
     w[p + P_STATE] = SACTIVE
     if parent >= 0:
@@ -157,11 +164,12 @@ def default_limits(w: memoryview, p: int) -> None:
 class Leftovers:
     """What a process held that is let go once proc_lock is dropped (it may block):
     its credential if that was the last reference, its fd table and its working
-    directory."""
+    directory; and the kevents waiting for its exit are woken."""
 
     cred: tuple[int, int] | None
     fdtab: int
     cwd: int
+    proc: int  # the word of its record, now free
 
     def release(self, arena: Arena) -> None:
         if self.cred:
@@ -169,6 +177,7 @@ class Leftovers:
         descrip.fd_exit(arena, self.fdtab)
         if rump_proc_vfs_release is not None:
             rump_proc_vfs_release(arena, self.cwd)
+        event.knote_proc_exit(arena, self.proc)
 
 
 def proc_free(t: Tables, p: int) -> Leftovers:
@@ -176,7 +185,8 @@ def proc_free(t: Tables, p: int) -> Leftovers:
     leaves the caller to release."""
     w = t.w
     dead = kauth.cred_rele_locked(t.arena, w[p + P_CRED], w[p + P_CRED + 1])
-    left = Leftovers(dead, w[p + P_FDTAB], w[p + P_CWD])
+    left = Leftovers(dead, w[p + P_FDTAB], w[p + P_CWD], p)
+    w[p + P_XPID] = w[p + P_PID]
     w[p + P_PID] = 0
     w[p + P_STATE] = 0
     w[t.hdr + T_NPROCS] -= 1
@@ -315,9 +325,10 @@ def rump_lwproc_rfork(flags: int) -> None:
     if flags & ~(RUMP_RFFDG | RUMP_RFCFDG) or flags == RUMP_RFFDG | RUMP_RFCFDG:
         raise OSError(errno.EINVAL, f"rump_lwproc_rfork: bad flags {flags:#x}")
     arena, t, lid = _current()
+    ppid = t.w[t.lwp(lid) + L_PID]
     t.lock.enter_nowrap()
     try:
-        parent = t.find_proc(t.w[t.lwp(lid) + L_PID])
+        parent = t.find_proc(ppid)
         p = proc_alloc(t, parent)
         try:
             new = _new_context(arena, t, p)
@@ -333,6 +344,7 @@ def rump_lwproc_rfork(flags: int) -> None:
     except OSError:
         lwp_release(t, new)
         raise
+    event.knote_proc(arena, ppid, P_NFORK)
     _switch(arena, t, new)
 
 
