@@ -34,15 +34,15 @@ from rumpmp.rumpkern.locking.mutex import mutex_enter, mutex_exit
 from rumpmp.rumpkern.mem.blob import blob_free, blob_get, blob_put
 from rumpmp.sys import file as F
 from rumpmp.sys.proc import (
-    NPROC,
     NSIG,
     P_KNSEL,
     P_NEXEC,
     P_NFORK,
     P_NSIG,
+    P_NTRACK,
     P_PID,
-    P_PPID,
     P_STATE,
+    P_TRACK,
     P_XPID,
     SACTIVE,
 )
@@ -115,7 +115,7 @@ def kevent_register(
     try:
         notes = _load(arena, r)
         for change in changes:
-            err = _apply(arena, notes, change, resolve)
+            err = _apply(arena, kq, notes, change, resolve)
             if err:
                 failed.append((change, err))
         _store(arena, r, notes)
@@ -125,7 +125,7 @@ def kevent_register(
 
 
 def _apply(
-    arena: Arena, notes: dict[tuple[int, int], list], change: tuple, resolve: Resolve
+    arena: Arena, kq: int, notes: dict[tuple[int, int], list], change: tuple, resolve: Resolve
 ) -> int:
     ident, filt, flags, fflags, data, udata = change
     key = (ident, filt)
@@ -150,6 +150,13 @@ def _apply(
         note = notes.setdefault(key, [0, fflags, 0, udata, -1, 0, 0])
         if filt == F.EVFILT_TIMER:
             note[_DEADLINE], note[_PERIOD] = deadline, period
+        if filt == F.EVFILT_PROC and fflags & F.NOTE_TRACK:
+            try:  # its children are to get knotes here as they are made
+                _trackers(arena, note[_SEQ][0], add=kq)
+            except OSError as e:
+                if not note[_FFLAGS] & F.NOTE_TRACK:
+                    del notes[key]
+                return e.errno or errno.ENOMEM
         note[_FLAGS] = flags & (F.EV_ONESHOT | F.EV_CLEAR) | note[_FLAGS] & F.EV_DISABLE
         note[_UDATA], note[_FFLAGS] = udata, fflags
     elif key not in notes:
@@ -242,26 +249,60 @@ def _proc_filter(
     return bool(hints), data, 0, seq, hints
 
 
-def _track(arena: Arena, notes: dict[tuple[int, int], list], ppid: int, parent: list) -> None:
-    """NOTE_TRACK: each child of process ``ppid`` the kqueue does not watch yet gets
-    a knote like ``parent``, whose first event is NOTE_CHILD with ``ppid`` as data.
-    (A child found by looking at the process table: one that has already gone by
-    the time its parent's NOTE_FORK is read is not tracked.)"""
+def _trackers(arena: Arena, p: int, add: int = -1, drop: int = -1) -> list[int]:
+    """The kqueues that track process record ``p`` (NOTE_TRACK), after adding kqueue
+    ``add`` or dropping ``drop``; under the process table's lock (a kqueue's is
+    held by the caller, and no two object locks are held at once).  ENOMEM when
+    ``add`` finds P_NTRACK trackers already."""
     w, t = arena.w, tables(arena)
     t.lock.enter_nowrap()
     try:
-        children = [
-            (t.proc(s), w[t.proc(s) + P_PID])
-            for s in range(NPROC)
-            if w[t.proc(s) + P_STATE] == SACTIVE and w[t.proc(s) + P_PPID] == ppid
-        ]
+        words = range(p + P_TRACK, p + P_TRACK + P_NTRACK)
+        if add >= 0 and add + 1 not in w[words.start : words.stop]:
+            free = next((i for i in words if not w[i]), None)
+            if free is None:
+                raise OSError(errno.ENOMEM, "NOTE_TRACK: the process has too many trackers")
+            w[free] = add + 1
+        for i in words:
+            if drop >= 0 and w[i] == drop + 1:
+                w[i] = 0
+        return [w[i] - 1 for i in words if w[i]]
     finally:
         t.lock.exit()
-    for p, pid in children:
-        if (pid, F.EVFILT_PROC) not in notes:
-            seen = (p, pid, *_proc_counts(arena, p, F.EVFILT_PROC, pid))
-            flags, fflags, udata = parent[_FLAGS], parent[_FFLAGS], parent[_UDATA]
-            notes[(pid, F.EVFILT_PROC)] = [flags, fflags, F.NOTE_CHILD, udata, seen, ppid, 0]
+
+
+def knote_fork(arena: Arena, parent: int, child: int) -> None:
+    """The process at record ``parent`` made the one at ``child``: each kqueue that
+    tracks the parent (NOTE_TRACK) gets a knote on the child like the parent's,
+    whose first event is NOTE_CHILD with the parent's pid as data, and tracks the
+    child too.  A kqueue whose knote has gone is forgotten."""
+    w = arena.w
+    ppid, pid = w[parent + P_PID], w[child + P_PID]
+    for kq in _trackers(arena, parent):
+        lock = objlock.objlock(arena, objlock.KQUEUE, kq)
+        r = _rec(arena, kq)
+        mutex_enter(lock)
+        try:
+            notes = _load(arena, r) if w[r + F.KQ_STATE] else {}
+            kn = notes.get((ppid, F.EVFILT_PROC))
+            if kn is not None and kn[_FFLAGS] & F.NOTE_TRACK:
+                seen = (child, pid, *_proc_counts(arena, child, F.EVFILT_PROC, pid))
+                notes[(pid, F.EVFILT_PROC)] = [
+                    kn[_FLAGS],
+                    kn[_FFLAGS],
+                    F.NOTE_CHILD,
+                    kn[_UDATA],
+                    seen,
+                    ppid,
+                    0,
+                ]
+                _store(arena, r, notes)
+        finally:
+            mutex_exit(lock)
+        if kn is not None and kn[_FFLAGS] & F.NOTE_TRACK:
+            _trackers(arena, child, add=kq)
+        else:
+            _trackers(arena, parent, drop=kq)
 
 
 def knote_proc(arena: Arena, pid: int, counter: int) -> None:
@@ -391,8 +432,6 @@ def kevent_scan(
             kn[_SEQ] = seq
             if key[1] in _HINTED:  # without EV_CLEAR they add up, the knote active
                 kn[_DATA] = 0 if kn[_FLAGS] & F.EV_CLEAR else fflags
-            if key[1] == F.EVFILT_PROC and fflags & F.NOTE_FORK and kn[_FFLAGS] & F.NOTE_TRACK:
-                _track(arena, notes, key[0], kn)
             if key[1] == F.EVFILT_TIMER:
                 kn[_DEADLINE] += data * kn[_PERIOD]
             if kn[_FLAGS] & F.EV_ONESHOT or (extra & F.EV_EOF and key[1] == F.EVFILT_PROC):

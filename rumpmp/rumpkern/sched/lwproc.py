@@ -344,6 +344,7 @@ def rump_lwproc_rfork(flags: int) -> None:
     except OSError:
         lwp_release(t, new)
         raise
+    event.knote_fork(arena, parent, p)
     event.knote_proc(arena, ppid, P_NFORK)
     _switch(arena, t, new)
 
