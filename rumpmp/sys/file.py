@@ -52,7 +52,7 @@ FH_MAXFILES = 4  # word index of kern.maxfiles's value (used up to NFILE)
 FH_LOCKS = 8  # 3 words: blob of the object locks (kmutex_t stripes)
 FH_RENAME = 11  # 3 words: blob of the rename lock
 FILE_HDR = 16
-NOBJLOCKS = 32  # pipes, kqueues, files and descriptor tables share these mutexes by number
+NOBJLOCKS = 40  # pipes, kqueues, files, fd tables, processes: 8 mutexes each, by number
 
 # descriptor tables ("fdtab" region): one per set of processes sharing one
 NFDTAB = 288

@@ -218,16 +218,11 @@ def lwp_alloc(t: Tables, p: int, name: str, pri: int = 0, bound: int = -1, flags
     return i + 1
 
 
-def lwp_free(t: Tables, lid: int) -> Leftovers | None:
-    """Release an lwp; its process is collected with its last lwp (holds proc_lock).
-
-    Returns what the process leaves to release after dropping the lock.
-    """
+def _leave_proc(t: Tables, lid: int) -> Leftovers | None:
+    """Lwp ``lid`` leaves its process, which is collected with its last lwp (holds
+    proc_lock); what the process leaves to release after dropping the lock."""
     w = t.w
-    l = t.lwp(lid)
-    pid = w[l + L_PID]
-    w[l + L_STATE] = 0
-    w[t.hdr + T_NLWPS] -= 1
+    pid = w[t.lwp(lid) + L_PID]
     try:
         p = t.find_proc(pid)
     except ProcessLookupError:
@@ -238,16 +233,30 @@ def lwp_free(t: Tables, lid: int) -> Leftovers | None:
     return None
 
 
+def _free_slot(t: Tables, lid: int) -> None:
+    t.w[t.lwp(lid) + L_STATE] = 0
+    t.w[t.hdr + T_NLWPS] -= 1
+
+
 def lwp_release(t: Tables, lid: int) -> None:
     """Take proc_lock, free an lwp (collecting its process if it was the last), and
-    free what that left behind."""
+    free what that left behind.  The lwp's slot is freed last: the thread doing this
+    may still be lwp ``lid`` (an lwp ending itself), and the locks that releasing
+    takes must not see its id handed to another lwp meanwhile."""
     t.lock.enter_nowrap()
     try:
-        left = lwp_free(t, lid)
+        left = _leave_proc(t, lid)
+        if left is None:
+            _free_slot(t, lid)
     finally:
         t.lock.exit()
     if left:
-        left.release(t.arena)
+        try:
+            left.release(t.arena)
+        finally:
+            t.lock.enter_nowrap()
+            _free_slot(t, lid)
+            t.lock.exit()
 
 
 def proc0_init(arena: Arena) -> None:
