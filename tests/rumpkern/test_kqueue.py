@@ -381,108 +381,40 @@ def _create_file(s, path: str) -> None:
     s.close(s.open(path, O_WRONLY | O_CREAT, 0o600))
 
 
-#: t_vnode.c's directory cases: (name, what exists before the knote, the change, the
-#: note checked, whether it must be there).
+#: What t_vnode.c's directory cases do: (what exists before the knote, the change).
+VNODE_ACTIONS = {
+    "create_file_in": ([], ("create", FILE_INSIDE1)),
+    "delete_file_in": ([FILE_INSIDE1], ("unlink", FILE_INSIDE1)),
+    "create_dir_in": ([], ("mkdir", DIR_INSIDE1)),
+    "delete_dir_in": ([DIR_INSIDE1], ("rmdir", DIR_INSIDE1)),
+    "mv_dir_in": ([DIR_OUTSIDE], ("rename", DIR_OUTSIDE, DIR_INSIDE1)),
+    "mv_dir_out": ([DIR_INSIDE1], ("rename", DIR_INSIDE1, DIR_OUTSIDE)),
+    "mv_dir_within": ([DIR_INSIDE1], ("rename", DIR_INSIDE1, DIR_INSIDE2)),
+    "mv_file_in": ([FILE_OUTSIDE], ("rename", FILE_OUTSIDE, FILE_INSIDE1)),
+    "mv_file_out": ([FILE_INSIDE1], ("rename", FILE_INSIDE1, FILE_OUTSIDE)),
+    "mv_file_within": ([FILE_INSIDE1], ("rename", FILE_INSIDE1, FILE_INSIDE2)),
+}
+#: Their names say it all: dir_[no_]note_<note>_<action>.
 VNODE_DIR_CASES = [
-    ("dir_no_note_link_create_file_in", [], ("create", FILE_INSIDE1), "NOTE_LINK", False),
-    (
-        "dir_no_note_link_delete_file_in",
-        [FILE_INSIDE1],
-        ("unlink", FILE_INSIDE1),
-        "NOTE_LINK",
-        False,
-    ),
-    (
-        "dir_no_note_link_mv_dir_within",
-        [DIR_INSIDE1],
-        ("rename", DIR_INSIDE1, DIR_INSIDE2),
-        "NOTE_LINK",
-        False,
-    ),
-    (
-        "dir_no_note_link_mv_file_within",
-        [FILE_INSIDE1],
-        ("rename", FILE_INSIDE1, FILE_INSIDE2),
-        "NOTE_LINK",
-        False,
-    ),
-    ("dir_note_link_create_dir_in", [], ("mkdir", DIR_INSIDE1), "NOTE_LINK", True),
-    ("dir_note_link_delete_dir_in", [DIR_INSIDE1], ("rmdir", DIR_INSIDE1), "NOTE_LINK", True),
-    (
-        "dir_note_link_mv_dir_in",
-        [DIR_OUTSIDE],
-        ("rename", DIR_OUTSIDE, DIR_INSIDE1),
-        "NOTE_LINK",
-        True,
-    ),
-    (
-        "dir_note_link_mv_dir_out",
-        [DIR_INSIDE1],
-        ("rename", DIR_INSIDE1, DIR_OUTSIDE),
-        "NOTE_LINK",
-        True,
-    ),
-    ("dir_note_write_create_dir_in", [], ("mkdir", DIR_INSIDE1), "NOTE_WRITE", True),
-    ("dir_note_write_create_file_in", [], ("create", FILE_INSIDE1), "NOTE_WRITE", True),
-    ("dir_note_write_delete_dir_in", [DIR_INSIDE1], ("rmdir", DIR_INSIDE1), "NOTE_WRITE", True),
-    ("dir_note_write_delete_file_in", [FILE_INSIDE1], ("unlink", FILE_INSIDE1), "NOTE_WRITE", True),
-    (
-        "dir_note_write_mv_dir_in",
-        [DIR_OUTSIDE],
-        ("rename", DIR_OUTSIDE, DIR_INSIDE1),
-        "NOTE_WRITE",
-        True,
-    ),
-    (
-        "dir_note_write_mv_dir_out",
-        [DIR_INSIDE1],
-        ("rename", DIR_INSIDE1, DIR_OUTSIDE),
-        "NOTE_WRITE",
-        True,
-    ),
-    (
-        "dir_note_write_mv_dir_within",
-        [DIR_INSIDE1],
-        ("rename", DIR_INSIDE1, DIR_INSIDE2),
-        "NOTE_WRITE",
-        True,
-    ),
-    (
-        "dir_note_write_mv_file_in",
-        [FILE_OUTSIDE],
-        ("rename", FILE_OUTSIDE, FILE_INSIDE1),
-        "NOTE_WRITE",
-        True,
-    ),
-    (
-        "dir_note_write_mv_file_out",
-        [FILE_INSIDE1],
-        ("rename", FILE_INSIDE1, FILE_OUTSIDE),
-        "NOTE_WRITE",
-        True,
-    ),
-    (
-        "dir_note_write_mv_file_within",
-        [FILE_INSIDE1],
-        ("rename", FILE_INSIDE1, FILE_INSIDE2),
-        "NOTE_WRITE",
-        True,
-    ),
+    *(f"dir_no_note_link_{a}" for a in ("create_file_in", "delete_file_in")),
+    *(f"dir_no_note_link_{a}" for a in ("mv_dir_within", "mv_file_within")),
+    *(f"dir_note_link_{a}" for a in ("create_dir_in", "delete_dir_in", "mv_dir_in", "mv_dir_out")),
+    *(f"dir_note_write_{a}" for a in VNODE_ACTIONS),
 ]
 
 
-@pytest.mark.parametrize(
-    ("before", "change", "note", "expected"),
-    [case[1:] for case in VNODE_DIR_CASES],
-    ids=[case[0] for case in VNODE_DIR_CASES],
-)
-def test_vnode_dir(rump_kernel_session, before, change, note, expected):
+@pytest.mark.parametrize("case", VNODE_DIR_CASES)
+def test_vnode_dir(rump_kernel_session, case):
     """kqueue/t_vnode.c, its directory cases (each named as upstream): an
     EV_ONESHOT EVFILT_VNODE knote on directory "foo" watching every note, then a
     change inside or across it; the note checked is there or not."""
+    import re
+
     from rumpmp import kern
     from rumpmp.kern import EV_ONESHOT, EVFILT_VNODE, O_RDONLY
 
+    no, note, action = re.fullmatch(r"dir_(no_)?note_(link|write)_(\w+)", case).groups()
+    before, change = VNODE_ACTIONS[action]
     s = rump_kernel_session.sys
     s.mkdir(DIR_TARGET, 0o700)
     kq = target = -1
@@ -502,7 +434,7 @@ def test_vnode_dir(rump_kernel_session, before, change, note, expected):
             getattr(s, op)(*args)
         ((ident, filt, _, fflags, _, _),) = s.kevent(kq, None, 1, 0)
         assert (ident, filt) == (target, EVFILT_VNODE)
-        assert bool(fflags & getattr(kern, note)) == expected, hex(fflags)
+        assert bool(fflags & getattr(kern, f"NOTE_{note.upper()}")) == (not no), hex(fflags)
     finally:
         for path in (FILE_INSIDE1, FILE_INSIDE2, FILE_OUTSIDE):
             with contextlib.suppress(OSError):
@@ -713,6 +645,23 @@ def test_proc3(rump_kernel):
     ((ident, _, _, fflags, data, _),) = s.kevent(kq, None, 4, 0)
     assert fflags & NOTE_CHILD and not fflags & NOTE_TRACKERR
     assert (ident, data) == (child.pid, s.getpid())
+
+
+def test_proc_track_limit(rump_kernel):
+    """Up to P_NTRACK (4) kqueues track one process; a fifth NOTE_TRACK is ENOMEM,
+    and a kqueue whose knote has gone frees its place at the next fork."""
+    from rumpmp.kern import EV_DELETE, EVFILT_PROC, NOTE_TRACK
+
+    s = rump_kernel.sys
+    pid = s.getpid()
+    kqs = [s.kqueue() for _ in range(5)]
+    for kq in kqs[:4]:
+        s.kevent(kq, [(pid, EVFILT_PROC, EV_ADD, NOTE_TRACK)], 0)
+    ((_, _, flags, _, err, _),) = s.kevent(kqs[4], [(pid, EVFILT_PROC, EV_ADD, NOTE_TRACK)], 1)
+    assert (flags, err) == (EV_ERROR, errno.ENOMEM)
+    s.kevent(kqs[0], [(pid, EVFILT_PROC, EV_DELETE)], 0)
+    rump_kernel.process().release()  # the fork finds kqs[0] no longer tracking
+    s.kevent(kqs[4], [(pid, EVFILT_PROC, EV_ADD, NOTE_TRACK)], 0)
 
 
 TOTAL_CHILDREN = 4  # upstream's is 10

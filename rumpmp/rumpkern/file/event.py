@@ -135,7 +135,8 @@ def _apply(
     if filt in _ON_FILES and target is None:
         return errno.EBADF
     if flags & F.EV_ADD:
-        if key not in notes and filt in (F.EVFILT_VNODE, F.EVFILT_PROC, F.EVFILT_SIGNAL):
+        new = key not in notes
+        if new and filt in (F.EVFILT_VNODE, F.EVFILT_PROC, F.EVFILT_SIGNAL):
             seen = _attach(arena, filt, ident, target)
             if isinstance(seen, int):
                 return seen
@@ -154,7 +155,7 @@ def _apply(
             try:  # its children are to get knotes here as they are made
                 _trackers(arena, note[_SEQ][0], add=kq)
             except OSError as e:
-                if not note[_FFLAGS] & F.NOTE_TRACK:
+                if new:
                     del notes[key]
                 return e.errno or errno.ENOMEM
         note[_FLAGS] = flags & (F.EV_ONESHOT | F.EV_CLEAR) | note[_FLAGS] & F.EV_DISABLE
@@ -251,8 +252,8 @@ def _proc_filter(
 
 def _trackers(arena: Arena, p: int, add: int = -1, drop: int = -1) -> list[int]:
     """The kqueues that track process record ``p`` (NOTE_TRACK), after adding kqueue
-    ``add`` or dropping ``drop``; under the process table's lock (a kqueue's is
-    held by the caller, and no two object locks are held at once).  ENOMEM when
+    ``add`` or dropping ``drop``; under the process table's lock, not the process's
+    own (its caller may hold a kqueue's).  ENOMEM when
     ``add`` finds P_NTRACK trackers already."""
     w, t = arena.w, tables(arena)
     t.lock.enter_nowrap()
