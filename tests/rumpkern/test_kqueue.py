@@ -708,3 +708,23 @@ def test_proc4(rump_kernel):
             assert flags & EV_EOF and ident not in exited
             exited.add(ident)
     assert s.kevent(kq, None, 1, 0) == []
+
+
+@pytest.mark.timeout(60)
+def test_a_knote_added_meanwhile_wakes_a_waiting_kevent(rump_kernel):
+    """kqueue_register activates a knote for a kevent already asleep on the
+    kqueue: a waiter with nothing to wait for (30 s timeout) returns once another
+    thread adds a 1 ms timer, not 30 s later."""
+    import concurrent.futures as cf
+
+    from rumpmp.kern import EV_ONESHOT, EVFILT_TIMER
+
+    s = rump_kernel.sys
+    kq = s.kqueue()
+    with cf.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(s.kevent, kq, None, 1, 30)
+        with pytest.raises(cf.TimeoutError):
+            waiting.result(timeout=0.5)  # asleep by now: a bounded check, not a sync
+        s.kevent(kq, [(7, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 1)], 0)
+        ((ident, filt, *_),) = waiting.result(timeout=10)
+    assert (ident, filt) == (7, EVFILT_TIMER)

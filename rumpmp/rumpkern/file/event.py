@@ -119,6 +119,7 @@ def kevent_register(
             if err:
                 failed.append((change, err))
         _store(arena, r, notes)
+        selnotify(arena, r + F.KQ_SEL)  # a kevent waiting meanwhile looks again
     finally:
         mutex_exit(lock)
     return failed
@@ -288,16 +289,10 @@ def knote_fork(arena: Arena, parent: int, child: int) -> None:
             kn = notes.get((ppid, F.EVFILT_PROC))
             if kn is not None and kn[_FFLAGS] & F.NOTE_TRACK:
                 seen = (child, pid, *_proc_counts(arena, child, F.EVFILT_PROC, pid))
-                notes[(pid, F.EVFILT_PROC)] = [
-                    kn[_FLAGS],
-                    kn[_FFLAGS],
-                    F.NOTE_CHILD,
-                    kn[_UDATA],
-                    seen,
-                    ppid,
-                    0,
-                ]
+                flags, fflags, udata = kn[_FLAGS], kn[_FFLAGS], kn[_UDATA]
+                notes[(pid, F.EVFILT_PROC)] = [flags, fflags, F.NOTE_CHILD, udata, seen, ppid, 0]
                 _store(arena, r, notes)
+                selnotify(arena, r + F.KQ_SEL)
         finally:
             mutex_exit(lock)
         if kn is not None and kn[_FFLAGS] & F.NOTE_TRACK:
@@ -407,6 +402,8 @@ def kevent_scan(
     r = _rec(arena, kq)
     mutex_enter(lock)
     notes = _load(arena, r)
+    if record:  # a knote another lwp adds meanwhile wakes this one
+        selrecord(arena, r + F.KQ_SEL)
     mutex_exit(lock)
     now = clock.monotonic_ns()
     fired: dict[tuple[int, int], tuple[int, int, object, int]] = {}
