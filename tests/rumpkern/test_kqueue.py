@@ -518,24 +518,17 @@ def test_vnode_file_notes(rump_kernel):
     then chmod (NOTE_ATTRIB), link and unlink of one name (NOTE_LINK), rename
     (NOTE_RENAME), unlink of the last name (NOTE_DELETE).  The knote is made by
     an lwp on one CPU, the changes come from the same code on the CPU it runs on."""
-    from rumpmp.kern import (
-        NOTE_ATTRIB,
-        NOTE_DELETE,
-        NOTE_EXTEND,
-        NOTE_LINK,
-        NOTE_RENAME,
-        NOTE_WRITE,
-    )
+    from rumpmp import kern
 
     assert rump_kernel.run(_vnode_file_events, cpu=1) == [
-        NOTE_WRITE | NOTE_EXTEND,
-        NOTE_WRITE,
+        kern.NOTE_WRITE | kern.NOTE_EXTEND,
+        kern.NOTE_WRITE,
         0,
-        NOTE_ATTRIB,
-        NOTE_LINK,
-        NOTE_RENAME,
-        NOTE_LINK,
-        NOTE_DELETE,
+        kern.NOTE_ATTRIB,
+        kern.NOTE_LINK,
+        kern.NOTE_RENAME,
+        kern.NOTE_LINK,
+        kern.NOTE_DELETE,
     ]
 
 
@@ -713,8 +706,9 @@ def test_proc4(rump_kernel):
 @pytest.mark.timeout(60)
 def test_a_knote_added_meanwhile_wakes_a_waiting_kevent(rump_kernel):
     """kqueue_register activates a knote for a kevent already asleep on the
-    kqueue: a waiter with nothing to wait for (30 s timeout) returns once another
-    thread adds a 1 ms timer, not 30 s later."""
+    kqueue: a waiter with nothing to wait for (30 s timeout) returns when the 200 ms
+    timer another thread adds meanwhile fires, not 30 s later (it wakes when the
+    knote is added, and then sleeps no longer than to the new timer)."""
     import concurrent.futures as cf
 
     from rumpmp.kern import EV_ONESHOT, EVFILT_TIMER
@@ -725,6 +719,6 @@ def test_a_knote_added_meanwhile_wakes_a_waiting_kevent(rump_kernel):
         waiting = pool.submit(s.kevent, kq, None, 1, 30)
         with pytest.raises(cf.TimeoutError):
             waiting.result(timeout=0.5)  # asleep by now: a bounded check, not a sync
-        s.kevent(kq, [(7, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 1)], 0)
+        s.kevent(kq, [(7, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 200)], 0)
         ((ident, filt, *_),) = waiting.result(timeout=10)
     assert (ident, filt) == (7, EVFILT_TIMER)

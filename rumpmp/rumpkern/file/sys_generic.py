@@ -351,11 +351,15 @@ def _kevent_wait(
     arena: Arena, q: int, nevents: int, holds: _Holds, limit: int | None
 ) -> list[tuple]:
     """Scan until events fire or ``limit`` ns pass, sleeping no longer than to the
-    nearest timer."""
+    nearest timer (looked at again when a knote added meanwhile changes it)."""
     deadline = None if limit is None else clock.monotonic_ns() + limit
+    timer: int | None = None
 
     def scan() -> list[tuple] | None:
-        return event.kevent_scan(arena, q, nevents, holds.resolve, record=True)[0] or None
+        events, nearest = event.kevent_scan(arena, q, nevents, holds.resolve, record=True)
+        if events or nearest != timer:  # ([] for a timer added meanwhile: a new bound)
+            return events
+        return None
 
     while True:
         events, timer = event.kevent_scan(arena, q, nevents, holds.resolve, record=False)
