@@ -19,12 +19,14 @@ def assert_no_leak(prefix: str) -> None:
     assert left == [], f"named objects left behind: {left}"
 
 
-def wait_for(cond, timeout: float, what: str) -> float:
-    """Wait until cond() is true; fail naming ``what`` after ``timeout`` seconds."""
+def wait_for(cond, timeout: float, what: str, state=None) -> float:
+    """Wait until cond() is true; fail naming ``what`` (and ``state()``, if given,
+    to say what was found) after ``timeout`` seconds."""
     start = time.monotonic()
     while not cond():
         if time.monotonic() - start > timeout:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            found = f"; found {state()!r}" if state else ""
+            pytest.fail(f"timed out after {timeout} s waiting for {what}{found}")
         time.sleep(0.01)
     return time.monotonic() - start
 
