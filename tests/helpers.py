@@ -69,3 +69,14 @@ def errno_of(call, *args) -> int:
     with pytest.raises(OSError) as info:
         call(*args)
     return info.value.errno
+
+
+def call_in_process(pid: int, fn, *args):
+    """Kernel code: ``fn(*args)`` in a new lwp of process ``pid`` (k.run it)."""
+    from rumpmp.kern import rump_lwproc_newlwp, rump_lwproc_releaselwp
+
+    rump_lwproc_newlwp(pid)
+    try:
+        return fn(*args)
+    finally:
+        rump_lwproc_releaselwp()

@@ -77,7 +77,8 @@ def client_exec(name: str) -> None:
     arena = _arena.current()
     descrip.fd_closeexec(arena)
     prot.proc_setcomm(name)
-    event.knote_proc(arena, arena.w[curproc_word(arena) + P_PID], P_NEXEC)
+    p = curproc_word(arena)
+    event.knote_proc(arena, p, arena.w[p + P_PID], P_NEXEC)
 
 
 def client_gone(pid: int) -> None:

@@ -157,7 +157,7 @@ def rump_sys_mkfifo(path: str, mode: int = 0o666) -> None:
     arena = vnode.vfs_arena()
     cred = kauth.curproc_ids()
     d, dgen, name = namei.namei_parent(arena, path, cred)
-    memfs.create(arena, d, dgen, name, V.VFIFO, mode & V.ALLPERMS, cred)
+    memfs.create(arena, d, dgen, name, V.VFIFO, mode, cred)
 
 
 def rump_sys_mknod(path: str, mode: int, dev: int = 0) -> None:
@@ -171,7 +171,7 @@ def rump_sys_mknod(path: str, mode: int, dev: int = 0) -> None:
         raise OSError(errno.EOPNOTSUPP, "mknod: no devices in memfs")
     if kind != V.S_IFIFO:
         raise OSError(errno.EINVAL, "mknod: not a FIFO")
-    rump_sys_mkfifo(path, mode & V.ALLPERMS)
+    rump_sys_mkfifo(path, mode)
 
 
 def rump_sys_symlink(target: str, path: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 import rumpmp
 from rumpmp import kern
-from tests.helpers import wait_for
+from tests.helpers import call_in_process, wait_for
 
 
 def set_model(model):
@@ -95,16 +95,6 @@ def test_record_model_wakes_interruptible_sleeps_with_eintr(rump_kernel):
         assert k.run(call_in_process, p.pid, cv_wait_interrupted) == errno.EINTR
         before, after = k.run(call_in_process, p.pid, pending_then_clear, signal.SIGUSR1)
         assert before == {signal.SIGUSR1} and after == set()
-
-
-def call_in_process(pid, fn, *args):
-    from rumpmp.kern import rump_lwproc_newlwp, rump_lwproc_releaselwp
-
-    rump_lwproc_newlwp(pid)
-    try:
-        return fn(*args)
-    finally:
-        rump_lwproc_releaselwp()
 
 
 def test_kill_errors(rump_kernel):

@@ -11,7 +11,7 @@ import signal
 import pytest
 
 from rumpmp import kern
-from tests.helpers import wait_for
+from tests.helpers import call_in_process, wait_for
 
 NS = 1_000_000_000
 
@@ -54,17 +54,6 @@ def test_nanosleep_err(rump_kernel):
 
 def set_model(model):
     kern.rump_boot_setsigmodel(model)
-
-
-def call_in_process(pid, fn, *args):
-    from rumpmp.kern import rump_lwproc_newlwp, rump_lwproc_releaselwp, rump_lwproc_switch
-
-    rump_lwproc_newlwp(pid)
-    try:
-        return fn(*args)
-    finally:
-        rump_lwproc_releaselwp()
-        rump_lwproc_switch(None)
 
 
 def sleep_ten_seconds():

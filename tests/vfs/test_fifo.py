@@ -26,7 +26,7 @@ from rumpmp.kern import (
     S_IFIFO,
     S_IFMT,
 )
-from tests.helpers import errno_of, wait_for
+from tests.helpers import call_in_process, errno_of, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 PATH = "/fifo"
@@ -136,21 +136,13 @@ def test_mkfifo_sigopen_race(rump_kernel, first):
         k.sys.kill(p.pid, signal.SIGUSR1)
         assert opening.exception(timeout=30).errno == errno.EINTR
         assert _ends(k) == 0  # given back: the FIFO has no pipe now
-        k.run(_in_process, p.pid, kern.sigclear, signal.SIGUSR1)  # (it stays pending)
+        k.run(call_in_process, p.pid, kern.sigclear, signal.SIGUSR1)  # (it stays pending)
         # The other side opens and closes at once, then the signal: the open succeeds.
         opening = pool.submit(p.sys.open, PATH, mine)
         wait_for(lambda: _ends(k) == 1, 30, "the open to count its end")
         k.sys.close(k.sys.open(PATH, theirs | O_NONBLOCK))
         k.sys.kill(p.pid, signal.SIGUSR1)
         assert opening.result(timeout=30) >= 0
-
-
-def _in_process(pid: int, fn, *args):
-    kern.rump_lwproc_newlwp(pid)
-    try:
-        return fn(*args)
-    finally:
-        kern.rump_lwproc_releaselwp()
 
 
 def _ends(k) -> int:

@@ -301,12 +301,10 @@ def knote_fork(arena: Arena, parent: int, child: int) -> None:
             _trackers(arena, parent, drop=kq)
 
 
-def knote_proc(arena: Arena, pid: int, counter: int) -> None:
+def knote_proc(arena: Arena, p: int, pid: int, counter: int) -> None:
     """KNOTE on a process: the event its word ``counter`` counts (P_NFORK, P_NEXEC,
-    P_NSIG + a signal) happened to process ``pid``; the kevents waiting for it wake."""
-    p = _proc_slot(arena, pid)
-    if p is None:
-        return
+    P_NSIG + a signal) happened to process ``pid``, whose record is at word ``p``
+    (unless it has gone meanwhile); the kevents waiting for it wake."""
     lock = objlock.objlock(arena, objlock.PROC, p)
     mutex_enter(lock)
     if arena.w[p + P_PID] == pid:
@@ -446,7 +444,13 @@ def kevent_scan(
     return events, min(timers) if timers else None
 
 
-signals.knote_signal = lambda arena, pid, sig: knote_proc(arena, pid, P_NSIG + sig)
+def _knote_signal(arena: Arena, pid: int, sig: int) -> None:
+    p = _proc_slot(arena, pid)
+    if p is not None:
+        knote_proc(arena, p, pid, P_NSIG + sig)
+
+
+signals.knote_signal = _knote_signal
 descrip.fileops_establish(
     F.DTYPE_KQUEUE, descrip.Fileops(close=lambda arena, kq, _: kqueue_close(arena, kq))
 )

@@ -354,7 +354,7 @@ def rump_lwproc_rfork(flags: int) -> None:
         lwp_release(t, new)
         raise
     event.knote_fork(arena, parent, p)
-    event.knote_proc(arena, ppid, P_NFORK)
+    event.knote_proc(arena, parent, ppid, P_NFORK)
     _switch(arena, t, new)
 
 
